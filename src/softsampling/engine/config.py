@@ -1,0 +1,203 @@
+"""Run configuration: dataclasses, YAML files and ``--set key=value`` overrides.
+
+A run is fully described by one :class:`RunConfig`. It is read from a YAML
+file, overridden from the command line with dotted keys, validated, and the
+resolved result is written next to the run's outputs (``config.yaml``).
+
+Example:
+    >>> cfg = RunConfig()
+    >>> cfg = apply_overrides(cfg, ["strategy=overlap_soft", "train.iterations=50", "strategy_params.a=0.3"])
+    >>> cfg.strategy, cfg.train.iterations, cfg.strategy_params
+    ('overlap_soft', 50, {'a': 0.3})
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from softsampling.errors import SoftSamplingError
+
+STRATEGIES = ("baseline", "hard_negative", "overlap_soft", "score_soft", "upper_bound")
+
+
+@dataclass
+class DataConfig:
+    """Where the training data lives. Paths are relative to the current directory."""
+
+    format: str = "coco"  # coco | voc | openimages
+    train: str = ""  # annotations (COCO json, VOC20xx folder, Open Images boxes csv)
+    val: str | None = None  # optional validation annotations, evaluated at the end of training
+    images: str | None = None  # image root of `train` (default: the reader's guess)
+    val_images: str | None = None  # image root of `val`
+    split: str = "trainval"  # VOC image set of `train`
+    val_split: str = "val"  # VOC image set of `val`
+    manifest: str | None = None  # curation manifest (default: found beside `train`); needed by upper_bound
+    full_train: str | None = None  # full annotations of the same images, for rpn_full_annotations
+
+
+@dataclass
+class ModelConfig:
+    """Which detector to build. ``digits``: small CPU model; ``resnet50_fpn``: the paper's configuration."""
+
+    name: str = "digits"  # digits | resnet50_fpn
+    backbone_weights: str | None = None  # local ImageNet weights for resnet50_fpn (never downloaded)
+    deformable_conv5: bool = False
+    soft_nms: str | None = None  # None | gaussian | linear
+    min_size: int | None = None  # resize (None: the builder's default)
+    max_size: int | None = None
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation. ``batch_size`` is the global batch (split across processes under torchrun)."""
+
+    iterations: int = 600
+    batch_size: int = 8
+    lr: float = 0.02
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_iterations: int = 50
+    lr_steps: list[float] = field(default_factory=lambda: [0.8])  # fractions of `iterations`, lr x0.1 at each
+    checkpoint_every: int = 100
+    log_every: int = 10
+    device: str = "auto"  # auto | cpu | cuda
+    amp: bool = False  # mixed precision (CUDA only)
+    deterministic: bool = True  # deterministic algorithms (CPU runs are then bit-reproducible)
+    threads: int | None = None  # torch intra-op threads (None: torch default)
+
+
+@dataclass
+class RunConfig:
+    """Everything that determines a training run."""
+
+    seed: int = 0
+    strategy: str = "baseline"
+    strategy_params: dict[str, Any] = field(default_factory=dict)  # a, b, c, min_overlap, fg_iou, ...
+    sampling: str = "balanced"  # balanced | all
+    normalization: str = "count"  # count | weight_sum
+    prior_run: str | None = None  # score_soft: the run whose model scores the proposals
+    rpn_full_annotations: bool = False  # train the RPN on data.full_train (paper's ablation)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def digest(self) -> str:
+        """Short stable hash of the whole config (keys sorted), for naming and cache keys."""
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def _from_dict(cls: type, values: dict[str, Any], where: str) -> Any:
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in names:
+            raise SoftSamplingError(
+                f"unknown config key {where}{key!r}", fix=f"valid keys here: {', '.join(sorted(names))}"
+            )
+        sub = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}.get(key) if cls is RunConfig else None
+        if sub is not None:
+            if not isinstance(value, dict):
+                raise SoftSamplingError(f"config key {where}{key!r} must be a mapping", fix="see configs/*.yaml")
+            kwargs[key] = _from_dict(sub, value, f"{where}{key}.")
+        else:
+            kwargs[key] = value
+    return cls(**kwargs)
+
+
+def load_config(path: str | Path | None) -> RunConfig:
+    """Read a YAML config; ``None`` gives the defaults."""
+    if path is None:
+        return validate(RunConfig())
+    path = Path(path)
+    if not path.exists():
+        raise SoftSamplingError("config file not found", file=path, fix="pass an existing YAML file, e.g. configs/digits.yaml")
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else None
+        raise SoftSamplingError(f"invalid YAML: {getattr(exc, 'problem', exc)}", file=path, record=where,
+                                fix="correct the YAML syntax") from None
+    if not isinstance(values, dict):
+        raise SoftSamplingError("config must be a YAML mapping", file=path, fix="see configs/digits.yaml")
+    try:
+        return validate(_from_dict(RunConfig, values, ""))
+    except SoftSamplingError as exc:
+        raise SoftSamplingError(exc.problem, file=path, record=exc.record, fix=exc.fix) from None
+
+
+def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
+    """Apply ``key=value`` strings (dotted keys, YAML-typed values) and validate."""
+    values = cfg.to_dict()
+    for item in overrides:
+        if "=" not in item:
+            raise SoftSamplingError(f"bad --set {item!r}", fix="write --set key=value, e.g. --set train.iterations=100")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw != "" else None
+        except yaml.YAMLError:
+            value = raw
+        node = values
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            if part not in node or not isinstance(node[part], dict):
+                raise SoftSamplingError(f"unknown config key {key!r} in --set", fix="see configs/digits.yaml for the keys")
+            node = node[part]
+        if parts[-1] not in node and not (len(parts) == 2 and parts[0] == "strategy_params"):
+            raise SoftSamplingError(f"unknown config key {key!r} in --set", fix="see configs/digits.yaml for the keys")
+        node[parts[-1]] = value
+    return validate(_from_dict(RunConfig, values, ""))
+
+
+def validate(cfg: RunConfig) -> RunConfig:
+    """Check values users can get wrong; return ``cfg`` unchanged when fine."""
+    def bad(key: str, msg: str, fix: str) -> SoftSamplingError:
+        return SoftSamplingError(f"config {key}: {msg}", fix=fix)
+
+    if cfg.strategy not in STRATEGIES:
+        raise bad("strategy", f"unknown strategy {cfg.strategy!r}", f"use one of {', '.join(STRATEGIES)}")
+    if cfg.sampling not in ("balanced", "all"):
+        raise bad("sampling", f"unknown mode {cfg.sampling!r}", "use balanced or all")
+    if cfg.normalization not in ("count", "weight_sum"):
+        raise bad("normalization", f"unknown mode {cfg.normalization!r}", "use count or weight_sum")
+    if cfg.data.format not in ("coco", "voc", "openimages"):
+        raise bad("data.format", f"unknown format {cfg.data.format!r}", "use coco, voc or openimages")
+    if cfg.model.name not in ("digits", "resnet50_fpn"):
+        raise bad("model.name", f"unknown model {cfg.model.name!r}", "use digits or resnet50_fpn")
+    t = cfg.train
+    for key in ("iterations", "batch_size", "checkpoint_every", "log_every"):
+        v = getattr(t, key)
+        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+            raise bad(f"train.{key}", f"must be a positive integer, got {v!r}", f"e.g. --set train.{key}=100")
+    if not isinstance(t.lr, (int, float)) or t.lr <= 0:
+        raise bad("train.lr", f"must be a positive number, got {t.lr!r}", "e.g. --set train.lr=0.02")
+    if t.device not in ("auto", "cpu", "cuda"):
+        raise bad("train.device", f"unknown device {t.device!r}", "use auto, cpu or cuda")
+    if cfg.strategy == "score_soft" and not cfg.prior_run:
+        raise bad("prior_run", "score_soft needs a prior run to score proposals",
+                  "train a baseline first, then --set prior_run=RUN_DIR")
+    if cfg.rpn_full_annotations and not cfg.data.full_train:
+        raise bad("data.full_train", "rpn_full_annotations needs the full annotations",
+                  "--set data.full_train=PATH_TO_UNCURATED_ANNOTATIONS")
+    if not isinstance(cfg.strategy_params, dict):
+        raise bad("strategy_params", "must be a mapping", "e.g. --set strategy_params.a=0.25")
+    return cfg
+
+
+def save_config(cfg: RunConfig, path: str | Path) -> None:
+    """Write the resolved config as YAML (atomically)."""
+    from softsampling.io import atomic_write
+
+    with atomic_write(path) as f:
+        yaml.safe_dump(cfg.to_dict(), f, sort_keys=False)

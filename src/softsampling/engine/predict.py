@@ -1,0 +1,55 @@
+"""Load a trained run and run its detector on images or on a whole dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from softsampling.data.records import DetectionDataset
+from softsampling.engine.checkpoint import load_checkpoint
+from softsampling.engine.config import RunConfig, _from_dict, validate
+from softsampling.engine.data import LabelMap, load_image
+from softsampling.evaluation.detections import Detections
+
+
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, LabelMap, RunConfig]:
+    """The trained model (eval mode, on ``device``), its label map and config, from ``run_dir/model.pt``."""
+    from softsampling.engine.train import FINAL, build_model
+
+    state = load_checkpoint(Path(run_dir) / FINAL)
+    cfg = validate(_from_dict(RunConfig, state["config"], ""))
+    label_map = LabelMap.from_json(state["labels"])
+    # score_soft's prior is only needed for training; rebuild the plain head for inference
+    cfg_for_build = _from_dict(RunConfig, {**state["config"], "strategy": "baseline", "prior_run": None}, "")
+    model = build_model(cfg_for_build, label_map.num_classes)
+    model.load_state_dict({k: v for k, v in state["model"].items() if not k.startswith("roi_heads.prior")}, strict=False)
+    model.eval().to(device)
+    return model, label_map, cfg
+
+
+@torch.no_grad()
+def predict_images(model: torch.nn.Module, images: list[torch.Tensor], device: torch.device | str = "cpu") -> list[dict[str, torch.Tensor]]:
+    """Run the detector on ``uint8 [3,H,W]`` images; returns torchvision outputs (boxes, labels, scores) on CPU."""
+    batch = [im.to(device).float().div_(255.0) for im in images]
+    return [{k: v.cpu() for k, v in out.items()} for out in model(batch)]
+
+
+def predict_dataset(model: torch.nn.Module, ds: DetectionDataset, label_map: LabelMap, *, batch_size: int = 8,
+                    device: torch.device | str = "cpu", score_threshold: float = 0.0, progress: bool = False) -> Detections:
+    """Detections for every image of ``ds`` (labels in ``ds``'s category ids)."""
+    from tqdm import tqdm
+
+    parts: list[Detections] = []
+    for start in tqdm(range(0, ds.num_images, batch_size), disable=not progress, desc="predict", unit="batch"):
+        rows = list(range(start, min(start + batch_size, ds.num_images)))
+        outs = predict_images(model, [load_image(ds.image_path(r)) for r in rows], device)
+        for r, out in zip(rows, outs):
+            keep = out["scores"] >= score_threshold
+            n = int(keep.sum())
+            parts.append(Detections(np.full(n, r), out["boxes"][keep].numpy(),
+                                    label_map.to_dataset(out["labels"][keep].numpy()), out["scores"][keep].numpy()))
+    if not parts:
+        return Detections.empty()
+    return Detections(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("image_index", "boxes", "labels", "scores")))

@@ -1,0 +1,258 @@
+"""The training loop: one function, :func:`train`, readable top to bottom.
+
+Reproducibility and resume:
+- the global batch of iteration ``i`` is a pure function of ``(seed, i)``
+  (a seeded permutation per epoch), so a resumed run sees the same images;
+- checkpoints hold model, optimizer, scheduler, iteration and the torch RNG
+  state (used by torchvision's RoI/anchor samplers); on CPU with
+  ``train.deterministic`` a killed-and-resumed run ends bit-identical to an
+  uninterrupted one;
+- under ``torchrun`` each process takes an equal slice of the same global
+  batch, DDP averages gradients, and only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as torch_dist
+from tqdm import tqdm
+
+from softsampling.data.formats import load_dataset
+from softsampling.data.records import DetectionDataset
+from softsampling.engine.checkpoint import load_checkpoint, save_checkpoint
+from softsampling.engine.config import RunConfig, save_config
+from softsampling.engine.data import DetectionTrainingSet, LabelMap, collate, dropped_by_image
+from softsampling.errors import SoftSamplingError
+from softsampling.io import atomic_write, write_json
+
+LAST = "last.pt"
+FINAL = "model.pt"
+
+
+# --------------------------------------------------------------------------- helpers
+def global_batch(seed: int, iteration: int, batch_size: int, num_images: int) -> np.ndarray:
+    """Image rows of the global batch at ``iteration``: consecutive slices of per-epoch seeded permutations."""
+    start = iteration * batch_size
+    out = []
+    while len(out) < batch_size:
+        epoch, offset = divmod(start + len(out), num_images)
+        perm = np.random.default_rng([seed, epoch]).permutation(num_images)
+        out.extend(perm[offset : offset + batch_size - len(out)].tolist())
+    return np.array(out, dtype=np.int64)
+
+
+def lr_factor(iteration: int, cfg: RunConfig) -> float:
+    """Linear warm-up, then x0.1 at each fraction in ``train.lr_steps``."""
+    t = cfg.train
+    warm = min(1.0, (iteration + 1) / t.warmup_iterations) if t.warmup_iterations > 0 else 1.0
+    steps = sum(iteration >= int(s * t.iterations) for s in t.lr_steps)
+    return warm * (0.1**steps)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SoftSamplingError("train.device=cuda but no CUDA GPU is available", fix="use --set train.device=cpu")
+    return torch.device(name)
+
+
+def distributed_context() -> tuple[int, int]:
+    """(rank, world size); initialises the process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch_dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch_dist.init_process_group(backend=backend)
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    rank = torch_dist.get_rank() if torch_dist.is_initialized() else 0
+    return rank, world
+
+
+def load_training_data(cfg: RunConfig) -> tuple[DetectionDataset, LabelMap, dict[int, np.ndarray] | None, DetectionDataset | None]:
+    """Read the training annotations, and the curation manifest / full annotations when the run needs them."""
+    options: dict[str, Any] = {}
+    if cfg.data.images:
+        options["image_root"] = cfg.data.images
+    if cfg.data.format == "voc":
+        options["split"] = cfg.data.split
+    ds = load_dataset(cfg.data.train, cfg.data.format, **options)
+    label_map = LabelMap.from_dataset(ds)
+    dropped = None
+    if cfg.strategy == "upper_bound":
+        from softsampling.data.curate import find_manifest, read_manifest
+
+        manifest_path = Path(cfg.data.manifest) if cfg.data.manifest else find_manifest(Path(cfg.data.train))
+        if manifest_path is None or not manifest_path.exists():
+            raise SoftSamplingError(
+                "the upper_bound strategy needs the curation manifest (the list of dropped boxes)",
+                file=cfg.data.train, fix="curate with `softsampling curate` (it writes the manifest) or --set data.manifest=PATH",
+            )
+        manifest = read_manifest(manifest_path)
+        dropped = dropped_by_image(ds, list(manifest.image_ids), manifest.boxes)
+    full = None
+    if cfg.rpn_full_annotations:
+        full = load_dataset(cfg.data.full_train, cfg.data.format, **options)
+    return ds, label_map, dropped, full
+
+
+def build_model(cfg: RunConfig, num_classes: int) -> torch.nn.Module:
+    """The detector of ``cfg.model`` with the label-assignment strategy of ``cfg`` installed."""
+    from softsampling.model import build_digits_model, build_paper_model, use_strategy
+
+    m = cfg.model
+    size = {k: v for k, v in (("min_size", m.min_size), ("max_size", m.max_size)) if v is not None}
+    if m.name == "digits":
+        model = build_digits_model(num_classes=num_classes, **size)
+    else:
+        model = build_paper_model(num_classes, backbone_weights=m.backbone_weights,
+                                  deformable_conv5=m.deformable_conv5, soft_nms=m.soft_nms, **size)
+    params = dict(cfg.strategy_params)
+    return use_strategy(model, cfg.strategy, sampling=cfg.sampling, normalization=cfg.normalization, **params)
+
+
+def _append_metrics(path: Path, record: dict[str, Any]) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _truncate_metrics(path: Path, before_iteration: int) -> None:
+    """On resume, forget log lines written after the checkpoint we resume from."""
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and json.loads(line).get("iteration", -1) <= before_iteration]
+    with atomic_write(path) as f:
+        f.write("".join(line + "\n" for line in keep))
+
+
+# --------------------------------------------------------------------------- main loop
+def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, progress: bool = True) -> Path:
+    """Train a detector as ``cfg`` says; write everything under ``out_dir``; return the final weights' path."""
+    out_dir = Path(out_dir)
+    rank, world = distributed_context()
+    is_main = rank == 0
+    t = cfg.train
+    if t.batch_size % world != 0:
+        raise SoftSamplingError(f"train.batch_size={t.batch_size} is not divisible by {world} processes",
+                                fix="choose a global batch size that is a multiple of the process count")
+    last_path = out_dir / LAST
+    if not resume and (last_path.exists() or (out_dir / FINAL).exists()):
+        raise SoftSamplingError("run folder already holds a training run", file=out_dir,
+                                fix="pass --resume to continue it, or choose another --out")
+    if is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if not os.access(out_dir, os.W_OK):
+            raise SoftSamplingError("run folder is not writable", file=out_dir, fix="choose a writable --out")
+
+    device = pick_device(t.device)
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    torch.manual_seed(cfg.seed + rank)
+    if t.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+    ds, label_map, dropped, full = load_training_data(cfg)
+    train_set = DetectionTrainingSet(ds, label_map, dropped=dropped, full=full, cache=ds.num_images <= 20_000)
+    if ds.num_images == 0:
+        raise SoftSamplingError("training set has no images", file=cfg.data.train, fix="check data.train")
+
+    model = build_model(cfg, label_map.num_classes)
+    if cfg.strategy == "score_soft":
+        from softsampling.engine.prior import attach_prior
+
+        attach_prior(model, cfg, train_set, out_dir if is_main else None, device)
+    if cfg.rpn_full_annotations:
+        from softsampling.model import train_rpn_on_full_annotations
+
+        train_rpn_on_full_annotations(model)
+    model.to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: lr_factor(i, cfg))
+    scaler = torch.amp.GradScaler("cuda", enabled=t.amp and device.type == "cuda")
+
+    start = 0
+    if resume and last_path.exists():
+        state = load_checkpoint(last_path)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"][rank] if rank < len(state["rng"]) else state["rng"][0])
+        start = int(state["iteration"])
+    metrics_path = out_dir / "metrics.jsonl"
+    if is_main:
+        save_config(cfg, out_dir / "config.yaml")
+        write_json(out_dir / "labels.json", label_map.to_json())
+        _truncate_metrics(metrics_path, start)
+
+    ddp_model: torch.nn.Module = model
+    if world > 1:
+        ddp_model = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+
+    def checkpoint(iteration: int) -> None:
+        rng = [torch.get_rng_state()]
+        if world > 1:
+            gathered: list[Any] = [None] * world
+            torch_dist.all_gather_object(gathered, rng[0])
+            rng = gathered
+        if is_main:
+            save_checkpoint(last_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                        "scheduler": scheduler.state_dict(), "iteration": iteration, "rng": rng,
+                                        "config_digest": cfg.digest()})
+
+    model.train()
+    bar = tqdm(range(start, t.iterations), initial=start, total=t.iterations, disable=not (progress and is_main),
+               desc=f"train {cfg.strategy}", unit="it", dynamic_ncols=True)
+    per_rank = t.batch_size // world
+    tic = time.perf_counter()
+    for it in bar:
+        rows = global_batch(cfg.seed, it, t.batch_size, ds.num_images)[rank * per_rank : (rank + 1) * per_rank]
+        images, targets = collate([train_set[int(r)] for r in rows])
+        images = [im.to(device) for im in images]
+        targets = [{k: v.to(device) for k, v in tg.items()} for tg in targets]
+        with torch.autocast(device.type, enabled=t.amp and device.type == "cuda"):
+            losses = ddp_model(images, targets)
+        loss = sum(losses.values())
+        if not torch.isfinite(loss):
+            parts = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
+            raise SoftSamplingError(
+                f"loss became {loss.item()} at iteration {it} ({parts}); the last good checkpoint is kept",
+                file=last_path if last_path.exists() else out_dir,
+                fix="lower train.lr or lengthen train.warmup_iterations, and check the dataset for degenerate boxes; "
+                "then --resume",
+            )
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        done = it + 1
+        if is_main and (done % t.log_every == 0 or done == t.iterations):
+            elapsed = time.perf_counter() - tic
+            record = {"iteration": done, "loss": round(loss.item(), 6),
+                      **{k: round(v.item(), 6) for k, v in losses.items()},
+                      "lr": optimizer.param_groups[0]["lr"], "sec_per_iter": round(elapsed / t.log_every, 4)}
+            _append_metrics(metrics_path, record)
+            bar.set_postfix(loss=f"{loss.item():.3f}", s_it=f"{record['sec_per_iter']:.2f}")
+            tic = time.perf_counter()
+        if done % t.checkpoint_every == 0 or done == t.iterations:
+            checkpoint(done)
+    bar.close()
+
+    final_path = out_dir / FINAL
+    if is_main:
+        save_checkpoint(final_path, {"model": model.state_dict(), "labels": label_map.to_json(), "config": cfg.to_dict()})
+        with atomic_write(out_dir / "DONE") as f:
+            f.write(f"{t.iterations}\n")
+    if world > 1:
+        torch_dist.barrier()
+    return final_path
