@@ -171,7 +171,7 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, progress
 
         attach_prior(model, cfg, train_set, out_dir if is_main else None, device)
     if cfg.rpn_full_annotations:
-        from softsampling.model import train_rpn_on_full_annotations
+        from softsampling.model.rpn import train_rpn_on_full_annotations
 
         train_rpn_on_full_annotations(model)
     model.to(device)

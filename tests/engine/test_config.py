@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+
+from softsampling.engine.config import RunConfig, apply_overrides, load_config, save_config
+from softsampling.engine.train import global_batch, lr_factor
+from softsampling.errors import SoftSamplingError
+
+
+def test_overrides_are_typed_and_nested():
+    cfg = apply_overrides(RunConfig(), ["strategy=hard_negative", "strategy_params.min_overlap=0.2",
+                                        "train.iterations=30", "train.lr_steps=[0.5, 0.9]", "data.val=null"])
+    assert cfg.strategy == "hard_negative"
+    assert cfg.strategy_params == {"min_overlap": 0.2}
+    assert cfg.train.iterations == 30 and cfg.train.lr_steps == [0.5, 0.9]
+    assert cfg.data.val is None
+
+
+@pytest.mark.parametrize("bad,match", [
+    ("strategy=soft", "unknown strategy 'soft'"),
+    ("train.iters=5", "unknown config key 'train.iters'"),
+    ("train.iterations=0", "train.iterations: must be a positive integer"),
+    ("strategy=score_soft", "score_soft needs a prior run"),
+    ("novalue", "bad --set 'novalue'"),
+])
+def test_bad_overrides_explain_the_fix(bad, match):
+    with pytest.raises(SoftSamplingError, match=match):
+        apply_overrides(RunConfig(), [bad])
+
+
+def test_config_file_round_trip_and_errors(tmp_path):
+    cfg = apply_overrides(RunConfig(), ["strategy=overlap_soft", "strategy_params.a=0.3", "seed=4"])
+    save_config(cfg, tmp_path / "c.yaml")
+    again = load_config(tmp_path / "c.yaml")
+    assert again == cfg and again.digest() == cfg.digest()
+    (tmp_path / "bad.yaml").write_text("train:\n  iterations: [1\n")
+    with pytest.raises(SoftSamplingError, match=r"bad.yaml: line \d+: invalid YAML"):
+        load_config(tmp_path / "bad.yaml")
+    (tmp_path / "unk.yaml").write_text("model:\n  depth: 3\n")
+    with pytest.raises(SoftSamplingError, match=r"unk.yaml: unknown config key model.'depth'"):
+        load_config(tmp_path / "unk.yaml")
+
+
+def test_shipped_configs_load():
+    from tests.conftest import REPO
+
+    for name in ("digits.yaml", "voc.yaml"):
+        load_config(REPO / "configs" / name)
+
+
+def test_global_batch_covers_each_epoch_once_and_depends_only_on_seed_and_iteration():
+    n, bs = 10, 4
+    seq = np.concatenate([global_batch(3, i, bs, n) for i in range(5)])  # 20 draws = 2 epochs
+    assert sorted(seq[:10].tolist()) == list(range(10))
+    assert sorted(seq[10:].tolist()) == list(range(10))
+    assert np.array_equal(global_batch(3, 2, bs, n), seq[8:12])  # crosses the epoch boundary
+    assert not np.array_equal(global_batch(4, 0, bs, n), global_batch(3, 0, bs, n))
+
+
+def test_lr_schedule_warms_up_then_steps():
+    cfg = apply_overrides(RunConfig(), ["train.iterations=100", "train.warmup_iterations=10", "train.lr_steps=[0.5]"])
+    assert lr_factor(0, cfg) == pytest.approx(0.1)
+    assert lr_factor(9, cfg) == 1.0 and lr_factor(49, cfg) == 1.0
+    assert lr_factor(50, cfg) == pytest.approx(0.1)
