@@ -44,3 +44,24 @@ def test_validate_names_record_and_clips_on_request():
     ds.boxes[0] = [10, 0, 10, 5]  # empty
     skipped, report = validate_boxes(ds, describe, policy="skip")
     assert skipped.box_ids.tolist() == [12] and report.skipped == 2
+
+
+def test_atomic_write_keeps_old_file_on_error_and_uses_umask_permissions(tmp_path):
+    import os
+
+    from softsampling.io import atomic_write
+
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_write(target) as f:
+            f.write("half")
+            raise RuntimeError("killed")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]  # no temp file left behind
+    with atomic_write(target) as f:
+        f.write("new")
+    assert target.read_text() == "new"
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (target.stat().st_mode & 0o777) == (0o666 & ~mask)
