@@ -1,0 +1,305 @@
+"""Score detections against ground truth: VOC, COCO and Open Images metrics.
+
+Reads the ground truth (--gt, in --gt-format) and the detections (--detections:
+a COCO results JSON, a CSV with header image,label,score,xmin,ymin,xmax,ymax,
+or, with --gt-format txt, a folder of one txt per image), prints a per-class
+table (AP, #GT, #detections) and the mean, and optionally writes everything as
+JSON (--out) and an mAP-vs-score-threshold sweep (--score-thresholds, --plot).
+
+Metrics (--metric):
+  voc       VOC2010+ devkit AP (area under the precision envelope), IoU --iou
+  voc07     VOC2007 devkit 11-point AP, IoU --iou
+  coco      pycocotools: the 12 COCO numbers, per-class AP@[.5:.95] and AP@.5
+  openimages  Open Images challenge AP (verified labels, group-of boxes), IoU --iou
+Detections of classes the ground truth lacks are ignored and counted in a note;
+detections of unknown images are an error.
+
+Examples:
+  softsampling evaluate --gt ../shared/data/cartucho_map_sample/ground-truth --gt-format txt \\
+      --detections ../shared/data/cartucho_map_sample/detection-results --metric voc
+  softsampling evaluate --gt VOCdevkit/VOC2007 --gt-format voc --split test \\
+      --detections dets.csv --metric voc07 --iou 0.5,0.75 --out results.json
+  softsampling evaluate --gt instances_val2017.json --gt-format coco --detections results.json \\
+      --metric coco --score-thresholds 0:0.9:0.1 --plot sweep.png
+
+See docs/evaluation.md for each metric's exact rules and the file formats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from softsampling.data.records import DetectionDataset
+from softsampling.data.validate import POLICIES
+from softsampling.errors import SoftSamplingError
+from softsampling.evaluation.detections import Detections
+from softsampling.io import check_can_write, write_json
+
+GT_FORMATS = ("voc", "coco", "openimages", "txt")
+METRICS = ("voc", "voc07", "coco", "openimages")
+
+Metric = Callable[[DetectionDataset, Detections], dict[str, Any]]
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--gt", required=True, type=Path, metavar="PATH",
+                        help="ground truth: VOC folder, COCO JSON, Open Images boxes CSV, or folder of txt files")
+    parser.add_argument("--gt-format", required=True, choices=GT_FORMATS, help="format of --gt")
+    parser.add_argument("--detections", required=True, type=Path, metavar="PATH",
+                        help="detections: COCO results .json, .csv, or (with --gt-format txt) a folder of txt files")
+    parser.add_argument("--detections-format", choices=("auto", "coco", "csv"), default="auto",
+                        help="format of a --detections file (default: from the extension, .json or .csv)")
+    parser.add_argument("--metric", choices=METRICS, default="voc", help="metric (default: voc)")
+    parser.add_argument("--iou", default=None, metavar="T[,T...]",
+                        help="IoU threshold(s): voc/voc07 take several (default 0.5), openimages one; "
+                             "coco uses its fixed 0.50:0.95")
+    parser.add_argument("--score-thresholds", default=None, metavar="START:STOP:STEP",
+                        help="also compute mAP after dropping detections below each threshold, "
+                             "e.g. 0:0.9:0.1 (stop included) or 0,0.5,0.9")
+    parser.add_argument("--out", type=Path, default=None, metavar="JSON", help="write all results as JSON")
+    parser.add_argument("--plot", type=Path, default=None, metavar="PNG",
+                        help="plot the score-threshold sweep (default thresholds 0:0.9:0.1)")
+    parser.add_argument("--force", action="store_true", help="overwrite existing --out / --plot files")
+    fmt = parser.add_argument_group("ground-truth options")
+    fmt.add_argument("--split", default=None, help="voc: image set to evaluate, e.g. test (ImageSets/Main/SPLIT.txt)")
+    fmt.add_argument("--images", type=Path, default=None, metavar="DIR",
+                     help="image folder; txt: image sizes are read from it (otherwise taken from the boxes)")
+    fmt.add_argument("--labels", type=Path, default=None, metavar="CSV",
+                     help="openimages: verified image-level labels CSV (needed by the openimages metric)")
+    fmt.add_argument("--classes", type=Path, default=None, metavar="CSV",
+                     help="openimages: class descriptions CSV (LabelName,DisplayName)")
+    fmt.add_argument("--hierarchy", type=Path, default=None, metavar="JSON",
+                     help="openimages metric: class hierarchy JSON to expand the ground truth with")
+    fmt.add_argument("--invalid", choices=POLICIES, default="error",
+                     help="bad ground-truth boxes (voc/coco/openimages): error (default), clip, or skip")
+
+
+def run(args: argparse.Namespace) -> int:
+    thresholds = _sweep_thresholds(args)
+    for path in (args.out, args.plot):
+        if path is not None:
+            check_can_write(path, force=args.force)
+
+    notes: list[str] = []
+    gt, dets = load_inputs(args, notes)
+    exhaustive = args.gt_format != "openimages"
+    metric = metric_function(args.metric, gt, iou=args.iou, hierarchy=args.hierarchy, exhaustive=exhaustive)
+    if args.metric == "openimages" and not exhaustive and args.labels is None:
+        notes.append("no image-level labels (--labels): a class counts as verified only in images with a box of it, "
+                     "so detections of other classes are ignored rather than counted as false positives")
+    result = metric(gt, dets)
+
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"{gt.num_images} images, {gt.num_boxes} ground-truth boxes, {len(dets)} detections")
+    print(format_table(result))
+
+    sweep = None
+    if thresholds:
+        from softsampling.evaluation.sweep import plot_sweep, score_threshold_sweep
+
+        sweep = score_threshold_sweep(gt, dets, thresholds, metric)
+        print("\nscore threshold  mAP")
+        for t, m in sweep:
+            print(f"{t:15.3f}  {_pct(m):>6}")
+        if args.plot is not None:
+            plot_sweep({str(args.detections.name): sweep}, args.plot,
+                       f"{args.metric} mAP vs. detection score threshold")
+            print(f"wrote {args.plot}")
+
+    if args.out is not None:
+        write_json(args.out, _jsonable({
+            "gt": str(args.gt),
+            "gt_format": args.gt_format,
+            "detections": str(args.detections),
+            "metric": args.metric,
+            "num_images": gt.num_images,
+            "num_gt_boxes": gt.num_boxes,
+            "num_detections": len(dets),
+            "notes": notes,
+            "result": result,
+            "sweep": None if sweep is None else [{"score_threshold": t, "mAP": m} for t, m in sweep],
+        }))
+        print(f"wrote {args.out}")
+    return 0
+
+
+# ------------------------------------------------------------------ inputs
+def load_inputs(args: argparse.Namespace, notes: list[str]) -> tuple[DetectionDataset, Detections]:
+    """Ground truth and detections as the arguments describe them."""
+    from softsampling.evaluation.io import read_detections, read_txt_layout
+
+    det_is_dir = args.detections.is_dir()
+    if not args.detections.exists():
+        raise SoftSamplingError("detections do not exist", file=args.detections, fix="check the --detections path")
+    if args.gt_format == "txt":
+        gt, dets = read_txt_layout(args.gt, args.detections if det_is_dir else None, args.images, notes=notes)
+        if dets is not None:
+            return gt, dets
+    else:
+        if det_is_dir:
+            raise SoftSamplingError(
+                "a folder of detection txt files needs --gt-format txt",
+                file=args.detections,
+                fix="pass a COCO results .json or a .csv of detections, or ground truth in the txt layout",
+            )
+        gt = _load_gt(args)
+    fmt = None if args.detections_format == "auto" else args.detections_format
+    return gt, read_detections(args.detections, gt, fmt=fmt, notes=notes)
+
+
+def _load_gt(args: argparse.Namespace) -> DetectionDataset:
+    from softsampling.data.formats import load_dataset
+
+    options: dict[str, Any] = {"invalid": args.invalid}
+    if args.images is not None:
+        options["image_root"] = args.images
+    if args.gt_format == "voc" and args.split is not None:
+        options["split"] = args.split
+    if args.gt_format == "openimages":
+        if args.labels is not None:
+            options["labels_csv"] = args.labels
+        if args.classes is not None:
+            options["classes_csv"] = args.classes
+    unused = [flag for flag, value, fmt in (("--split", args.split, "voc"), ("--labels", args.labels, "openimages"),
+                                            ("--classes", args.classes, "openimages"))
+              if value is not None and args.gt_format != fmt]
+    if unused:
+        raise SoftSamplingError(f"{', '.join(unused)} does not apply to --gt-format {args.gt_format}",
+                                fix="leave the option out")
+    return load_dataset(args.gt, args.gt_format, **options)
+
+
+def _sweep_thresholds(args: argparse.Namespace) -> list[float]:
+    from softsampling.evaluation.sweep import parse_thresholds
+
+    if args.score_thresholds is not None:
+        return parse_thresholds(args.score_thresholds)
+    return parse_thresholds("0:0.9:0.1") if args.plot is not None else []
+
+
+def _parse_iou(text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or any(not 0.0 <= v <= 1.0 for v in values):
+        raise SoftSamplingError(f"cannot read --iou {text!r}", fix="give thresholds in [0, 1], e.g. --iou 0.5,0.75")
+    return values
+
+
+# ------------------------------------------------------------------ metrics
+def metric_function(name: str, gt: DetectionDataset, *, iou: str | None = None,
+                    hierarchy: Path | None = None, exhaustive: bool = True) -> Metric:
+    """``metric(gt, dets) -> dict`` for ``--metric name`` with its options bound.
+
+    ``exhaustive`` (openimages metric only): the ground truth annotates every
+    class in every image (VOC, COCO, txt), so every class counts as verified
+    everywhere; otherwise the verified labels come from the Open Images
+    reader's image-level labels (``--labels``).
+    """
+    ious = _parse_iou(iou)
+    if hierarchy is not None and name != "openimages":
+        raise SoftSamplingError("--hierarchy applies to --metric openimages only", fix="leave --hierarchy out")
+    if name in ("voc", "voc07"):
+        from softsampling.evaluation.voc_metric import voc_ap
+
+        return partial(voc_ap, iou_thresholds=tuple(ious or (0.5,)), use_07_metric=name == "voc07")
+    if name == "coco":
+        if ious is not None:
+            raise SoftSamplingError("--metric coco uses COCO's fixed IoU thresholds 0.50:0.05:0.95",
+                                    fix="leave --iou out (AP50 and AP75 are among its numbers)")
+        from softsampling.evaluation.coco_metric import coco_metric
+
+        return coco_metric
+    if name == "openimages":
+        if ious is not None and len(ious) != 1:
+            raise SoftSamplingError("--metric openimages takes one IoU threshold", fix="e.g. --iou 0.5")
+        from softsampling.evaluation.openimages_metric import ImageLabels, openimages_metric
+
+        labels = _exhaustive_labels(gt) if exhaustive else ImageLabels.from_dataset(gt)
+        return partial(openimages_metric, image_labels=labels, iou=(ious or [0.5])[0], hierarchy=hierarchy)
+    raise SoftSamplingError(f"unknown metric {name!r}", fix=f"use one of {', '.join(METRICS)}")
+
+
+def _exhaustive_labels(gt: DetectionDataset) -> dict[int, tuple[list[int], list[int]]]:
+    """Image-level labels for an exhaustively annotated dataset: every class is verified in every image,
+    positive where it has a box, negative elsewhere."""
+    all_ids = [c.id for c in gt.categories]
+    present: list[set[int]] = [set() for _ in range(gt.num_images)]
+    for row, label in zip(gt.box_image.tolist(), gt.labels.tolist()):
+        present[row].add(label)
+    return {row: (sorted(p), [c for c in all_ids if c not in p]) for row, p in enumerate(present)}
+
+
+# ------------------------------------------------------------------ output
+def format_table(result: dict[str, Any]) -> str:
+    """Per-class table (class, AP column(s), #GT, #det) and the mean, as plain text."""
+    per_class = result.get("per_class", {})
+    ious = result.get("iou_thresholds") or []
+    if result.get("metric") == "coco":
+        ap_cols = [("AP", "ap"), ("AP50", "ap50")]
+    elif len(ious) > 1:
+        ap_cols = [(f"AP@{t:g}", i) for i, t in enumerate(ious)]
+    else:
+        ap_cols = [(f"AP@{ious[0]:g}" if ious else "AP", "ap")]
+
+    def cell(entry: dict[str, Any], key: str | int) -> str:
+        value = entry.get("ap_per_iou", [None] * (key + 1))[key] if isinstance(key, int) else entry.get(key)
+        return _pct(value)
+
+    name_w = max([5] + [len(str(e.get("name", c))) for c, e in per_class.items()])
+    head = f"{'class':<{name_w}}  " + "  ".join(f"{h:>8}" for h, _ in ap_cols) + f"  {'#GT':>7}  {'#det':>7}"
+    lines = [head, "-" * len(head)]
+    for cid, entry in per_class.items():
+        lines.append(f"{str(entry.get('name', cid)):<{name_w}}  " + "  ".join(f"{cell(entry, k):>8}" for _, k in ap_cols)
+                     + f"  {entry.get('num_gt', ''):>7}  {entry.get('num_det', ''):>7}")
+    lines.append("-" * len(head))
+    scored = sum(1 for e in per_class.values() if e.get("ap") is not None)
+    if result.get("metric") == "coco":
+        means = [_pct(result.get("AP")), _pct(result.get("AP50"))]
+    elif len(ious) > 1:
+        means = [_pct(m) for m in result.get("mAP_per_iou", [])]
+    else:
+        means = [_pct(result.get("mAP"))]
+    lines.append(f"{'mean':<{name_w}}  " + "  ".join(f"{m:>8}" for m in means)
+                 + f"  ({scored} of {len(per_class)} classes have ground truth)")
+    if result.get("metric") == "coco":
+        from softsampling.evaluation.coco_metric import COCO_STAT_NAMES
+
+        stats = [f"{k} {_pct(result[k])}" for k in COCO_STAT_NAMES if k in result]
+        lines.append("COCO: " + ", ".join(stats))
+    return "\n".join(lines)
+
+
+def _pct(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{100.0 * float(value):.2f}"
+
+
+def _jsonable(obj: Any) -> Any:
+    """Plain JSON types: numpy scalars -> Python, tuples -> lists, NaN -> None, keys -> str."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return [_jsonable(v) for v in obj.tolist()]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj

@@ -1,0 +1,123 @@
+"""`softsampling evaluate` end to end on the real shared data."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from softsampling.cli import build_parser, main
+from softsampling.evaluation.io import read_txt_layout, write_detections_coco, write_detections_csv
+from softsampling.evaluation.voc_metric import voc_ap
+
+
+def cartucho_args(cartucho_dir, *extra):
+    return ["evaluate", "--gt", str(cartucho_dir / "ground-truth"), "--gt-format", "txt",
+            "--detections", str(cartucho_dir / "detection-results"), *extra]
+
+
+def test_help_shows_the_module_description(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["evaluate", "--help"])
+    out = capsys.readouterr().out
+    assert "Score detections against ground truth" in out and "--score-thresholds" in out and "docs/evaluation.md" in out
+
+
+def test_evaluate_cartucho_table_json_and_plot(cartucho_dir, tmp_path, capsys):
+    out, plot = tmp_path / "r.json", tmp_path / "sweep.png"
+    rc = main(cartucho_args(cartucho_dir, "--metric", "voc", "--iou", "0.5,0.75",
+                            "--score-thresholds", "0:0.9:0.3", "--out", str(out), "--plot", str(plot)))
+    captured = capsys.readouterr()
+    assert rc == 0
+    gt, dets = read_txt_layout(cartucho_dir / "ground-truth", cartucho_dir / "detection-results", notes=[])
+    expected = voc_ap(gt, dets, iou_thresholds=(0.5, 0.75))
+    assert "85 images, 686 ground-truth boxes, 450 detections" in captured.out
+    mean_line = next(line for line in captured.out.splitlines() if line.startswith("mean"))
+    assert mean_line.split()[1:3] == [f"{100 * m:.2f}" for m in expected["mAP_per_iou"]]
+    sofa = next(line for line in captured.out.splitlines() if line.startswith("sofa "))
+    assert sofa.split() == ["sofa", "90.48", "75.17", "21", "22"]
+    assert "ignored 44 detection(s)" in captured.err
+
+    saved = json.loads(out.read_text())
+    assert saved["result"]["mAP_per_iou"] == pytest.approx(expected["mAP_per_iou"], abs=1e-15)
+    assert saved["result"]["per_class"]["1"]["num_gt"] == expected["per_class"][1]["num_gt"]
+    assert [p["score_threshold"] for p in saved["sweep"]] == [0.0, 0.3, 0.6, 0.9]
+    assert saved["sweep"][0]["mAP"] == pytest.approx(expected["mAP"])
+    assert saved["num_detections"] == 450 and len(saved["notes"]) == 1
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_csv_detections_against_txt_ground_truth(cartucho_dir, tmp_path, capsys):
+    gt, dets = read_txt_layout(cartucho_dir / "ground-truth", cartucho_dir / "detection-results", notes=[])
+    write_detections_csv(dets, gt, tmp_path / "d.csv")
+    out = tmp_path / "r.json"
+    rc = main(["evaluate", "--gt", str(cartucho_dir / "ground-truth"), "--gt-format", "txt",
+               "--detections", str(tmp_path / "d.csv"), "--metric", "voc07", "--out", str(out)])
+    assert rc == 0
+    assert json.loads(out.read_text())["result"]["mAP"] == pytest.approx(voc_ap(gt, dets, use_07_metric=True)["mAP"])
+
+
+def test_coco_metric_on_coco128(coco128_json, tmp_path, capsys):
+    from softsampling.data.coco import read_coco
+    from softsampling.evaluation.detections import Detections
+
+    gt = read_coco(coco128_json)
+    keep = ~gt.iscrowd
+    perfect = Detections(gt.box_image[keep], gt.boxes[keep], gt.labels[keep], np.ones(int(keep.sum())))
+    write_detections_coco(perfect, gt, tmp_path / "results.json")
+    out = tmp_path / "r.json"
+    rc = main(["evaluate", "--gt", str(coco128_json), "--gt-format", "coco", "--detections",
+               str(tmp_path / "results.json"), "--metric", "coco", "--out", str(out)])
+    assert rc == 0
+    result = json.loads(out.read_text())["result"]
+    assert result["AP"] == pytest.approx(1.0) and result["AP50"] == pytest.approx(1.0)
+    assert "COCO: AP 100.00, AP50 100.00" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--metric", "coco", "--iou", "0.5"], "COCO's fixed IoU thresholds"),
+        (["--iou", "0.5,abc"], "cannot read --iou"),
+        (["--iou", "1.5"], "cannot read --iou"),
+        (["--score-thresholds", "0:0.9"], "cannot read score thresholds"),
+        (["--metric", "voc", "--hierarchy", "h.json"], "--hierarchy applies to --metric openimages only"),
+        (["--split", "test"], "--split does not apply"),
+    ],
+)
+def test_bad_options_are_one_line_errors(cartucho_dir, capsys, extra, message):
+    args = cartucho_args(cartucho_dir, *extra)
+    if "--split" in extra:  # reader options are checked for the non-txt formats
+        args = ["evaluate", "--gt", str(cartucho_dir / "ground-truth"), "--gt-format", "coco",
+                "--detections", str(cartucho_dir / "README.md"), *extra]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("softsampling evaluate: error:") and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_refuses_to_overwrite_without_force(cartucho_dir, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    out.write_text("keep me")
+    assert main(cartucho_args(cartucho_dir, "--out", str(out))) == 2
+    assert "output already exists" in capsys.readouterr().err and out.read_text() == "keep me"
+    assert main(cartucho_args(cartucho_dir, "--out", str(out), "--force")) == 0
+    assert json.loads(out.read_text())["metric"] == "voc"
+
+
+def test_detection_folder_needs_txt_ground_truth(cartucho_dir, coco128_json, capsys):
+    rc = main(["evaluate", "--gt", str(coco128_json), "--gt-format", "coco",
+               "--detections", str(cartucho_dir / "detection-results")])
+    assert rc == 2 and "needs --gt-format txt" in capsys.readouterr().err
+
+
+def test_openimages_metric_on_exhaustive_ground_truth(cartucho_dir, tmp_path):
+    # txt ground truth annotates every class everywhere, so every class is verified in every image; with no
+    # difficult or group-of boxes the Open Images rules (best box, no fallback, IoU >= .5, area under the
+    # envelope) reduce to VOC's, and the mAP must equal the VOC one.
+    gt, dets = read_txt_layout(cartucho_dir / "ground-truth", cartucho_dir / "detection-results", notes=[])
+    out = tmp_path / "r.json"
+    assert main(cartucho_args(cartucho_dir, "--metric", "openimages", "--out", str(out))) == 0
+    result = json.loads(out.read_text())["result"]
+    assert result["mAP"] == pytest.approx(voc_ap(gt, dets)["mAP"], abs=1e-12)
+    assert result["per_class"]["1"]["num_det"] == voc_ap(gt, dets)["per_class"][1]["num_det"]
