@@ -1,0 +1,233 @@
+"""Model builders: a small CPU model for the digit benchmark and the paper's ResNet-50-FPN.
+
+Both return a plain torchvision ``FasterRCNN``; install a strategy with
+:func:`softsampling.model.use_strategy`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torchvision.models.detection import FasterRCNN
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.ops import DeformConv2d, FrozenBatchNorm2d, MultiScaleRoIAlign
+
+from softsampling.errors import SoftSamplingError
+from softsampling.model.roi_heads import use_strategy
+from softsampling.model.soft_nms import SoftNMS
+
+RESNET50_WEIGHTS_HINT = (
+    "download torchvision's ImageNet ResNet-50 weights (resnet50-0676ba61.pth or resnet50-11ad3fa6.pth from "
+    "https://download.pytorch.org/models/) on a machine with internet access, copy the file here and pass its path"
+)
+
+
+# --------------------------------------------------------------------------- digits
+class DigitsBackbone(nn.Sequential):
+    """Six 3x3 conv-BN-ReLU layers, stride 8: float [B, 3, H, W] -> [B, out_channels, H/8, W/8]."""
+
+    def __init__(self, widths: tuple[int, int, int] = (16, 32, 64)) -> None:
+        layers: list[nn.Module] = []
+        in_channels = 3
+        for width in widths:
+            for stride in (2, 1):
+                layers += [
+                    nn.Conv2d(in_channels, width, 3, stride=stride, padding=1, bias=False),
+                    nn.BatchNorm2d(width),
+                    nn.ReLU(inplace=True),
+                ]
+                in_channels = width
+        super().__init__(*layers)
+        self.out_channels = in_channels
+
+
+def build_digits_model(
+    num_classes: int = 11,
+    *,
+    image_size: int = 128,
+    widths: tuple[int, int, int] = (16, 32, 64),
+    anchor_sizes: tuple[int, ...] = (16, 24, 32, 48),
+    aspect_ratios: tuple[float, ...] = (1.0, 1.5),
+    pooled_size: int = 5,
+    sampling_ratio: int = 1,
+    representation_size: int = 128,
+    **faster_rcnn_kwargs: Any,
+) -> FasterRCNN:
+    """A small, fast Faster R-CNN for 128 px scenes of MNIST digits (14-40 px).
+
+    Backbone: six conv layers, one feature map at stride 8 (16x16 for 128 px),
+    no pretrained weights. Anchors 16-48 px, square and 1.5x taller than wide
+    (torchvision's aspect ratio is h/w). Images are not resized
+    (``min_size = max_size = image_size``). RPN keeps 300 -> 100 proposals in
+    training and testing; the box head pools 5x5 and has a 128-d two-layer MLP;
+    128 RoIs per image are sampled in ``balanced`` mode.
+
+    Args:
+        num_classes: including background (10 digits + background = 11).
+        image_size: side of the (square) scenes.
+        widths: channels of the three stride-2 stages.
+        anchor_sizes, aspect_ratios: one anchor per (size, ratio) per location.
+        pooled_size: RoIAlign output side.
+        sampling_ratio: RoIAlign bilinear samples per bin side (1: the RoIs span only a few
+            stride-8 cells, and RoIAlign's CPU backward, the costliest op of a step, scales with it).
+        representation_size: box-head MLP width.
+        **faster_rcnn_kwargs: any other ``FasterRCNN`` argument, overriding the
+            defaults here (e.g. ``rpn_post_nms_top_n_train=6000`` for hard negatives).
+
+    Example:
+        >>> model = build_digits_model().eval()
+        >>> with torch.no_grad():
+        ...     out = model([torch.rand(3, 128, 128)])
+        >>> sorted(out[0])
+        ['boxes', 'labels', 'scores']
+    """
+    backbone = DigitsBackbone(widths)
+    anchors = AnchorGenerator(sizes=(tuple(anchor_sizes),), aspect_ratios=(tuple(aspect_ratios),))
+    roi_pool = MultiScaleRoIAlign(featmap_names=["0"], output_size=pooled_size, sampling_ratio=sampling_ratio)
+    box_head = TwoMLPHead(backbone.out_channels * pooled_size**2, representation_size)
+    settings: dict[str, Any] = {
+        "min_size": image_size,
+        "max_size": image_size,
+        "image_mean": [0.5, 0.5, 0.5],
+        "image_std": [0.5, 0.5, 0.5],
+        "rpn_pre_nms_top_n_train": 300,
+        "rpn_post_nms_top_n_train": 100,
+        "rpn_pre_nms_top_n_test": 300,
+        "rpn_post_nms_top_n_test": 100,
+        "rpn_batch_size_per_image": 128,
+        "box_batch_size_per_image": 128,
+        "box_detections_per_img": 50,
+    }
+    settings.update(faster_rcnn_kwargs)
+    return FasterRCNN(
+        backbone,
+        rpn_anchor_generator=anchors,
+        box_roi_pool=roi_pool,
+        box_head=box_head,
+        box_predictor=FastRCNNPredictor(representation_size, num_classes),
+        **settings,
+    )
+
+
+# --------------------------------------------------------------------------- paper
+class DeformableConv3x3(nn.Module):
+    """A 3x3 ``DeformConv2d`` with its own offset-predicting conv, initialised to zero offsets.
+
+    Built from an existing ``nn.Conv2d`` (weights copied), so right after the
+    swap it computes exactly what the plain conv did.
+    """
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__()
+        kh, kw = conv.kernel_size
+        self.offset = nn.Conv2d(
+            conv.in_channels, 2 * kh * kw, conv.kernel_size, stride=conv.stride, padding=conv.padding,
+            dilation=conv.dilation, bias=True,
+        )
+        nn.init.zeros_(self.offset.weight)
+        nn.init.zeros_(self.offset.bias)
+        self.conv = DeformConv2d(
+            conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=conv.padding,
+            dilation=conv.dilation, groups=conv.groups, bias=conv.bias is not None,
+        )
+        with torch.no_grad():
+            self.conv.weight.copy_(conv.weight)
+            if conv.bias is not None:
+                self.conv.bias.copy_(conv.bias)
+        self.conv.weight.requires_grad_(conv.weight.requires_grad)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(x, self.offset(x))
+
+
+def make_conv5_deformable(resnet: nn.Module) -> int:
+    """Replace the 3x3 convs of ``resnet.layer4`` (conv5) by :class:`DeformableConv3x3`; return how many."""
+    count = 0
+    for block in resnet.layer4:
+        block.conv2 = DeformableConv3x3(block.conv2)
+        count += 1
+    return count
+
+
+def load_backbone_weights(resnet: nn.Module, path: str | Path) -> None:
+    """Load an ImageNet ResNet-50 ``state_dict`` from a local file (no downloads).
+
+    Raises:
+        SoftSamplingError: the file is missing, unreadable, or not ResNet-50 weights.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SoftSamplingError("ImageNet backbone weights not found", file=path, fix=RESNET50_WEIGHTS_HINT)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any unreadable file is the same user problem
+        raise SoftSamplingError(
+            f"cannot read backbone weights ({type(error).__name__}: {error})", file=path, fix=RESNET50_WEIGHTS_HINT
+        ) from error
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise SoftSamplingError("backbone weights file does not hold a state_dict", file=path, fix=RESNET50_WEIGHTS_HINT)
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    try:
+        result = resnet.load_state_dict(state, strict=False)
+    except RuntimeError as error:  # shape mismatches
+        raise SoftSamplingError(
+            f"not ResNet-50 weights: {str(error).splitlines()[-1].strip()}", file=path, fix=RESNET50_WEIGHTS_HINT
+        ) from error
+    missing = [k for k in result.missing_keys if not k.startswith("fc.")]
+    if missing or result.unexpected_keys:
+        raise SoftSamplingError(
+            f"not ResNet-50 weights: {len(missing)} missing keys (e.g. {missing[:3]}), "
+            f"{len(result.unexpected_keys)} unexpected (e.g. {result.unexpected_keys[:3]})",
+            file=path,
+            fix=RESNET50_WEIGHTS_HINT,
+        )
+
+
+def build_paper_model(
+    num_classes: int,
+    *,
+    backbone_weights: str | Path | None = None,
+    deformable_conv5: bool = False,
+    soft_nms: SoftNMS | str | None = None,
+    trainable_layers: int | None = None,
+    **faster_rcnn_kwargs: Any,
+) -> FasterRCNN:
+    """The paper's detector: Faster R-CNN, ResNet-50-FPN, optional deformable conv5 and Soft-NMS.
+
+    Args:
+        num_classes: including background (VOC: 21).
+        backbone_weights: local path of ImageNet ResNet-50 weights
+            (``torch.load(weights_only=True)``). With weights, batch norm is
+            frozen and 3 stages train (torchvision's fine-tuning default);
+            without, batch norm trains and all 5 stages train.
+        deformable_conv5: replace the 3x3 convs of conv5 (layer4) with
+            deformable convolutions (offsets start at zero).
+        soft_nms: ``"gaussian"``, ``"linear"`` or a :class:`SoftNMS` for
+            inference (installs a baseline :class:`SoftSamplingRoIHeads`;
+            a later ``use_strategy`` keeps it); ``None``: torchvision's hard NMS.
+        trainable_layers: override the number of trainable ResNet stages (0-5).
+        **faster_rcnn_kwargs: other ``FasterRCNN`` arguments (``min_size``, ``rpn_post_nms_top_n_train``...).
+
+    Raises:
+        SoftSamplingError: ``backbone_weights`` missing or not ResNet-50 weights.
+    """
+    pretrained = backbone_weights is not None
+    norm_layer = FrozenBatchNorm2d if pretrained else nn.BatchNorm2d
+    layers = trainable_layers if trainable_layers is not None else (3 if pretrained else 5)
+    backbone = resnet_fpn_backbone(backbone_name="resnet50", weights=None, norm_layer=norm_layer, trainable_layers=layers)
+    if pretrained:
+        load_backbone_weights(backbone.body, backbone_weights)  # body holds conv1..layer4 under ResNet's names
+    if deformable_conv5:
+        make_conv5_deformable(backbone.body)
+    model = FasterRCNN(backbone, num_classes=num_classes, **faster_rcnn_kwargs)
+    if soft_nms is not None:
+        config = soft_nms if isinstance(soft_nms, SoftNMS) else SoftNMS(method=str(soft_nms))
+        use_strategy(model, "baseline", soft_nms=config)
+    return model

@@ -1,0 +1,80 @@
+"""The Fast R-CNN loss with a per-RoI classification weight.
+
+Like torchvision's ``fastrcnn_loss``, a plain function beside the RoI head.
+The only change is the weight ``w_i`` on each RoI's cross-entropy; the box
+regression loss is torchvision's (foreground only, unweighted, smooth-L1 with
+beta 1/9, summed and divided by the number of sampled RoIs).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+NORMALIZATIONS: tuple[str, ...] = ("count", "weight_sum")
+
+
+def _cat(values: Tensor | list[Tensor]) -> Tensor:
+    return torch.cat(list(values), dim=0) if isinstance(values, (list, tuple)) else values
+
+
+def weighted_fastrcnn_loss(
+    class_logits: Tensor,
+    box_regression: Tensor,
+    labels: Tensor | list[Tensor],
+    regression_targets: Tensor | list[Tensor],
+    weights: Tensor | list[Tensor],
+    *,
+    normalization: str = "count",
+) -> tuple[Tensor, Tensor]:
+    """Weighted Fast R-CNN loss over the sampled RoIs of a batch.
+
+    Args:
+        class_logits: float [N, C] (C includes background).
+        box_regression: float [N, C * 4] class-specific box deltas.
+        labels: int64 [N] (or a per-image list), ``0`` background, ``> 0`` class;
+            no ignored (-1) entries: those are never sampled.
+        regression_targets: float [N, 4] (or list) encoded targets; used for foreground only.
+        weights: float [N] (or list) classification-loss weight per RoI.
+        normalization: ``count``: ``sum_i w_i CE_i / N`` (torchvision and the
+            authors' code); ``weight_sum``: ``sum_i w_i CE_i / sum_i w_i``.
+
+    Returns:
+        ``(loss_classifier, loss_box_reg)`` scalars. With all weights 1 and
+        ``count`` they equal torchvision's ``fastrcnn_loss``. An empty batch
+        gives zeros that still backpropagate.
+
+    Example:
+        >>> logits = torch.zeros(2, 3)
+        >>> cls, box = weighted_fastrcnn_loss(logits, torch.zeros(2, 12), torch.tensor([0, 2]),
+        ...                                   torch.zeros(2, 4), torch.tensor([0.5, 1.0]))
+        >>> round(cls.item(), 4), box.item()  # (0.5 + 1) * ln(3) / 2
+        (0.824, 0.0)
+    """
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(f"unknown normalization {normalization!r}; choose one of {', '.join(NORMALIZATIONS)}")
+    labels = _cat(labels)
+    regression_targets = _cat(regression_targets)
+    weights = _cat(weights).to(class_logits.dtype)
+    n = labels.numel()
+    if not (class_logits.shape[0] == n == weights.numel() == regression_targets.shape[0]):
+        raise ValueError(
+            f"class_logits ({class_logits.shape[0]}), labels ({n}), weights ({weights.numel()}) and "
+            f"regression_targets ({regression_targets.shape[0]}) must have one row per sampled RoI"
+        )
+    if n == 0:
+        zero = class_logits.sum() * 0.0 + box_regression.sum() * 0.0
+        return zero, zero.clone()
+
+    per_roi = F.cross_entropy(class_logits, labels, reduction="none")
+    weighted_sum = (weights * per_roi).sum()
+    if normalization == "count":
+        loss_classifier = weighted_sum / n
+    else:
+        loss_classifier = weighted_sum / weights.sum().clamp(min=torch.finfo(weights.dtype).eps)
+
+    foreground = torch.where(labels > 0)[0]
+    deltas = box_regression.reshape(n, -1, 4)[foreground, labels[foreground]]
+    loss_box_reg = F.smooth_l1_loss(deltas, regression_targets[foreground], beta=1 / 9, reduction="sum") / n
+    return loss_classifier, loss_box_reg
