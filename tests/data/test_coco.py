@@ -368,3 +368,13 @@ def test_docs_example_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str], m
     assert "annotation id 2: box lies outside the image" in out
     assert "<xmin>1</xmin> <ymin>1</ymin> <xmax>10</xmax> <ymax>20</ymax>" in out
     assert out.rstrip().endswith("[29.0, 4.0, 35.0, 44.0]")
+
+
+def test_curated_file_name_finds_the_images_of_its_source(tmp_path):
+    from softsampling.data.coco import default_image_root
+
+    (tmp_path / "images" / "train").mkdir(parents=True)
+    (tmp_path / "annotations").mkdir()
+    assert default_image_root(tmp_path / "annotations" / "train_drop50.json") == tmp_path / "images" / "train"
+    assert default_image_root(tmp_path / "annotations" / "train_easy_seed3.json") == tmp_path / "images" / "train"
+    assert default_image_root(tmp_path / "annotations" / "val.json") == tmp_path / "annotations"

@@ -235,7 +235,9 @@ def default_image_root(json_path: str | Path) -> Path:
     1. ``d/../images/<stem>``, ``d/../images/<name>``  (coco128, our digit benchmark)
     2. ``d/../<stem>``, ``d/../<name>``                 (the official COCO download)
     3. ``d/images/<stem>``, ``d/images/<name>``, ``d/images``
-    4. ``d`` itself (also the answer when nothing else exists).
+    4. the same with ``_suffix`` parts cut from the end of ``name`` (a curated
+       ``train_drop50.json`` finds the images of ``train.json``);
+    5. ``d`` itself (also the answer when nothing else exists).
     """
     json_path = Path(json_path)
     d = json_path.parent
@@ -246,6 +248,10 @@ def default_image_root(json_path: str | Path) -> Path:
         d.parent / stem, d.parent / name,
         d / "images" / stem, d / "images" / name, d / "images",
     ]
+    parts = name.split("_")
+    for k in range(len(parts) - 1, 0, -1):
+        shorter = "_".join(parts[:k])
+        candidates += [d.parent / "images" / shorter, d.parent / shorter, d / "images" / shorter]
     for candidate in candidates:
         if candidate.is_dir():
             return candidate

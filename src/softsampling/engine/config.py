@@ -38,8 +38,7 @@ class DataConfig:
     val_images: str | None = None  # image root of `val`
     split: str = "trainval"  # VOC image set of `train`
     val_split: str = "val"  # VOC image set of `val`
-    manifest: str | None = None  # curation manifest (default: found beside `train`); needed by upper_bound
-    full_train: str | None = None  # full annotations of the same images, for rpn_full_annotations
+    manifest: str | None = None  # curation manifest (default: found beside `train`); upper_bound and rpn_full_annotations read it
 
 
 @dataclass
@@ -83,7 +82,7 @@ class RunConfig:
     sampling: str = "balanced"  # balanced | all
     normalization: str = "count"  # count | weight_sum
     prior_run: str | None = None  # score_soft: the run whose model scores the proposals
-    rpn_full_annotations: bool = False  # train the RPN on data.full_train (paper's ablation)
+    rpn_full_annotations: bool = False  # RPN trains on annotated + dropped boxes (paper's ablation; needs the manifest)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -187,9 +186,6 @@ def validate(cfg: RunConfig) -> RunConfig:
     if cfg.strategy == "score_soft" and not cfg.prior_run:
         raise bad("prior_run", "score_soft needs a prior run to score proposals",
                   "train a baseline first, then --set prior_run=RUN_DIR")
-    if cfg.rpn_full_annotations and not cfg.data.full_train:
-        raise bad("data.full_train", "rpn_full_annotations needs the full annotations",
-                  "--set data.full_train=PATH_TO_UNCURATED_ANNOTATIONS")
     if not isinstance(cfg.strategy_params, dict):
         raise bad("strategy_params", "must be a mapping", "e.g. --set strategy_params.a=0.25")
     return cfg

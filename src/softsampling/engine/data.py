@@ -7,8 +7,8 @@ is saved with every run so predictions come back in the dataset's own ids.
 Training targets drop ``iscrowd`` and ``difficult`` boxes (as torchvision's
 references and py-faster-rcnn do). They carry, besides ``boxes``/``labels``:
 - ``group_of`` bool [G]: Open Images group-of flags (those RoIs get ignored);
-- ``dropped_boxes`` float32 [K, 4]: boxes the curation removed (upper bound);
-- ``rpn_boxes``/``rpn_labels``: the full annotations, when the RPN trains on them.
+- ``dropped_boxes`` float32 [K, 4]: boxes the curation removed (upper bound and
+  the RPN-on-full-annotations ablation).
 """
 
 from __future__ import annotations
@@ -78,7 +78,6 @@ class DetectionTrainingSet(torch.utils.data.Dataset):
     """Images (``float32 [3,H,W]`` in 0..1) and torchvision targets for one dataset.
 
     ``dropped``: image row -> float32 [K, 4] boxes removed by curation.
-    ``full``: the uncurated dataset over the same images (same image order), for the RPN ablation.
     ``cache``: keep decoded images in memory (small datasets such as the digit benchmark).
     """
 
@@ -88,17 +87,12 @@ class DetectionTrainingSet(torch.utils.data.Dataset):
         label_map: LabelMap,
         *,
         dropped: dict[int, np.ndarray] | None = None,
-        full: DetectionDataset | None = None,
         cache: bool = False,
     ) -> None:
         self.ds = ds
         self.label_map = label_map
         self.dropped = dropped
-        self.full = full
         self.cache: dict[int, torch.Tensor] | None = {} if cache else None
-        if full is not None and list(full.image_ids) != list(ds.image_ids):
-            raise SoftSamplingError("full annotations do not list the same images in the same order as the training set",
-                                    fix="point data.full_train at the uncurated version of data.train")
 
     def __len__(self) -> int:
         return self.ds.num_images
@@ -126,9 +120,6 @@ class DetectionTrainingSet(torch.utils.data.Dataset):
         if self.dropped is not None:
             d = self.dropped.get(i)
             target["dropped_boxes"] = torch.from_numpy(d.copy()) if d is not None else torch.zeros((0, 4))
-        if self.full is not None:
-            fb, fl, _ = self._boxes(self.full, i)
-            target["rpn_boxes"], target["rpn_labels"] = fb, fl
         return target
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -77,8 +77,8 @@ def distributed_context() -> tuple[int, int]:
     return rank, world
 
 
-def load_training_data(cfg: RunConfig) -> tuple[DetectionDataset, LabelMap, dict[int, np.ndarray] | None, DetectionDataset | None]:
-    """Read the training annotations, and the curation manifest / full annotations when the run needs them."""
+def load_training_data(cfg: RunConfig) -> tuple[DetectionDataset, LabelMap, dict[int, np.ndarray] | None]:
+    """Read the training annotations, and the curation manifest when the run needs the dropped boxes."""
     options: dict[str, Any] = {}
     if cfg.data.images:
         options["image_root"] = cfg.data.images
@@ -87,36 +87,44 @@ def load_training_data(cfg: RunConfig) -> tuple[DetectionDataset, LabelMap, dict
     ds = load_dataset(cfg.data.train, cfg.data.format, **options)
     label_map = LabelMap.from_dataset(ds)
     dropped = None
-    if cfg.strategy == "upper_bound":
+    if cfg.strategy == "upper_bound" or cfg.rpn_full_annotations:
         from softsampling.data.curate import find_manifest, read_manifest
 
         manifest_path = Path(cfg.data.manifest) if cfg.data.manifest else find_manifest(Path(cfg.data.train))
         if manifest_path is None or not manifest_path.exists():
+            need = "the upper_bound strategy" if cfg.strategy == "upper_bound" else "rpn_full_annotations"
             raise SoftSamplingError(
-                "the upper_bound strategy needs the curation manifest (the list of dropped boxes)",
+                f"{need} needs the curation manifest (the list of dropped boxes)",
                 file=cfg.data.train, fix="curate with `softsampling curate` (it writes the manifest) or --set data.manifest=PATH",
             )
         manifest = read_manifest(manifest_path)
         dropped = dropped_by_image(ds, list(manifest.image_ids), manifest.boxes)
-    full = None
-    if cfg.rpn_full_annotations:
-        full = load_dataset(cfg.data.full_train, cfg.data.format, **options)
-    return ds, label_map, dropped, full
+    return ds, label_map, dropped
 
 
-def build_model(cfg: RunConfig, num_classes: int) -> torch.nn.Module:
-    """The detector of ``cfg.model`` with the label-assignment strategy of ``cfg`` installed."""
-    from softsampling.model import build_digits_model, build_paper_model, use_strategy
+def build_model(cfg: RunConfig, num_classes: int, *, prior: torch.nn.Module | None = None,
+                thresholds: torch.Tensor | None = None) -> torch.nn.Module:
+    """The detector of ``cfg.model`` with the label-assignment strategy of ``cfg`` installed.
+
+    ``score_soft`` also needs the round-one detector (``prior``) and the per-class ``thresholds``
+    (see :mod:`softsampling.engine.prior`).
+    """
+    from softsampling.model import build_digits_model, build_paper_model, train_rpn_on_full_annotations, use_strategy
 
     m = cfg.model
     size = {k: v for k, v in (("min_size", m.min_size), ("max_size", m.max_size)) if v is not None}
     if m.name == "digits":
         model = build_digits_model(num_classes=num_classes, **size)
     else:
-        model = build_paper_model(num_classes, backbone_weights=m.backbone_weights,
-                                  deformable_conv5=m.deformable_conv5, soft_nms=m.soft_nms, **size)
+        model = build_paper_model(num_classes, backbone_weights=m.backbone_weights, deformable_conv5=m.deformable_conv5,
+                                  soft_nms=m.soft_nms, **size)
     params = dict(cfg.strategy_params)
-    return use_strategy(model, cfg.strategy, sampling=cfg.sampling, normalization=cfg.normalization, **params)
+    if cfg.strategy == "score_soft":
+        params.update(prior=prior, thresholds=thresholds)
+    model = use_strategy(model, cfg.strategy, sampling=cfg.sampling, normalization=cfg.normalization, **params)
+    if cfg.rpn_full_annotations:
+        train_rpn_on_full_annotations(model)
+    return model
 
 
 def _append_metrics(path: Path, record: dict[str, Any]) -> None:
@@ -132,6 +140,40 @@ def _truncate_metrics(path: Path, before_iteration: int) -> None:
             if line.strip() and json.loads(line).get("iteration", -1) <= before_iteration]
     with atomic_write(path) as f:
         f.write("".join(line + "\n" for line in keep))
+
+
+def split_dataset(cfg: RunConfig, split: str) -> DetectionDataset:
+    """The annotations of a run's ``train``, ``val`` or other split named in its config."""
+    if split == "train":
+        path, images, voc_split = cfg.data.train, cfg.data.images, cfg.data.split
+    elif split == "val":
+        path, images, voc_split = cfg.data.val, cfg.data.val_images, cfg.data.val_split
+    else:
+        raise SoftSamplingError(f"unknown split {split!r}", fix="use train or val (or pass the annotations explicitly)")
+    if not path:
+        raise SoftSamplingError(f"the run's config has no data.{split}", fix=f"pass the {split} annotations explicitly")
+    options: dict[str, Any] = {}
+    if images:
+        options["image_root"] = images
+    if cfg.data.format == "voc":
+        options["split"] = voc_split
+    return load_dataset(path, cfg.data.format, **options)
+
+
+def evaluate_split(model: torch.nn.Module, cfg: RunConfig, label_map: LabelMap, split: str,
+                   device: torch.device) -> dict[str, Any]:
+    """VOC-area mAP@0.5 of ``model`` on a split of the run's data (model left in train mode afterwards)."""
+    from softsampling.engine.predict import predict_dataset
+    from softsampling.evaluation.voc_metric import voc_ap
+
+    ds = split_dataset(cfg, split)
+    was_training = model.training
+    model.eval()
+    try:
+        dets = predict_dataset(model, ds, label_map, device=device)
+    finally:
+        model.train(was_training)
+    return voc_ap(ds, dets)
 
 
 # --------------------------------------------------------------------------- main loop
@@ -160,20 +202,17 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, progress
     if t.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
 
-    ds, label_map, dropped, full = load_training_data(cfg)
-    train_set = DetectionTrainingSet(ds, label_map, dropped=dropped, full=full, cache=ds.num_images <= 20_000)
+    ds, label_map, dropped = load_training_data(cfg)
+    train_set = DetectionTrainingSet(ds, label_map, dropped=dropped, cache=ds.num_images <= 20_000)
     if ds.num_images == 0:
         raise SoftSamplingError("training set has no images", file=cfg.data.train, fix="check data.train")
 
-    model = build_model(cfg, label_map.num_classes)
+    prior = thresholds = None
     if cfg.strategy == "score_soft":
-        from softsampling.engine.prior import attach_prior
+        from softsampling.engine.prior import prepare_prior
 
-        attach_prior(model, cfg, train_set, out_dir if is_main else None, device)
-    if cfg.rpn_full_annotations:
-        from softsampling.model.rpn import train_rpn_on_full_annotations
-
-        train_rpn_on_full_annotations(model)
+        prior, thresholds = prepare_prior(cfg, train_set, out_dir if is_main else None, device)
+    model = build_model(cfg, label_map.num_classes, prior=prior, thresholds=thresholds)
     model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
@@ -251,6 +290,11 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, progress
     final_path = out_dir / FINAL
     if is_main:
         save_checkpoint(final_path, {"model": model.state_dict(), "labels": label_map.to_json(), "config": cfg.to_dict()})
+        if cfg.data.val:
+            result = evaluate_split(model, cfg, label_map, "val", device)
+            _append_metrics(metrics_path, {"iteration": t.iterations, "val_mAP50": round(result["mAP"], 6)})
+            if progress:
+                print(f"val mAP@0.5 (VOC area): {100 * result['mAP']:.2f}")
         with atomic_write(out_dir / "DONE") as f:
             f.write(f"{t.iterations}\n")
     if world > 1:
