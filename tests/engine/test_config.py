@@ -19,6 +19,7 @@ def test_overrides_are_typed_and_nested():
     ("strategy=soft", "unknown strategy 'soft'"),
     ("train.iters=5", "unknown config key 'train.iters'"),
     ("train.iterations=0", "train.iterations: must be a positive integer"),
+    ("train.lr=-1e-3", "train.lr: must be a positive number, got -0.001"),
     ("strategy=score_soft", "score_soft needs a prior run"),
     ("novalue", "bad --set 'novalue'"),
 ])

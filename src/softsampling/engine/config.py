@@ -147,6 +147,11 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
             value = yaml.safe_load(raw) if raw != "" else None
         except yaml.YAMLError:
             value = raw
+        if isinstance(value, str):  # YAML 1.1 reads 1e-3 as a string; users mean a number
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         node = values
         parts = key.strip().split(".")
         for part in parts[:-1]:

@@ -22,9 +22,10 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[t
     cfg = validate(_from_dict(RunConfig, state["config"], ""))
     label_map = LabelMap.from_json(state["labels"])
     # score_soft's prior is only needed for training; rebuild the plain head for inference
-    cfg_for_build = _from_dict(RunConfig, {**state["config"], "strategy": "baseline", "prior_run": None}, "")
+    cfg_for_build = _from_dict(RunConfig, {**state["config"], "strategy": "baseline", "prior_run": None,
+                                           "strategy_params": {}, "rpn_full_annotations": False}, "")
     model = build_model(cfg_for_build, label_map.num_classes)
-    model.load_state_dict({k: v for k, v in state["model"].items() if not k.startswith("roi_heads.prior")}, strict=False)
+    model.load_state_dict(state["model"])
     model.eval().to(device)
     return model, label_map, cfg
 

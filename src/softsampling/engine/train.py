@@ -275,13 +275,18 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, progress
         scaler.update()
         scheduler.step()
         done = it + 1
+        if done % t.log_every == 0 or done == t.iterations:
+            logged = torch.stack([loss.detach(), *(v.detach() for v in losses.values())]).float()
+            if world > 1:  # log the loss of the global batch: the mean over processes
+                torch_dist.all_reduce(logged)
+                logged /= world
+            values = [round(v, 6) for v in logged.tolist()]
         if is_main and (done % t.log_every == 0 or done == t.iterations):
             elapsed = time.perf_counter() - tic
-            record = {"iteration": done, "loss": round(loss.item(), 6),
-                      **{k: round(v.item(), 6) for k, v in losses.items()},
+            record = {"iteration": done, "loss": values[0], **dict(zip(losses.keys(), values[1:])),
                       "lr": optimizer.param_groups[0]["lr"], "sec_per_iter": round(elapsed / t.log_every, 4)}
             _append_metrics(metrics_path, record)
-            bar.set_postfix(loss=f"{loss.item():.3f}", s_it=f"{record['sec_per_iter']:.2f}")
+            bar.set_postfix(loss=f"{values[0]:.3f}", s_it=f"{record['sec_per_iter']:.2f}")
             tic = time.perf_counter()
         if done % t.checkpoint_every == 0 or done == t.iterations:
             checkpoint(done)
