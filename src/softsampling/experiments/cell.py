@@ -1,0 +1,142 @@
+"""One cell of the reproduction grid, run as its own process: train, then evaluate.
+
+Usage (``softsampling reproduce`` does this for you, in the output folder)::
+
+    python -m softsampling.experiments.cell OUT/runs/seed0/baseline-full-<digest>/cell_spec.json
+
+The spec (written by :mod:`softsampling.experiments.grid`) holds the resolved
+run config, the run folder and the evaluation settings. The cell
+
+1. trains with :func:`softsampling.engine.train.train` (``resume=True``: an
+   interrupted run continues from its last checkpoint; a run with ``DONE`` is
+   not trained again);
+2. predicts on the test set and computes VOC mAP (area under the precision
+   envelope) at IoU 0.5, and the score-threshold sweep (mAP after discarding
+   detections below each threshold, the paper's Fig. 2);
+3. optionally does the same on (the first N images of) the fully annotated
+   training set;
+4. writes ``results.json`` in the run folder atomically.
+
+Under ``torchrun`` every process trains; only rank 0 evaluates and writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from softsampling.io import write_json
+
+
+def evaluate_detections(gt: Any, dets: Any, *, thresholds: list[float], iou: float = 0.5) -> dict[str, Any]:
+    """VOC mAP of ``dets`` on ``gt`` and the score-threshold sweep.
+
+    Returns ``{"mAP": float, "per_class": {category_id: ap}, "num_images",
+    "num_detections", "sweep": {"thresholds": [...], "mAP": [...]}}`` with mAP
+    as a fraction in [0, 1].
+    """
+    from functools import partial
+
+    from softsampling.evaluation.sweep import score_threshold_sweep
+    from softsampling.evaluation.voc_metric import voc_ap
+
+    metric = partial(voc_ap, iou_thresholds=(iou,), use_07_metric=False)
+    result = metric(gt, dets)
+    sweep = [float(m) for _, m in score_threshold_sweep(gt, dets, thresholds, metric)]
+    return {
+        "mAP": float(result["mAP"]),
+        "per_class": {str(k): v["ap"] for k, v in result["per_class"].items()},
+        "num_images": int(gt.num_images),
+        "num_detections": int(len(dets)),
+        "sweep": {"thresholds": [float(t) for t in thresholds], "mAP": sweep},
+    }
+
+
+def evaluate_run(run_dir: Path, evaluation: dict[str, Any], device: str = "cpu") -> dict[str, Any]:
+    """Load the trained model of ``run_dir`` and evaluate it as ``evaluation`` says (see the module docstring)."""
+    from softsampling.engine.predict import load_run, predict_dataset
+    from softsampling.experiments.grid import SplitSpec
+
+    model, label_map, _ = load_run(run_dir, device=device)
+    out: dict[str, Any] = {}
+    for split in ("test", "train"):
+        spec = evaluation.get(split)
+        if not spec:
+            out[split] = None
+            continue
+        gt = SplitSpec(spec["path"], spec["format"], spec.get("options", {})).load()
+        limit = evaluation.get("train_images") if split == "train" else None
+        if limit is not None and gt.num_images > limit:
+            gt = gt.select_images(np.arange(gt.num_images) < limit)
+        dets = predict_dataset(model, gt, label_map, batch_size=int(evaluation.get("batch_size", 8)), device=device)
+        out[split] = evaluate_detections(gt, dets, thresholds=list(evaluation["sweep_thresholds"]),
+                                         iou=float(evaluation.get("iou", 0.5)))
+    return out
+
+
+def run_cell(spec_path: Path) -> int:
+    """Train and evaluate the cell described by ``spec_path``; 0 on success."""
+    import torch
+    import torch.distributed as dist
+
+    from softsampling.engine.config import RunConfig, _from_dict, validate
+    from softsampling.engine.train import train
+
+    spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
+    cfg: RunConfig = validate(_from_dict(RunConfig, spec["config"], ""))
+    run_dir = Path(spec["run_dir"])
+    timing_path = run_dir / "timing.json"
+    rank = int(os.environ.get("RANK", "0"))  # set by torchrun
+
+    if not (run_dir / "DONE").exists():
+        tic = time.perf_counter()
+        train(cfg, run_dir, resume=True, progress=False)
+        if dist.is_initialized():
+            dist.destroy_process_group()
+        if rank != 0:
+            return 0
+        previous = json.loads(timing_path.read_text()) if timing_path.exists() else {}
+        train_seconds = float(previous.get("train_seconds", 0.0)) + time.perf_counter() - tic
+        write_json(timing_path, {"train_seconds": round(train_seconds, 2)})
+    if rank != 0:
+        return 0
+    timing = json.loads(timing_path.read_text()) if timing_path.exists() else {}
+
+    tic = time.perf_counter()
+    device = "cuda" if torch.cuda.is_available() and cfg.train.device != "cpu" else "cpu"
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    scores = evaluate_run(run_dir, spec["evaluation"], device=device)
+    results = {
+        "key": spec["key"], "seed": spec["seed"], "method": spec["method"], "rate": spec["rate"],
+        "run_dir": spec["run_dir"], "config_digest": cfg.digest(), "strategy": cfg.strategy,
+        "iterations": cfg.train.iterations, "evaluation": spec["evaluation"],
+        "test": scores["test"], "train": scores["train"],
+        "train_seconds": timing.get("train_seconds"), "eval_seconds": round(time.perf_counter() - tic, 2),
+    }
+    write_json(run_dir / "results.json", results)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m softsampling.experiments.cell CELL_SPEC.json", file=sys.stderr)
+        return 2
+    from softsampling.errors import SoftSamplingError
+
+    try:
+        return run_cell(Path(args[0]))
+    except SoftSamplingError as exc:
+        print(f"cell failed: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,406 @@
+"""The reproduction grid: data preparation, the cells (one training run each), and the scheduler.
+
+Layout of the output folder ``OUT`` (every path inside configs is relative to
+``OUT``; cells run with ``OUT`` as their working directory, so the folder can
+be moved and resumed elsewhere)::
+
+    OUT/data/digits/...                       generated benchmark (digits presets)
+    OUT/data/curated/seed{S}/train_drop30.json + .manifest.json   curated training sets
+    OUT/runs/seed{S}/{name}-{digest}/         one cell: config.yaml, model.pt, DONE,
+                                              cell_spec.json, cell.log, results.json
+
+A cell is a resolved :class:`~softsampling.engine.config.RunConfig`; the
+first 12 hex digits of its :meth:`RunConfig.digest` name its folder. A score
+soft sampling cell names its prior run's folder in ``prior_run``, so its
+digest changes whenever the prior's does. A cell whose folder holds ``DONE``
+and a ``results.json`` computed with the same evaluation settings is reused,
+never rerun: interrupting ``softsampling reproduce`` and starting it again
+continues where it stopped (unfinished trainings resume from their last
+checkpoint).
+
+Cells per seed: ``baseline`` and ``overlap_soft`` on the full data, and for
+every drop rate ``baseline``, ``hard_negative_0.1``, ``hard_negative_0.2``,
+``overlap_soft``, ``score_soft`` (prior: that rate's baseline) and
+``upper_bound``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from softsampling.engine.config import RunConfig, apply_overrides, load_config
+from softsampling.errors import SoftSamplingError
+from softsampling.experiments.presets import Preset
+from softsampling.io import write_json
+
+# Row keys of Table 1, in the paper's order, with their strategy and parameters.
+METHODS: dict[str, tuple[str, dict[str, Any]]] = {
+    "baseline": ("baseline", {}),
+    "hard_negative_0.1": ("hard_negative", {"min_overlap": 0.1}),
+    "hard_negative_0.2": ("hard_negative", {"min_overlap": 0.2}),
+    "overlap_soft": ("overlap_soft", {"a": 0.25, "b": 50.0, "c": 20.0}),
+    "score_soft": ("score_soft", {"a": 0.25, "b": 50.0, "c": 20.0}),
+    "upper_bound": ("upper_bound", {}),
+}
+FULL_DATA_METHODS = ("baseline", "overlap_soft")
+
+
+def rate_tag(rate: float) -> str:
+    """``0.0 -> 'full'``, ``0.3 -> 'drop30'``.
+
+    >>> rate_tag(0.0), rate_tag(0.3), rate_tag(0.45)
+    ('full', 'drop30', 'drop45')
+    """
+    return "full" if rate == 0 else f"drop{round(rate * 100):d}"
+
+
+# --------------------------------------------------------------------------- data
+@dataclass(frozen=True)
+class SplitSpec:
+    """A dataset on disk as :func:`softsampling.data.formats.load_dataset` reads it (paths relative to OUT)."""
+
+    path: str
+    format: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "format": self.format, "options": dict(self.options)}
+
+    def load(self, base: Path = Path(".")) -> Any:
+        from softsampling.data.formats import load_dataset
+
+        options = dict(self.options)
+        if "image_root" in options:
+            options["image_root"] = base / options["image_root"]
+        return load_dataset(base / self.path, self.format, **options)
+
+
+@dataclass
+class DataLayout:
+    """The study's datasets: full train, optional val, test, and the curated train sets per (seed, rate)."""
+
+    train: SplitSpec
+    test: SplitSpec
+    val: SplitSpec | None
+    curated: dict[tuple[int, float], SplitSpec]
+
+
+def _rel(path: Path, base: Path) -> str:
+    """``path`` relative to ``base`` when inside it, else absolute (as POSIX text)."""
+    path, base = Path(os.path.abspath(path)), Path(os.path.abspath(base))
+    try:
+        return path.relative_to(base).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def prepare_data(preset: Preset, seeds: list[int], out: Path, *, log: Callable[[str], None] = print) -> DataLayout:
+    """Build (or reuse) the dataset under ``out/data`` and write the nested curated training sets.
+
+    Digits: :func:`make_digit_scenes` into ``out/data/digits`` unless its
+    annotations exist. VOC: trainval/test read from ``preset.voc_root``.
+    Curation uses the paper's uniform protocol with the replicate's seed, so
+    for one seed the 30% drops are a subset of the 40% ones, and so on.
+    Existing curated files (with their manifests) are reused.
+    """
+    from softsampling.data.curate import curate, manifest_path_for, sha256_of_input, write_manifest
+    from softsampling.data.formats import save_dataset
+
+    data_dir = out / "data"
+    if preset.dataset == "digits":
+        from softsampling.data.digits import make_digit_scenes
+
+        d = preset.digits
+        assert d is not None
+        root = data_dir / "digits"
+        if not (root / "annotations" / "test.json").exists():
+            tic = time.perf_counter()
+            make_digit_scenes(root, train=d.train, val=d.val, test=d.test, size=d.size, seed=d.seed, force=True)
+            log(f"built digit scenes ({d.train}/{d.val}/{d.test} images, {d.size} px) in "
+                f"{time.perf_counter() - tic:.1f} s: {root}")
+        else:
+            log(f"reusing digit scenes in {root}")
+
+        def split(name: str) -> SplitSpec:
+            return SplitSpec(_rel(root / "annotations" / f"{name}.json", out), "coco",
+                             {"image_root": _rel(root / "images" / name, out)})
+
+        train, val, test = split("train"), (split("val") if d.val > 0 else None), split("test")
+        curated_fmt, suffix = "coco", ".json"
+    elif preset.dataset == "voc":
+        assert preset.voc_root is not None
+        voc = Path(preset.voc_root)
+        train = SplitSpec(voc.as_posix(), "voc", {"split": "trainval"})
+        test = SplitSpec(voc.as_posix(), "voc", {"split": "test"})
+        val = None
+        curated_fmt, suffix = "voc", ""
+    else:
+        raise SoftSamplingError(f"unknown dataset kind {preset.dataset!r} in preset {preset.name!r}",
+                                fix="use digits or voc")
+
+    full = None
+    curated: dict[tuple[int, float], SplitSpec] = {}
+    for seed in seeds:
+        for rate in preset.rates:
+            target = data_dir / "curated" / f"seed{seed}" / f"train_{rate_tag(rate)}{suffix}"
+            manifest = manifest_path_for(target, is_dir=curated_fmt == "voc")
+            options = {"split": "trainval"} if curated_fmt == "voc" else dict(train.options)
+            spec = SplitSpec(_rel(target, out), curated_fmt, options)
+            curated[(seed, rate)] = spec
+            if target.exists() and manifest.exists():
+                continue
+            if full is None:
+                full = train.load(out)
+            result = curate(full, rate=rate, seed=seed, preset="uniform")
+            if curated_fmt == "voc":
+                save_dataset(result.dataset, target, "voc", split="trainval")
+            else:
+                save_dataset(result.dataset, target, curated_fmt)
+            write_manifest(manifest, full, result, input_path=train.path, input_format=train.format,
+                           input_sha256=sha256_of_input(out / train.path), options={"rate": str(rate)})
+            t = result.totals()
+            log(f"curated seed {seed} at {rate:.0%}: kept {t['boxes_after']} of {t['boxes_before']} boxes -> {target}")
+    return DataLayout(train=train, test=test, val=val, curated=curated)
+
+
+# --------------------------------------------------------------------------- cells
+@dataclass
+class Cell:
+    """One training run of the grid and how to evaluate it.
+
+    ``method`` is a row key of :data:`METHODS`; ``rate`` 0.0 means the full
+    annotations. ``eval_train``: also score the (fully annotated) training
+    images, for Fig. 2's train panel. ``prior``: key of the cell whose run is
+    this cell's prior (score soft sampling).
+    """
+
+    seed: int
+    method: str
+    rate: float
+    config: RunConfig
+    evaluation: dict[str, Any]
+    prior: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.method}-{rate_tag(self.rate)}"
+
+    @property
+    def key(self) -> str:
+        return f"seed{self.seed}/{self.name}"
+
+    @property
+    def digest(self) -> str:
+        return self.config.digest()
+
+    @property
+    def run_dir(self) -> str:
+        """Run folder relative to OUT."""
+        return f"runs/seed{self.seed}/{self.name}-{self.digest}"
+
+    def spec(self) -> dict[str, Any]:
+        """What ``python -m softsampling.experiments.cell SPEC.json`` needs."""
+        return {"key": self.key, "seed": self.seed, "method": self.method, "rate": self.rate,
+                "run_dir": self.run_dir, "config": self.config.to_dict(), "evaluation": self.evaluation}
+
+
+def base_config(preset: Preset, overrides: list[str]) -> RunConfig:
+    """The preset's YAML config with the preset's and the user's ``key=value`` overrides."""
+    return apply_overrides(load_config(preset.config_path()), list(preset.overrides) + list(overrides))
+
+
+def _with_data(cfg: RunConfig, spec: SplitSpec, val: SplitSpec | None) -> RunConfig:
+    data = dataclasses.replace(
+        cfg.data, format=spec.format, train=spec.path, images=spec.options.get("image_root"),
+        split=spec.options.get("split", cfg.data.split), manifest=None,
+        val=None if val is None or cfg.data.val is None else val.path,
+        val_images=None if val is None or cfg.data.val is None else val.options.get("image_root"),
+        val_split=cfg.data.val_split if val is None else val.options.get("split", cfg.data.val_split),
+    )
+    return dataclasses.replace(cfg, data=data)
+
+
+def build_cells(preset: Preset, seeds: list[int], layout: DataLayout, base: RunConfig) -> list[Cell]:
+    """Every cell of the study, priors before the cells that need them.
+
+    Evaluation: every cell on test; the full-data baseline and the baseline at
+    the smallest drop rate also on the training images (Fig. 2).
+    """
+    from softsampling.data.curate import manifest_path_for
+
+    def evaluation(on_train: bool) -> dict[str, Any]:
+        return {
+            "test": layout.test.to_json(),
+            "train": layout.train.to_json() if on_train else None,
+            "train_images": preset.train_eval_images,
+            "iou": 0.5,
+            "metric": "voc",
+            "sweep_thresholds": list(preset.sweep_thresholds),
+            "batch_size": preset.eval_batch_size,
+        }
+
+    fig2_rate = min(preset.rates)
+    cells: list[Cell] = []
+    for seed in seeds:
+        for method in FULL_DATA_METHODS:
+            strategy, params = METHODS[method]
+            cfg = dataclasses.replace(_with_data(base, layout.train, layout.val), seed=seed, strategy=strategy,
+                                      strategy_params=dict(params), prior_run=None)
+            cells.append(Cell(seed, method, 0.0, cfg, evaluation(on_train=method == "baseline")))
+        for rate in preset.rates:
+            curated = layout.curated[(seed, rate)]
+            data_cfg = _with_data(base, curated, layout.val)
+            baseline_cell: Cell | None = None
+            for method, (strategy, params) in METHODS.items():
+                cfg = dataclasses.replace(data_cfg, seed=seed, strategy=strategy, strategy_params=dict(params),
+                                          prior_run=None)
+                prior = None
+                if strategy == "upper_bound":
+                    manifest = manifest_path_for(curated.path, is_dir=curated.format == "voc")
+                    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, manifest=manifest.as_posix()))
+                if strategy == "score_soft":
+                    assert baseline_cell is not None
+                    cfg = dataclasses.replace(cfg, prior_run=baseline_cell.run_dir)
+                    prior = baseline_cell.key
+                cell = Cell(seed, method, rate, cfg, evaluation(on_train=method == "baseline" and rate == fig2_rate),
+                            prior)
+                if method == "baseline":
+                    baseline_cell = cell
+                cells.append(cell)
+    return cells
+
+
+# --------------------------------------------------------------------------- running
+@dataclass
+class CellOutcome:
+    """How a cell ended: ``done`` (ran now), ``reused`` (finished before), ``failed`` or ``skipped``."""
+
+    cell: Cell
+    status: str
+    results: dict[str, Any] | None = None
+    seconds: float = 0.0
+    error: str = ""
+
+
+Launcher = Callable[[Path, Path, Path], tuple[int, str]]
+"""``launcher(spec_path, out_dir, log_path) -> (exit status, tail of its stderr)``."""
+
+
+def is_finished(cell: Cell, out: Path) -> bool:
+    """The cell's run has ``DONE`` and a ``results.json`` computed with the same evaluation settings."""
+    run_dir = out / cell.run_dir
+    results = load_results(run_dir)
+    return (run_dir / "DONE").exists() and results is not None and results.get("evaluation") == cell.evaluation
+
+
+def load_results(run_dir: Path) -> dict[str, Any] | None:
+    path = run_dir / "results.json"
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return None
+
+
+def subprocess_launcher(command_prefix: list[str] | None = None, threads: int = 1) -> Launcher:
+    """Run ``python -m softsampling.experiments.cell SPEC`` in ``OUT`` with ``OMP_NUM_THREADS=threads``.
+
+    ``command_prefix`` replaces ``[python]`` (e.g. ``[python, -m, torch.distributed.run,
+    --nproc-per-node, 8]`` for several GPUs). Output goes to ``log_path``.
+    """
+    prefix = command_prefix or [sys.executable]
+
+    def launch(spec_path: Path, out_dir: Path, log_path: Path) -> tuple[int, str]:
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+        src = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        with open(log_path, "w", encoding="utf-8") as log:
+            proc = subprocess.run([*prefix, "-m", "softsampling.experiments.cell", str(spec_path.resolve())],
+                                  cwd=out_dir, env=env, stdout=log, stderr=subprocess.STDOUT)
+        tail = "\n".join(log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-15:])
+        return proc.returncode, tail
+
+    return launch
+
+
+def run_cells(cells: list[Cell], out: Path, *, jobs: int = 2, launcher: Launcher | None = None,
+              log: Callable[[str], None] = print) -> list[CellOutcome]:
+    """Run every unfinished cell, ``jobs`` at a time, a cell only after its prior finished.
+
+    Finished cells (:func:`is_finished`) are reused without launching. A
+    failed cell is reported (its log tail) and the others go on; cells whose
+    prior failed are ``skipped``. Returns one outcome per cell, in input order.
+    """
+    launcher = launcher or subprocess_launcher()
+    outcomes: dict[str, CellOutcome] = {}
+    pending: list[Cell] = []
+    for cell in cells:
+        if is_finished(cell, out):
+            outcomes[cell.key] = CellOutcome(cell, "reused", load_results(out / cell.run_dir))
+        else:
+            pending.append(cell)
+    if outcomes:
+        log(f"reusing {len(outcomes)} finished run(s); {len(pending)} to run")
+    total, finished = len(pending), 0
+
+    def start(cell: Cell) -> float:
+        run_dir = out / cell.run_dir
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / "cell_spec.json", cell.spec())
+        return time.perf_counter()
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        running: dict[Future, tuple[Cell, float]] = {}
+        while pending or running:
+            for cell in list(pending):
+                if len(running) >= max(1, jobs):
+                    break
+                prior = outcomes.get(cell.prior) if cell.prior else None
+                if cell.prior and prior is None:
+                    continue  # prior still to run
+                pending.remove(cell)
+                if prior is not None and prior.status not in ("done", "reused"):
+                    outcomes[cell.key] = CellOutcome(cell, "skipped", error=f"prior run {cell.prior} {prior.status}")
+                    log(f"[skip] {cell.key}: its prior {cell.prior} {prior.status}")
+                    continue
+                tic = start(cell)
+                run_dir = out / cell.run_dir
+                fut = pool.submit(launcher, run_dir / "cell_spec.json", out, run_dir / "cell.log")
+                running[fut] = (cell, tic)
+            if not running:
+                if pending:  # only cells whose prior is unknown remain: impossible with build_cells' order
+                    for cell in pending:
+                        outcomes[cell.key] = CellOutcome(cell, "skipped", error=f"prior {cell.prior} not in the grid")
+                    pending.clear()
+                continue
+            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for fut in done:
+                cell, tic = running.pop(fut)
+                seconds = time.perf_counter() - tic
+                finished += 1
+                try:
+                    code, tail = fut.result()
+                except Exception as exc:  # a launcher that raises counts as a failed cell
+                    code, tail = 1, repr(exc)
+                results = load_results(out / cell.run_dir)
+                if code == 0 and results is not None:
+                    outcomes[cell.key] = CellOutcome(cell, "done", results, seconds)
+                    m = results.get("test", {}).get("mAP")
+                    score = f"test mAP {100 * m:.2f}" if isinstance(m, (int, float)) else "no test mAP"
+                    log(f"[{finished}/{total}] {cell.key}: {score} ({seconds:.0f} s)")
+                else:
+                    outcomes[cell.key] = CellOutcome(cell, "failed", results, seconds, tail)
+                    log(f"[{finished}/{total}] {cell.key}: FAILED after {seconds:.0f} s (exit {code}); "
+                        f"log: {out / cell.run_dir / 'cell.log'}\n" + "\n".join("    " + ln for ln in tail.splitlines()))
+    return [outcomes[c.key] for c in cells]

@@ -1,0 +1,164 @@
+"""The reproduction grid: which cells exist, how their digests key the run folders, and the scheduler's
+reuse / ordering / failure rules (with a fake launcher instead of training)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from softsampling.engine.config import RunConfig, apply_overrides
+from softsampling.experiments.grid import DataLayout, SplitSpec, build_cells, is_finished, rate_tag, run_cells
+from softsampling.experiments.presets import smoke_preset
+from softsampling.io import write_json
+
+RATES = (0.3, 0.5)
+
+
+def layout(seeds=(0, 1)) -> DataLayout:
+    img = {"image_root": "data/digits/images/train"}
+    return DataLayout(
+        train=SplitSpec("data/digits/annotations/train.json", "coco", img),
+        test=SplitSpec("data/digits/annotations/test.json", "coco", {"image_root": "data/digits/images/test"}),
+        val=None,
+        curated={(s, r): SplitSpec(f"data/curated/seed{s}/train_{rate_tag(r)}.json", "coco", img)
+                 for s in seeds for r in RATES},
+    )
+
+
+def preset():
+    return dataclasses.replace(smoke_preset(), rates=RATES)
+
+
+def base(iterations: int = 5) -> RunConfig:
+    return apply_overrides(RunConfig(), [f"train.iterations={iterations}", "train.threads=1"])
+
+
+def cells_for(seeds=(0, 1), iterations: int = 5):
+    return build_cells(preset(), list(seeds), layout(seeds), base(iterations))
+
+
+def test_cells_of_the_study():
+    cells = cells_for()
+    assert len(cells) == 2 * (2 + 2 * 6)
+    names = [c.key for c in cells if c.seed == 0]
+    assert names == ["seed0/baseline-full", "seed0/overlap_soft-full",
+                     *[f"seed0/{m}-{t}" for t in ("drop30", "drop50") for m in
+                       ("baseline", "hard_negative_0.1", "hard_negative_0.2", "overlap_soft", "score_soft", "upper_bound")]]
+    by = {c.key: c for c in cells}
+    assert by["seed1/hard_negative_0.2-drop50"].config.strategy == "hard_negative"
+    assert by["seed1/hard_negative_0.2-drop50"].config.strategy_params == {"min_overlap": 0.2}
+    assert by["seed0/overlap_soft-full"].config.strategy_params == {"a": 0.25, "b": 50.0, "c": 20.0}
+    assert by["seed0/overlap_soft-full"].config.data.train == "data/digits/annotations/train.json"
+    assert by["seed1/baseline-drop30"].config.data.train == "data/curated/seed1/train_drop30.json"
+    assert by["seed1/baseline-drop30"].config.data.images == "data/digits/images/train"
+    assert by["seed1/baseline-drop30"].config.seed == 1
+    # the upper bound finds its manifest; score soft sampling's prior is that seed's and rate's baseline
+    assert by["seed0/upper_bound-drop50"].config.data.manifest == "data/curated/seed0/train_drop50.manifest.json"
+    ss = by["seed1/score_soft-drop30"]
+    assert ss.config.prior_run == by["seed1/baseline-drop30"].run_dir and ss.prior == "seed1/baseline-drop30"
+    # Fig. 2 needs train-set scores of the full-data baseline and the lowest-rate baseline only
+    on_train = sorted(c.key for c in cells if c.evaluation["train"] is not None)
+    assert on_train == ["seed0/baseline-drop30", "seed0/baseline-full", "seed1/baseline-drop30", "seed1/baseline-full"]
+    assert all(c.evaluation["sweep_thresholds"] == [round(0.1 * i, 1) for i in range(10)] for c in cells)
+
+
+def test_run_folders_are_keyed_by_config_digest():
+    cells = cells_for()
+    for c in cells:
+        assert c.run_dir == f"runs/seed{c.seed}/{c.name}-{c.config.digest()}"
+        assert len(c.digest) == 12
+    assert len({c.run_dir for c in cells}) == len(cells)
+    assert [c.run_dir for c in cells_for()] == [c.run_dir for c in cells]  # stable
+    longer = {c.key: c.run_dir for c in cells_for(iterations=6)}
+    assert all(longer[c.key] != c.run_dir for c in cells)
+
+
+def test_score_soft_digest_follows_its_prior():
+    cells = {c.key: c for c in cells_for()}
+    lay = layout()
+    changed = dict(lay.curated)
+    changed[(0, 0.3)] = SplitSpec("elsewhere/train_drop30.json", "coco", {"image_root": "data/digits/images/train"})
+    other = {c.key: c for c in build_cells(preset(), [0, 1], dataclasses.replace(lay, curated=changed), base())}
+    assert other["seed0/baseline-drop30"].run_dir != cells["seed0/baseline-drop30"].run_dir
+    assert other["seed0/score_soft-drop30"].config.prior_run == other["seed0/baseline-drop30"].run_dir
+    assert other["seed0/score_soft-drop30"].run_dir != cells["seed0/score_soft-drop30"].run_dir
+    assert other["seed0/baseline-drop50"].run_dir == cells["seed0/baseline-drop50"].run_dir
+
+
+class FakeLauncher:
+    """Pretends to train: writes DONE and results.json like the cell process does; records launches."""
+
+    def __init__(self, fail: set[str] = frozenset(), raise_for: set[str] = frozenset()):
+        self.launched: list[str] = []
+        self.fail, self.raise_for = fail, raise_for
+        self.lock = threading.Lock()
+
+    def __call__(self, spec_path: Path, out: Path, log_path: Path) -> tuple[int, str]:
+        spec = json.loads(spec_path.read_text())
+        with self.lock:
+            self.launched.append(spec["key"])
+        if spec["config"]["prior_run"]:  # the prior must be finished before this cell starts
+            assert (out / spec["config"]["prior_run"] / "results.json").exists()
+        if spec["key"] in self.raise_for:
+            raise RuntimeError("launcher broke")
+        if spec["key"] in self.fail:
+            return 1, "Traceback ...\nValueError: loss became nan"
+        run_dir = out / spec["run_dir"]
+        (run_dir / "DONE").write_text("5\n")
+        mAP = 0.5 + 0.01 * len(spec["key"])
+        write_json(run_dir / "results.json", {**{k: spec[k] for k in ("key", "seed", "method", "rate")},
+                                              "evaluation": spec["evaluation"],
+                                              "test": {"mAP": mAP, "sweep": {"thresholds": [0.0], "mAP": [mAP]}}})
+        return 0, ""
+
+
+def test_run_cells_runs_everything_then_reuses(tmp_path):
+    cells = cells_for()
+    fake = FakeLauncher()
+    lines: list[str] = []
+    outcomes = run_cells(cells, tmp_path, jobs=2, launcher=fake, log=lines.append)
+    assert [o.status for o in outcomes] == ["done"] * len(cells)
+    assert sorted(fake.launched) == sorted(c.key for c in cells)
+    assert all((tmp_path / c.run_dir / "cell_spec.json").exists() for c in cells)
+    assert sum(line.startswith("[") and "test mAP" in line for line in lines) == len(cells)
+    assert outcomes[0].results["test"]["mAP"] == pytest.approx(0.5 + 0.01 * len("seed0/baseline-full"))
+
+    again = FakeLauncher()
+    outcomes = run_cells(cells, tmp_path, jobs=2, launcher=again, log=lambda s: None)
+    assert again.launched == []
+    assert {o.status for o in outcomes} == {"reused"}
+
+
+def test_only_unfinished_or_stale_cells_rerun(tmp_path):
+    cells = cells_for(seeds=(0,))
+    run_cells(cells, tmp_path, jobs=2, launcher=FakeLauncher(), log=lambda s: None)
+    by = {c.key: c for c in cells}
+    (tmp_path / by["seed0/upper_bound-drop30"].run_dir / "results.json").unlink()  # killed during evaluation
+    (tmp_path / by["seed0/overlap_soft-drop50"].run_dir / "DONE").unlink()  # killed during training
+    stale = by["seed0/baseline-full"]
+    stale.evaluation = {**stale.evaluation, "sweep_thresholds": [0.0, 0.5]}  # evaluation settings changed
+    assert not is_finished(stale, tmp_path)
+    fake = FakeLauncher()
+    outcomes = run_cells(cells, tmp_path, jobs=2, launcher=fake, log=lambda s: None)
+    assert sorted(fake.launched) == ["seed0/baseline-full", "seed0/overlap_soft-drop50", "seed0/upper_bound-drop30"]
+    assert sum(o.status == "reused" for o in outcomes) == len(cells) - 3
+
+
+def test_failed_cell_is_reported_and_its_dependent_skipped(tmp_path):
+    cells = cells_for(seeds=(0,))
+    fake = FakeLauncher(fail={"seed0/baseline-drop30"}, raise_for={"seed0/hard_negative_0.1-drop50"})
+    lines: list[str] = []
+    outcomes = {o.cell.key: o for o in run_cells(cells, tmp_path, jobs=1, launcher=fake, log=lines.append)}
+    assert outcomes["seed0/baseline-drop30"].status == "failed"
+    assert "loss became nan" in outcomes["seed0/baseline-drop30"].error
+    assert outcomes["seed0/score_soft-drop30"].status == "skipped"
+    assert "seed0/score_soft-drop30" not in fake.launched
+    assert outcomes["seed0/hard_negative_0.1-drop50"].status == "failed"
+    assert "launcher broke" in outcomes["seed0/hard_negative_0.1-drop50"].error
+    assert outcomes["seed0/score_soft-drop50"].status == "done"
+    assert sum(o.status == "done" for o in outcomes.values()) == len(cells) - 3
+    assert any("FAILED" in line and "loss became nan" in line for line in lines)
