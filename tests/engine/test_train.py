@@ -141,3 +141,25 @@ def test_torchrun_two_processes_follow_the_single_process_loss(tiny_digits, tmp_
     assert len(one) == len(two) == 6
     rel = [abs(x - y) / x for x, y in zip(one, two)]
     assert sum(rel) / len(rel) < 0.15, (one, two)
+
+
+def test_evaluate_and_predict_a_trained_run(tiny_digits, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert _train(tiny_digits, run, "--set", f"data.test={tiny_digits / 'annotations' / 'test.json'}",
+                  "--set", "strategy=overlap_soft", iterations=2) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--run", str(run), "--split", "test", "--metric", "voc",
+                 "--out", str(tmp_path / "test.json")]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("2 images, 18 ground-truth boxes") and "AP@0.5" in printed
+    result = json.loads((tmp_path / "test.json").read_text())
+    assert result["num_images"] == 2 and 0.0 <= result["result"]["mAP"] <= 1.0
+    assert main(["evaluate", "--run", str(run), "--metric", "voc"]) == 2
+    assert "--run needs --split" in capsys.readouterr().err
+    out = tmp_path / "preds"
+    assert main(["predict", "--run", str(run), "--images", str(tiny_digits / "images" / "test"), "--out", str(out),
+                 "--draw", "--score-threshold", "0"]) == 0
+    dets = json.loads((out / "detections.json").read_text())
+    assert {d["file_name"] for d in dets} <= {p.name for p in (tiny_digits / "images" / "test").iterdir()}
+    assert all(len(d["bbox"]) == 4 and 0.0 <= d["score"] <= 1.0 for d in dets)
+    assert len(list((out / "drawn").glob("*.png"))) == 2

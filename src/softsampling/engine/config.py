@@ -38,6 +38,9 @@ class DataConfig:
     val_images: str | None = None  # image root of `val`
     split: str = "trainval"  # VOC image set of `train`
     val_split: str = "val"  # VOC image set of `val`
+    test: str | None = None  # test annotations, for `softsampling evaluate --run RUN --split test`
+    test_images: str | None = None  # image root of `test`
+    test_split: str = "test"  # VOC image set of `test`
     manifest: str | None = None  # curation manifest (default: found beside `train`); upper_bound and rpn_full_annotations read it
 
 
@@ -91,8 +94,14 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     def digest(self) -> str:
-        """Short stable hash of the whole config (keys sorted), for naming and cache keys."""
-        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        """Short stable hash of the config (keys sorted), for naming and cache keys.
+
+        The ``data.test*`` keys are left out: test data never changes the trained model.
+        """
+        values = self.to_dict()
+        for key in ("test", "test_images", "test_split"):
+            values["data"].pop(key)
+        blob = json.dumps(values, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
 

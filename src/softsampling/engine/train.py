@@ -148,10 +148,13 @@ def split_dataset(cfg: RunConfig, split: str) -> DetectionDataset:
         path, images, voc_split = cfg.data.train, cfg.data.images, cfg.data.split
     elif split == "val":
         path, images, voc_split = cfg.data.val, cfg.data.val_images, cfg.data.val_split
+    elif split == "test":
+        path, images, voc_split = cfg.data.test, cfg.data.test_images, cfg.data.test_split
     else:
-        raise SoftSamplingError(f"unknown split {split!r}", fix="use train or val (or pass the annotations explicitly)")
+        raise SoftSamplingError(f"unknown split {split!r}", fix="use train, val or test (or pass the annotations explicitly)")
     if not path:
-        raise SoftSamplingError(f"the run's config has no data.{split}", fix=f"pass the {split} annotations explicitly")
+        raise SoftSamplingError(f"the run's config has no data.{split}",
+                                fix=f"pass the {split} annotations explicitly, or train with --set data.{split}=PATH")
     options: dict[str, Any] = {}
     if images:
         options["image_root"] = images

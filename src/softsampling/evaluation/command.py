@@ -50,10 +50,13 @@ Metric = Callable[[DetectionDataset, Detections], dict[str, Any]]
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--gt", required=True, type=Path, metavar="PATH",
+    parser.add_argument("--run", type=Path, default=None, metavar="RUN_DIR",
+                        help="evaluate a trained run: predict with its model on --split (train, val or test, "
+                             "from the run's config) or on --gt, instead of reading --detections")
+    parser.add_argument("--gt", type=Path, metavar="PATH",
                         help="ground truth: VOC folder, COCO JSON, Open Images boxes CSV, or folder of txt files")
-    parser.add_argument("--gt-format", required=True, choices=GT_FORMATS, help="format of --gt")
-    parser.add_argument("--detections", required=True, type=Path, metavar="PATH",
+    parser.add_argument("--gt-format", choices=GT_FORMATS, help="format of --gt")
+    parser.add_argument("--detections", type=Path, metavar="PATH",
                         help="detections: COCO results .json, .csv, or (with --gt-format txt) a folder of txt files")
     parser.add_argument("--detections-format", choices=("auto", "coco", "csv"), default="auto",
                         help="format of a --detections file (default: from the extension, .json or .csv)")
@@ -69,7 +72,9 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="plot the score-threshold sweep (default thresholds 0:0.9:0.1)")
     parser.add_argument("--force", action="store_true", help="overwrite existing --out / --plot files")
     fmt = parser.add_argument_group("ground-truth options")
-    fmt.add_argument("--split", default=None, help="voc: image set to evaluate, e.g. test (ImageSets/Main/SPLIT.txt)")
+    fmt.add_argument("--split", default=None,
+                     help="with --run: the run's train, val or test split; otherwise voc: image set to evaluate, "
+                          "e.g. test (ImageSets/Main/SPLIT.txt)")
     fmt.add_argument("--images", type=Path, default=None, metavar="DIR",
                      help="image folder; txt: image sizes are read from it (otherwise taken from the boxes)")
     fmt.add_argument("--labels", type=Path, default=None, metavar="CSV",
@@ -137,6 +142,10 @@ def load_inputs(args: argparse.Namespace, notes: list[str]) -> tuple[DetectionDa
     """Ground truth and detections as the arguments describe them."""
     from softsampling.evaluation.io import read_detections, read_txt_layout
 
+    if args.run is not None:
+        return _predict_with_run(args)
+    if args.gt is None or args.gt_format is None or args.detections is None:
+        raise SoftSamplingError("missing inputs", fix="pass --gt, --gt-format and --detections, or --run RUN_DIR --split test")
     det_is_dir = args.detections.is_dir()
     if not args.detections.exists():
         raise SoftSamplingError("detections do not exist", file=args.detections, fix="check the --detections path")
@@ -154,6 +163,27 @@ def load_inputs(args: argparse.Namespace, notes: list[str]) -> tuple[DetectionDa
         gt = _load_gt(args)
     fmt = None if args.detections_format == "auto" else args.detections_format
     return gt, read_detections(args.detections, gt, fmt=fmt, notes=notes)
+
+
+def _predict_with_run(args: argparse.Namespace) -> tuple[DetectionDataset, Detections]:
+    """Ground truth of the run's split (or --gt) and the run's model's detections on it."""
+    from softsampling.engine.predict import load_run, predict_dataset
+    from softsampling.engine.train import pick_device, split_dataset
+
+    if args.detections is not None:
+        raise SoftSamplingError("--run and --detections exclude each other", fix="pass one of them")
+    device = pick_device("auto")
+    model, label_map, cfg = load_run(args.run, device)
+    if args.gt is not None:
+        args.gt_format = args.gt_format or cfg.data.format
+        gt = _load_gt(args)
+    else:
+        if args.split is None:
+            raise SoftSamplingError("--run needs --split (train, val or test) or --gt", fix="e.g. --run RUN --split test")
+        gt = split_dataset(cfg, args.split)
+        args.gt_format = cfg.data.format
+    args.detections = args.run / "model.pt"
+    return gt, predict_dataset(model, gt, label_map, device=device, progress=True)
 
 
 def _load_gt(args: argparse.Namespace) -> DetectionDataset:
