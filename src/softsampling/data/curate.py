@@ -98,11 +98,16 @@ def drop_targets(eligible_per_class: np.ndarray, rate: float) -> np.ndarray:
 
 
 def _rank_in_group(groups: np.ndarray, priority: np.ndarray) -> np.ndarray:
-    """``int64 [N]``: 0-based rank of each element within its group, highest priority first."""
+    """``int64 [N]``: 0-based rank of each element within its group, highest priority first.
+
+    Ties in priority go to the lower index. Same order as ``np.lexsort((-priority, groups))``,
+    done as two stable sorts (priority, then group), which is about twice as fast.
+    """
     n = len(groups)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    order = np.lexsort((-priority, groups))
+    order = _stable_argsort(-priority)
+    order = order[_stable_argsort(groups[order])]
     g = groups[order]
     is_start = np.empty(n, dtype=bool)
     is_start[0] = True
@@ -111,6 +116,98 @@ def _rank_in_group(groups: np.ndarray, priority: np.ndarray) -> np.ndarray:
     rank = np.empty(n, dtype=np.int64)
     rank[order] = np.arange(n) - start_pos
     return rank
+
+
+def _stable_argsort(keys: np.ndarray) -> np.ndarray:
+    """``np.argsort(keys, kind="stable")``; non-negative integer keys below 2**16 go through
+    numpy's radix sort (as ``uint16``), which is several times faster than the general one."""
+    if keys.dtype.kind in "iu" and len(keys) and keys.min() >= 0 and keys.max() < 1 << 16:
+        keys = keys.astype(np.uint16)
+    return np.argsort(keys, kind="stable")
+
+
+def _dense_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(uniques, codes)`` as ``np.unique(values, return_inverse=True)`` gives them, for an
+    integer array; counted with ``np.bincount`` instead of sorted when the value range is small.
+
+    >>> [a.tolist() for a in _dense_codes(np.array([7, -2, 7, 3]))]
+    [[-2, 3, 7], [2, 0, 2, 1]]
+    """
+    values = np.asarray(values)
+    if len(values) == 0 or values.dtype.kind not in "iu":
+        uniques, codes = np.unique(values, return_inverse=True)
+        return uniques, codes.reshape(-1).astype(np.int64)
+    lo, hi = int(values.min()), int(values.max())
+    if hi - lo >= max(2 * len(values), 1 << 16) or hi >= 1 << 63:  # sparse ids: sorting is cheaper
+        uniques, codes = np.unique(values, return_inverse=True)
+        return uniques, codes.reshape(-1).astype(np.int64)
+    shifted = (values.astype(np.int64) - lo) if lo else values.astype(np.int64, copy=False)
+    present = np.bincount(shifted, minlength=hi - lo + 1) > 0
+    code_of = np.cumsum(present) - 1
+    uniques = (np.flatnonzero(present) + lo).astype(values.dtype)
+    return uniques, code_of[shifted]
+
+
+def _group_starts(sorted_groups: np.ndarray) -> np.ndarray:
+    """``bool [N]``: True where a run of equal values begins in a sorted array (N >= 1)."""
+    is_start = np.empty(len(sorted_groups), dtype=bool)
+    is_start[0] = True
+    np.not_equal(sorted_groups[1:], sorted_groups[:-1], out=is_start[1:])
+    return is_start
+
+
+def _first_true_per_group(mask: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """Positions of the first True of each group, for ``group`` non-decreasing (one per group that has one)."""
+    hits = np.flatnonzero(mask)
+    if len(hits) == 0:
+        return hits
+    return hits[_group_starts(group[hits])]
+
+
+def _lowest_in_group(groups: np.ndarray, priority: np.ndarray) -> np.ndarray:
+    """Indices (ascending) of the lowest-priority element of each group, ties to the lower index.
+
+    The elements with ``_rank_in_group(groups, -priority) == 0``, found with one
+    stable sort of the groups and a per-group minimum instead of a sort by priority.
+    """
+    if len(groups) == 0:
+        return np.zeros(0, dtype=np.int64)
+    order = _stable_argsort(groups)
+    is_start = _group_starts(groups[order])
+    group = np.cumsum(is_start) - 1
+    pri = priority[order]
+    lowest = np.minimum.reduceat(pri, np.flatnonzero(is_start))
+    return np.sort(order[_first_true_per_group(pri == lowest[group], group)])
+
+
+def _top_in_group(groups: np.ndarray, priority: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """``bool [N]``: ``_rank_in_group(groups, priority) < counts[groups]``, i.e. the ``counts[g]``
+    elements of highest priority in each group ``g`` (ties to the lower index).
+
+    ``groups`` are small non-negative ints (class rows). Each group is selected with
+    ``np.partition`` (linear time) instead of sorting every element by priority.
+    """
+    out = np.zeros(len(groups), dtype=bool)
+    if len(groups) == 0:
+        return out
+    order = _stable_argsort(groups)  # index order within each group
+    bounds = np.searchsorted(groups[order], np.arange(int(groups.max()) + 2))
+    for g in range(len(bounds) - 1):
+        lo, hi = int(bounds[g]), int(bounds[g + 1])
+        t = min(int(counts[g]), hi - lo)
+        if t <= 0:
+            continue
+        members = order[lo:hi]
+        if t == hi - lo:
+            out[members] = True
+            continue
+        pri = priority[members]
+        threshold = np.partition(pri, len(pri) - t)[len(pri) - t]  # the t-th highest priority
+        above = pri > threshold
+        at = np.flatnonzero(pri == threshold)[: t - int(above.sum())]  # ties: lower index first
+        out[members[above]] = True
+        out[members[at]] = True
+    return out
 
 
 def _check_inputs(labels: np.ndarray, box_image: np.ndarray, eligible: np.ndarray, num_images: int) -> None:
@@ -162,7 +259,7 @@ def protected_boxes(labels: np.ndarray, box_image: np.ndarray, eligible: np.ndar
     if len(idx) == 0:
         return out
     img = box_image[idx]
-    _, cls = np.unique(labels[idx], return_inverse=True)
+    _, cls = _dense_codes(labels[idx])
     pri = priority[idx]
     k = int(cls.max()) + 1
     n_in_image = np.bincount(img, minlength=num_images)
@@ -172,19 +269,19 @@ def protected_boxes(labels: np.ndarray, box_image: np.ndarray, eligible: np.ndar
 
     # candidates: the lowest-priority box of each (image, class) pair in multi-box images
     sub = np.flatnonzero(multi)
-    pair = img[sub] * k + cls[sub]
-    cand = sub[_rank_in_group(pair, -pri[sub]) == 0]
+    cand = sub[_lowest_in_group(img[sub] * k + cls[sub], pri[sub])]
     c_img, c_cls, c_pri = img[cand], cls[cand], pri[cand]
     classes_in_image = np.bincount(c_img, minlength=num_images)
 
     # visiting order: single-class images (batch 0), then the rest in `rounds` batches
     images = np.flatnonzero(classes_in_image >= 1)
-    images = images[np.lexsort((images, classes_in_image[images]))]
+    images = images[_stable_argsort(classes_in_image[images])]  # by number of classes, then image row
     batch_of_image = np.zeros(num_images, dtype=np.int64)
     choice = images[classes_in_image[images] >= 2]
     batch_of_image[choice] = 1 + (np.arange(len(choice)) * rounds) // max(len(choice), 1)
     c_batch = batch_of_image[c_img]
-    order = np.lexsort((c_img, c_batch))
+    order = _stable_argsort(c_img)  # by batch, then image, then box index (= np.lexsort((c_img, c_batch)))
+    order = order[_stable_argsort(c_batch[order])]
     c_img, c_cls, c_pri, cand, c_batch = c_img[order], c_cls[order], c_pri[order], cand[order], c_batch[order]
     bounds = np.searchsorted(c_batch, np.arange(rounds + 2))
 
@@ -194,11 +291,17 @@ def protected_boxes(labels: np.ndarray, box_image: np.ndarray, eligible: np.ndar
         if lo == hi:
             continue
         headroom = (m_c - kept_per_class - 0.5) / np.maximum(n_c, 1.0)  # after keeping one more box
-        bi, bc = c_img[lo:hi], c_cls[lo:hi]
-        best = np.lexsort((c_pri[lo:hi], -headroom[bc], bi))  # per image: most headroom, then lowest priority
-        first = np.ones(len(best), dtype=bool)
-        first[1:] = bi[best][1:] != bi[best][:-1]
-        chosen = best[first]
+        bi, bc, bp = c_img[lo:hi], c_cls[lo:hi], c_pri[lo:hi]
+        # per image (a run of equal `bi`): the class with the most headroom, then the lowest priority,
+        # then the first in order -- what np.lexsort((bp, -headroom[bc], bi)) puts first, without sorting
+        is_start = _group_starts(bi)
+        starts = np.flatnonzero(is_start)
+        group = np.cumsum(is_start) - 1
+        room = headroom[bc]
+        best_room = room == np.maximum.reduceat(room, starts)[group]
+        pri_if_best = np.where(best_room, bp, np.inf)
+        best = best_room & (bp == np.minimum.reduceat(pri_if_best, starts)[group])
+        chosen = _first_true_per_group(best, group)
         kept_per_class += np.bincount(bc[chosen], minlength=k)
         out[idx[cand[lo:hi][chosen]]] = True
     return out
@@ -237,6 +340,13 @@ def choose_drops(
     >>> choose_drops(labels, box_image, ok, 1, rate=None, seed=3, preset="keep1").sum()  # 2 of class 1
     np.int64(2)
     """
+    return _choose_drops(labels, box_image, eligible, num_images, rate=rate, seed=seed, preset=preset)[0]
+
+
+def _choose_drops(labels: np.ndarray, box_image: np.ndarray, eligible: np.ndarray, num_images: int, *,
+                  rate: float | None, seed: int, preset: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`choose_drops`, also returning the :func:`protected_boxes` mask it used (``uniform``
+    only, else None), so that :func:`curate` can summarise without computing it again."""
     labels = np.asarray(labels, dtype=np.int64)
     box_image = np.asarray(box_image, dtype=np.int64)
     eligible = np.asarray(eligible, dtype=bool)
@@ -247,28 +357,27 @@ def choose_drops(
     drop = np.zeros(m, dtype=bool)
     idx = np.flatnonzero(eligible)  # only eligible boxes take part from here on
     if len(idx) == 0:
-        return drop
+        return drop, (np.zeros(m, dtype=bool) if preset == "uniform" else None)
     img = box_image[idx]
     pri = priority[idx]
     n_in_image = np.bincount(img, minlength=num_images)[img]  # eligible boxes of the box's image
 
     if preset == "uniform":
-        classes, cls = np.unique(labels[idx], return_inverse=True)
+        classes, cls = _dense_codes(labels[idx])
         targets = drop_targets(np.bincount(cls, minlength=len(classes)), float(rate))  # type: ignore[arg-type]
-        protected = protected_boxes(labels, box_image, eligible, num_images, priority)[idx]
-        droppable = (n_in_image >= 2) & ~protected
+        protected_all = protected_boxes(labels, box_image, eligible, num_images, priority)
+        droppable = (n_in_image >= 2) & ~protected_all[idx]
         d = np.flatnonzero(droppable)
-        rank = _rank_in_group(cls[d], pri[d])
-        drop[idx[d[rank < targets[cls[d]]]]] = True
-        return drop
+        drop[idx[d[_top_in_group(cls[d], pri[d], targets)]]] = True  # each class's t_c highest priorities
+        return drop, protected_all
 
     if preset == "keep1":
-        _, cls = np.unique(labels[idx], return_inverse=True)
+        _, cls = _dense_codes(labels[idx])
         groups = img * (int(cls.max()) + 1) + cls  # one group per (image, class)
         _, group, group_size = np.unique(groups, return_inverse=True, return_counts=True)
         rank = _rank_in_group(group, pri)
         drop[idx[rank < group_size[group] - 1]] = True
-        return drop
+        return drop, None
 
     rank = _rank_in_group(img, pri)  # 0 = highest priority in the image
     if preset == "easy":
@@ -278,7 +387,7 @@ def choose_drops(
     else:  # extreme
         n_drop = n_in_image - 1
     drop[idx[rank < n_drop]] = True
-    return drop
+    return drop, None
 
 
 # ---------------------------------------------------------------- on datasets
@@ -351,37 +460,40 @@ def curate(ds: DetectionDataset, *, rate: float | None, seed: int, preset: str =
     (2, 2, [1, 1])
     """
     eligible = eligible_boxes(ds)
-    drop = choose_drops(ds.labels, ds.box_image, eligible, ds.num_images, rate=rate, seed=seed, preset=preset)
+    drop, protected = _choose_drops(ds.labels, ds.box_image, eligible, ds.num_images, rate=rate, seed=seed,
+                                    preset=preset)
     return CurationResult(dataset=ds.select_boxes(~drop), dropped=drop,
-                          classes=_summarise(ds, eligible, drop, rate, seed, preset),
+                          classes=_summarise(ds, eligible, drop, protected, rate, preset),
                           rate=None if rate is None else float(rate), seed=int(seed), preset=preset)
 
 
-def _summarise(ds: DetectionDataset, eligible: np.ndarray, drop: np.ndarray, rate: float | None,
-               seed: int, preset: str) -> list[ClassSummary]:
-    ids = np.array(sorted({c.id for c in ds.categories} | set(np.unique(ds.labels).tolist())), dtype=np.int64)
+def _summarise(ds: DetectionDataset, eligible: np.ndarray, drop: np.ndarray, protected: np.ndarray | None,
+               rate: float | None, preset: str) -> list[ClassSummary]:
+    """Per-class rows; ``protected`` is the :func:`protected_boxes` mask (``uniform`` only)."""
+    present, codes = _dense_codes(ds.labels)
+    ids = np.array(sorted({c.id for c in ds.categories} | set(present.tolist())), dtype=np.int64)
     names = ds.category_names
-    cls = np.searchsorted(ids, ds.labels)  # class row of each box
+    cls = np.searchsorted(ids, present)[codes]  # class row of each box
     k = len(ids)
     boxes = np.bincount(cls, minlength=k)
     n_elig = np.bincount(cls[eligible], minlength=k)
     dropped = np.bincount(cls[drop], minlength=k)
     targets: np.ndarray | None = None
-    alone = protected = None
+    alone = n_protected = None
     if preset == "uniform":
         targets = drop_targets(n_elig, float(rate))  # type: ignore[arg-type]
         n_in_image = np.bincount(ds.box_image[eligible], minlength=ds.num_images)[ds.box_image]
         alone = np.bincount(cls[eligible & (n_in_image == 1)], minlength=k)
-        prot = protected_boxes(ds.labels, ds.box_image, eligible, ds.num_images, box_priorities(ds.num_boxes, seed))
-        protected = np.bincount(cls[prot & (n_in_image >= 2)], minlength=k)
+        assert protected is not None
+        n_protected = np.bincount(cls[protected & (n_in_image >= 2)], minlength=k)
     rows = []
     for i, cid in enumerate(ids.tolist()):
         note = ""
         target = None if targets is None else int(targets[i])
         if target is not None and dropped[i] < target:
-            assert alone is not None and protected is not None
+            assert alone is not None and n_protected is not None
             note = (f"target {target} not reachable: {int(alone[i])} of {int(n_elig[i])} boxes are alone in "
-                    f"their image and {int(protected[i])} are the box their image keeps")
+                    f"their image and {int(n_protected[i])} are the box their image keeps")
         rows.append(ClassSummary(id=int(cid), name=names.get(cid, str(cid)), boxes=int(boxes[i]),
                                  eligible=int(n_elig[i]), target=target, dropped=int(dropped[i]), note=note))
     return rows
