@@ -18,6 +18,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from softsampling.engine.config import apply_overrides, load_config
@@ -47,5 +48,6 @@ def run(args: argparse.Namespace) -> int:
     if not cfg.data.train:
         raise SoftSamplingError("no training data given", fix="--set data.train=PATH (or set data.train in the config)")
     final = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
-    print(f"trained {cfg.strategy}: weights in {final}")
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"trained {cfg.strategy}: weights in {final}")
     return 0
