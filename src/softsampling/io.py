@@ -69,10 +69,22 @@ def check_can_write(path: str | Path, *, force: bool) -> None:
     probe_dir = parent
     while not probe_dir.exists():
         probe_dir = probe_dir.parent
-    if not os.access(probe_dir, os.W_OK):
+    if not probe_dir.is_dir():
+        raise SoftSamplingError("output path lies under a file, not a folder", file=probe_dir,
+                                fix="choose an --out inside a folder")
+    if not os.access(probe_dir, os.W_OK) or not _can_create_file(probe_dir):
         raise SoftSamplingError("output folder is not writable", file=probe_dir, fix="choose a writable --out")
     if shutil.disk_usage(probe_dir).free < 1 << 20:
         raise SoftSamplingError("less than 1 MiB free on the output disk", file=probe_dir, fix="free some space")
+
+
+def _can_create_file(folder: Path) -> bool:
+    """Try it: ``os.access`` says yes to root even where writes fail (read-only mounts, /proc)."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
 
 
 def replace_dir(tmp_dir: Path, final_dir: Path) -> None:

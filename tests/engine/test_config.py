@@ -62,3 +62,13 @@ def test_lr_schedule_warms_up_then_steps():
     assert lr_factor(0, cfg) == pytest.approx(0.1)
     assert lr_factor(9, cfg) == 1.0 and lr_factor(49, cfg) == 1.0
     assert lr_factor(50, cfg) == pytest.approx(0.1)
+
+
+def test_model_options_reach_the_builder_for_the_papers_hard_negative_setting():
+    from softsampling.engine.train import build_model
+
+    cfg = apply_overrides(RunConfig(), ["strategy=hard_negative", "strategy_params.hard_negative_topk=300",
+                                        "model.options={rpn_post_nms_top_n_train: 6000, rpn_pre_nms_top_n_train: 6000}"])
+    model = build_model(cfg, num_classes=11)
+    assert model.rpn._post_nms_top_n["training"] == 6000
+    assert model.roi_heads.hard_negative_topk == 300

@@ -46,7 +46,10 @@ def _metrics(run: Path) -> list[dict]:
 def test_every_strategy_trains_from_the_cli(tiny_digits, tmp_path):
     assert _train(tiny_digits, tmp_path / "baseline") == 0
     runs = {
-        "hard_negative": ["--set", "strategy=hard_negative", "--set", "strategy_params.min_overlap=0.2"],
+        "hard_negative": ["--set", "strategy=hard_negative", "--set", "strategy_params.min_overlap=0.2",
+                          # the paper's setting, scaled down: more proposals, keep the first k that qualify
+                          "--set", "model.options={rpn_post_nms_top_n_train: 200}",
+                          "--set", "strategy_params.hard_negative_topk=30"],
         "overlap_soft": ["--set", "strategy=overlap_soft", "--set", "sampling=all"],
         "score_soft": ["--set", "strategy=score_soft", "--set", f"prior_run={tmp_path / 'baseline'}"],
         "upper_bound": ["--set", "strategy=upper_bound", "--set", "normalization=weight_sum"],

@@ -277,16 +277,18 @@ def _load_json(path: Path) -> Any:
             "COCO JSON file not found" if not path.exists() else "expected a COCO JSON file, got a folder",
             file=path, fix="give the path of the annotations .json file",
         )
+    data = path.read_bytes()
     try:
-        return json.loads(path.read_bytes())
+        return json.loads(data)
     except json.JSONDecodeError as exc:
         raise SoftSamplingError(
             f"invalid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}", file=path,
             record=f"line {exc.lineno}", fix="repair the file (e.g. `python -m json.tool FILE` shows the spot)",
         ) from None
     except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
         raise SoftSamplingError(f"file is not UTF-8 text ({exc.reason} at byte {exc.start})", file=path,
-                                fix="save the file as UTF-8 JSON") from None
+                                record=f"line {line}", fix="save the file as UTF-8 JSON") from None
 
 
 def _read_categories(items: list[Any], name: str) -> list[Category]:
@@ -325,6 +327,9 @@ def _get(obj: dict[str, Any], key: str, kind: str, file: str, where: str) -> Any
                                 fix=f"add {key!r} to the record")
     v = obj[key]
     if kind == "int" and isinstance(v, int) and not isinstance(v, bool):
+        if not -(2**63) <= v < 2**63:
+            raise SoftSamplingError(f"{key!r} is {v}, which does not fit in a 64-bit integer", file=file,
+                                    record=where, fix=f"give {key!r} a value below 2**63")
         return v
     if kind == "size" and _is_number(v) and math.isfinite(v) and v == int(v):
         return int(v)

@@ -74,6 +74,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="overwrite an existing output and manifest")
     parser.add_argument("--invalid", choices=POLICIES, default="error",
                         help="bad boxes in the input: error (default), clip slightly-outside boxes, or skip them")
+    parser.add_argument("--skip-invalid", dest="invalid", action="store_const", const="skip",
+                        help="same as --invalid skip: drop bad boxes (NaN, empty, outside the image) and print "
+                             "how many and which")
     parser.add_argument("--images", type=Path, default=None, metavar="DIR",
                         help="image folder recorded with the dataset (optional; images are never read)")
     fmt = parser.add_argument_group("format options")

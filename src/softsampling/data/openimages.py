@@ -169,7 +169,7 @@ def read_openimages(
     if labels_csv is not None:
         image_labels = _read_image_labels(Path(labels_csv), image_index, categories, chunk_bytes=chunk_bytes)
 
-    image_ids = [_decode(k, name, "ImageID") for k in image_index]
+    image_ids = [_image_id_text(k, row, parsed["box_image"], name) for row, k in enumerate(image_index)]
     if image_root is not None and not allow_outside_root:
         _check_image_ids_stay_inside(image_ids, name)
     file_names = [f"{iid}.jpg" for iid in image_ids]
@@ -828,6 +828,15 @@ def _decode(raw: bytes, file: str, what: str, *, line: int | None = None) -> str
         raise SoftSamplingError(f"{what} is not valid UTF-8 text: {raw[:60]!r}", file=file,
                                 record=None if line is None else f"line {line}",
                                 fix="save the file as UTF-8") from None
+
+
+def _image_id_text(raw: bytes, row: int, box_image: np.ndarray, file: str) -> str:
+    """ImageID ``raw`` of image row ``row`` as text; if it is not UTF-8, the error names its first line."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        hits = np.flatnonzero(box_image == row)
+        return _decode(raw, file, "ImageID", line=int(hits[0]) + 2 if len(hits) else None)
 
 
 def _to_str(values: np.ndarray, file: str, col: str, first_row: int) -> np.ndarray:

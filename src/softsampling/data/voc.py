@@ -311,7 +311,7 @@ def _int_child(el: ET.Element, tag: str, xml_file: Path, where: str) -> int:
     text = _text(child) if child is not None else ""
     try:
         value = float(text)
-        if value == int(value):
+        if value == int(value) and abs(value) < 2**63:
             return int(value)
     except (ValueError, OverflowError):
         pass

@@ -54,6 +54,9 @@ class ModelConfig:
     soft_nms: str | None = None  # None | gaussian | linear
     min_size: int | None = None  # resize (None: the builder's default)
     max_size: int | None = None
+    # other torchvision FasterRCNN arguments for the builder, e.g. the paper's hard-negative setting
+    # {rpn_post_nms_top_n_train: 6000} with strategy_params.hard_negative_topk=300
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -132,6 +135,10 @@ def load_config(path: str | Path | None) -> RunConfig:
         raise SoftSamplingError("config file not found", file=path, fix="pass an existing YAML file, e.g. configs/digits.yaml")
     try:
         values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise SoftSamplingError(f"file is not UTF-8 text ({exc.reason} at byte {exc.start})", file=path,
+                                record=f"line {line}", fix="save the config as UTF-8") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else None

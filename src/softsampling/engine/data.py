@@ -13,6 +13,7 @@ references and py-faster-rcnn do). They carry, besides ``boxes``/``labels``:
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,14 +62,20 @@ def load_image(path: Path, *, max_pixels: int = 250_000_000) -> torch.Tensor:
     if not path.exists():
         raise SoftSamplingError("image file not found", file=path, fix="check the dataset's image folder (--images / data.images)")
     try:
-        with Image.open(path) as im:
-            w, h = im.size
-            if w * h > max_pixels:
-                raise SoftSamplingError(f"image has {w}x{h} pixels, above the limit of {max_pixels}", file=path,
-                                        fix="resize the image or raise the pixel limit")
-            arr = np.asarray(im.convert("RGB"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                w, h = im.size
+                if w * h > max_pixels:
+                    raise SoftSamplingError(f"image has {w}x{h} = {w * h:,} pixels, above the limit of {max_pixels:,} "
+                                            "(possible decompression bomb)", file=path,
+                                            fix="resize the image or raise the pixel limit")
+                arr = np.asarray(im.convert("RGB"))
     except SoftSamplingError:
         raise
+    except Image.DecompressionBombError as exc:
+        raise SoftSamplingError(f"image is too large to open safely ({exc})", file=path,
+                                fix="resize the image; if it is genuine, raise PIL.Image.MAX_IMAGE_PIXELS") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise SoftSamplingError(f"cannot read image ({exc})", file=path, fix="replace the file with a valid image") from None
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()

@@ -31,7 +31,7 @@ from softsampling.engine.checkpoint import load_checkpoint, save_checkpoint
 from softsampling.engine.config import RunConfig, save_config
 from softsampling.engine.data import DetectionTrainingSet, LabelMap, collate, dropped_by_image
 from softsampling.errors import SoftSamplingError
-from softsampling.io import atomic_write, write_json
+from softsampling.io import atomic_write, check_can_write, write_json
 
 LAST = "last.pt"
 FINAL = "model.pt"
@@ -77,11 +77,28 @@ def distributed_context() -> tuple[int, int]:
     return rank, world
 
 
-def load_training_data(cfg: RunConfig) -> tuple[DetectionDataset, LabelMap, dict[int, np.ndarray] | None]:
-    """Read the training annotations, and the curation manifest when the run needs the dropped boxes."""
-    options: dict[str, Any] = {}
-    if cfg.data.images:
-        options["image_root"] = cfg.data.images
+def image_check_options(fmt: str, images: str | Path | None, allow_outside_root: bool) -> dict[str, Any]:
+    """Reader options that check every image before training or prediction reads it.
+
+    The reader then refuses, with the annotation record named, image paths that
+    leave the image folder (``..``, absolute, symlinks out) unless
+    ``allow_outside_root``, missing or unreadable image files, decompression
+    bombs and sizes that disagree with the annotation. Headers only: no pixels
+    are decoded. (Open Images needs ``images`` to know where its images are.)
+    """
+    options: dict[str, Any] = {"allow_outside_root": allow_outside_root}
+    if images:
+        options["image_root"] = images
+    if fmt != "openimages" or images:
+        options["check_images"] = True
+    return options
+
+
+def load_training_data(cfg: RunConfig, *, allow_outside_root: bool = False
+                       ) -> tuple[DetectionDataset, LabelMap, dict[int, np.ndarray] | None]:
+    """Read the training annotations (images checked, see :func:`image_check_options`),
+    and the curation manifest when the run needs the dropped boxes."""
+    options = image_check_options(cfg.data.format, cfg.data.images, allow_outside_root)
     if cfg.data.format == "voc":
         options["split"] = cfg.data.split
     ds = load_dataset(cfg.data.train, cfg.data.format, **options)
@@ -113,6 +130,7 @@ def build_model(cfg: RunConfig, num_classes: int, *, prior: torch.nn.Module | No
 
     m = cfg.model
     size = {k: v for k, v in (("min_size", m.min_size), ("max_size", m.max_size)) if v is not None}
+    size.update(m.options)
     if m.name == "digits":
         model = build_digits_model(num_classes=num_classes, **size)
     else:
@@ -142,8 +160,8 @@ def _truncate_metrics(path: Path, before_iteration: int) -> None:
         f.write("".join(line + "\n" for line in keep))
 
 
-def split_dataset(cfg: RunConfig, split: str) -> DetectionDataset:
-    """The annotations of a run's ``train``, ``val`` or other split named in its config."""
+def split_dataset(cfg: RunConfig, split: str, *, allow_outside_root: bool = False) -> DetectionDataset:
+    """The annotations of a run's ``train``, ``val`` or other split named in its config (images checked)."""
     if split == "train":
         path, images, voc_split = cfg.data.train, cfg.data.images, cfg.data.split
     elif split == "val":
@@ -155,21 +173,19 @@ def split_dataset(cfg: RunConfig, split: str) -> DetectionDataset:
     if not path:
         raise SoftSamplingError(f"the run's config has no data.{split}",
                                 fix=f"pass the {split} annotations explicitly, or train with --set data.{split}=PATH")
-    options: dict[str, Any] = {}
-    if images:
-        options["image_root"] = images
+    options = image_check_options(cfg.data.format, images, allow_outside_root)
     if cfg.data.format == "voc":
         options["split"] = voc_split
     return load_dataset(path, cfg.data.format, **options)
 
 
 def evaluate_split(model: torch.nn.Module, cfg: RunConfig, label_map: LabelMap, split: str,
-                   device: torch.device) -> dict[str, Any]:
+                   device: torch.device, *, allow_outside_root: bool = False) -> dict[str, Any]:
     """VOC-area mAP@0.5 of ``model`` on a split of the run's data (model left in train mode afterwards)."""
     from softsampling.engine.predict import predict_dataset
     from softsampling.evaluation.voc_metric import voc_ap
 
-    ds = split_dataset(cfg, split)
+    ds = split_dataset(cfg, split, allow_outside_root=allow_outside_root)
     was_training = model.training
     model.eval()
     try:
@@ -180,8 +196,14 @@ def evaluate_split(model: torch.nn.Module, cfg: RunConfig, label_map: LabelMap, 
 
 
 # --------------------------------------------------------------------------- main loop
-def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, progress: bool = True) -> Path:
-    """Train a detector as ``cfg`` says; write everything under ``out_dir``; return the final weights' path."""
+def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, progress: bool = True,
+          allow_outside_root: bool = False) -> Path:
+    """Train a detector as ``cfg`` says; write everything under ``out_dir``; return the final weights' path.
+
+    The data (annotations and image headers) is checked before ``out_dir`` is
+    created, so bad input leaves no run folder behind. ``allow_outside_root``
+    lets annotation files name images outside their image folder.
+    """
     out_dir = Path(out_dir)
     rank, world = distributed_context()
     is_main = rank == 0
@@ -194,9 +216,7 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, progress
         raise SoftSamplingError("run folder already holds a training run", file=out_dir,
                                 fix="pass --resume to continue it, or choose another --out")
     if is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        if not os.access(out_dir, os.W_OK):
-            raise SoftSamplingError("run folder is not writable", file=out_dir, fix="choose a writable --out")
+        check_can_write(out_dir / LAST, force=True)  # a writable folder (or one we can create), before any work
 
     device = pick_device(t.device)
     if t.threads:
@@ -205,7 +225,13 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, progress
     if t.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
 
-    ds, label_map, dropped = load_training_data(cfg)
+    ds, label_map, dropped = load_training_data(cfg, allow_outside_root=allow_outside_root)
+    if is_main:
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SoftSamplingError(f"cannot create the run folder ({exc.strerror})", file=out_dir,
+                                    fix="choose a writable --out") from None
     train_set = DetectionTrainingSet(ds, label_map, dropped=dropped, cache=ds.num_images <= 20_000)
     if ds.num_images == 0:
         raise SoftSamplingError("training set has no images", file=cfg.data.train, fix="check data.train")
@@ -299,7 +325,7 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, progress
     if is_main:
         save_checkpoint(final_path, {"model": model.state_dict(), "labels": label_map.to_json(), "config": cfg.to_dict()})
         if cfg.data.val:
-            result = evaluate_split(model, cfg, label_map, "val", device)
+            result = evaluate_split(model, cfg, label_map, "val", device, allow_outside_root=allow_outside_root)
             _append_metrics(metrics_path, {"iteration": t.iterations, "val_mAP50": round(result["mAP"], 6)})
             if progress:
                 print(f"val mAP@0.5 (VOC area): {100 * result['mAP']:.2f}")

@@ -50,6 +50,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="overwrite --out if present")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
+    parser.add_argument("--allow-outside-root", action="store_true",
+                        help="let the annotations name images outside their image folder (refused by default)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -109,9 +111,9 @@ def thresholds_document(results: list[ClassCalibration], *, criterion: str, iou:
 def _load_split(args: argparse.Namespace, cfg: Any) -> tuple[Any, Path]:
     """The annotations to calibrate on, and their path."""
     from softsampling.data.formats import load_dataset
+    from softsampling.engine.train import image_check_options
 
     d = cfg.data
-    options: dict[str, Any] = {}
     if args.gt is not None:
         path, images, split = args.gt, args.images, d.val_split
     elif args.split == "val":
@@ -121,8 +123,7 @@ def _load_split(args: argparse.Namespace, cfg: Any) -> tuple[Any, Path]:
         path, images, split = Path(d.val), d.val_images, d.val_split
     else:
         path, images, split = Path(d.train), d.images, d.split
-    if images:
-        options["image_root"] = images
+    options = image_check_options(d.format, images, args.allow_outside_root)
     if d.format == "voc":
         options["split"] = split
     return load_dataset(path, d.format, **options), path

@@ -85,6 +85,11 @@ def register(parser: argparse.ArgumentParser) -> None:
                      help="openimages metric: class hierarchy JSON to expand the ground truth with")
     fmt.add_argument("--invalid", choices=POLICIES, default="error",
                      help="bad ground-truth boxes (voc/coco/openimages): error (default), clip, or skip")
+    fmt.add_argument("--allow-outside-root", action="store_true",
+                     help="with --run: let the annotations name images outside their image folder "
+                          "(absolute paths, '..', symlinks out); refused by default")
+    fmt.add_argument("--skip-invalid", dest="invalid", action="store_const", const="skip",
+                     help="same as --invalid skip: drop bad ground-truth boxes and note how many and which")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -95,6 +100,9 @@ def run(args: argparse.Namespace) -> int:
 
     notes: list[str] = []
     gt, dets = load_inputs(args, notes)
+    report = gt.extra.get("validation_report")
+    if report is not None and (report.clipped or report.skipped):
+        notes.append(f"ground truth: {report.summary()}")
     exhaustive = args.gt_format != "openimages"
     metric = metric_function(args.metric, gt, iou=args.iou, hierarchy=args.hierarchy, exhaustive=exhaustive)
     if args.metric == "openimages" and not exhaustive and args.labels is None:
@@ -180,7 +188,7 @@ def _predict_with_run(args: argparse.Namespace) -> tuple[DetectionDataset, Detec
     else:
         if args.split is None:
             raise SoftSamplingError("--run needs --split (train, val or test) or --gt", fix="e.g. --run RUN --split test")
-        gt = split_dataset(cfg, args.split)
+        gt = split_dataset(cfg, args.split, allow_outside_root=args.allow_outside_root)
         args.gt_format = cfg.data.format
     args.detections = args.run / "model.pt"
     return gt, predict_dataset(model, gt, label_map, device=device, progress=True)
@@ -192,6 +200,10 @@ def _load_gt(args: argparse.Namespace) -> DetectionDataset:
     options: dict[str, Any] = {"invalid": args.invalid}
     if args.images is not None:
         options["image_root"] = args.images
+    if args.run is not None:  # the run's model will read the images: check them first
+        from softsampling.engine.train import image_check_options
+
+        options.update(image_check_options(args.gt_format, args.images, args.allow_outside_root))
     if args.gt_format == "voc" and args.split is not None:
         options["split"] = args.split
     if args.gt_format == "openimages":

@@ -59,6 +59,7 @@ Example (the real sample in shared/data)::
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import warnings
@@ -184,10 +185,10 @@ def read_detections(
 
 def _read_coco_results(path: Path, gt: DetectionDataset, notes: list[str] | None) -> Detections:
     try:
-        with open(path, encoding="utf-8") as f:
-            entries = json.load(f)
+        entries = json.loads(read_utf8(path))
     except json.JSONDecodeError as exc:
-        raise SoftSamplingError(f"not valid JSON: {exc}", file=path, fix="write the file as a JSON list") from None
+        raise SoftSamplingError(f"not valid JSON: {exc}", file=path, record=f"line {exc.lineno}",
+                                fix="write the file as a JSON list") from None
     if not isinstance(entries, list):
         raise SoftSamplingError(
             "COCO results must be a JSON list of detections",
@@ -230,7 +231,7 @@ def _read_csv(path: Path, gt: DetectionDataset, notes: list[str] | None) -> Dete
     names = _name_to_id(gt)
     rows, labels, boxes, scores = [], [], [], []
     unknown: dict[str, int] = {}
-    with open(path, newline="", encoding="utf-8") as f:
+    with io.StringIO(read_utf8(path), newline="") as f:
         reader = csv.reader(f)
         header = next(reader, None)
         if header is None:
@@ -447,12 +448,22 @@ def read_txt_layout(
     return gt, dets
 
 
+def read_utf8(path: Path) -> str:
+    """The text of ``path``; a file that is not UTF-8 raises an error naming the line of the first bad byte."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise SoftSamplingError(f"file is not UTF-8 text ({exc.reason} at byte {exc.start})", file=path,
+                                record=f"line {line}", fix="save the file as UTF-8") from None
+
+
 def _lines(path: Path) -> Iterable[tuple[int, list[str]]]:
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            fields = line.split()
-            if fields:
-                yield line_no, fields
+    for line_no, line in enumerate(read_utf8(path).splitlines(), start=1):
+        fields = line.split()
+        if fields:
+            yield line_no, fields
 
 
 def _number(text: str, path: Path, line_no: int) -> float:
