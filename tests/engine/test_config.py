@@ -72,3 +72,10 @@ def test_model_options_reach_the_builder_for_the_papers_hard_negative_setting():
     model = build_model(cfg, num_classes=11)
     assert model.rpn._post_nms_top_n["training"] == 6000
     assert model.roi_heads.hard_negative_topk == 300
+
+
+def test_digest_ignores_test_data_and_empty_model_options_only():
+    base = RunConfig()
+    assert apply_overrides(base, ["data.test=t.json"]).digest() == base.digest()
+    assert apply_overrides(base, ["model.options={rpn_post_nms_top_n_train: 600}"]).digest() != base.digest()
+    assert apply_overrides(base, ["data.val=v.json"]).digest() != base.digest()

@@ -99,11 +99,15 @@ class RunConfig:
     def digest(self) -> str:
         """Short stable hash of the config (keys sorted), for naming and cache keys.
 
-        The ``data.test*`` keys are left out: test data never changes the trained model.
+        The ``data.test*`` keys are left out (test data never changes the trained
+        model), and so is ``model.options`` while empty, so runs made before these
+        keys existed keep their digest.
         """
         values = self.to_dict()
         for key in ("test", "test_images", "test_split"):
             values["data"].pop(key)
+        if not values["model"]["options"]:
+            values["model"].pop("options")
         blob = json.dumps(values, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
