@@ -42,6 +42,22 @@ def atomic_write(path: str | Path, mode: str = "w", encoding: str | None = "utf-
         raise
 
 
+def remove_stale_temp_files(folder: str | Path) -> list[Path]:
+    """Delete the temp files that :func:`atomic_write` left in ``folder`` when a kill interrupted it.
+
+    They are hidden (``.NAME.XXXXXXXX.tmp``) and never read as output. Call
+    this only where no other process is writing (e.g. a run folder on resume).
+    Returns the removed paths.
+    """
+    removed = []
+    for path in sorted(Path(folder).glob(".*.tmp")):
+        if path.is_file():
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed.append(path)
+    return removed
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -268,7 +268,8 @@ def xywh_to_xyxy(xywh: np.ndarray) -> np.ndarray:
     """
     xywh = np.asarray(xywh, dtype=np.float64).reshape(-1, 4)
     x, y, w, h = xywh.T
-    return np.stack([x, y, x + w, y + h], axis=1).astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):  # huge values become inf, which validation reports
+        return np.stack([x, y, x + w, y + h], axis=1).astype(np.float32)
 
 
 def _load_json(path: Path) -> Any:

@@ -380,10 +380,11 @@ def _pixel_boxes(coords: np.ndarray, widths: np.ndarray, heights: np.ndarray, bo
         w = widths[img].astype(np.float64)
         h = heights[img].astype(np.float64)
         c = coords[s : s + step]
-        out[s : s + step, 0] = c[:, 0] * w
-        out[s : s + step, 1] = c[:, 1] * h
-        out[s : s + step, 2] = c[:, 2] * w
-        out[s : s + step, 3] = c[:, 3] * h
+        with np.errstate(over="ignore", invalid="ignore"):  # huge values become inf, which validation reports
+            out[s : s + step, 0] = c[:, 0] * w
+            out[s : s + step, 1] = c[:, 1] * h
+            out[s : s + step, 2] = c[:, 2] * w
+            out[s : s + step, 3] = c[:, 3] * h
     return out
 
 

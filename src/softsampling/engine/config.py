@@ -130,6 +130,27 @@ def _from_dict(cls: type, values: dict[str, Any], where: str) -> Any:
     return cls(**kwargs)
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses aliases (``*name``).
+
+    Nine anchors of nine aliases each load instantly as shared references but
+    expand to 9**9 values once the config is copied or hashed (a "billion
+    laughs" in YAML). Run configs never need them.
+    """
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise SoftSamplingError(f"YAML alias (*{self.peek_event().anchor}) refused: configs may not repeat "
+                                    "content by reference", record=f"line {mark.line + 1}",
+                                    fix="write the values out instead of using &anchors and *aliases")
+        return super().compose_node(parent, index)
+
+
+def _safe_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def load_config(path: str | Path | None) -> RunConfig:
     """Read a YAML config; ``None`` gives the defaults."""
     if path is None:
@@ -138,7 +159,9 @@ def load_config(path: str | Path | None) -> RunConfig:
     if not path.exists():
         raise SoftSamplingError("config file not found", file=path, fix="pass an existing YAML file, e.g. configs/digits.yaml")
     try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        values = _safe_yaml(path.read_text(encoding="utf-8")) or {}
+    except SoftSamplingError as exc:
+        raise SoftSamplingError(exc.problem, file=path, record=exc.record, fix=exc.fix) from None
     except UnicodeDecodeError as exc:
         line = path.read_bytes()[: exc.start].count(b"\n") + 1
         raise SoftSamplingError(f"file is not UTF-8 text ({exc.reason} at byte {exc.start})", file=path,
@@ -164,7 +187,7 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
             raise SoftSamplingError(f"bad --set {item!r}", fix="write --set key=value, e.g. --set train.iterations=100")
         key, raw = item.split("=", 1)
         try:
-            value = yaml.safe_load(raw) if raw != "" else None
+            value = _safe_yaml(raw) if raw != "" else None
         except yaml.YAMLError:
             value = raw
         if isinstance(value, str):  # YAML 1.1 reads 1e-3 as a string; users mean a number

@@ -31,7 +31,7 @@ from softsampling.engine.checkpoint import load_checkpoint, save_checkpoint
 from softsampling.engine.config import RunConfig, save_config
 from softsampling.engine.data import DetectionTrainingSet, LabelMap, collate, dropped_by_image
 from softsampling.errors import SoftSamplingError
-from softsampling.io import atomic_write, check_can_write, write_json
+from softsampling.io import atomic_write, check_can_write, remove_stale_temp_files, write_json
 
 LAST = "last.pt"
 FINAL = "model.pt"
@@ -154,10 +154,18 @@ def _truncate_metrics(path: Path, before_iteration: int) -> None:
     """On resume, forget log lines written after the checkpoint we resume from."""
     if not path.exists():
         return
-    keep = [line for line in path.read_text(encoding="utf-8").splitlines()
-            if line.strip() and json.loads(line).get("iteration", -1) <= before_iteration]
+    keep = [line for line in path.read_text(encoding="utf-8", errors="replace").splitlines()
+            if _iteration_of(line) <= before_iteration]
     with atomic_write(path) as f:
         f.write("".join(line + "\n" for line in keep))
+
+
+def _iteration_of(line: str) -> float:
+    """The iteration a metrics line logs; +inf (dropped on resume) for a line torn by a kill."""
+    try:
+        return json.loads(line).get("iteration", -1)
+    except (json.JSONDecodeError, AttributeError):
+        return math.inf
 
 
 def split_dataset(cfg: RunConfig, split: str, *, allow_outside_root: bool = False) -> DetectionDataset:
@@ -258,6 +266,8 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, progress
         start = int(state["iteration"])
     metrics_path = out_dir / "metrics.jsonl"
     if is_main:
+        if resume:
+            remove_stale_temp_files(out_dir)  # left by writes that a kill interrupted
         save_config(cfg, out_dir / "config.yaml")
         write_json(out_dir / "labels.json", label_map.to_json())
         _truncate_metrics(metrics_path, start)
