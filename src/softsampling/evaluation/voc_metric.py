@@ -65,7 +65,7 @@ Example (one image, one "cat"; a duplicate and a miss):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -292,3 +292,56 @@ def _assign(
     _, first = np.unique(best_box[claim], return_index=True)
     tp[claim[first]] = True
     return tp, ignored
+
+
+# ------------------------------------------------------------------ matching
+class DetectionMatches(NamedTuple):
+    """Outcome of matching ``D`` detections against the ground truth.
+
+    ``tp``: bool [D], true positive (input order). ``ignored``: bool [D], the
+    detection matched a ``difficult`` box (neither TP nor FP). Every other
+    detection is a false positive. ``num_gt``: category id -> number of
+    non-difficult ground-truth boxes (every category of the dataset, and any
+    label seen in boxes or detections).
+    """
+
+    tp: np.ndarray
+    ignored: np.ndarray
+    num_gt: dict[int, int]
+
+
+def match_detections(gt: DetectionDataset, dets: Detections, iou: float = 0.5) -> DetectionMatches:
+    """Flag each detection TP / FP / ignored with the VOC devkit's greedy rule at IoU ``>= iou``.
+
+    Same rule and tie-breaking as :func:`softsampling.evaluation.voc_metric.voc_ap`
+    (same code path): within each class, detections are ranked by
+    score (ties in input order) and each takes its best-IoU box; the first
+    detection to take a non-difficult box is a TP, later ones are duplicates (FP).
+
+    >>> from softsampling.data.records import Category
+    >>> gt = DetectionDataset.from_lists(
+    ...     images=[{"id": 0, "file_name": "a.png", "width": 50, "height": 50}],
+    ...     boxes=[{"image_index": 0, "bbox": [0, 0, 10, 10], "label": 1}],
+    ...     categories=[Category(1, "cat"), Category(2, "dog")])
+    >>> m = match_detections(gt, Detections([0, 0, 0], [[1, 0, 10, 10], [0, 0, 10, 10], [0, 0, 10, 10]],
+    ...                                     [1, 1, 2], [0.5, 0.8, 0.9]))
+    >>> m.tp.tolist(), m.num_gt
+    ([False, True, False], {1: 1, 2: 0})
+    """
+    if not 0.0 <= iou <= 1.0:
+        raise SoftSamplingError(f"IoU threshold must lie in [0, 1], got {iou}", fix="pass e.g. --iou 0.5")
+    _check_image_index(gt, dets)
+    class_ids = _class_ids(gt, dets)
+    gt_cls = np.searchsorted(class_ids, gt.labels)
+    det_cls = np.searchsorted(class_ids, dets.labels)
+    num_gt = np.bincount(gt_cls[~gt.difficult], minlength=len(class_ids))
+
+    # Rank order of voc_ap: by class, then score descending, then input order.
+    order = np.lexsort((np.arange(len(dets)), -dets.scores.astype(np.float64), det_cls))
+    best_iou, best_box = _best_overlaps(gt, gt_cls, dets, det_cls, order, len(class_ids))
+    tp_ranked, ignored_ranked = _assign(best_iou, best_box, gt.difficult, float(iou))
+    tp = np.zeros(len(dets), dtype=bool)
+    ignored = np.zeros(len(dets), dtype=bool)
+    tp[order] = tp_ranked
+    ignored[order] = ignored_ranked
+    return DetectionMatches(tp, ignored, {int(c): int(n) for c, n in zip(class_ids, num_gt)})
