@@ -38,6 +38,8 @@ import numpy as np
 from softsampling.data.openimages import BOX_COLUMNS, read_openimages, write_openimages
 from softsampling.data.records import Category, DetectionDataset
 
+from _machine import cpu_model  # noqa: E402 (bench/ helper, beside this script)
+
 HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 
 
@@ -149,16 +151,6 @@ def run_pipeline(folder: Path, rate: float, seed: int, with_sizes: bool, compare
         del ds, result
         out["csv_module_s"] = round(csv_module_baseline(folder / "boxes.csv"), 2)
     return out
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:

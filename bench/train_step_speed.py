@@ -55,6 +55,8 @@ from softsampling.engine.data import DetectionTrainingSet, LabelMap, collate
 from softsampling.model import PriorScorer, build_digits_model, use_strategy
 from softsampling.sampling import median_thresholds
 
+from _machine import cpu_model  # noqa: E402 (bench/ helper, beside this script)
+
 Batch = tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]
 VARIANTS = ("stock", "baseline", "overlap_soft", "hard_negative", "upper_bound", "score_soft")
 
@@ -190,16 +192,6 @@ def profile(model: nn.Module, optimizer: torch.optim.Optimizer, batches: list[Ba
     roi = sum(e.self_cpu_time_total for e in events if "roi_align" in e.key.lower() and "backward" in e.key.lower())
     lines.append(f"  roi_align backward: {roi / total:.1%} of self CPU time")
     return lines
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:

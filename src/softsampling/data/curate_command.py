@@ -45,7 +45,7 @@ from softsampling.data.curate import (
     write_manifest,
 )
 from softsampling.data.formats import FORMATS, load_dataset, save_dataset
-from softsampling.data.validate import POLICIES
+from softsampling.data.validate import add_invalid_options
 from softsampling.errors import SoftSamplingError
 from softsampling.io import check_can_write
 
@@ -72,11 +72,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="uniform only: fraction of each class's boxes to drop, in [0, 1], e.g. 0.3")
     parser.add_argument("--seed", type=int, required=True, help="random seed; same seed, same dropped boxes")
     parser.add_argument("--force", action="store_true", help="overwrite an existing output and manifest")
-    parser.add_argument("--invalid", choices=POLICIES, default="error",
-                        help="bad boxes in the input: error (default), clip slightly-outside boxes, or skip them")
-    parser.add_argument("--skip-invalid", dest="invalid", action="store_const", const="skip",
-                        help="same as --invalid skip: drop bad boxes (NaN, empty, outside the image) and print "
-                             "how many and which")
+    add_invalid_options(parser, what="boxes in the input")
     parser.add_argument("--images", type=Path, default=None, metavar="DIR",
                         help="image folder recorded with the dataset (optional; images are never read)")
     fmt = parser.add_argument_group("format options")

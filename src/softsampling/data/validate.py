@@ -134,6 +134,15 @@ def validate_boxes(
     raise SoftSamplingError(detail, file=file, record=record, fix=fix_text)
 
 
+def add_invalid_options(parser, *, what: str = "boxes") -> None:
+    """Add ``--invalid {error,clip,skip}`` and its alias ``--skip-invalid`` to an argparse parser or group."""
+    parser.add_argument("--invalid", choices=POLICIES, default="error",
+                        help=f"bad {what} (NaN, empty, outside the image): error (default), clip slightly-outside "
+                             "ones to the image, or skip them")
+    parser.add_argument("--skip-invalid", dest="invalid", action="store_const", const="skip",
+                        help="same as --invalid skip: drop the bad ones and print how many and which")
+
+
 def check_unique(values: list, *, what: str, file: str) -> None:
     """Raise if ``values`` has a duplicate, naming the first repeated one."""
     seen: set = set()

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from softsampling.data.records import DetectionDataset
-from softsampling.data.validate import POLICIES
+from softsampling.data.validate import add_invalid_options
 from softsampling.errors import SoftSamplingError
 from softsampling.evaluation.detections import Detections
 from softsampling.io import check_can_write, write_json
@@ -83,13 +83,10 @@ def register(parser: argparse.ArgumentParser) -> None:
                      help="openimages: class descriptions CSV (LabelName,DisplayName)")
     fmt.add_argument("--hierarchy", type=Path, default=None, metavar="JSON",
                      help="openimages metric: class hierarchy JSON to expand the ground truth with")
-    fmt.add_argument("--invalid", choices=POLICIES, default="error",
-                     help="bad ground-truth boxes (voc/coco/openimages): error (default), clip, or skip")
+    add_invalid_options(fmt, what="ground-truth boxes (voc/coco/openimages)")
     fmt.add_argument("--allow-outside-root", action="store_true",
                      help="with --run: let the annotations name images outside their image folder "
                           "(absolute paths, '..', symlinks out); refused by default")
-    fmt.add_argument("--skip-invalid", dest="invalid", action="store_const", const="skip",
-                     help="same as --invalid skip: drop bad ground-truth boxes and note how many and which")
 
 
 def run(args: argparse.Namespace) -> int:
