@@ -90,7 +90,7 @@ def test_bad_options_are_one_line_errors(cartucho_dir, capsys, extra, message):
     args = cartucho_args(cartucho_dir, *extra)
     if "--split" in extra:  # reader options are checked for the non-txt formats
         args = ["evaluate", "--gt", str(cartucho_dir / "ground-truth"), "--gt-format", "coco",
-                "--detections", str(cartucho_dir / "README.md"), *extra]
+                "--detections", str(cartucho_dir / "LICENSE"), *extra]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("softsampling evaluate: error:") and message in err and len(err.strip().splitlines()) == 1
