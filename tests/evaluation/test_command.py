@@ -121,3 +121,13 @@ def test_openimages_metric_on_exhaustive_ground_truth(cartucho_dir, tmp_path):
     result = json.loads(out.read_text())["result"]
     assert result["mAP"] == pytest.approx(voc_ap(gt, dets)["mAP"], abs=1e-12)
     assert result["per_class"]["1"]["num_det"] == voc_ap(gt, dets)["per_class"][1]["num_det"]
+
+
+@pytest.mark.parametrize("metric, exact", [("voc07", False), ("voc07_exact", True)])
+def test_voc07_variants_on_the_command_line(cartucho_dir, tmp_path, metric, exact):
+    out = tmp_path / "r.json"
+    assert main(cartucho_args(cartucho_dir, "--metric", metric, "--out", str(out))) == 0
+    gt, dets = read_txt_layout(cartucho_dir / "ground-truth", cartucho_dir / "detection-results", notes=[])
+    result = json.loads(out.read_text())["result"]
+    assert result["metric"] == metric
+    assert result["mAP"] == pytest.approx(voc_ap(gt, dets, use_07_metric=True, exact_tenths=exact)["mAP"], abs=1e-15)

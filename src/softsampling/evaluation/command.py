@@ -8,15 +8,18 @@ JSON (--out) and an mAP-vs-score-threshold sweep (--score-thresholds, --plot).
 
 Metrics (--metric):
   voc       VOC2010+ devkit AP (area under the precision envelope), IoU --iou
-  voc07     VOC2007 devkit 11-point AP, IoU --iou
+  voc07     VOC2007 11-point AP at recall np.arange(0, 1.1, 0.1), as py-faster-rcnn,
+            detectron2 and mmdetection compute it, IoU --iou
+  voc07_exact  the same at the exact recall points k/10 (higher when a recall is
+            exactly 0.3, 0.6 or 0.7), IoU --iou
   coco      pycocotools: the 12 COCO numbers, per-class AP@[.5:.95] and AP@.5
   openimages  Open Images challenge AP (verified labels, group-of boxes), IoU --iou
 Detections of classes the ground truth lacks are ignored and counted in a note;
 detections of unknown images are an error.
 
 Examples:
-  softsampling evaluate --gt ../shared/data/cartucho_map_sample/ground-truth --gt-format txt \\
-      --detections ../shared/data/cartucho_map_sample/detection-results --metric voc
+  softsampling evaluate --gt tests/data/cartucho/ground-truth --gt-format txt \\
+      --detections tests/data/cartucho/detection-results --metric voc
   softsampling evaluate --gt VOCdevkit/VOC2007 --gt-format voc --split test \\
       --detections dets.csv --metric voc07 --iou 0.5,0.75 --out results.json
   softsampling evaluate --gt instances_val2017.json --gt-format coco --detections results.json \\
@@ -44,7 +47,7 @@ from softsampling.evaluation.detections import Detections
 from softsampling.io import check_can_write, write_json
 
 GT_FORMATS = ("voc", "coco", "openimages", "txt")
-METRICS = ("voc", "voc07", "coco", "openimages")
+METRICS = ("voc", "voc07", "voc07_exact", "coco", "openimages")
 
 Metric = Callable[[DetectionDataset, Detections], dict[str, Any]]
 
@@ -62,7 +65,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="format of a --detections file (default: from the extension, .json or .csv)")
     parser.add_argument("--metric", choices=METRICS, default="voc", help="metric (default: voc)")
     parser.add_argument("--iou", default=None, metavar="T[,T...]",
-                        help="IoU threshold(s): voc/voc07 take several (default 0.5), openimages one; "
+                        help="IoU threshold(s): voc, voc07 and voc07_exact take several (default 0.5), openimages one; "
                              "coco uses its fixed 0.50:0.95")
     parser.add_argument("--score-thresholds", default=None, metavar="START:STOP:STEP",
                         help="also compute mAP after dropping detections below each threshold, "
@@ -250,10 +253,11 @@ def metric_function(name: str, gt: DetectionDataset, *, iou: str | None = None,
     ious = _parse_iou(iou)
     if hierarchy is not None and name != "openimages":
         raise SoftSamplingError("--hierarchy applies to --metric openimages only", fix="leave --hierarchy out")
-    if name in ("voc", "voc07"):
+    if name in ("voc", "voc07", "voc07_exact"):
         from softsampling.evaluation.voc_metric import voc_ap
 
-        return partial(voc_ap, iou_thresholds=tuple(ious or (0.5,)), use_07_metric=name == "voc07")
+        return partial(voc_ap, iou_thresholds=tuple(ious or (0.5,)), use_07_metric=name != "voc",
+                       exact_tenths=name == "voc07_exact")
     if name == "coco":
         if ious is not None:
             raise SoftSamplingError("--metric coco uses COCO's fixed IoU thresholds 0.50:0.05:0.95",
