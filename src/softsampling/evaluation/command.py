@@ -48,6 +48,8 @@ from softsampling.io import check_can_write, write_json
 
 GT_FORMATS = ("voc", "coco", "openimages", "txt")
 METRICS = ("voc", "voc07", "voc07_exact", "coco", "openimages")
+# The VOC image set evaluate reads without --split: detectors are scored on test (readers default to trainval).
+EVALUATE_VOC_SPLIT = "test"
 
 Metric = Callable[[DetectionDataset, Detections], dict[str, Any]]
 
@@ -76,8 +78,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="overwrite existing --out / --plot files")
     fmt = parser.add_argument_group("ground-truth options")
     fmt.add_argument("--split", default=None,
-                     help="with --run: the run's train, val or test split; otherwise voc: image set to evaluate, "
-                          "e.g. test (ImageSets/Main/SPLIT.txt)")
+                     help="with --run: the run's train, val or test split; otherwise voc: image set to evaluate "
+                          f"(ImageSets/Main/SPLIT.txt, default {EVALUATE_VOC_SPLIT})")
     fmt.add_argument("--images", type=Path, default=None, metavar="DIR",
                      help="image folder; txt: image sizes are read from it (otherwise taken from the boxes)")
     fmt.add_argument("--labels", type=Path, default=None, metavar="CSV",
@@ -112,6 +114,10 @@ def run(args: argparse.Namespace) -> int:
 
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
+    split = voc_split(args)
+    if split is not None:
+        how = "--split" if args.split is not None else "the default; choose another with --split"
+        print(f"VOC image set: {split} (ImageSets/Main/{split}.txt, {how})")
     print(f"{gt.num_images} images, {gt.num_boxes} ground-truth boxes, {len(dets)} detections")
     print(format_table(result))
 
@@ -132,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
         write_json(args.out, _jsonable({
             "gt": str(args.gt),
             "gt_format": args.gt_format,
+            "split": split,
             "detections": str(args.detections),
             "metric": args.metric,
             "num_images": gt.num_images,
@@ -204,8 +211,9 @@ def _load_gt(args: argparse.Namespace) -> DetectionDataset:
         from softsampling.engine.train import image_check_options
 
         options.update(image_check_options(args.gt_format, args.images, args.allow_outside_root))
-    if args.gt_format == "voc" and args.split is not None:
-        options["split"] = args.split
+    split = voc_split(args)
+    if split is not None:
+        options["split"] = split
     if args.gt_format == "openimages":
         if args.labels is not None:
             options["labels_csv"] = args.labels
@@ -218,6 +226,13 @@ def _load_gt(args: argparse.Namespace) -> DetectionDataset:
         raise SoftSamplingError(f"{', '.join(unused)} does not apply to --gt-format {args.gt_format}",
                                 fix="leave the option out")
     return load_dataset(args.gt, args.gt_format, **options)
+
+
+def voc_split(args: argparse.Namespace) -> str | None:
+    """The VOC image set read from --gt: --split, else test; None unless --gt is a VOC folder."""
+    if args.gt is None or args.gt_format != "voc":
+        return None
+    return args.split if args.split is not None else EVALUATE_VOC_SPLIT
 
 
 def _sweep_thresholds(args: argparse.Namespace) -> list[float]:
