@@ -1,31 +1,30 @@
-"""Shared test fixtures: where the real data in shared/ lives."""
+"""Shared test fixtures: the real data shipped with the tests in tests/data/ (see its README.md)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("SOFTSAMPLING_SHARED", REPO.parent / "shared"))
-COCO128 = SHARED / "data" / "coco128_coco_json"
-CARTUCHO = SHARED / "data" / "cartucho_map_sample"
+TEST_DATA = REPO / "tests" / "data"
+COCO128 = TEST_DATA / "coco128"
+CARTUCHO = TEST_DATA / "cartucho"
 
 
 @pytest.fixture(scope="session")
 def coco128_json() -> Path:
-    path = COCO128 / "annotations" / "instances_train2017.json"
-    assert path.exists(), f"shared test data missing: {path} (set SOFTSAMPLING_SHARED to the shared/ folder)"
-    return path
+    """The original COCO128 annotation file (128 real COCO train2017 images, 939 boxes)."""
+    return COCO128 / "annotations" / "instances_train2017.json"
 
 
 @pytest.fixture(scope="session")
 def coco128_images() -> Path:
+    """Grey stand-ins with the real images' file names and sizes (the JSON's default image root)."""
     return COCO128 / "images" / "train2017"
 
 
 @pytest.fixture(scope="session")
 def cartucho_dir() -> Path:
-    assert CARTUCHO.exists(), f"shared test data missing: {CARTUCHO}"
+    """Cartucho/mAP's sample: ground-truth/ and detection-results/ txt files, images/ as stand-ins."""
     return CARTUCHO

@@ -1,8 +1,9 @@
-"""`softsampling evaluate` end to end on the real shared data."""
+"""`softsampling evaluate` end to end on the real data in tests/data."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -90,7 +91,7 @@ def test_bad_options_are_one_line_errors(cartucho_dir, capsys, extra, message):
     args = cartucho_args(cartucho_dir, *extra)
     if "--split" in extra:  # reader options are checked for the non-txt formats
         args = ["evaluate", "--gt", str(cartucho_dir / "ground-truth"), "--gt-format", "coco",
-                "--detections", str(cartucho_dir / "README.md"), *extra]
+                "--detections", str(cartucho_dir / "LICENSE"), *extra]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("softsampling evaluate: error:") and message in err and len(err.strip().splitlines()) == 1
@@ -121,3 +122,36 @@ def test_openimages_metric_on_exhaustive_ground_truth(cartucho_dir, tmp_path):
     result = json.loads(out.read_text())["result"]
     assert result["mAP"] == pytest.approx(voc_ap(gt, dets)["mAP"], abs=1e-12)
     assert result["per_class"]["1"]["num_det"] == voc_ap(gt, dets)["per_class"][1]["num_det"]
+
+
+@pytest.mark.parametrize("metric, exact", [("voc07", False), ("voc07_exact", True)])
+def test_voc07_variants_on_the_command_line(cartucho_dir, tmp_path, metric, exact):
+    out = tmp_path / "r.json"
+    assert main(cartucho_args(cartucho_dir, "--metric", metric, "--out", str(out))) == 0
+    gt, dets = read_txt_layout(cartucho_dir / "ground-truth", cartucho_dir / "detection-results", notes=[])
+    result = json.loads(out.read_text())["result"]
+    assert result["metric"] == metric
+    assert result["mAP"] == pytest.approx(voc_ap(gt, dets, use_07_metric=True, exact_tenths=exact)["mAP"], abs=1e-15)
+
+
+VOC_FIXTURE = Path(__file__).resolve().parents[1] / "data" / "fixtures" / "voc" / "VOC2007"
+
+
+def test_voc_ground_truth_defaults_to_the_test_split_and_says_so(tmp_path, capsys):
+    # The fixture's test split is one image (000004, one cat at 10,20-30,40); trainval has three others.
+    dets = tmp_path / "d.csv"
+    dets.write_text("image,label,score,xmin,ymin,xmax,ymax\n000004,cat,0.9,10,20,30,40\n")
+    out = tmp_path / "r.json"
+    base = ["evaluate", "--gt", str(VOC_FIXTURE), "--gt-format", "voc", "--detections", str(dets)]
+    assert main([*base, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "VOC image set: test (ImageSets/Main/test.txt, the default; choose another with --split)" in printed
+    assert "1 images, 1 ground-truth boxes, 1 detections" in printed
+    saved = json.loads(out.read_text())
+    assert saved["split"] == "test" and saved["num_images"] == 1 and saved["result"]["mAP"] == 1.0
+
+    # --split picks another image set, and the output names it.
+    assert main([*base, "--split", "trainval"]) == 2  # 000004 is not in trainval
+    assert "000004" in capsys.readouterr().err
+    assert main([*base, "--split", "test"]) == 0
+    assert "VOC image set: test (ImageSets/Main/test.txt, --split)" in capsys.readouterr().out

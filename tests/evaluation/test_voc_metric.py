@@ -23,11 +23,12 @@ from softsampling.evaluation.voc_metric import average_precision, voc_ap
 # ---------------------------------------------------------------------------
 
 
-def devkit_reference(gt_boxes, dets, iou_threshold=0.5, use_07_metric=False):
+def devkit_reference(gt_boxes, dets, iou_threshold=0.5, use_07_metric=False, exact_tenths=False):
     """``gt_boxes``: list of ``(image, cls, xmin, ymin, xmax, ymax, difficult)``;
     ``dets``: list of ``(image, cls, score, xmin, ymin, xmax, ymax)``; inclusive
     pixel coordinates. Returns ``({cls: ap}, mAP)`` over classes with
-    non-difficult ground truth."""
+    non-difficult ground truth. The 11 points are py-faster-rcnn's
+    ``np.arange(0.0, 1.1, 0.1)``, or the decimals ``k / 10`` with ``exact_tenths``."""
     classes = sorted({g[1] for g in gt_boxes})
     aps = {}
     for cls in classes:
@@ -78,8 +79,9 @@ def devkit_reference(gt_boxes, dets, iou_threshold=0.5, use_07_metric=False):
             prec.append(ctp / max(ctp + cfp, np.finfo(np.float64).eps))
         if use_07_metric:
             ap = 0.0
-            for k in range(11):
-                ps = [p for r, p in zip(rec, prec) if r >= k / 10]
+            points = [k / 10 for k in range(11)] if exact_tenths else np.arange(0.0, 1.1, 0.1)
+            for t in points:
+                ps = [p for r, p in zip(rec, prec) if r >= t]
                 ap += (max(ps) if ps else 0.0) / 11
         else:
             mrec = [0.0] + rec + [1.0]
@@ -146,11 +148,57 @@ def test_average_precision_area_and_11_point_by_hand():
     assert average_precision(tp, 4, use_07_metric=True) == pytest.approx(6 / 11, abs=1e-12)
 
 
-def test_11_point_uses_exact_tenths():
+def voc_eval_11_point(tp, npos):
+    """py-faster-rcnn ``voc_eval.py`` (``voc_eval`` + ``voc_ap(use_07_metric=True)``), line by line;
+    detectron2's ``pascal_voc_evaluation.py`` has the same loop."""
+    fp = np.cumsum(1 - np.asarray(tp, dtype=float))
+    tp = np.cumsum(np.asarray(tp, dtype=float))
+    rec = tp / float(npos)
+    prec = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
+    ap = 0.0
+    for t in np.arange(0.0, 1.1, 0.1):
+        if np.sum(rec >= t) == 0:
+            p = 0
+        else:
+            p = np.max(prec[rec >= t])
+        ap = ap + p / 11.0
+    return ap
+
+
+def test_11_point_recall_exactly_three_tenths():
     # T T F T with 10 positives: recall reaches exactly 0.3 with precision 0.75.
-    # t=0,.1,.2 -> 1; t=.3 -> .75 (np.arange's 0.30000000000000004 would give 0); t>=.4 -> 0.
+    # voc07 (np.arange): t=0,.1,.2 -> 1; t=0.30000000000000004 is above the recall 0.3 -> 0: 3/11.
+    # voc07_exact: t=.3 -> .75 as well: 3.75/11.
     tp = np.array([1, 1, 0, 1], dtype=bool)
-    assert average_precision(tp, 10, use_07_metric=True) == pytest.approx(3.75 / 11, abs=1e-12)
+    expected = voc_eval_11_point(tp, 10)
+    assert expected == pytest.approx(3 / 11, abs=1e-12)
+    assert average_precision(tp, 10, use_07_metric=True) == pytest.approx(expected, abs=1e-12)
+    assert average_precision(tp, 10, use_07_metric=True, exact_tenths=True) == pytest.approx(3.75 / 11, abs=1e-12)
+
+
+def test_voc07_equals_voc_eval_when_recalls_hit_tenths():
+    # One image, 10 "cat" boxes; 7 detections find 3, 6 and then 7 of them (recalls 0.3, 0.6, 0.7).
+    boxes = [[20.0 * i, 0.0, 20.0 * i + 10, 10.0] for i in range(10)]
+    gt = DetectionDataset.from_lists(
+        images=[{"id": "a", "file_name": "a.jpg", "width": 200, "height": 10}],
+        boxes=[{"image_index": 0, "bbox": b, "label": 1} for b in boxes],
+        categories=[Category(1, "cat")])
+    found = [0, 1, 2, None, 3, 4, 5, None, 6]  # box index, or None for a miss
+    det_boxes = [boxes[i] if i is not None else [0.0, 5.0, 5.0, 9.0] for i in found]
+    dets = Detections(image_index=[0] * len(found), boxes=det_boxes, labels=[1] * len(found),
+                      scores=np.linspace(0.9, 0.1, len(found)))
+    tp = [i is not None for i in found]
+    r07 = voc_ap(gt, dets, use_07_metric=True)
+    exact = voc_ap(gt, dets, use_07_metric=True, exact_tenths=True)
+    assert r07["metric"] == "voc07" and exact["metric"] == "voc07_exact"
+    assert r07["mAP"] == pytest.approx(voc_eval_11_point(tp, 10), abs=1e-12)
+    # ranks T T T F T T T F T: recall .1 .2 .3 .3 .4 .5 .6 .6 .7, precision 1 1 1 .75 .8 .833 6/7 .75 7/9.
+    # exact points: t=0..0.3 -> 1; t=.4,.5,.6 -> 6/7; t=.7 -> 7/9; t>=.8 -> 0.
+    # np.arange: t=0..0.2 -> 1; t=0.30000000000000004,.4,.5 -> 6/7; t=0.6000000000000001 -> 7/9; t>=0.7000000000000001 -> 0.
+    assert exact["mAP"] == pytest.approx((4 + 3 * 6 / 7 + 7 / 9) / 11, abs=1e-12)
+    assert r07["mAP"] == pytest.approx((3 + 3 * 6 / 7 + 7 / 9) / 11, abs=1e-12)
+    with pytest.raises(SoftSamplingError, match="11-point"):
+        voc_ap(gt, dets, exact_tenths=True)
 
 
 def test_no_detections_gives_zero_ap():
@@ -331,14 +379,14 @@ def random_scene(rng, num_images, gt_per_image, det_per_image, num_classes=3):
     return gt_ref, det_ref
 
 
-def _check_against_reference(gt_ref, det_ref, num_images, iou, use_07):
-    aps, ref_map = devkit_reference(gt_ref, det_ref, iou, use_07)
+def _check_against_reference(gt_ref, det_ref, num_images, iou, use_07, exact_tenths=False):
+    aps, ref_map = devkit_reference(gt_ref, det_ref, iou, use_07, exact_tenths)
     gt, dets = to_records(gt_ref, det_ref, num_images)
     if not aps:
         with pytest.raises(SoftSamplingError):
-            voc_ap(gt, dets, iou_thresholds=(iou,), use_07_metric=use_07)
+            voc_ap(gt, dets, iou_thresholds=(iou,), use_07_metric=use_07, exact_tenths=exact_tenths)
         return None
-    r = voc_ap(gt, dets, iou_thresholds=(iou,), use_07_metric=use_07)
+    r = voc_ap(gt, dets, iou_thresholds=(iou,), use_07_metric=use_07, exact_tenths=exact_tenths)
     assert r["mAP"] == pytest.approx(ref_map, abs=1e-12)
     for cls, ap in aps.items():
         assert r["per_class"][cls]["ap"] == pytest.approx(ap, abs=1e-12)
@@ -351,11 +399,11 @@ def _check_against_reference(gt_ref, det_ref, num_images, iou, use_07):
 
 @settings(max_examples=150, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), num_images=st.integers(1, 4),
-       iou=st.sampled_from([0.3, 0.5, 0.7]), use_07=st.booleans())
-def test_equals_devkit_reference_on_random_data(seed, num_images, iou, use_07):
+       iou=st.sampled_from([0.3, 0.5, 0.7]), metric=st.sampled_from(["voc", "voc07", "voc07_exact"]))
+def test_equals_devkit_reference_on_random_data(seed, num_images, iou, metric):
     rng = np.random.default_rng(seed)
     gt_ref, det_ref = random_scene(rng, num_images, gt_per_image=5, det_per_image=10)
-    _check_against_reference(gt_ref, det_ref, num_images, iou, use_07)
+    _check_against_reference(gt_ref, det_ref, num_images, iou, metric != "voc", metric == "voc07_exact")
 
 
 def test_equals_devkit_reference_on_a_larger_scene():

@@ -6,12 +6,21 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from softsampling.engine.config import RunConfig, apply_overrides
-from softsampling.experiments.grid import DataLayout, SplitSpec, build_cells, is_finished, rate_tag, run_cells
+from softsampling.experiments.grid import (
+    DataLayout,
+    GridProgress,
+    SplitSpec,
+    build_cells,
+    is_finished,
+    rate_tag,
+    run_cells,
+)
 from softsampling.experiments.presets import smoke_preset
 from softsampling.io import write_json
 
@@ -162,3 +171,75 @@ def test_failed_cell_is_reported_and_its_dependent_skipped(tmp_path):
     assert outcomes["seed0/score_soft-drop50"].status == "done"
     assert sum(o.status == "done" for o in outcomes.values()) == len(cells) - 3
     assert any("FAILED" in line and "loss became nan" in line for line in lines)
+
+
+class FakeClock:
+    """A clock that only moves when a fake run says so."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_progress_lines_count_runs_elapsed_and_time_left(tmp_path):
+    cells = cells_for(seeds=(0,))  # 14 runs
+    clock, fake = FakeClock(), FakeLauncher()
+
+    def hundred_seconds(spec_path, out, log_path):
+        clock.now += 100.0
+        return fake(spec_path, out, log_path)
+
+    lines: list[str] = []
+    progress = GridProgress(log=lines.append, bar=False, heartbeat=3600, clock=clock)
+    run_cells(cells, tmp_path, jobs=1, launcher=hundred_seconds, progress=progress)
+    assert lines[0] == ("started seed0/baseline-full; 0/14 runs done, 1 running, 00:00 elapsed, "
+                        "time left known after the first run")
+    # one run took 100 s, one at a time: 13 left take 1300 s = 21:40
+    assert lines[1].startswith("[1/14] seed0/baseline-full: test mAP ")
+    assert lines[1].endswith("; 1/14 runs done, 0 running, 01:40 elapsed, about 21:40 left")
+    assert lines[3].endswith("; 2/14 runs done, 0 running, 03:20 elapsed, about 20:00 left")
+    assert lines[-1].startswith("[14/14] ") and lines[-1].endswith("14/14 runs done, 0 running, 23:20 elapsed, about 00:00 left")
+    assert len(lines) == 2 * 14
+
+
+def test_time_left_counts_parallel_runs_and_what_running_ones_did():
+    clock = FakeClock()
+    progress = GridProgress(log=lambda s: None, bar=False, clock=clock)
+    progress.begin(total=6, jobs=2)
+    assert progress.eta_seconds() is None
+    progress.started("a")
+    progress.started("b")
+    clock.now = 100.0
+    progress.finished("a", "a done")
+    progress.started("c")
+    clock.now = 130.0
+    # mean run 100 s; 5 runs not done = 500 s of work, less 100 s (b, capped at the mean) and 30 s (c); 2 at a time
+    assert progress.eta_seconds() == pytest.approx((500 - 100 - 30) / 2)
+
+
+def test_heartbeat_lines_while_a_run_goes_on(tmp_path):
+    cells = cells_for(seeds=(0,))[:2]  # the two full-data runs, no priors
+    fake = FakeLauncher()
+
+    def slow(spec_path, out, log_path):
+        time.sleep(0.3)
+        return fake(spec_path, out, log_path)
+
+    lines: list[str] = []
+    run_cells(cells, tmp_path, jobs=1, launcher=slow, progress=GridProgress(log=lines.append, bar=False, heartbeat=0.05))
+    beats = [line for line in lines if line.startswith("progress: ")]
+    assert len(beats) >= 4
+    assert beats[0].startswith("progress: 0/2 runs done, 1 running, 00:00 elapsed, time left known after the first run")
+    assert any(b.startswith("progress: 1/2 runs done, 1 running") and "left" in b for b in beats)
+
+
+def test_progress_bar_on_a_terminal(tmp_path, capsys):
+    cells = cells_for(seeds=(0,))[:2]
+    lines: list[str] = []
+    run_cells(cells, tmp_path, jobs=1, launcher=FakeLauncher(), progress=GridProgress(log=lines.append, bar=True))
+    err = capsys.readouterr().err
+    assert "reproduce: 2/2 runs |" in err and "elapsed" in err and "left" in err
+    # the bar replaces the start lines; the result lines still go through log
+    assert [line.split(":")[0] for line in lines] == ["[1/2] seed0/baseline-full", "[2/2] seed0/overlap_soft-full"]

@@ -8,15 +8,18 @@ JSON (--out) and an mAP-vs-score-threshold sweep (--score-thresholds, --plot).
 
 Metrics (--metric):
   voc       VOC2010+ devkit AP (area under the precision envelope), IoU --iou
-  voc07     VOC2007 devkit 11-point AP, IoU --iou
+  voc07     VOC2007 11-point AP at recall np.arange(0, 1.1, 0.1), as py-faster-rcnn,
+            detectron2 and mmdetection compute it, IoU --iou
+  voc07_exact  the same at the exact recall points k/10 (higher when a recall is
+            exactly 0.3, 0.6 or 0.7), IoU --iou
   coco      pycocotools: the 12 COCO numbers, per-class AP@[.5:.95] and AP@.5
   openimages  Open Images challenge AP (verified labels, group-of boxes), IoU --iou
 Detections of classes the ground truth lacks are ignored and counted in a note;
 detections of unknown images are an error.
 
 Examples:
-  softsampling evaluate --gt ../shared/data/cartucho_map_sample/ground-truth --gt-format txt \\
-      --detections ../shared/data/cartucho_map_sample/detection-results --metric voc
+  softsampling evaluate --gt tests/data/cartucho/ground-truth --gt-format txt \\
+      --detections tests/data/cartucho/detection-results --metric voc
   softsampling evaluate --gt VOCdevkit/VOC2007 --gt-format voc --split test \\
       --detections dets.csv --metric voc07 --iou 0.5,0.75 --out results.json
   softsampling evaluate --gt instances_val2017.json --gt-format coco --detections results.json \\
@@ -44,7 +47,9 @@ from softsampling.evaluation.detections import Detections
 from softsampling.io import check_can_write, write_json
 
 GT_FORMATS = ("voc", "coco", "openimages", "txt")
-METRICS = ("voc", "voc07", "coco", "openimages")
+METRICS = ("voc", "voc07", "voc07_exact", "coco", "openimages")
+# The VOC image set evaluate reads without --split: detectors are scored on test (readers default to trainval).
+EVALUATE_VOC_SPLIT = "test"
 
 Metric = Callable[[DetectionDataset, Detections], dict[str, Any]]
 
@@ -62,7 +67,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="format of a --detections file (default: from the extension, .json or .csv)")
     parser.add_argument("--metric", choices=METRICS, default="voc", help="metric (default: voc)")
     parser.add_argument("--iou", default=None, metavar="T[,T...]",
-                        help="IoU threshold(s): voc/voc07 take several (default 0.5), openimages one; "
+                        help="IoU threshold(s): voc, voc07 and voc07_exact take several (default 0.5), openimages one; "
                              "coco uses its fixed 0.50:0.95")
     parser.add_argument("--score-thresholds", default=None, metavar="START:STOP:STEP",
                         help="also compute mAP after dropping detections below each threshold, "
@@ -73,8 +78,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="overwrite existing --out / --plot files")
     fmt = parser.add_argument_group("ground-truth options")
     fmt.add_argument("--split", default=None,
-                     help="with --run: the run's train, val or test split; otherwise voc: image set to evaluate, "
-                          "e.g. test (ImageSets/Main/SPLIT.txt)")
+                     help="with --run: the run's train, val or test split; otherwise voc: image set to evaluate "
+                          f"(ImageSets/Main/SPLIT.txt, default {EVALUATE_VOC_SPLIT})")
     fmt.add_argument("--images", type=Path, default=None, metavar="DIR",
                      help="image folder; txt: image sizes are read from it (otherwise taken from the boxes)")
     fmt.add_argument("--labels", type=Path, default=None, metavar="CSV",
@@ -109,6 +114,10 @@ def run(args: argparse.Namespace) -> int:
 
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
+    split = voc_split(args)
+    if split is not None:
+        how = "--split" if args.split is not None else "the default; choose another with --split"
+        print(f"VOC image set: {split} (ImageSets/Main/{split}.txt, {how})")
     print(f"{gt.num_images} images, {gt.num_boxes} ground-truth boxes, {len(dets)} detections")
     print(format_table(result))
 
@@ -129,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
         write_json(args.out, _jsonable({
             "gt": str(args.gt),
             "gt_format": args.gt_format,
+            "split": split,
             "detections": str(args.detections),
             "metric": args.metric,
             "num_images": gt.num_images,
@@ -201,8 +211,9 @@ def _load_gt(args: argparse.Namespace) -> DetectionDataset:
         from softsampling.engine.train import image_check_options
 
         options.update(image_check_options(args.gt_format, args.images, args.allow_outside_root))
-    if args.gt_format == "voc" and args.split is not None:
-        options["split"] = args.split
+    split = voc_split(args)
+    if split is not None:
+        options["split"] = split
     if args.gt_format == "openimages":
         if args.labels is not None:
             options["labels_csv"] = args.labels
@@ -215,6 +226,13 @@ def _load_gt(args: argparse.Namespace) -> DetectionDataset:
         raise SoftSamplingError(f"{', '.join(unused)} does not apply to --gt-format {args.gt_format}",
                                 fix="leave the option out")
     return load_dataset(args.gt, args.gt_format, **options)
+
+
+def voc_split(args: argparse.Namespace) -> str | None:
+    """The VOC image set read from --gt: --split, else test; None unless --gt is a VOC folder."""
+    if args.gt is None or args.gt_format != "voc":
+        return None
+    return args.split if args.split is not None else EVALUATE_VOC_SPLIT
 
 
 def _sweep_thresholds(args: argparse.Namespace) -> list[float]:
@@ -250,10 +268,11 @@ def metric_function(name: str, gt: DetectionDataset, *, iou: str | None = None,
     ious = _parse_iou(iou)
     if hierarchy is not None and name != "openimages":
         raise SoftSamplingError("--hierarchy applies to --metric openimages only", fix="leave --hierarchy out")
-    if name in ("voc", "voc07"):
+    if name in ("voc", "voc07", "voc07_exact"):
         from softsampling.evaluation.voc_metric import voc_ap
 
-        return partial(voc_ap, iou_thresholds=tuple(ious or (0.5,)), use_07_metric=name == "voc07")
+        return partial(voc_ap, iou_thresholds=tuple(ious or (0.5,)), use_07_metric=name != "voc",
+                       exact_tenths=name == "voc07_exact")
     if name == "coco":
         if ious is not None:
             raise SoftSamplingError("--metric coco uses COCO's fixed IoU thresholds 0.50:0.05:0.95",

@@ -47,12 +47,12 @@ otherwise from the largest box extent in that image (ground truth and
 detections) — enough for evaluation, which never uses the size. Boxes are not
 clipped to the image: the metric must see the numbers the file has.
 
-Example (the real sample in shared/data)::
+Example (Cartucho/mAP's real sample, shipped with the tests)::
 
     notes = []
-    gt, dets = read_txt_layout("../shared/data/cartucho_map_sample/ground-truth",
-                               "../shared/data/cartucho_map_sample/detection-results", notes=notes)
-    # gt: 85 images, 686 boxes, 30 classes; dets: 494 read, those of 6 classes
+    gt, dets = read_txt_layout("tests/data/cartucho/ground-truth",
+                               "tests/data/cartucho/detection-results", notes=notes)
+    # gt: 85 images, 686 boxes, 30 classes; dets: 494 read, those of 8 classes
     # the ground truth lacks are dropped and described in notes
 """
 

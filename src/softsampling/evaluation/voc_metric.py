@@ -23,9 +23,14 @@ tool port to Python. Rules, per class:
    non-difficult ground-truth boxes ``num_gt``.
    - ``voc07`` (``use_07_metric=True``): 11-point interpolated AP, the mean over
      ``t in {0, 0.1, ..., 1}`` of the best precision at recall ``>= t``. The
-     points are the exact decimals ``k / 10`` (py-faster-rcnn's
-     ``np.arange(0, 1.1, 0.1)`` makes 0.3, 0.6 and 0.7 slightly larger, which
-     changes the result only when a recall equals one of them exactly).
+     points are ``np.arange(0, 1.1, 0.1)``, as in py-faster-rcnn's
+     ``voc_eval.py``, detectron2 and mmdetection: its 0.3, 0.6 and 0.7 are a
+     hair larger than the decimals (0.30000000000000004, ...), so a recall of
+     exactly 3/10, 6/10 or 7/10 does not reach them.
+   - ``voc07_exact`` (``use_07_metric=True, exact_tenths=True``): the same at
+     the exact decimals ``k / 10``. It differs from ``voc07`` only when a
+     class's recall equals 0.3, 0.6 or 0.7 exactly (e.g. 3 of 10 boxes found),
+     and then it is higher.
    - ``voc`` (VOC2010+): area under the precision envelope (precision made
      monotone non-increasing in recall), summed where the recall changes.
 5. ``mAP`` is the mean AP over classes with at least one non-difficult box.
@@ -75,7 +80,10 @@ from softsampling.evaluation.detections import Detections
 
 # Largest number of (detection, box) pairs held in memory at once.
 _PAIR_CHUNK = 4_000_000
-_ELEVEN_POINTS = np.array([k / 10 for k in range(11)])
+# The 11 recall points of voc07: py-faster-rcnn's, detectron2's and mmdetection's np.arange(0, 1.1, 0.1).
+ELEVEN_POINTS = np.arange(0.0, 1.1, 0.1)
+# The 11 recall points of voc07_exact: the decimals k / 10.
+ELEVEN_POINTS_EXACT = np.array([k / 10 for k in range(11)])
 
 
 def voc_ap(
@@ -84,6 +92,7 @@ def voc_ap(
     *,
     iou_thresholds: Sequence[float] = (0.5,),
     use_07_metric: bool = False,
+    exact_tenths: bool = False,
 ) -> dict[str, Any]:
     """VOC AP per class and mAP at one or more IoU thresholds (see the module docstring).
 
@@ -93,16 +102,21 @@ def voc_ap(
             its category ids.
         iou_thresholds: each in ``[0, 1]``; all are computed in one call.
         use_07_metric: 11-point interpolated AP (VOC2007) instead of the area
-            under the precision envelope (VOC2010+).
+            under the precision envelope (VOC2010+), at the recall points of
+            py-faster-rcnn, detectron2 and mmdetection (:data:`ELEVEN_POINTS`).
+        exact_tenths: with ``use_07_metric``, sample at the exact decimals
+            ``k / 10`` instead (:data:`ELEVEN_POINTS_EXACT`, metric ``voc07_exact``).
 
     Returns:
-        ``{"metric": "voc07"|"voc", "iou_thresholds": [t, ...],
+        ``{"metric": "voc"|"voc07"|"voc07_exact", "iou_thresholds": [t, ...],
         "mAP": mAP at the first threshold, "mAP_per_iou": [mAP per threshold],
         "per_class": {category_id: {"name", "ap", "ap_per_iou", "num_gt", "num_det"}}}``.
         ``num_gt`` counts non-difficult boxes, ``num_det`` all detections of the
         class. Classes without non-difficult boxes get ``ap = None`` and are left
         out of the mean. All numbers are plain Python ``float``/``int``.
     """
+    if exact_tenths and not use_07_metric:
+        raise SoftSamplingError("exact_tenths applies to the 11-point AP only", fix="pass use_07_metric=True too")
     thresholds = [float(t) for t in iou_thresholds]
     if not thresholds or any(not 0.0 <= t <= 1.0 for t in thresholds):
         raise SoftSamplingError(f"IoU thresholds must lie in [0, 1], got {thresholds}", fix="pass e.g. --iou 0.5,0.75")
@@ -129,7 +143,9 @@ def voc_ap(
                 continue
             lo, hi = class_start[c], class_start[c + 1]
             keep = ~ignored[lo:hi]
-            ap[ti, c] = average_precision(tp[lo:hi][keep], int(num_gt[c]), use_07_metric=use_07_metric)
+            ap[ti, c] = average_precision(
+                tp[lo:hi][keep], int(num_gt[c]), use_07_metric=use_07_metric, exact_tenths=exact_tenths
+            )
 
     has_gt = num_gt > 0
     if not has_gt.any():
@@ -150,7 +166,7 @@ def voc_ap(
             "num_det": int(num_det[c]),
         }
     return {
-        "metric": "voc07" if use_07_metric else "voc",
+        "metric": ("voc07_exact" if exact_tenths else "voc07") if use_07_metric else "voc",
         "iou_thresholds": thresholds,
         "mAP": maps[0],
         "mAP_per_iou": maps,
@@ -158,11 +174,15 @@ def voc_ap(
     }
 
 
-def average_precision(tp: np.ndarray, num_gt: int, *, use_07_metric: bool = False) -> float:
+def average_precision(
+    tp: np.ndarray, num_gt: int, *, use_07_metric: bool = False, exact_tenths: bool = False
+) -> float:
     """AP of one class from its ranked detections.
 
     ``tp``: bool [n], true positive flags in rank order (ignored detections
     already removed; every other detection is a false positive). ``num_gt`` > 0.
+    ``use_07_metric``: 11-point AP at :data:`ELEVEN_POINTS`, or at
+    :data:`ELEVEN_POINTS_EXACT` with ``exact_tenths``.
 
     >>> round(average_precision(np.array([True, False, True]), 4), 6)  # (P, R): (1, .25) (.5, .25) (.667, .5)
     0.416667
@@ -175,7 +195,8 @@ def average_precision(tp: np.ndarray, num_gt: int, *, use_07_metric: bool = Fals
     precision = tp_cum / np.maximum(tp_cum + fp_cum, np.finfo(np.float64).eps)
     if use_07_metric:
         # Sum first, divide once: eleven 1/11 terms would add up to 1.0000000000000002.
-        best = [precision[recall >= t].max() if (recall >= t).any() else 0.0 for t in _ELEVEN_POINTS]
+        points = ELEVEN_POINTS_EXACT if exact_tenths else ELEVEN_POINTS
+        best = [precision[recall >= t].max() if (recall >= t).any() else 0.0 for t in points]
         return float(sum(best) / 11)
     mrec = np.concatenate([[0.0], recall, [1.0]])
     mpre = np.concatenate([[0.0], precision, [0.0]])

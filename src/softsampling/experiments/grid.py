@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from softsampling.engine.config import RunConfig, apply_overrides, load_config
 from softsampling.errors import SoftSamplingError
 from softsampling.experiments.presets import Preset
@@ -334,15 +336,116 @@ def subprocess_launcher(command_prefix: list[str] | None = None, threads: int = 
     return launch
 
 
+class GridProgress:
+    """Overall progress of the runs: runs done of total, time elapsed, and an estimate of the time left.
+
+    On a terminal (stderr is a TTY, or ``bar=True``) a tqdm bar; otherwise
+    plain lines through ``log``: one when a run starts, one when it ends, and
+    one every ``heartbeat`` seconds while runs go on, so a log file shows that
+    the study is alive. The estimate takes the mean wall time of the finished
+    runs, counts the runs not finished (less what the running ones have done)
+    and divides by the number that run at once. ``clock`` is injectable for
+    tests.
+    """
+
+    def __init__(self, *, log: Callable[[str], None] = print, bar: bool | None = None, heartbeat: float = 60.0,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        self.log, self.heartbeat, self.clock = log, heartbeat, clock
+        self.use_bar = sys.stderr.isatty() if bar is None else bar
+        self.total = self.done = 0
+        self.jobs = 1
+        self.started_at = self.last_line = 0.0
+        self.run_seconds: list[float] = []
+        self.running: dict[str, float] = {}  # key -> start time
+        self._bar: Any = None
+
+    @property
+    def poll_seconds(self) -> float:
+        """How long the scheduler may wait for a run before calling :meth:`tick`."""
+        return 1.0 if self.use_bar else self.heartbeat
+
+    def begin(self, total: int, jobs: int) -> None:
+        self.total, self.jobs = total, max(1, jobs)
+        self.started_at = self.last_line = self.clock()
+        if self.use_bar and total:
+            self._bar = tqdm(total=total, unit="run", desc="reproduce", dynamic_ncols=True,
+                             bar_format="{desc}: {n_fmt}/{total_fmt} runs |{bar}| {elapsed} elapsed{postfix}")
+            self._bar.set_postfix_str(self.eta_text(), refresh=True)
+
+    def eta_seconds(self) -> float | None:
+        """Estimated seconds until every run is done; ``None`` before the first run finishes."""
+        if not self.run_seconds:
+            return None
+        mean = sum(self.run_seconds) / len(self.run_seconds)
+        left = self.total - self.done
+        if left <= 0:
+            return 0.0
+        now = self.clock()
+        work = mean * left - sum(min(now - t, mean) for t in self.running.values())
+        return max(work, 0.0) / min(self.jobs, left)
+
+    def eta_text(self) -> str:
+        eta = self.eta_seconds()
+        return "time left known after the first run" if eta is None else f"about {tqdm.format_interval(eta)} left"
+
+    def status(self) -> str:
+        """E.g. ``3/14 runs done, 2 running, 12:30 elapsed, about 45:10 left``."""
+        return (f"{self.done}/{self.total} runs done, {len(self.running)} running, "
+                f"{tqdm.format_interval(self.clock() - self.started_at)} elapsed, {self.eta_text()}")
+
+    def started(self, key: str) -> None:
+        self.running[key] = self.clock()
+        if not self.use_bar:
+            self._line(f"started {key}; {self.status()}")
+
+    def finished(self, key: str, line: str, detail: str = "") -> None:
+        """A run ended (done or failed); ``line`` says how, ``detail`` (lines below it) why."""
+        self.run_seconds.append(self.clock() - self.running.pop(key))
+        self.done += 1
+        if self._bar is not None:
+            self.write(line + (f"\n{detail}" if detail else ""))
+            self._bar.update(1)
+            self._bar.set_postfix_str(self.eta_text())
+        else:
+            self._line(f"{line}; {self.status()}" + (f"\n{detail}" if detail else ""))
+
+    def write(self, text: str) -> None:
+        """Any other message, through ``log``, without breaking the bar."""
+        if self._bar is None:
+            self.log(text)
+            return
+        with tqdm.external_write_mode():
+            self.log(text)
+
+    def tick(self) -> None:
+        """Called while runs go on: refresh the bar, or a heartbeat line every ``heartbeat`` seconds."""
+        if self._bar is not None:
+            self._bar.set_postfix_str(self.eta_text())
+        elif self.running and self.clock() - self.last_line >= self.heartbeat:
+            self._line(f"progress: {self.status()}")
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def _line(self, text: str) -> None:
+        self.last_line = self.clock()
+        self.log(text)
+
+
 def run_cells(cells: list[Cell], out: Path, *, jobs: int = 2, launcher: Launcher | None = None,
-              log: Callable[[str], None] = print) -> list[CellOutcome]:
+              log: Callable[[str], None] = print, progress: GridProgress | None = None) -> list[CellOutcome]:
     """Run every unfinished cell, ``jobs`` at a time, a cell only after its prior finished.
 
     Finished cells (:func:`is_finished`) are reused without launching. A
     failed cell is reported (its log tail) and the others go on; cells whose
     prior failed are ``skipped``. Returns one outcome per cell, in input order.
+    ``progress`` shows runs done of total, elapsed time and time left (default:
+    a :class:`GridProgress` that writes through ``log``).
     """
     launcher = launcher or subprocess_launcher()
+    progress = progress or GridProgress(log=log)
     outcomes: dict[str, CellOutcome] = {}
     pending: list[Cell] = []
     for cell in cells:
@@ -353,6 +456,7 @@ def run_cells(cells: list[Cell], out: Path, *, jobs: int = 2, launcher: Launcher
     if outcomes:
         log(f"reusing {len(outcomes)} finished run(s); {len(pending)} to run")
     total, finished = len(pending), 0
+    progress.begin(total, jobs)
 
     def start(cell: Cell) -> float:
         run_dir = out / cell.run_dir
@@ -372,9 +476,10 @@ def run_cells(cells: list[Cell], out: Path, *, jobs: int = 2, launcher: Launcher
                 pending.remove(cell)
                 if prior is not None and prior.status not in ("done", "reused"):
                     outcomes[cell.key] = CellOutcome(cell, "skipped", error=f"prior run {cell.prior} {prior.status}")
-                    log(f"[skip] {cell.key}: its prior {cell.prior} {prior.status}")
+                    progress.write(f"[skip] {cell.key}: its prior {cell.prior} {prior.status}")
                     continue
                 tic = start(cell)
+                progress.started(cell.key)
                 run_dir = out / cell.run_dir
                 fut = pool.submit(launcher, run_dir / "cell_spec.json", out, run_dir / "cell.log")
                 running[fut] = (cell, tic)
@@ -384,7 +489,9 @@ def run_cells(cells: list[Cell], out: Path, *, jobs: int = 2, launcher: Launcher
                         outcomes[cell.key] = CellOutcome(cell, "skipped", error=f"prior {cell.prior} not in the grid")
                     pending.clear()
                 continue
-            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            done, _ = wait(list(running), timeout=progress.poll_seconds, return_when=FIRST_COMPLETED)
+            if not done:
+                progress.tick()
             for fut in done:
                 cell, tic = running.pop(fut)
                 seconds = time.perf_counter() - tic
@@ -398,9 +505,11 @@ def run_cells(cells: list[Cell], out: Path, *, jobs: int = 2, launcher: Launcher
                     outcomes[cell.key] = CellOutcome(cell, "done", results, seconds)
                     m = results.get("test", {}).get("mAP")
                     score = f"test mAP {100 * m:.2f}" if isinstance(m, (int, float)) else "no test mAP"
-                    log(f"[{finished}/{total}] {cell.key}: {score} ({seconds:.0f} s)")
+                    progress.finished(cell.key, f"[{finished}/{total}] {cell.key}: {score} ({seconds:.0f} s)")
                 else:
                     outcomes[cell.key] = CellOutcome(cell, "failed", results, seconds, tail)
-                    log(f"[{finished}/{total}] {cell.key}: FAILED after {seconds:.0f} s (exit {code}); "
-                        f"log: {out / cell.run_dir / 'cell.log'}\n" + "\n".join("    " + ln for ln in tail.splitlines()))
+                    progress.finished(cell.key, f"[{finished}/{total}] {cell.key}: FAILED after {seconds:.0f} s "
+                                                f"(exit {code}); log: {out / cell.run_dir / 'cell.log'}",
+                                      detail="\n".join("    " + ln for ln in tail.splitlines()))
+    progress.close()
     return [outcomes[c.key] for c in cells]

@@ -10,6 +10,9 @@ table1.md, table1.csv, gap_closed.csv, targets.csv, results.csv,
 fig2_score_threshold.png, fig3_overlap.png (+ .json), fig5_examples.png and
 report.md.
 
+Progress: runs done of total, time elapsed and time left, as a bar on a
+terminal and as lines (one per run started or finished, one a minute) in a log.
+
 Interrupted? Run the same command again: finished runs (keyed by a hash of
 their config) are reused and unfinished ones resume from their checkpoint.
 
