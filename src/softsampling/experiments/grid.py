@@ -127,8 +127,9 @@ def prepare_data(preset: Preset, seeds: list[int], out: Path, *, log: Callable[[
         root = data_dir / "digits"
         if not (root / "annotations" / "test.json").exists():
             tic = time.perf_counter()
-            make_digit_scenes(root, train=d.train, val=d.val, test=d.test, size=d.size, seed=d.seed, force=True)
-            log(f"built digit scenes ({d.train}/{d.val}/{d.test} images, {d.size} px) in "
+            make_digit_scenes(root, train=d.train, val=d.val, test=d.test, size=d.size, seed=d.seed, force=True,
+                              preset=d.preset)
+            log(f"built {d.preset} digit scenes ({d.train}/{d.val}/{d.test} images, {d.size} px) in "
                 f"{time.perf_counter() - tic:.1f} s: {root}")
         else:
             log(f"reusing digit scenes in {root}")

@@ -1,11 +1,14 @@
 """Presets of ``softsampling reproduce``: which data, drop rates, config and budget.
 
 A preset is a plain frozen dataclass; the command line may override its
-seeds, and (for ``voc``) must give the dataset location. Three are shipped:
+seeds, and (for ``voc``) must give the dataset location. Four are shipped:
 
 - ``digits`` (default): the built-in digit-scene benchmark with the digit
   module's default sizes, drop rates 30/40/50%, iterations from
   ``configs/digits.yaml``. About 30 minutes per seed on 2 CPU cores.
+- ``digits-hard``: the same study on the ``hard`` digit scenes (160 px, 3-30
+  digits at a 4x range of sizes, long-tailed classes, occlusion, textured
+  cluttered backgrounds), config ``configs/digits-hard.yaml``.
 - ``smoke``: a tiny digit set (40 train / 10 val / 20 test images), one drop
   rate (50%), a handful of iterations; every method and every output, in
   well under 3 minutes on 2 cores. Used by CI.
@@ -32,22 +35,23 @@ SWEEP_THRESHOLDS: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(10)
 
 @dataclass(frozen=True)
 class DigitsData:
-    """Arguments of :func:`softsampling.data.digits.make_digit_scenes` (image counts, side in pixels, seed)."""
+    """Arguments of :func:`softsampling.data.digits.make_digit_scenes` (image counts, side in pixels, seed, scene preset)."""
 
     train: int
     val: int
     test: int
     size: int
     seed: int = 0
+    preset: str = "classic"
 
 
-def digit_defaults() -> DigitsData:
-    """The digit module's own defaults (so the preset follows the benchmark when it changes)."""
-    from softsampling.data.digits import make_digit_scenes
+def digit_defaults(preset: str = "classic") -> DigitsData:
+    """The digit module's own defaults for scene preset ``preset`` (so the study follows the benchmark when it changes)."""
+    from softsampling.data.digits import SCENE_PRESETS, make_digit_scenes
 
     params = inspect.signature(make_digit_scenes).parameters
     return DigitsData(train=params["train"].default, val=params["val"].default, test=params["test"].default,
-                      size=params["size"].default, seed=0)
+                      size=SCENE_PRESETS[preset].size, seed=0, preset=preset)
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,22 @@ def digits_preset() -> Preset:
     )
 
 
+def digits_hard_preset() -> Preset:
+    return Preset(
+        name="digits-hard",
+        description="hard digit scenes (160 px, 3-30 digits, 4x sizes, Zipf classes, occlusion, textured clutter), "
+                    "30/40/50% drop",
+        config="digits-hard.yaml",
+        rates=(0.3, 0.4, 0.5),
+        dataset="digits",
+        digits=digit_defaults("hard"),
+        overrides=("train.threads=1",),
+        train_eval_images=500,
+        overlap_images=200,
+        budget="target: at most 45 minutes per seed on 2 CPU cores (two runs at a time); not yet measured",
+    )
+
+
 def smoke_preset() -> Preset:
     return Preset(
         name="smoke",
@@ -143,13 +163,15 @@ def voc_preset(voc_root: str | None = None, backbone_weights: str | None = None)
     )
 
 
-PRESET_NAMES = ("digits", "smoke", "voc")
+PRESET_NAMES = ("digits", "digits-hard", "smoke", "voc")
 
 
 def get_preset(name: str, *, voc_root: str | None = None, backbone_weights: str | None = None) -> Preset:
     """The preset called ``name``; ``voc`` needs ``voc_root`` (a ``VOCdevkit/VOC2007`` folder)."""
     if name == "digits":
         return digits_preset()
+    if name == "digits-hard":
+        return digits_hard_preset()
     if name == "smoke":
         return smoke_preset()
     if name == "voc":

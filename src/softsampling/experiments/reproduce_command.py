@@ -18,6 +18,8 @@ their config) are reused and unfinished ones resume from their checkpoint.
 
 Presets:
   digits  (default) built-in digit scenes, drops 30/40/50%; ~30 min per seed on 2 CPU cores
+  digits-hard  hard digit scenes (160 px, 3-30 digits, 4x sizes, Zipf classes, occlusion,
+          textured clutter), drops 30/40/50%; target <= 45 min per seed on 2 CPU cores
   smoke   tiny digit set, one drop rate, a few iterations; < 3 min (used by CI)
   voc     PASCAL VOC 2007 trainval -> test, ResNet-50-FPN; needs --voc-root and a GPU
 
@@ -25,6 +27,7 @@ Examples:
   softsampling reproduce --out results/digits                       # one seed, ~30 min
   softsampling reproduce --seeds 0,1,2 --out results/digits         # the committed 3-seed study
   softsampling reproduce --preset smoke --out /tmp/smoke
+  softsampling reproduce --preset digits-hard --seeds 0,1,2 --out results/digits-hard
   softsampling reproduce --preset voc --voc-root VOCdevkit/VOC2007 \\
       --backbone-weights resnet50-0676ba61.pth --jobs 1 --nproc-per-node 8 --out results/voc
 
