@@ -27,7 +27,7 @@ names follow :func:`~softsampling.data.openimages.labels_path_for`),
 ``classes.csv`` (``LabelName,DisplayName`` with a header, sorted by
 LabelName: category ids are then the same with or without this file),
 ``train-images.txt`` / ``test-images.txt`` (the ImageIDs with at least one
-box of a chosen class, in file order) and ``stats.json``.
+box of a chosen class, in the order of their first such box) and ``stats.json``.
 
 Random mode (``random_images=N``, ``test_fraction=F``): the prototyping
 subset of the Open Images challenge team. N images are drawn (seeded) from the
@@ -299,7 +299,8 @@ def build_subset(
     for split, scan, mask in zip(SPLITS, scans, masks):
         keep = mask & keep_class[scan.box_class]
         box_counts.append(int(keep.sum()))
-        rows = np.unique(scan.box_image[keep])  # image codes in first-appearance order
+        kept_codes, first = np.unique(scan.box_image[keep], return_index=True)
+        rows = kept_codes[np.argsort(first, kind="stable")]  # in order of their first kept box
         image_ids = np.array(scan.image_ids, dtype="S")[rows] if len(rows) else np.zeros(0, "S1")
         kept_images.append(image_ids)
         say(f"writing {out / (split + '.csv')}")
