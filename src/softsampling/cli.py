@@ -18,7 +18,7 @@ from softsampling.errors import SoftSamplingError
 
 # name -> (module, one-line help). Order is the order of the workflow.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "data": ("softsampling.data.commands", "build datasets (the built-in digit-scene benchmark)"),
+    "data": ("softsampling.data.commands", "build datasets (the digit-scene benchmark, Open Images subsets)"),
     "curate": ("softsampling.data.curate_command", "drop annotations reproducibly to simulate missing labels"),
     "train": ("softsampling.engine.train_command", "train Faster R-CNN with a label-assignment strategy"),
     "predict": ("softsampling.engine.predict_command", "run a trained model on images"),

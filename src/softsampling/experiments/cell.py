@@ -11,8 +11,10 @@ run config, the run folder and the evaluation settings. The cell
    interrupted run continues from its last checkpoint; a run with ``DONE`` is
    not trained again);
 2. predicts on the test set and computes VOC mAP (area under the precision
-   envelope) at IoU 0.5, and the score-threshold sweep (mAP after discarding
-   detections below each threshold, the paper's Fig. 2);
+   envelope) at IoU 0.5 -- or, with ``"metric": "openimages"``, the official
+   Open Images metric at IoU 0.5 with the test split's verified image-level
+   labels -- and the score-threshold sweep (mAP after discarding detections
+   below each threshold, the paper's Fig. 2);
 3. optionally does the same on (the first N images of) the fully annotated
    training set;
 4. writes ``results.json`` in the run folder atomically.
@@ -34,9 +36,12 @@ import numpy as np
 from softsampling.io import write_json
 
 
-def evaluate_detections(gt: Any, dets: Any, *, thresholds: list[float], iou: float = 0.5) -> dict[str, Any]:
-    """VOC mAP of ``dets`` on ``gt`` and the score-threshold sweep.
+def evaluate_detections(gt: Any, dets: Any, *, thresholds: list[float], iou: float = 0.5,
+                        metric_name: str = "voc") -> dict[str, Any]:
+    """mAP of ``dets`` on ``gt`` (``metric_name`` ``voc`` or ``openimages``) and the score-threshold sweep.
 
+    ``openimages`` uses the image-level labels the reader kept
+    (``read_openimages(..., labels_csv=...)``) as the verified labels.
     Returns ``{"mAP": float, "per_class": {category_id: ap}, "num_images",
     "num_detections", "sweep": {"thresholds": [...], "mAP": [...]}}`` with mAP
     as a fraction in [0, 1].
@@ -44,9 +49,15 @@ def evaluate_detections(gt: Any, dets: Any, *, thresholds: list[float], iou: flo
     from functools import partial
 
     from softsampling.evaluation.sweep import score_threshold_sweep
-    from softsampling.evaluation.voc_metric import voc_ap
 
-    metric = partial(voc_ap, iou_thresholds=(iou,), use_07_metric=False)
+    if metric_name == "openimages":
+        from softsampling.evaluation.openimages_metric import ImageLabels, openimages_metric
+
+        metric = partial(openimages_metric, image_labels=ImageLabels.from_dataset(gt), iou=iou)
+    else:
+        from softsampling.evaluation.voc_metric import voc_ap
+
+        metric = partial(voc_ap, iou_thresholds=(iou,), use_07_metric=False)
     result = metric(gt, dets)
     sweep = [float(m) for _, m in score_threshold_sweep(gt, dets, thresholds, metric)]
     return {
@@ -56,6 +67,20 @@ def evaluate_detections(gt: Any, dets: Any, *, thresholds: list[float], iou: flo
         "num_detections": int(len(dets)),
         "sweep": {"thresholds": [float(t) for t in thresholds], "mAP": sweep},
     }
+
+
+def check_same_classes(label_map: Any, gt: Any, path: str) -> None:
+    """The model's classes must be the evaluation data's (same ids, same names), or every AP is wrong."""
+    from softsampling.errors import SoftSamplingError
+
+    have = [(c.id, c.name) for c in gt.categories]
+    trained = list(zip(label_map.category_ids, label_map.names))
+    if have != trained:
+        raise SoftSamplingError(
+            f"the model was trained on {len(trained)} classes that differ from the {len(have)} classes of the "
+            "evaluation data (ids and names must match)", file=path,
+            fix="train and evaluate on splits with the same classes (e.g. both files of one openimages-subset folder)",
+        )
 
 
 def evaluate_run(run_dir: Path, evaluation: dict[str, Any], device: str = "cpu") -> dict[str, Any]:
@@ -74,9 +99,12 @@ def evaluate_run(run_dir: Path, evaluation: dict[str, Any], device: str = "cpu")
         limit = evaluation.get("train_images") if split == "train" else None
         if limit is not None and gt.num_images > limit:
             gt = gt.select_images(np.arange(gt.num_images) < limit)
+        if evaluation.get("metric") == "openimages":  # ids follow each file's LabelNames: check they agree
+            check_same_classes(label_map, gt, spec["path"])
         dets = predict_dataset(model, gt, label_map, batch_size=int(evaluation.get("batch_size", 8)), device=device)
         out[split] = evaluate_detections(gt, dets, thresholds=list(evaluation["sweep_thresholds"]),
-                                         iou=float(evaluation.get("iou", 0.5)))
+                                         iou=float(evaluation.get("iou", 0.5)),
+                                         metric_name=str(evaluation.get("metric", "voc")))
     return out
 
 

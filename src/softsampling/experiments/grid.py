@@ -18,7 +18,9 @@ never rerun: interrupting ``softsampling reproduce`` and starting it again
 continues where it stopped (unfinished trainings resume from their last
 checkpoint).
 
-Cells per seed: ``baseline`` and ``overlap_soft`` on the full data, and for
+Cells per seed: the preset's ``methods`` on the data as given (default
+``baseline`` and ``overlap_soft`` on the full data; open50: ``baseline``,
+``hard_negative_0.1``, ``overlap_soft`` on Open Images as annotated), and for
 every drop rate ``baseline``, ``hard_negative_0.1``, ``hard_negative_0.2``,
 ``overlap_soft``, ``score_soft`` (prior: that rate's baseline) and
 ``upper_bound``.
@@ -67,6 +69,9 @@ def rate_tag(rate: float) -> str:
 
 
 # --------------------------------------------------------------------------- data
+PATH_OPTIONS = ("image_root", "labels_csv")  # reader options that are paths (relative to OUT)
+
+
 @dataclass(frozen=True)
 class SplitSpec:
     """A dataset on disk as :func:`softsampling.data.formats.load_dataset` reads it (paths relative to OUT)."""
@@ -82,8 +87,9 @@ class SplitSpec:
         from softsampling.data.formats import load_dataset
 
         options = dict(self.options)
-        if "image_root" in options:
-            options["image_root"] = base / options["image_root"]
+        for key in PATH_OPTIONS:
+            if key in options:
+                options[key] = base / options[key]
         return load_dataset(base / self.path, self.format, **options)
 
 
@@ -111,6 +117,9 @@ def prepare_data(preset: Preset, seeds: list[int], out: Path, *, log: Callable[[
 
     Digits: :func:`make_digit_scenes` into ``out/data/digits`` unless its
     annotations exist. VOC: trainval/test read from ``preset.voc_root``.
+    Open Images (open50): ``train.csv`` / ``test.csv`` of ``preset.oi_root``
+    with images under ``images/train`` and ``images/test``; the test split
+    also reads ``test-image-labels.csv`` (the metric's verified labels).
     Curation uses the paper's uniform protocol with the replicate's seed, so
     for one seed the 30% drops are a subset of the 40% ones, and so on.
     Existing curated files (with their manifests) are reused.
@@ -147,9 +156,18 @@ def prepare_data(preset: Preset, seeds: list[int], out: Path, *, log: Callable[[
         test = SplitSpec(voc.as_posix(), "voc", {"split": "test"})
         val = None
         curated_fmt, suffix = "voc", ""
+    elif preset.dataset == "openimages":
+        assert preset.oi_root is not None
+        oi = Path(preset.oi_root)
+        train = SplitSpec(_rel(oi / "train.csv", out), "openimages", {"image_root": _rel(oi / "images" / "train", out)})
+        test = SplitSpec(_rel(oi / "test.csv", out), "openimages",
+                         {"image_root": _rel(oi / "images" / "test", out),
+                          "labels_csv": _rel(oi / "test-image-labels.csv", out)})
+        val = None
+        curated_fmt, suffix = "openimages", ".csv"
     else:
         raise SoftSamplingError(f"unknown dataset kind {preset.dataset!r} in preset {preset.name!r}",
-                                fix="use digits or voc")
+                                fix="use digits, voc or openimages")
 
     full = None
     curated: dict[tuple[int, float], SplitSpec] = {}
@@ -244,18 +262,18 @@ def build_cells(preset: Preset, seeds: list[int], layout: DataLayout, base: RunC
     def evaluation(on_train: bool) -> dict[str, Any]:
         return {
             "test": layout.test.to_json(),
-            "train": layout.train.to_json() if on_train else None,
+            "train": layout.train.to_json() if on_train and preset.train_eval_images != 0 else None,
             "train_images": preset.train_eval_images,
             "iou": 0.5,
-            "metric": "voc",
+            "metric": preset.metric,
             "sweep_thresholds": list(preset.sweep_thresholds),
             "batch_size": preset.eval_batch_size,
         }
 
-    fig2_rate = min(preset.rates)
+    fig2_rate = min(preset.rates) if preset.rates else None
     cells: list[Cell] = []
     for seed in seeds:
-        for method in FULL_DATA_METHODS:
+        for method in preset.methods:
             strategy, params = METHODS[method]
             cfg = dataclasses.replace(_with_data(base, layout.train, layout.val), seed=seed, strategy=strategy,
                                       strategy_params=dict(params), prior_run=None)

@@ -1,7 +1,7 @@
 """Presets of ``softsampling reproduce``: which data, drop rates, config and budget.
 
 A preset is a plain frozen dataclass; the command line may override its
-seeds, and (for ``voc``) must give the dataset location. Four are shipped:
+seeds, and (for ``voc`` and ``open50``) must give the dataset location. Five are shipped:
 
 - ``digits`` (default): the built-in digit-scene benchmark with the digit
   module's default sizes, drop rates 30/40/50%, iterations from
@@ -14,6 +14,11 @@ seeds, and (for ``voc``) must give the dataset location. Four are shipped:
   well under 3 minutes on 2 cores. Used by CI.
 - ``voc``: the paper's configuration (``configs/voc.yaml``, ResNet-50-FPN) on
   PASCAL VOC 2007, trainval -> test; needs ``--voc-root`` and a GPU.
+- ``open50``: the paper's Open Images benchmark (``configs/open50.yaml``,
+  ResNet-50-FPN): the folder that ``softsampling data openimages-subset``
+  wrote, with the images in ``images/train`` and ``images/test``; three rows
+  on the data as annotated (baseline, hard negative, overlap soft sampling),
+  scored with the official Open Images metric at IoU 0.5; needs a GPU.
 
 Example:
     >>> p = get_preset("smoke")
@@ -65,7 +70,10 @@ class Preset:
     - ``train_eval_images``: training images scored for Fig. 2's train panel (``None``: all);
     - ``overlap_images``: training images whose proposals Fig. 3 analyses;
     - ``example_images``: test images shown in Fig. 5;
-    - ``eval_batch_size``: images per forward pass at evaluation.
+    - ``eval_batch_size``: images per forward pass at evaluation;
+    - ``methods``: the rows run on the training data as given (no curation);
+    - ``metric``: ``voc`` (VOC area mAP) or ``openimages`` (the official Open Images metric);
+    - ``paper``: the paper's numbers for the rate-less table, ``(method, mAP %)``.
     """
 
     name: str
@@ -83,6 +91,10 @@ class Preset:
     eval_batch_size: int = 8
     budget: str = ""
     voc_root: str | None = None
+    oi_root: str | None = None
+    methods: tuple[str, ...] = ("baseline", "overlap_soft")
+    metric: str = "voc"
+    paper: tuple[tuple[str, float], ...] = ()
 
     def config_path(self) -> Path:
         """The YAML file: an existing path as given, else ``configs/<config>`` of the source tree."""
@@ -163,11 +175,47 @@ def voc_preset(voc_root: str | None = None, backbone_weights: str | None = None)
     )
 
 
-PRESET_NAMES = ("digits", "digits-hard", "smoke", "voc")
+#: Files the open50 preset reads from ``--oi-root`` (what ``softsampling data openimages-subset`` writes, plus images).
+OPEN50_FILES = ("train.csv", "test.csv", "test-image-labels.csv", "images/train", "images/test")
 
 
-def get_preset(name: str, *, voc_root: str | None = None, backbone_weights: str | None = None) -> Preset:
-    """The preset called ``name``; ``voc`` needs ``voc_root`` (a ``VOCdevkit/VOC2007`` folder)."""
+def open50_preset(oi_root: str | None = None, backbone_weights: str | None = None) -> Preset:
+    overrides: tuple[str, ...] = ()
+    if backbone_weights:
+        overrides = (f"model.backbone_weights={Path(backbone_weights).resolve()}",)
+    return Preset(
+        name="open50",
+        description="the paper's Open50 benchmark (50 Open Images classes, annotations as given), ResNet-50-FPN, "
+                    "official Open Images metric at IoU 0.5; needs a GPU",
+        config="open50.yaml",
+        rates=(),
+        dataset="openimages",
+        overrides=overrides,
+        train_eval_images=0,
+        overlap_images=0,
+        example_images=4,
+        budget="roughly 2 GPU-days per seed on one GPU (estimate: 3 runs of 140k iterations at batch 8); "
+               "use --nproc-per-node with several GPUs",
+        oi_root=None if oi_root is None else str(Path(oi_root).resolve()),
+        methods=("baseline", "hard_negative_0.1", "overlap_soft"),
+        metric="openimages",
+        paper=(("baseline", 42.57), ("hard_negative_0.1", 40.06), ("overlap_soft", 45.92)),
+    )
+
+
+PRESET_NAMES = ("digits", "digits-hard", "smoke", "voc", "open50")
+
+
+def _check_backbone_weights(backbone_weights: str | None) -> None:
+    if backbone_weights and not Path(backbone_weights).is_file():
+        raise SoftSamplingError("backbone weights file not found", file=backbone_weights,
+                                fix="download torchvision's ResNet-50 ImageNet weights yourself and pass their path")
+
+
+def get_preset(name: str, *, voc_root: str | None = None, backbone_weights: str | None = None,
+               oi_root: str | None = None) -> Preset:
+    """The preset called ``name``; ``voc`` needs ``voc_root`` (a ``VOCdevkit/VOC2007`` folder), ``open50``
+    ``oi_root`` (the output folder of ``softsampling data openimages-subset`` with ``images/{train,test}``)."""
     if name == "digits":
         return digits_preset()
     if name == "digits-hard":
@@ -180,8 +228,19 @@ def get_preset(name: str, *, voc_root: str | None = None, backbone_weights: str 
                                     fix="pass --voc-root PATH/VOCdevkit/VOC2007 (with Annotations, ImageSets, JPEGImages)")
         if not Path(voc_root).is_dir():
             raise SoftSamplingError("VOC folder not found", file=voc_root, fix="pass --voc-root PATH/VOCdevkit/VOC2007")
-        if backbone_weights and not Path(backbone_weights).is_file():
-            raise SoftSamplingError("backbone weights file not found", file=backbone_weights,
-                                    fix="download torchvision's ResNet-50 ImageNet weights yourself and pass their path")
+        _check_backbone_weights(backbone_weights)
         return voc_preset(voc_root, backbone_weights)
+    if name == "open50":
+        if not oi_root:
+            raise SoftSamplingError("the open50 preset needs the Open50 folder",
+                                    fix="pass --oi-root DIR, the --out folder of `softsampling data openimages-subset` "
+                                        "with the images in DIR/images/train and DIR/images/test")
+        for rel in OPEN50_FILES:
+            if not (Path(oi_root) / rel).exists():
+                raise SoftSamplingError(f"the Open50 folder lacks {rel}", file=Path(oi_root) / rel,
+                                        fix="build it with `softsampling data openimages-subset --out DIR` and put "
+                                            "(or symlink) the images as DIR/images/train/<ImageID>.jpg and "
+                                            "DIR/images/test/<ImageID>.jpg")
+        _check_backbone_weights(backbone_weights)
+        return open50_preset(oi_root, backbone_weights)
     raise SoftSamplingError(f"unknown preset {name!r}", fix=f"use one of {', '.join(PRESET_NAMES)}")

@@ -27,6 +27,7 @@ from softsampling.experiments.table import (
     Scores,
     column_label,
     evaluate_targets,
+    format_cell,
     gap_table,
     markdown,
     table1,
@@ -47,11 +48,37 @@ def finished_results(outcomes: list[CellOutcome]) -> list[dict[str, Any]]:
     return [o.results for o in outcomes if o.status in ("done", "reused") and o.results]
 
 
+def metric_label(preset: Preset) -> str:
+    return "official Open Images metric" if preset.metric == "openimages" else "VOC area metric"
+
+
+def plain_table(scores: Scores, preset: Preset, seeds: int) -> tuple[list[str], list[list[str]]]:
+    """The table of a preset without drop rates: one row per method, ours, ours at score >= 0.8, and the paper's."""
+    paper = dict(preset.paper)
+    header = ["method", "mAP@0.5 (%)", f"score >= {SCORE_THRESHOLD:g}", "paper"]
+    rows = [[ROW_LABEL.get(m, m), format_cell(scores.values_of(m, 0.0), expected=seeds),
+             format_cell(scores.values_of(m, 0.0, SCORE_THRESHOLD), expected=seeds),
+             f"{paper[m]:.2f}" if m in paper else "-"] for m in preset.methods]
+    return header, rows
+
+
 def write_tables(out: Path, outcomes: list[CellOutcome], preset: Preset, seeds: list[int]) -> dict[str, str]:
-    """Write table1.md/.csv, gap_closed.csv, targets.csv, results.csv; return the Markdown pieces."""
+    """Write table1.md/.csv, gap_closed.csv, targets.csv, results.csv; return the Markdown pieces.
+
+    A preset without drop rates (open50) gets one table (:func:`plain_table`)
+    in table1.md/.csv, and no gap or targets files.
+    """
     results = finished_results(outcomes)
     scores = Scores.from_results(results)
     rates = list(preset.rates)
+    if not rates:
+        header, rows = plain_table(scores, preset, len(seeds))
+        md = {"table1": markdown(header, rows)}
+        _write(out / "table1.md", f"# {preset.name}: test mAP@0.5 (%), {metric_label(preset)}, mean ± std over seeds "
+                                  f"{', '.join(str(s) for s in seeds)}\n\n{md['table1']}")
+        _write(out / "table1.csv", to_csv(header, rows))
+        _write_results_csv(out, outcomes)
+        return md
     h1, r1 = table1(scores, rates, seeds=len(seeds))
     hg, rg = gap_table(scores, rates)
     ht, rt = table1(scores, rates, seeds=len(seeds), threshold=SCORE_THRESHOLD)
@@ -72,7 +99,12 @@ def write_tables(out: Path, outcomes: list[CellOutcome], preset: Preset, seeds: 
     _write(out / "table1.csv", to_csv(h1, r1))
     _write(out / "gap_closed.csv", to_csv(hg, rg))
     _write(out / "targets.csv", to_csv(hx, rx))
+    _write_results_csv(out, outcomes)
+    md["targets_list"] = "\n".join(f"- ({t.name}) {t.verdict}: {t.requirement} -- {t.measured}" for t in targets)
+    return md
 
+
+def _write_results_csv(out: Path, outcomes: list[CellOutcome]) -> None:
     header = ["seed", "method", "rate", "status", "test_mAP", f"test_mAP_score{SCORE_THRESHOLD:g}", "train_mAP",
               "train_seconds", "eval_seconds", "run_dir"]
     lines = []
@@ -83,8 +115,6 @@ def write_tables(out: Path, outcomes: list[CellOutcome], preset: Preset, seeds: 
                       _pct(_at(test, SCORE_THRESHOLD)), _pct(train.get("mAP")), r.get("train_seconds", ""),
                       r.get("eval_seconds", ""), o.cell.run_dir])
     _write(out / "results.csv", to_csv(header, [[str(v) for v in line] for line in lines]))
-    md["targets_list"] = "\n".join(f"- ({t.name}) {t.verdict}: {t.requirement} -- {t.measured}" for t in targets)
-    return md
 
 
 def _pct(v: Any) -> str:
@@ -105,13 +135,20 @@ def make_fig2(out: Path, outcomes: list[CellOutcome], preset: Preset) -> Path:
     from softsampling.experiments.figures import plot_score_threshold
 
     results = finished_results(outcomes)
-    low = min(preset.rates)
+    if preset.rates:
+        low = min(preset.rates)
+        wanted = [("baseline", 0.0, "baseline, full annotations"),
+                  ("baseline", low, f"baseline, {column_label(low)} dropped")]
+        splits = (("train", "train (full annotations)"), ("test", "test"))
+    else:  # no drop rates (open50): every method on test
+        wanted = [(m, 0.0, ROW_LABEL.get(m, m)) for m in preset.methods]
+        splits = (("test", "test"),)
     panels: dict[str, dict[str, tuple[list[float], list[float], list[float] | None]]] = {}
-    for split, title in (("train", "train (full annotations)"), ("test", "test")):
+    for split, title in splits:
         curves = {}
-        for rate, label in ((0.0, "baseline, full annotations"), (low, f"baseline, {column_label(low)} dropped")):
+        for method, rate, label in wanted:
             sweeps = [r[split]["sweep"] for r in results
-                      if r["method"] == "baseline" and float(r["rate"]) == rate and r.get(split)]
+                      if r["method"] == method and float(r["rate"]) == rate and r.get(split)]
             if not sweeps:
                 continue
             m = 100 * np.array([s["mAP"] for s in sweeps], float)
@@ -169,10 +206,13 @@ def make_fig5(out: Path, outcomes: list[CellOutcome], preset: Preset, layout: Da
     from softsampling.engine.predict import load_run, predict_images
     from softsampling.experiments.figures import plot_examples
 
-    rate = fig5_rate(list(preset.rates))
-    wanted = [("baseline", 0.0, "baseline, full annotations"),
-              ("baseline", rate, f"baseline, {column_label(rate)} dropped"),
-              ("overlap_soft", rate, f"overlap soft sampling, {column_label(rate)} dropped")]
+    if preset.rates:
+        rate = fig5_rate(list(preset.rates))
+        wanted = [("baseline", 0.0, "baseline, full annotations"),
+                  ("baseline", rate, f"baseline, {column_label(rate)} dropped"),
+                  ("overlap_soft", rate, f"overlap soft sampling, {column_label(rate)} dropped")]
+    else:
+        wanted = [(m, 0.0, ROW_LABEL.get(m, m)) for m in preset.methods]
     runs = [(_find(outcomes, seed, m, r), title) for m, r, title in wanted]
     runs = [(o, t) for o, t in runs if o is not None]
     test = layout.test.load(out)
@@ -219,36 +259,48 @@ def write_report(out: Path, preset: Preset, seeds: list[int], outcomes: list[Cel
         f"# Soft Sampling reproduction: preset `{preset.name}`",
         "",
         f"{preset.description}. Seeds: {', '.join(map(str, seeds))}. Drop rates: "
-        f"{', '.join(column_label(r) for r in preset.rates)}. Budget: {preset.budget}.",
+        f"{', '.join(column_label(r) for r in preset.rates) or 'none (annotations as given)'}. "
+        f"Budget: {preset.budget}.",
         "",
         f"Command: `{command}`  ",
         f"Wall time of this invocation: {wall_seconds / 60:.1f} min "
         f"({sum(o.status == 'done' for o in outcomes)} runs trained now, "
         f"{sum(o.status == 'reused' for o in outcomes)} reused, {len(failed)} failed or skipped).",
         "",
-        "## Table 1: test mAP@0.5 (%)",
-        "",
-        "VOC metric (area under the precision envelope), IoU 0.5, mean ± sample std over seeds.",
-        "`-`: not run (needs missing annotations); `n/a`: run failed.",
-        "",
-        md["table1"],
-        "### Gap closed towards the upper bound",
-        "",
-        "(method - baseline) / (upper bound - baseline), on the means over seeds.",
-        "",
-        md["gap"],
-        f"### mAP@0.5 (%) with detections below score {SCORE_THRESHOLD:g} discarded",
-        "",
-        md["score"],
-        "## Targets",
-        "",
-        md["targets"],
-        "## Figures",
-        "",
     ]
+    if preset.rates:
+        lines += [
+            "## Table 1: test mAP@0.5 (%)",
+            "",
+            "VOC metric (area under the precision envelope), IoU 0.5, mean ± sample std over seeds.",
+            "`-`: not run (needs missing annotations); `n/a`: run failed.",
+            "",
+            md["table1"],
+            "### Gap closed towards the upper bound",
+            "",
+            "(method - baseline) / (upper bound - baseline), on the means over seeds.",
+            "",
+            md["gap"],
+            f"### mAP@0.5 (%) with detections below score {SCORE_THRESHOLD:g} discarded",
+            "",
+            md["score"],
+            "## Targets",
+            "",
+            md["targets"],
+        ]
+    else:
+        lines += [
+            "## Test mAP@0.5 (%)",
+            "",
+            f"{metric_label(preset)[0].upper()}{metric_label(preset)[1:]}, IoU 0.5, mean ± sample std over seeds; "
+            f"the score column discards detections below {SCORE_THRESHOLD:g}. `n/a`: run failed.",
+            "",
+            md["table1"],
+        ]
+    lines += ["## Figures", ""]
     captions = {
         "fig2": "Fig. 2: mAP vs. score threshold of the full-data and lowest-drop baselines, on training images "
-                "(full annotations) and test.",
+                "(full annotations) and test." if preset.rates else "mAP vs. score threshold of every method on test.",
         "fig3": "Fig. 3: for background proposals of the curated training set, the probability that a proposal lies "
                 "on a dropped object vs. its overlap with the annotated boxes, with the paper's Gompertz weight and one "
                 "fitted to 1 - P.",
@@ -289,7 +341,7 @@ def build_outputs(out: Path, preset: Preset, seeds: list[int], layout: DataLayou
     make_fig2(out, outcomes, preset)
     figures["fig2"] = "fig2_score_threshold.png"
     try:
-        data = make_fig3(out, outcomes, preset, layout, seeds[0])
+        data = make_fig3(out, outcomes, preset, layout, seeds[0]) if preset.rates else None
         if data is not None:
             figures["fig3"] = "fig3_overlap.png"
             fit = data.get("fitted")
@@ -297,7 +349,7 @@ def build_outputs(out: Path, preset: Preset, seeds: list[int], layout: DataLayou
                               f"b = {fit['b']:.3g}, c = {fit['c']:.3g} (paper: a = 0.25, b = 50, c = 20); "
                               "curve data in `fig3_overlap.json`." if fit else
                               "Too few overlap bins with proposals to fit a, b, c; see `fig3_overlap.json`.")
-        else:
+        elif preset.rates:
             log("fig3: skipped, the baseline at the largest drop rate did not finish")
     except Exception as exc:  # a figure must not cost the tables
         log(f"fig3: failed ({exc!r})")
