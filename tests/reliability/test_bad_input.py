@@ -161,7 +161,7 @@ CASES: list[tuple[str, str, tuple[str, ...]]] = [
     ("txt_det_score_not_a_number.txt", "txt_det", ("b.txt", "line 2", "'high'")),
     ("txt_det_five_fields.txt", "txt_det", ("b.txt", "line 1", "got 5 fields")),
     # detection files against coco_good.json
-    ("det_truncated.json", "det", ("not valid JSON", "line 12")),
+    ("det_truncated.json", "det", ("invalid JSON", "line 12")),
     ("det_not_a_list.json", "det", ("must be a JSON list",)),
     ("det_missing_score.json", "det", ("entry 1", "'score'")),
     ("det_score_is_string.json", "det", ("entry 1", "'high'")),
