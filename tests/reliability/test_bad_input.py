@@ -77,6 +77,14 @@ def det_case(tmp: Path, bad: str) -> tuple[str, list]:
                         "--metric", "voc", "--out", tmp / "out" / "results.json", "--plot", tmp / "out" / "sweep.png"]
 
 
+def oi_eval_case(tmp: Path, bad: str) -> tuple[str, list]:
+    """Detections (in pixels) against Open Images ground truth read without image sizes."""
+    src = copy_bad(bad, tmp / "in")
+    return "evaluate", ["evaluate", "--gt", BAD / "oi_good.csv", "--gt-format", "openimages", "--classes",
+                        BAD / "oi_classes.csv", "--detections", src, "--metric", "openimages",
+                        "--out", tmp / "out" / "results.json"]
+
+
 def cfg_case(tmp: Path, bad: str) -> tuple[str, list]:
     src = copy_bad(bad, tmp / "in")
     return "train", ["train", "--config", src, "--out", tmp / "out" / "run", "--no-progress"]
@@ -94,7 +102,7 @@ def image_case(tmp: Path, bad: str, run: Path) -> tuple[str, list]:
 
 FAMILIES: dict[str, Callable[[Path, str], tuple[str, list]]] = {
     "coco": coco_case, "voc": voc_case, "oi": oi_case, "txt_gt": txt_gt_case, "txt_det": txt_det_case,
-    "det": det_case, "cfg": cfg_case,
+    "det": det_case, "cfg": cfg_case, "oi_eval": oi_eval_case,
 }
 
 # (corpus file, family, texts the error line must contain besides the file name: the record and the problem)
@@ -121,6 +129,7 @@ CASES: list[tuple[str, str, tuple[str, ...]]] = [
     ("coco_id_beyond_int64.json", "coco", ("annotations[1]", "64-bit")),
     ("coco_image_id_beyond_int64.json", "coco", ("images[1]", "64-bit integer")),
     ("coco_latin1.json", "coco", ("not UTF-8", "line 49")),
+    ("coco_deep_nesting.json", "coco", ("nests deeper than 100 levels",)),
     # Pascal VOC XML (the bad file is Annotations/000002.xml)
     ("voc_truncated.xml", "voc", ("000002.xml", "invalid XML", "line 6")),
     ("voc_wrong_root.xml", "voc", ("000002.xml", "root element is <html>")),
@@ -137,6 +146,7 @@ CASES: list[tuple[str, str, tuple[str, ...]]] = [
     ("voc_latin1.xml", "voc", ("000002.xml", "invalid XML", "line 7")),
     ("voc_billion_laughs.xml", "voc", ("000002.xml", "refused unsafe XML")),
     ("voc_external_entity.xml", "voc", ("000002.xml", "refused unsafe XML")),
+    ("voc_deep_nesting.xml", "voc", ("000002.xml", "nests deeper than 100 levels")),
     ("voc_split_duplicate.txt", "voc", ("trainval.txt", "line 3", "listed twice")),
     # Open Images CSV
     ("oi_truncated.csv", "oi", ("line 3",)),
@@ -152,6 +162,10 @@ CASES: list[tuple[str, str, tuple[str, ...]]] = [
     ("oi_latin1_image_id.csv", "oi", ("line 3", "UTF-8")),
     ("oi_utf16.csv", "oi", ("line 1",)),
     ("oi_image_without_size.csv", "oi", ("oi_sizes.csv", "line 3", "img3")),
+    ("oi_nul_in_image_id.csv", "oi", ("line 3", "control character 0x00")),
+    ("oi_fullwidth_digit.csv", "oi", ("line 3", "XMax is not a number")),
+    ("oi_long_field.csv", "oi", ("line 3", "Source is 300 bytes long")),
+    ("oi_det_pixels_without_sizes.csv", "oi_eval", ("normalised coordinates", "in pixels", "--sizes")),
     # txt layout: ground truth (b.txt) and detections (b.txt)
     ("txt_gt_four_fields.txt", "txt_gt", ("b.txt", "line 2", "got 4 fields")),
     ("txt_gt_right_before_left.txt", "txt_gt", ("b.txt", "line 2", "right < left")),
@@ -161,7 +175,7 @@ CASES: list[tuple[str, str, tuple[str, ...]]] = [
     ("txt_det_score_not_a_number.txt", "txt_det", ("b.txt", "line 2", "'high'")),
     ("txt_det_five_fields.txt", "txt_det", ("b.txt", "line 1", "got 5 fields")),
     # detection files against coco_good.json
-    ("det_truncated.json", "det", ("not valid JSON", "line 12")),
+    ("det_truncated.json", "det", ("invalid JSON", "line 12")),
     ("det_not_a_list.json", "det", ("must be a JSON list",)),
     ("det_missing_score.json", "det", ("entry 1", "'score'")),
     ("det_score_is_string.json", "det", ("entry 1", "'high'")),
@@ -177,6 +191,14 @@ CASES: list[tuple[str, str, tuple[str, ...]]] = [
     ("det_short_line.csv", "det", ("line 3", "got 3")),
     ("det_huge_inf.csv", "det", ("line 3", "NaN or infinite")),
     ("det_utf16.csv", "det", ("line 1", "UTF-8")),
+    ("det_unterminated_quote.csv", "det", ("line 3", "bad CSV quoting")),
+    ("det_fullwidth_digit.csv", "det", ("line 3", "must be numbers")),
+    ("det_category_id_fraction.json", "det", ("entry 1", "'category_id' must be a whole number, got 1.7")),
+    ("det_bbox_digit_string.json", "det", ("entry 1", "'bbox' must be a list of 4 numbers", "'2088'")),
+    ("det_score_is_true.json", "det", ("entry 1", "'score' must be a number, got true")),
+    ("det_id_and_file_name_disagree.json", "det", ("entry 0", "image_id 0 and file_name 'a.png'")),
+    ("det_normalised_boxes.json", "det", ("within [0, 1]", "look normalised")),
+    ("det_deep_nesting.json", "det", ("nests deeper than 100 levels",)),
     # training configs
     ("cfg_invalid_yaml.yaml", "cfg", ("invalid YAML", "line 4")),
     ("cfg_not_a_mapping.yaml", "cfg", ("YAML mapping",)),
@@ -187,6 +209,7 @@ CASES: list[tuple[str, str, tuple[str, ...]]] = [
     ("cfg_negative_lr.yaml", "cfg", ("train.lr",)),
     ("cfg_latin1.yaml", "cfg", ("UTF-8", "line 1")),
     ("cfg_score_soft_without_prior.yaml", "cfg", ("prior_run",)),
+    ("cfg_deep_nesting.yaml", "cfg", ("nests deeper than 100 levels", "line 3")),
 ]
 
 # images given to `predict --images` (the run is an untrained model saved by the fixture)
@@ -203,7 +226,7 @@ def test_the_corpus_has_at_least_30_cases_over_every_family():
     assert len(files) >= 30
     on_disk = {p.name for p in BAD.iterdir() if p.suffix != ".py" and "_good" not in p.name}
     assert files <= on_disk
-    helpers = {"oi_classes.csv", "oi_sizes.csv"}
+    helpers = {"oi_classes.csv", "oi_sizes.csv"}  # oi_good.csv, like every *_good file, is left out above
     assert on_disk - files == helpers, "every corpus file is used by a case"
     assert {fam for _, fam, _ in CASES} == set(FAMILIES)
 
@@ -264,6 +287,8 @@ def _args_cases(tmp: Path) -> list[tuple[str, list, tuple[str, ...]]]:
                       "--iou", "1.5", "--out", out / "r.json"], ("--iou",)),
         ("evaluate", ["evaluate", "--gt", good, "--gt-format", "coco", "--detections", BAD / "det_good.json",
                       "--score-thresholds", "a:b", "--out", out / "r.json"], ("a:b",)),
+        ("evaluate", ["evaluate", "--gt", good, "--gt-format", "coco", "--detections", BAD / "det_good.json",
+                      "--score-thresholds", "0:1:1e-7", "--out", out / "r.json"], ("10000001 thresholds", "1001")),
         ("evaluate", ["evaluate", "--gt", good, "--out", out / "r.json"], ("missing inputs",)),
         ("evaluate", ["evaluate", "--gt", good, "--gt-format", "coco", "--detections", BAD / "det_good.json",
                       "--metric", "coco", "--iou", "0.5", "--out", out / "r.json"], ("fixed IoU",)),

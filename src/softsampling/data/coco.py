@@ -59,6 +59,7 @@ from softsampling.data.records import Category, DetectionDataset
 from softsampling.data.validate import POLICIES, check_unique, validate_boxes
 from softsampling.errors import SoftSamplingError
 from softsampling.io import atomic_write
+from softsampling.parsing import parse_json
 
 CORE_KEYS = ("images", "annotations", "categories")
 IMAGE_KEYS = ("id", "file_name", "width", "height")
@@ -278,18 +279,7 @@ def _load_json(path: Path) -> Any:
             "COCO JSON file not found" if not path.exists() else "expected a COCO JSON file, got a folder",
             file=path, fix="give the path of the annotations .json file",
         )
-    data = path.read_bytes()
-    try:
-        return json.loads(data)
-    except json.JSONDecodeError as exc:
-        raise SoftSamplingError(
-            f"invalid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}", file=path,
-            record=f"line {exc.lineno}", fix="repair the file (e.g. `python -m json.tool FILE` shows the spot)",
-        ) from None
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise SoftSamplingError(f"file is not UTF-8 text ({exc.reason} at byte {exc.start})", file=path,
-                                record=f"line {line}", fix="save the file as UTF-8 JSON") from None
+    return parse_json(path.read_bytes(), file=path)
 
 
 def _read_categories(items: list[Any], name: str) -> list[Category]:

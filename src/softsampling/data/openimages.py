@@ -94,6 +94,7 @@ from softsampling.data.records import Category, DetectionDataset
 from softsampling.data.validate import POLICIES, ValidationReport, box_problems, check_unique, validate_boxes
 from softsampling.errors import SoftSamplingError
 from softsampling.io import atomic_write
+from softsampling.parsing import ascii_float
 
 BOX_COLUMNS = (
     "ImageID", "Source", "LabelName", "Confidence", "XMin", "XMax", "YMin", "YMax",
@@ -108,6 +109,7 @@ NO_TEXT = 255  # oi_decimals value: the original text is not a plain decimal, se
 NEW_DECIMALS = 10  # decimals for coordinates that have no original text
 DEFAULT_CHUNK_BYTES = 1 << 23  # 8 MiB of CSV text per chunk (about 100k boxes)
 DEFAULT_CHUNK_ROWS = 100_000
+MAX_FIELD_BYTES = 256  # longest value of any column (ImageIDs are 16 hex digits, LabelNames about 12 bytes)
 SOURCE_FOR_NEW = "softsampling"  # Source written for boxes that did not come from an Open Images file
 LABELS_SUFFIX = "-image-labels.csv"
 
@@ -595,13 +597,50 @@ def _iter_rows(f: BinaryIO, header: list[str], *, file: str, chunk_bytes: int) -
             data, carry = carry + b"\n", b""
         else:
             return
-        if b'"' in data:
-            columns = _split_with_csv(data, header, file=file, first_row=first_row)
+        _check_control_bytes(data, file=file, first_row=first_row)
+        for piece in _bounded_pieces(data):
+            if b'"' in piece:
+                columns = _split_with_csv(piece, header, file=file, first_row=first_row)
+            else:
+                columns = _split_fast(piece, header, file=file, first_row=first_row)
+            n = len(columns[header[0]]) if n_fields else 0
+            yield first_row, columns
+            first_row += n
+
+
+def _check_control_bytes(data: bytes, *, file: str, first_row: int) -> None:
+    """Refuse control bytes (NUL, tab, ...; line ends excepted): numpy byte strings drop trailing NULs, so
+    ``img1\\x00`` and ``img1`` would become one ImageID."""
+    buf = np.frombuffer(data, dtype=np.uint8)
+    bad = np.flatnonzero(((buf < 32) & (buf != _NEWLINE) & (buf != _CR)) | (buf == 127))
+    if len(bad):
+        at = int(bad[0])
+        line = first_row + 2 + int(np.count_nonzero(buf[:at] == _NEWLINE))
+        raise SoftSamplingError(f"control character 0x{int(buf[at]):02x} in the file", file=file, record=f"line {line}",
+                                fix="remove it: ImageIDs, labels and numbers are plain printable text")
+
+
+def _bounded_pieces(data: bytes) -> Iterator[bytes]:
+    """Whole-line pieces of ``data`` whose padded split (lines x longest line) stays within a few times their size.
+
+    The fast split pads every field to the column's longest value, so one long
+    line in a chunk of short ones would cost lines x that length (a 3 MB field
+    in a 6 MB file asked for 168 GiB). Pieces keep it bounded by the file size;
+    :data:`MAX_FIELD_BYTES` bounds each field.
+    """
+    buf = np.frombuffer(data, dtype=np.uint8)
+    ends = np.flatnonzero(buf == _NEWLINE) + 1
+    todo = [(0, len(ends))]
+    while todo:
+        lo, hi = todo.pop()
+        start = 0 if lo == 0 else int(ends[lo - 1])
+        stop = int(ends[hi - 1])
+        lengths = np.diff(ends[lo:hi], prepend=start)
+        if hi - lo == 1 or (hi - lo) * int(lengths.max()) <= 4 * (stop - start) + (1 << 16):
+            yield data[start:stop]
         else:
-            columns = _split_fast(data, header, file=file, first_row=first_row)
-        n = len(columns[header[0]]) if n_fields else 0
-        yield first_row, columns
-        first_row += n
+            mid = (lo + hi) // 2
+            todo += [(mid, hi), (lo, mid)]  # popped in file order
 
 
 def _split_fast(data: bytes, header: list[str], *, file: str, first_row: int) -> dict[str, np.ndarray]:
@@ -633,6 +672,7 @@ def _split_fast(data: bytes, header: list[str], *, file: str, first_row: int) ->
     lengths = seps - starts
     has_cr = (lengths[:, -1] > 0) & (buf[np.maximum(seps[:, -1] - 1, 0)] == _CR)
     lengths[:, -1] -= has_cr
+    _check_field_lengths(lengths, header, file=file, first_row=first_row)
     widths = np.maximum(lengths.max(axis=0), 1)
     any_cr = bool(has_cr.any())
     # slots: field 0, sep, field 1, sep, ..., field F-1, [CR], newline
@@ -676,8 +716,21 @@ def _split_with_csv(data: bytes, header: list[str], *, file: str, first_row: int
                                     fix='quote a field as "text", doubling quotes inside it') from None
         if len(fields) != len(header):
             _raise_field_count(file, line_no, "an empty line" if not fields else f"{len(fields)} field(s)", header)
-        rows.append([v.encode("utf-8") for v in fields])
+        encoded = [v.encode("utf-8") for v in fields]
+        _check_field_lengths(np.array([[len(v) for v in encoded]]), header, file=file, first_row=line_no - 2)
+        rows.append(encoded)
     return {name: np.array([r[k] for r in rows] or [b""], dtype="S")[: len(rows)] for k, name in enumerate(header)}
+
+
+def _check_field_lengths(lengths: np.ndarray, header: list[str], *, file: str, first_row: int) -> None:
+    """Refuse a value longer than :data:`MAX_FIELD_BYTES` (``lengths``: [lines, fields] of a chunk)."""
+    too_long = np.argwhere(lengths > MAX_FIELD_BYTES)
+    if len(too_long):
+        i, k = (int(v) for v in too_long[0])
+        raise SoftSamplingError(
+            f"{header[k]} is {int(lengths[i, k])} bytes long, more than the {MAX_FIELD_BYTES} any Open Images value needs",
+            file=file, record=f"line {first_row + i + 2}", fix="check the file: is it really an Open Images CSV?",
+        )
 
 
 def _raise_field_count(file: str, line: int, got: str, header: list[str]) -> None:
@@ -813,13 +866,13 @@ def _parse_flag(values: np.ndarray, col: str, file: str, first_row: int) -> np.n
 
 
 def _float_or_error(text: str, col: str, file: str, line: int) -> float:
-    try:
-        return float(text)
-    except ValueError:
+    value = ascii_float(text)  # not float(): it reads full-width digits and "1_0"
+    if value is None:
         raise SoftSamplingError(
             f"{col} is not a number: {text!r}", file=file, record=f"line {line}",
             fix=f"write {col} as a number between 0 and 1 (a fraction of the image size), e.g. 0.25",
-        ) from None
+        )
+    return value
 
 
 def _decode(raw: bytes, file: str, what: str, *, line: int | None = None) -> str:

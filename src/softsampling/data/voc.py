@@ -63,6 +63,7 @@ from softsampling.data.records import Category, DetectionDataset
 from softsampling.data.validate import POLICIES, validate_boxes
 from softsampling.errors import SoftSamplingError
 from softsampling.io import replace_dir
+from softsampling.parsing import parse_xml
 
 VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -244,22 +245,7 @@ def _read_split(voc: Path, split: str) -> list[str]:
 
 
 def _parse_xml(xml_file: Path) -> ET.Element:
-    import defusedxml
-    import defusedxml.ElementTree as SafeET
-
-    try:
-        root = SafeET.parse(xml_file, forbid_dtd=True, forbid_entities=True, forbid_external=True).getroot()
-    except defusedxml.DefusedXmlException as exc:
-        raise SoftSamplingError(
-            f"refused unsafe XML ({type(exc).__name__}: the file declares a DTD or entities, "
-            "which VOC annotations never need and which can expand without bound or read other files)",
-            file=xml_file, fix="remove the <!DOCTYPE ...> declaration",
-        ) from None
-    except ET.ParseError as exc:
-        line, column = exc.position
-        reason = str(exc).split(":")[0]  # e.g. "mismatched tag"
-        raise SoftSamplingError(f"invalid XML ({reason}) at line {line}, column {column + 1}", file=xml_file,
-                                record=f"line {line}", fix="repair the XML file") from None
+    root = parse_xml(xml_file)
     if root.tag != "annotation":
         raise SoftSamplingError(f"root element is <{root.tag}>, expected <annotation>", file=xml_file,
                                 fix="give a Pascal VOC annotation file")

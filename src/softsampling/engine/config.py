@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from softsampling.errors import SoftSamplingError
+from softsampling.parsing import parse_yaml
 
 STRATEGIES = ("baseline", "hard_negative", "overlap_soft", "score_soft", "upper_bound")
 
@@ -130,25 +131,8 @@ def _from_dict(cls: type, values: dict[str, Any], where: str) -> Any:
     return cls(**kwargs)
 
 
-class _NoAliasLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses aliases (``*name``).
-
-    Nine anchors of nine aliases each load instantly as shared references but
-    expand to 9**9 values once the config is copied or hashed (a "billion
-    laughs" in YAML). Run configs never need them.
-    """
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            mark = self.peek_event().start_mark
-            raise SoftSamplingError(f"YAML alias (*{self.peek_event().anchor}) refused: configs may not repeat "
-                                    "content by reference", record=f"line {mark.line + 1}",
-                                    fix="write the values out instead of using &anchors and *aliases")
-        return super().compose_node(parent, index)
-
-
 def _safe_yaml(text: str) -> Any:
-    return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+    return parse_yaml(text)  # no aliases, bounded nesting: see softsampling.parsing
 
 
 def load_config(path: str | Path | None) -> RunConfig:

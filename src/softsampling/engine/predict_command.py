@@ -1,12 +1,18 @@
 """Run a trained model on images and write its detections.
 
 Writes OUT/detections.json in COCO results format (one entry per detection:
-image_id, file_name, category_id, bbox [x, y, w, h], score); with --draw
+file_name, category_id, bbox [x, y, w, h], score); with --draw
 also OUT/drawn/<image>.png with boxes, class names and scores.
 
 Per-class thresholds (--thresholds) come from `softsampling calibrate`: a
 JSON file {"thresholds": {"<class name>": score, ...}}; classes it does not
 list keep --score-threshold.
+
+Images are named by file name, not by an image_id: predict does not know the
+ground truth's ids, and `softsampling evaluate` matches file_name to the
+ground truth's file names (relative path, base name or stem). Two images
+with the same base name are refused, as their detections could not be told
+apart.
 
 Examples:
   softsampling predict --run runs/oss50 --images digits/images/test --out preds --draw
@@ -16,7 +22,6 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -49,16 +54,24 @@ def collect_images(paths: list[Path]) -> list[Path]:
             raise SoftSamplingError("image path does not exist", file=p, fix="pass existing image files or folders")
     if not found:
         raise SoftSamplingError("no images found", file=", ".join(map(str, paths)), fix="pass image files or folders of images")
+    first: dict[str, Path] = {}
+    for f in found:
+        if f.name in first:
+            raise SoftSamplingError(f"two images are named {f.name!r} ({first[f.name]} and {f})", file=f,
+                                    fix="detections name images by file name: predict each folder into its own --out")
+        first[f.name] = f
     return found
 
 
 def read_thresholds(path: Path, names: tuple[str, ...]) -> dict[str, float]:
+    from softsampling.parsing import parse_json
+
+    if not path.is_file():
+        raise SoftSamplingError("thresholds file not found", file=path, fix="run `softsampling calibrate` first")
+    obj = parse_json(path.read_bytes(), file=path)
     try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
         table = {str(k): float(v) for k, v in obj["thresholds"].items()}
-    except FileNotFoundError:
-        raise SoftSamplingError("thresholds file not found", file=path, fix="run `softsampling calibrate` first") from None
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise SoftSamplingError(f"not a thresholds file ({exc})", file=path,
                                 fix='expected {"thresholds": {"<class name>": score}} as written by `softsampling calibrate`') from None
     unknown = sorted(set(table) - set(names))
@@ -83,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     default = args.score_threshold if not args.thresholds else 0.0
     cut = np.array([default] + [per_class.get(n, default) for n in label_map.names], dtype=np.float32)
     results = []
-    for i, f in enumerate(files):
+    for f in files:
         image = load_image(f)
         out = predict_images(model, [image], device)[0]
         labels = out["labels"].numpy()
@@ -92,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         cats = label_map.to_dataset(labels[keep])
         for b, c, s in zip(boxes, cats, scores):
             x1, y1, x2, y2 = (round(float(v), 2) for v in b)
-            results.append({"image_id": i, "file_name": f.name, "category_id": int(c),
+            results.append({"file_name": f.name, "category_id": int(c),
                             "bbox": [x1, y1, round(x2 - x1, 2), round(y2 - y1, 2)], "score": round(float(s), 5)})
         if args.draw:
             from softsampling.engine.draw import draw_detections

@@ -81,11 +81,15 @@ def register(parser: argparse.ArgumentParser) -> None:
                      help="with --run: the run's train, val or test split; otherwise voc: image set to evaluate "
                           f"(ImageSets/Main/SPLIT.txt, default {EVALUATE_VOC_SPLIT})")
     fmt.add_argument("--images", type=Path, default=None, metavar="DIR",
-                     help="image folder; txt: image sizes are read from it (otherwise taken from the boxes)")
+                     help="image folder; txt: image sizes are read from it (otherwise taken from the boxes); "
+                          "openimages: sizes of <ImageID>.jpg turn the normalised ground truth into pixels")
     fmt.add_argument("--labels", type=Path, default=None, metavar="CSV",
                      help="openimages: verified image-level labels CSV (needed by the openimages metric)")
     fmt.add_argument("--classes", type=Path, default=None, metavar="CSV",
                      help="openimages: class descriptions CSV (LabelName,DisplayName)")
+    fmt.add_argument("--sizes", type=Path, default=None, metavar="CSV",
+                     help="openimages: image sizes CSV (ImageID,width,height) to turn the normalised ground truth "
+                          "into pixels, like the detections (or give --images)")
     fmt.add_argument("--hierarchy", type=Path, default=None, metavar="JSON",
                      help="openimages metric: class hierarchy JSON to expand the ground truth with")
     add_invalid_options(fmt, what="ground-truth boxes (voc/coco/openimages)")
@@ -219,8 +223,11 @@ def _load_gt(args: argparse.Namespace) -> DetectionDataset:
             options["labels_csv"] = args.labels
         if args.classes is not None:
             options["classes_csv"] = args.classes
+        if args.sizes is not None:
+            options["sizes_csv"] = args.sizes
     unused = [flag for flag, value, fmt in (("--split", args.split, "voc"), ("--labels", args.labels, "openimages"),
-                                            ("--classes", args.classes, "openimages"))
+                                            ("--classes", args.classes, "openimages"),
+                                            ("--sizes", args.sizes, "openimages"))
               if value is not None and args.gt_format != fmt]
     if unused:
         raise SoftSamplingError(f"{', '.join(unused)} does not apply to --gt-format {args.gt_format}",

@@ -73,6 +73,7 @@ from softsampling.data.records import Category, DetectionDataset
 from softsampling.errors import SoftSamplingError
 from softsampling.evaluation.detections import Detections
 from softsampling.io import atomic_write, write_json
+from softsampling.parsing import ascii_float, parse_json, read_utf8
 
 DETECTION_FORMATS = ("coco", "csv")
 CSV_COLUMNS = ("image", "label", "score", "xmin", "ymin", "xmax", "ymax")
@@ -92,6 +93,13 @@ class _ImageLookup:
             p = PurePosixPath(str(fname).replace("\\", "/"))
             for table, key in zip(self.by_name, (str(fname), p.name, p.stem, str(iid))):
                 table[key] = row if table.get(key, row) == row else -1
+
+    def find_name(self, name: str) -> int | None:
+        """Row of the image whose file name (relative path, base name or stem) is ``name``; -1 if several."""
+        for table in self.by_name[:3]:
+            if name in table:
+                return table[name]
+        return None
 
     def find(self, ref: Any) -> int | None:
         """Row of ``ref``; None if unknown; -1 if it names several images."""
@@ -176,19 +184,15 @@ def read_detections(
                 file=path,
                 fix="name the file .json (COCO results) or .csv, or pass the format explicitly",
             )
-    if fmt == "coco":
-        return _read_coco_results(path, gt, notes)
-    if fmt == "csv":
-        return _read_csv(path, gt, notes)
+    if fmt in ("coco", "csv"):
+        dets = _read_coco_results(path, gt, notes) if fmt == "coco" else _read_csv(path, gt, notes)
+        check_same_units(gt, dets, path)
+        return dets
     raise SoftSamplingError(f"unknown detections format {fmt!r}", file=path, fix=f"use one of {DETECTION_FORMATS}")
 
 
 def _read_coco_results(path: Path, gt: DetectionDataset, notes: list[str] | None) -> Detections:
-    try:
-        entries = json.loads(read_utf8(path))
-    except json.JSONDecodeError as exc:
-        raise SoftSamplingError(f"not valid JSON: {exc}", file=path, record=f"line {exc.lineno}",
-                                fix="write the file as a JSON list") from None
+    entries = parse_json(path.read_bytes(), file=path, fix="write the file as a JSON list")
     if not isinstance(entries, list):
         raise SoftSamplingError(
             "COCO results must be a JSON list of detections",
@@ -201,20 +205,28 @@ def _read_coco_results(path: Path, gt: DetectionDataset, notes: list[str] | None
     unknown: dict[str, int] = {}
     for i, e in enumerate(entries):
         record = f"entry {i}"
-        try:
-            image_id, category_id, bbox, score = e["image_id"], e["category_id"], e["bbox"], e["score"]
-            x, y, w, h = (float(v) for v in bbox)
-            score = float(score)
-            category_id = int(category_id)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise SoftSamplingError(
-                f"malformed detection ({type(exc).__name__}: {exc})",
-                file=path,
-                record=record,
-                fix="each entry needs image_id, category_id, bbox [x, y, w, h] and a numeric score",
-            ) from None
+        if not isinstance(e, dict):
+            raise SoftSamplingError(f"entry is a JSON {type(e).__name__}, not an object", file=path, record=record,
+                                    fix="each entry is {\"image_id\" or \"file_name\", \"category_id\", \"bbox\", \"score\"}")
+        missing = [k for k in ("category_id", "bbox", "score") if k not in e]
+        if "image_id" not in e and "file_name" not in e:
+            missing.insert(0, "image_id or file_name")
+        if missing:
+            raise SoftSamplingError(f"malformed detection: missing {', '.join(map(repr, missing))}", file=path,
+                                    record=record, fix="each entry needs image_id (or file_name), category_id, "
+                                                       "bbox [x, y, w, h] and a numeric score")
+        category_id = _json_int(e["category_id"], "category_id", path, record)
+        bbox = e["bbox"]
+        if not isinstance(bbox, list) or len(bbox) != 4 or not all(_is_json_number(v) for v in bbox):
+            raise SoftSamplingError(f"'bbox' must be a list of 4 numbers [x, y, w, h], got {_short(bbox)}", file=path,
+                                    record=record, fix="write bbox as [x, y, width, height] in pixels")
+        if not _is_json_number(e["score"]):
+            raise SoftSamplingError(f"'score' must be a number, got {_short(e['score'])}", file=path, record=record,
+                                    fix="write the detection's confidence as a number")
+        x, y, w, h = (float(v) for v in bbox)
+        score = float(e["score"])
         _check_numbers(path, record, score, (x, y, x + w, y + h))
-        row = _image_row(lookup, image_id, path, record)
+        row = _coco_entry_row(lookup, gt, e, path, record)
         if category_id not in known:
             unknown[str(category_id)] = unknown.get(str(category_id), 0) + 1
             continue
@@ -226,14 +238,70 @@ def _read_coco_results(path: Path, gt: DetectionDataset, notes: list[str] | None
     return _report_unknown_labels(dets, unknown, path, notes, "category id")
 
 
+def _is_json_number(value: Any) -> bool:
+    """A JSON number: int or float, not a bool (``true`` is not 1) and not a string."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=True) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _json_int(value: Any, key: str, file: Path, record: str) -> int:
+    """An integer id; ``9.7``, ``"9"`` and ``true`` are refused rather than coerced (``9.0`` is 9)."""
+    if _is_json_number(value) and math.isfinite(value) and value == int(value) and abs(value) < 2**63:
+        return int(value)
+    raise SoftSamplingError(f"{key!r} must be a whole number, got {_short(value)}", file=file, record=record,
+                            fix=f"write {key} as the ground truth's integer id")
+
+
+def _coco_entry_row(lookup: _ImageLookup, gt: DetectionDataset, entry: dict[str, Any], file: Path, record: str) -> int:
+    """The ground-truth row of a COCO results entry: by ``file_name`` when present, else by ``image_id``.
+
+    With both, they must name the same image: ``predict`` once wrote 0-based
+    list positions as ``image_id``, and matching by the id alone scored
+    detections against the wrong images.
+    """
+    image_id = entry.get("image_id")
+    if image_id is not None and not (isinstance(image_id, str) or _is_json_number(image_id)):
+        raise SoftSamplingError(f"'image_id' must be a number or a string, got {_short(image_id)}", file=file,
+                                record=record, fix="write the ground truth's image id")
+    if isinstance(image_id, float):
+        image_id = _json_int(image_id, "image_id", file, record)
+    if "file_name" not in entry:
+        return _image_row(lookup, image_id, file, record)
+    name = entry["file_name"]
+    if not isinstance(name, str) or not name:
+        raise SoftSamplingError(f"'file_name' must be a non-empty string, got {_short(name)}", file=file, record=record,
+                                fix="write the image's file name")
+    row = lookup.find_name(name.replace("\\", "/"))
+    if row is None:
+        raise SoftSamplingError(f"image file {name!r} is not in the ground truth", file=file, record=record,
+                                fix="check that the detections belong to this ground-truth file")
+    if row == -1:
+        raise SoftSamplingError(f"file name {name!r} matches several ground-truth images", file=file, record=record,
+                                fix="write file_name relative to the dataset's image folder")
+    if image_id is not None and lookup.find(image_id) != row:
+        raise SoftSamplingError(
+            f"image_id {image_id!r} and file_name {name!r} name different ground-truth images "
+            f"({name!r} has image id {gt.image_ids[row]!r})",
+            file=file, record=record,
+            fix="drop image_id and match by file_name, or write the ground truth's ids (older `predict` "
+                "versions wrote list positions as image_id)",
+        )
+    return row
+
+
 def _read_csv(path: Path, gt: DetectionDataset, notes: list[str] | None) -> Detections:
     lookup = _ImageLookup(gt)
     names = _name_to_id(gt)
     rows, labels, boxes, scores = [], [], [], []
     unknown: dict[str, int] = {}
     with io.StringIO(read_utf8(path), newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
+        reader = _csv_rows(f, path)
+        first = next(reader, None)
+        header = None if first is None else first[1]
         if header is None:
             raise SoftSamplingError("empty file (no header)", file=path, fix=f"start with the header {','.join(CSV_COLUMNS)}")
         header = [h.strip() for h in header]
@@ -247,8 +315,8 @@ def _read_csv(path: Path, gt: DetectionDataset, notes: list[str] | None) -> Dete
             )
         col = [header.index(c) for c in CSV_COLUMNS]
         width = max(col) + 1
-        for fields in reader:
-            record = f"line {reader.line_num}"
+        for line_no, fields in reader:
+            record = f"line {line_no}"
             if not fields or all(not v.strip() for v in fields):
                 continue
             if len(fields) < width:
@@ -256,12 +324,12 @@ def _read_csv(path: Path, gt: DetectionDataset, notes: list[str] | None) -> Dete
                     f"expected {len(header)} fields, got {len(fields)}", file=path, record=record, fix="fill every column"
                 )
             image, label, *numbers = (fields[c].strip() for c in col)
-            try:
-                score, x1, y1, x2, y2 = (float(v) for v in numbers)
-            except ValueError:
+            values = [ascii_float(v) for v in numbers]
+            if any(v is None for v in values):
                 raise SoftSamplingError(
                     f"score and coordinates must be numbers, got {numbers}", file=path, record=record, fix="fix the line"
-                ) from None
+                )
+            score, x1, y1, x2, y2 = values
             _check_numbers(path, record, score, (x1, y1, x2, y2))
             row = _image_row(lookup, image, path, record)
             cid = names.get(label)
@@ -281,6 +349,63 @@ def _read_csv(path: Path, gt: DetectionDataset, notes: list[str] | None) -> Dete
             scores.append(score)
     dets = _make(rows, boxes, labels, scores)
     return _report_unknown_labels(dets, unknown, path, notes, "class")
+
+
+def _csv_rows(f: io.StringIO, path: Path) -> Iterable[tuple[int, list[str]]]:
+    """``(line number, fields)`` of each CSV row; a quote left open or a value spanning lines is an error.
+
+    Python's csv module reads an unterminated quote to the end of the file as
+    one value, which turned a whole file into one detection.
+    """
+    reader = csv.reader(f, strict=True)
+    start = 1
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise SoftSamplingError(f"bad CSV quoting ({exc})", file=path, record=f"line {start}",
+                                    fix='close every quoted value on its line ("text"), doubling quotes inside it') from None
+        if reader.line_num != start:
+            raise SoftSamplingError(f"a quoted value runs from line {start} to line {reader.line_num}", file=path,
+                                    record=f"line {start}",
+                                    fix="close the quote on the same line; values may not contain line breaks")
+        yield start, fields
+        start = reader.line_num + 1
+
+
+def check_same_units(gt: DetectionDataset, dets: Detections, file: str | Path) -> None:
+    """Refuse to compare boxes in different units: normalised [0, 1] against pixels, either way round.
+
+    An Open Images ground truth read without image sizes stays normalised
+    (``gt.extra["normalized"]``); ``predict`` and most detectors write pixels.
+    IoU between the two is about 0, so the metric would print 0.0 for every
+    class without a word. The same holds for normalised detections against
+    pixel ground truth: every detection box inside [0, 1] while the ground
+    truth's boxes reach beyond 2 pixels.
+    """
+    if len(dets) == 0:
+        return
+    det_max = float(np.abs(dets.boxes).max())
+    if gt.extra.get("normalized"):
+        if det_max > 1.0 + 1e-3:
+            raise SoftSamplingError(
+                f"the ground truth is in normalised coordinates (no image sizes were given) but the detections are "
+                f"in pixels (coordinates up to {det_max:g}); comparing them would score about 0",
+                file=file,
+                fix="give the ground truth its image sizes: evaluate --sizes CSV (ImageID,width,height) or "
+                    "--images DIR (read_openimages: sizes_csv= or image_root=)",
+            )
+        return
+    gt_max = float(np.abs(gt.boxes).max()) if gt.num_boxes else 0.0
+    if det_max <= 1.0 and gt_max > 2.0:
+        raise SoftSamplingError(
+            f"every detection box lies within [0, 1] while the ground-truth boxes are in pixels (up to {gt_max:g}): "
+            "the detections look normalised; comparing them would score about 0",
+            file=file,
+            fix="write detection coordinates in pixels (multiply by the image width and height)",
+        )
 
 
 def _check_numbers(file: Path, record: str, score: float, box: Iterable[float]) -> None:
@@ -445,18 +570,9 @@ def read_txt_layout(
         image_root=None if images_dir is None else Path(images_dir),
         extra={"format": "txt", "source": str(gt_dir)},
     )
+    if dets is not None:
+        check_same_units(gt, dets, det_dir)
     return gt, dets
-
-
-def read_utf8(path: Path) -> str:
-    """The text of ``path``; a file that is not UTF-8 raises an error naming the line of the first bad byte."""
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise SoftSamplingError(f"file is not UTF-8 text ({exc.reason} at byte {exc.start})", file=path,
-                                record=f"line {line}", fix="save the file as UTF-8") from None
 
 
 def _lines(path: Path) -> Iterable[tuple[int, list[str]]]:
@@ -467,12 +583,11 @@ def _lines(path: Path) -> Iterable[tuple[int, list[str]]]:
 
 
 def _number(text: str, path: Path, line_no: int) -> float:
-    try:
-        value = float(text)
-    except ValueError:
+    value = ascii_float(text)
+    if value is None:
         raise SoftSamplingError(
             f"{text!r} is not a number", file=path, record=f"line {line_no}", fix="fix the line; class names must not contain spaces"
-        ) from None
+        )
     if not math.isfinite(value):
         raise SoftSamplingError(f"{text!r} is not a finite number", file=path, record=f"line {line_no}", fix="fix the line")
     return value

@@ -33,6 +33,7 @@ from softsampling.errors import SoftSamplingError
 from softsampling.evaluation.detections import Detections
 from softsampling.io import atomic_write
 
+MAX_THRESHOLDS = 1001  # 0:1:0.001 still fits; each threshold re-runs the metric, so 0:1:1e-7 would be 10 million runs
 MetricFn = Callable[[DetectionDataset, Detections], Mapping[str, Any]]
 
 
@@ -66,16 +67,29 @@ def parse_thresholds(text: str) -> list[float]:
     try:
         if ":" in text:
             start, stop, step = (float(v) for v in text.split(":"))
-            if step <= 0 or stop < start:
+            if not all(np.isfinite((start, stop, step))) or step <= 0 or stop < start:
                 raise ValueError
-            n = int(np.floor((stop - start) / step + 1e-9)) + 1
-            return [round(start + k * step, 10) for k in range(n)]
-        return [float(v) for v in text.split(",") if v.strip()]
+            span = (stop - start) / step  # inf when the step underflows: counted as too many below
+            n = int(np.floor(span + 1e-9)) + 1 if span < 1e12 else 10**12
+            values = None
+        else:
+            values = [float(v) for v in text.split(",") if v.strip()]
+            if not all(np.isfinite(values)):
+                raise ValueError
+            n = len(values)
     except ValueError:
         raise SoftSamplingError(
             f"cannot read score thresholds {text!r}",
             fix="write start:stop:step with step > 0 (e.g. 0:0.9:0.1) or a comma list (e.g. 0,0.5,0.9)",
         ) from None
+    if n > MAX_THRESHOLDS:
+        raise SoftSamplingError(
+            f"score thresholds {text!r} give {n} thresholds, more than {MAX_THRESHOLDS} (each is a full evaluation)",
+            fix="use a larger step, e.g. 0:1:0.01 (101 thresholds)",
+        )
+    if values is not None:
+        return values
+    return [round(start + k * step, 10) for k in range(n)]
 
 
 def plot_sweep(curves: Mapping[str, Sequence[tuple[float, float]]], path: str | Path, title: str) -> None:

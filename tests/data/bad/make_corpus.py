@@ -80,6 +80,8 @@ COCO_FILES: dict[str, str | bytes] = {
     "coco_id_beyond_int64.json": coco_with(_set(("annotations", 1, "id"), 2**70)),
     "coco_image_id_beyond_int64.json": coco_with(_set(("images", 1, "id"), 2**64)),
     # a category name written in latin-1 (0xE9 for e-acute) instead of UTF-8
+    # an extra field nested 5000 levels deep (the JSON parser's recursion limit is about 1000)
+    "coco_deep_nesting.json": coco_with(_set(("annotations", 1, "note"), "DEEP")).replace('"DEEP"', "[" * 5000 + "]" * 5000),
     "coco_latin1.json": coco_with(_set(("categories", 1, "name"), "CAFE_NAME")).replace(
         "CAFE_NAME", "caf\u00e9").encode("latin-1"),
 }
@@ -143,6 +145,7 @@ VOC_FILES: dict[str, str | bytes] = {
                        ).encode("latin-1"),
     "voc_billion_laughs.xml": BILLION_LAUGHS,
     "voc_external_entity.xml": EXTERNAL_ENTITY,
+    "voc_deep_nesting.xml": voc_xml(objects=voc_object() + "<x>" * 5000 + "</x>" * 5000 + "\n"),
     # split file listing the same image twice
     "voc_split_duplicate.txt": "000001\n000002\n000001\n",
 }
@@ -173,6 +176,14 @@ OI_FILES: dict[str, str | bytes] = {
     "oi_latin1_image_id.csv": oi(OI_ROW2.replace("img2", "img\u00e9")).encode("latin-1"),
     "oi_utf16.csv": oi(OI_ROW2).encode("utf-16"),
     "oi_image_without_size.csv": oi(OI_ROW2.replace("img2", "img3")),
+    # img1 and img1<NUL>: numpy byte strings drop trailing NULs, so they were merged into one image
+    "oi_nul_in_image_id.csv": oi(OI_ROW2.replace("img2", "img1\x00")),
+    # full-width digits (U+FF10...) that Python's float() reads as 0.5
+    "oi_fullwidth_digit.csv": oi(OI_ROW2.replace("0.3,0.5", "0.3,\uff10.\uff15")),
+    # a 300-byte Source value (a 3 MB one made the reader ask for 168 GiB)
+    "oi_long_field.csv": oi(OI_ROW2.replace("xclick", "x" * 300)),
+    # detections in pixels against ground truth read without sizes (normalised): scored 0.0 silently
+    "oi_det_pixels_without_sizes.csv": "image,label,score,xmin,ymin,xmax,ymax\nimg1,Cat,0.9,6.4,9.6,25.6,28.8\n",
 }
 
 # ---------------------------------------------------------------- txt layout (Cartucho/mAP)
@@ -220,6 +231,19 @@ DET_FILES: dict[str, str | bytes] = {
     "det_short_line.csv": f"{CSV_HEADER}\na.png,cat,0.9,4,4,14,14\nb.png,dog,0.8\n",
     "det_huge_inf.csv": f"{CSV_HEADER}\na.png,cat,0.9,4,4,14,14\nb.png,dog,0.8,20,10,1e309,18\n",
     "det_utf16.csv": f"{CSV_HEADER}\na.png,cat,0.9,4,4,14,14\n".encode("utf-16"),
+    # an unterminated quote: the csv module read the rest of the file as one value (one detection, not three)
+    "det_unterminated_quote.csv": f'{CSV_HEADER}\na.png,cat,0.9,4,4,14,14\n"b.png,dog,0.8,20,10,28,18\n'
+                                  f"a.png,cat,0.7,5,5,14,14\n",
+    "det_fullwidth_digit.csv": f"{CSV_HEADER}\na.png,cat,0.9,4,4,14,14\nb.png,dog,0.8,20,10,\uff12\uff18,18\n",
+    # COCO results that were coerced: 1.7 -> 1, "2088" -> [2, 0, 8, 8], true -> 1.0
+    "det_category_id_fraction.json": det_with(1, "category_id", 1.7),
+    "det_bbox_digit_string.json": det_with(1, "bbox", "2088"),
+    "det_score_is_true.json": det_with(1, "score", True),
+    # image_id 0 (a 0-based list position, as predict wrote) while file_name a.png is image 1
+    "det_id_and_file_name_disagree.json": json.dumps([{**DET_GOOD[0], "image_id": 0, "file_name": "a.png"}]),
+    # every box inside [0, 1]: normalised detections against pixel ground truth
+    "det_normalised_boxes.json": json.dumps([{**d, "bbox": [0.1, 0.1, 0.2, 0.2]} for d in DET_GOOD]),
+    "det_deep_nesting.json": "[" * 5000 + "]" * 5000,
 }
 
 # ---------------------------------------------------------------- training configs
@@ -233,6 +257,8 @@ CFG_FILES: dict[str, str | bytes] = {
     "cfg_negative_lr.yaml": "train:\n  lr: -0.02\n",
     "cfg_latin1.yaml": "# r\u00e9sum\u00e9\nseed: 0\n".encode("latin-1"),
     "cfg_score_soft_without_prior.yaml": "strategy: score_soft\n",
+    # 5000 nested flow lists (20000 took PyYAML 1.4 s to end in a RecursionError)
+    "cfg_deep_nesting.yaml": "seed: 0\nmodel:\n  options: " + "[" * 5000 + "]" * 5000 + "\n",
 }
 
 
@@ -265,6 +291,7 @@ def main() -> None:
     (HERE / "coco_good.json").write_text(json.dumps(COCO_GOOD, indent=1) + "\n", encoding="utf-8")
     good_object = voc_object(name="cat", box=("5", "5", "14", "14"))
     (HERE / "voc_good.xml").write_text(voc_xml(objects=good_object, filename="000001.png"), encoding="utf-8")
+    (HERE / "oi_good.csv").write_text(oi(OI_ROW2), encoding="utf-8")
     (HERE / "det_good.json").write_text(json.dumps(DET_GOOD, indent=1) + "\n", encoding="utf-8")
 
 
