@@ -161,7 +161,10 @@ def coco_metric(
             category ids of ``gt``.
         iou_type: only ``"bbox"`` (detections carry no masks).
         max_dets: the three per-image detection limits of COCOeval
-            (``AP`` uses the last one; ``AR1/AR10/AR100`` one each).
+            (``AP50`` to ``APl`` and the per-class AP use the last one,
+            ``AR1/AR10/AR100`` one each; ``AP`` and ``mAP``, as in
+            pycocotools' ``summarize``, use 100 and are ``-1.0`` when 100
+            is not one of them). COCOeval sorts them first, and so do we.
         backend: ``"numpy"`` (default: this module's vectorised re-implementation
             of ``COCOeval``, see the module docstring), ``"faster-coco-eval"``
             (its C++ ``COCOeval_faster``, if installed) or ``"pycocotools"``
@@ -186,6 +189,7 @@ def coco_metric(
         ``AP``. ``num_gt`` counts non-crowd boxes, ``num_det`` detections.
     """
     _check_options(iou_type, max_dets, backend)
+    max_dets = tuple(sorted(int(m) for m in max_dets))  # COCOeval.evaluate() sorts them
     if backend == "numpy":
         return coco_metric_sweep(gt, dets, None, max_dets=max_dets)[0]
     check_detections(gt, dets)
@@ -218,7 +222,7 @@ def coco_metric_sweep(
     if backend != "numpy":
         return [coco_metric(gt, dets if t is None else dets.above(float(t)), max_dets=max_dets, backend=backend,
                             verbose=verbose) for t in ([None] if thresholds is None else thresholds)]
-    max_dets = tuple(int(m) for m in max_dets)
+    max_dets = tuple(sorted(int(m) for m in max_dets))  # COCOeval.evaluate() sorts them
     matches = _CocoMatches.build(gt, dets, max_dets)
     results = []
     for t in [None] if thresholds is None else thresholds:
@@ -540,7 +544,8 @@ def _summarize(precision: np.ndarray, recall: np.ndarray, max_dets: tuple[int, .
         return -1.0 if len(s[s > -1]) == 0 else float(np.mean(s[s > -1]))
 
     return np.array([
-        one(True), one(True, 0.5), one(True, 0.75),
+        one(True, max_det=100),  # pycocotools' summarize() hard-codes 100 here: -1 when 100 is not in max_dets
+        one(True, 0.5), one(True, 0.75),
         one(True, area="small"), one(True, area="medium"), one(True, area="large"),
         one(False, max_det=max_dets[0]), one(False, max_det=max_dets[1]), one(False, max_det=max_dets[2]),
         one(False, area="small"), one(False, area="medium"), one(False, area="large"),
