@@ -1,11 +1,17 @@
-"""The COCO detection metric, computed by pycocotools itself.
+"""The COCO detection metric, with pycocotools' numbers.
 
-We do not re-derive COCO's AP: :func:`coco_metric` converts our columnar
-ground truth and detections into COCO dictionaries *in memory* and hands them
-to ``pycocotools.cocoeval.COCOeval``, so the numbers are pycocotools' numbers
-(tested to equal pycocotools run on the original JSON files, to 1e-12).
+Three backends compute it. The default, ``"numpy"``, is a vectorised
+re-implementation of ``COCOeval`` (``_CocoMatches``: ``evaluate`` as a greedy
+match of all (image, class) groups at once, rank by rank, of only the
+detections that reach IoU 0.5 with some box; ``accumulate`` from the true
+positives alone; ``summarize`` as pycocotools indexes it) that repeats
+pycocotools' float operations, so the numbers are equal (tested to 1e-12
+against pycocotools). ``"pycocotools"`` hands COCO dictionaries built *in
+memory* to ``pycocotools.cocoeval.COCOeval`` (the reference, tested equal to
+pycocotools run on the original JSON files); ``"faster-coco-eval"`` hands them
+to that package's C++ ``COCOeval_faster``.
 
-What is passed to pycocotools, and why it matters:
+What the metric sees, and why it matters (all backends):
 
 - boxes are converted from our ``xyxy`` float32 pixels to COCO ``[x, y, w, h]``
   (``w = x2 - x1`` computed in float64);
@@ -23,10 +29,6 @@ What is passed to pycocotools, and why it matters:
   detections to them with intersection-over-detection-area and ignores those
   detections, and crowds never count as missed objects;
 - detection areas are box areas (pycocotools ``loadRes`` computes them).
-
-Faster alternatives: ``faster-coco-eval`` re-implements COCOeval in C++ and
-aims at identical numbers; it is not a dependency here (pycocotools on 5,000
-images x 100 detections takes tens of seconds, acceptable for an evaluation).
 
 Example:
     >>> import numpy as np
