@@ -207,3 +207,77 @@ def test_area_from_the_coco_reader_matters(coco128_json: Path) -> None:
     box_area = coco_metric(gt, dets)
     assert box_area["AP"] == with_area["AP"]  # AP over all sizes does not use areas
     assert (box_area["APs"], box_area["APm"], box_area["APl"]) != (with_area["APs"], with_area["APm"], with_area["APl"])
+
+
+# ----------------------------------------------------------------------------- backends, randomized
+def _random_case(seed: int) -> tuple[DetectionDataset, Detections]:
+    """Small random scenes: crowd boxes, empty images, a class without detections, a class without
+    ground truth, tied scores, many detections of one class in one image (beyond maxDets)."""
+    rng = np.random.default_rng(seed)
+    num_images, num_boxes = 12, 40
+    box_image = rng.integers(0, num_images - 3, size=num_boxes)  # the last 3 images stay empty
+    xy = rng.uniform(0, 150, size=(num_boxes, 2))
+    wh = np.exp(rng.uniform(np.log(4), np.log(120), size=(num_boxes, 2)))
+    boxes = [{"image_index": int(i), "bbox": [*p, *(p + s)], "label": int(rng.integers(1, 4)),
+              "iscrowd": bool(rng.random() < 0.15)} for i, p, s in zip(box_image, xy, wh)]
+    gt = DetectionDataset.from_lists(
+        images=[{"id": 100 - i, "file_name": f"{i}.jpg", "width": 300, "height": 300} for i in range(num_images)],
+        boxes=boxes, categories=[Category(c, f"c{c}") for c in (1, 2, 3, 4, 5)])  # 4: no gt; 5: no gt, no dets
+    n = 150
+    src = rng.integers(0, num_boxes, size=n)
+    jitter = rng.normal(0, 0.15, size=(n, 4)) * np.concatenate([wh[src], wh[src]], axis=1)
+    det_boxes = np.concatenate([xy[src], xy[src] + wh[src]], axis=1) + jitter
+    det_boxes[:, 2:] = np.maximum(det_boxes[:, 2:], det_boxes[:, :2] + 0.5)
+    labels = np.where(rng.random(n) < 0.8, gt.labels[src], rng.choice([1, 2, 4], size=n))
+    labels[labels == 3] = np.where(rng.random(int((labels == 3).sum())) < 0.5, 3, 1)
+    scores = rng.choice([0.1, 0.3, 0.5, 0.7, 0.9], size=n) if seed % 2 else rng.random(n)  # ties when odd
+    image_index = gt.box_image[src]
+    crowded = rng.random(n) < 0.1  # extra copies pile onto image 0, class 1
+    image_index[crowded], labels[crowded] = 0, 1
+    return gt, Detections(image_index, det_boxes, labels, scores)
+
+
+def _assert_same(ours: dict, ref: dict, tol: float = 1e-12) -> None:
+    for name in ref:
+        if name != "per_class":
+            assert ours[name] == pytest.approx(ref[name], abs=tol) if isinstance(ref[name], float) \
+                else ours[name] == ref[name], name
+    for c, entry in ref["per_class"].items():
+        for key, value in entry.items():
+            if isinstance(value, float):
+                assert ours["per_class"][c][key] == pytest.approx(value, abs=tol), (c, key)
+            else:
+                assert ours["per_class"][c][key] == value, (c, key)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("max_dets", [(1, 10, 100), (1, 2, 3), (5, 3, 1), (2, 2, 2)])
+def test_numpy_backend_equals_pycocotools_randomized(seed: int, max_dets: tuple[int, int, int]) -> None:
+    gt, dets = _random_case(seed)
+    ref = coco_metric(gt, dets, max_dets=max_dets, backend="pycocotools")
+    _assert_same(coco_metric(gt, dets, max_dets=max_dets), ref)
+
+
+def test_numpy_backend_equals_pycocotools_on_coco128(coco128_json: Path) -> None:
+    gt = _load_coco_dataset(coco128_json)
+    dets = _synthetic_detections(gt, seed=3)
+    _assert_same(coco_metric(gt, dets), coco_metric(gt, dets, backend="pycocotools"))
+
+
+def test_faster_coco_eval_backend_equals_pycocotools() -> None:
+    pytest.importorskip("faster_coco_eval")
+    gt, dets = _random_case(0)
+    _assert_same(coco_metric(gt, dets, backend="faster-coco-eval"), coco_metric(gt, dets, backend="pycocotools"),
+                 tol=1e-6)
+
+
+def test_numpy_backend_edge_cases() -> None:
+    gt, dets = _random_case(2)
+    # no detections at all, and only crowd ground truth for a class
+    _assert_same(coco_metric(gt, Detections.empty()), coco_metric(gt, Detections.empty(), backend="pycocotools"))
+    crowd_only = _one_image([{"image_index": 0, "bbox": [0, 0, 50, 50], "label": 1, "iscrowd": True},
+                             {"image_index": 0, "bbox": [60, 60, 90, 90], "label": 2}])
+    few = Detections([0, 0, 0], [[0, 0, 40, 40], [1, 1, 45, 45], [60, 60, 90, 90]], [1, 1, 2], [0.9, 0.8, 0.7])
+    _assert_same(coco_metric(crowd_only, few), coco_metric(crowd_only, few, backend="pycocotools"))
+    with pytest.raises(SoftSamplingError, match="unknown COCO backend"):
+        coco_metric(gt, dets, backend="fast")

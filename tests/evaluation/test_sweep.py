@@ -71,3 +71,44 @@ def test_plot_sweep_writes_a_png(tmp_path):
         pixels = np.asarray(im.convert("L"))
     assert pixels.min() < 100  # something was drawn
     assert [p.name for p in path.parent.iterdir()] == ["sweep.png"]  # no temp file left behind
+
+
+# ----------------------------------------------------------------------------- sweeps reuse matches
+def _random_voc_like(seed: int):
+    from tests.evaluation.test_coco_metric import _random_case
+
+    gt, dets = _random_case(seed)
+    gt.difficult[: gt.num_boxes // 5] = True
+    gt.group_of[gt.num_boxes // 2:: 4] = True
+    return gt, dets
+
+
+SCORES = [0.0, 0.1, 0.3, 0.30000001, 0.5, 0.55, 0.9, 0.95]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_each_metric_sweep_equals_evaluating_each_threshold(seed):
+    from softsampling.evaluation.coco_metric import coco_metric
+    from softsampling.evaluation.openimages_metric import openimages_metric
+    from softsampling.evaluation.sweep import sweep_results
+
+    gt, dets = _random_voc_like(seed)
+    labels = {i: ({1, 2}, {3, 4}) for i in range(gt.num_images)}
+    metrics = [partial(voc_ap, iou_thresholds=(0.5, 0.7)), partial(voc_ap, use_07_metric=True), voc_ap,
+               coco_metric, partial(coco_metric, max_dets=(1, 2, 3)),
+               partial(openimages_metric, image_labels=labels, iou=0.5)]
+    for metric in metrics:
+        swept = sweep_results(gt, dets, SCORES, metric)
+        assert swept == [metric(gt, dets.above(t)) for t in SCORES], metric
+
+
+def test_sweep_with_other_callables_evaluates_each_threshold():
+    gt, dets = four_boxes()
+    calls = []
+
+    def metric(g, d):
+        calls.append(len(d))
+        return {"mAP": float(len(d))}
+
+    assert score_threshold_sweep(gt, dets, [0.0, 0.6], metric) == [(0.0, 4.0), (0.6, 2.0)]
+    assert calls == [4, 2]

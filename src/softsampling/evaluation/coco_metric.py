@@ -1,11 +1,17 @@
-"""The COCO detection metric, computed by pycocotools itself.
+"""The COCO detection metric, with pycocotools' numbers.
 
-We do not re-derive COCO's AP: :func:`coco_metric` converts our columnar
-ground truth and detections into COCO dictionaries *in memory* and hands them
-to ``pycocotools.cocoeval.COCOeval``, so the numbers are pycocotools' numbers
-(tested to equal pycocotools run on the original JSON files, to 1e-12).
+Three backends compute it. The default, ``"numpy"``, is a vectorised
+re-implementation of ``COCOeval`` (``_CocoMatches``: ``evaluate`` as a greedy
+match of all (image, class) groups at once, rank by rank, of only the
+detections that reach IoU 0.5 with some box; ``accumulate`` from the true
+positives alone; ``summarize`` as pycocotools indexes it) that repeats
+pycocotools' float operations, so the numbers are equal (tested to 1e-12
+against pycocotools). ``"pycocotools"`` hands COCO dictionaries built *in
+memory* to ``pycocotools.cocoeval.COCOeval`` (the reference, tested equal to
+pycocotools run on the original JSON files); ``"faster-coco-eval"`` hands them
+to that package's C++ ``COCOeval_faster``.
 
-What is passed to pycocotools, and why it matters:
+What the metric sees, and why it matters (all backends):
 
 - boxes are converted from our ``xyxy`` float32 pixels to COCO ``[x, y, w, h]``
   (``w = x2 - x1`` computed in float64);
@@ -23,10 +29,6 @@ What is passed to pycocotools, and why it matters:
   detections to them with intersection-over-detection-area and ignores those
   detections, and crowds never count as missed objects;
 - detection areas are box areas (pycocotools ``loadRes`` computes them).
-
-Faster alternatives: ``faster-coco-eval`` re-implements COCOeval in C++ and
-aims at identical numbers; it is not a dependency here (pycocotools on 5,000
-images x 100 detections takes tens of seconds, acceptable for an evaluation).
 
 Example:
     >>> import numpy as np
@@ -47,6 +49,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -54,6 +57,14 @@ import numpy as np
 from softsampling.data.records import DetectionDataset
 from softsampling.errors import SoftSamplingError
 from softsampling.evaluation.detections import Detections
+
+COCO_BACKENDS = ("numpy", "faster-coco-eval", "pycocotools")
+
+# pycocotools' default parameters (``Params.setDetParams``), built the same way so they are bit-identical.
+_IOU_THRS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
+_REC_THRS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True)
+_AREA_RNG = np.array([[0**2, 1e5**2], [0**2, 32**2], [32**2, 96**2], [96**2, 1e5**2]], dtype=np.float64)
+_AREA_LBL = ("all", "small", "medium", "large")
 
 #: The 12 numbers of ``COCOeval.summarize()``, in its order (names for the default max_dets).
 COCO_STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
@@ -140,9 +151,10 @@ def coco_metric(
     *,
     iou_type: str = "bbox",
     max_dets: tuple[int, int, int] = (1, 10, 100),
+    backend: str = "numpy",
     verbose: bool = False,
 ) -> dict[str, Any]:
-    """COCO box AP/AR of ``dets`` against ``gt``, computed by pycocotools' ``COCOeval``.
+    """COCO box AP/AR of ``dets`` against ``gt``, with pycocotools' ``COCOeval`` numbers.
 
     Args:
         gt: ground truth; every image row is evaluated (images without boxes
@@ -151,8 +163,16 @@ def coco_metric(
             category ids of ``gt``.
         iou_type: only ``"bbox"`` (detections carry no masks).
         max_dets: the three per-image detection limits of COCOeval
-            (``AP`` uses the last one; ``AR1/AR10/AR100`` one each).
-        verbose: print pycocotools' own progress and summary table.
+            (``AP50`` to ``APl`` and the per-class AP use the last one,
+            ``AR1/AR10/AR100`` one each; ``AP`` and ``mAP``, as in
+            pycocotools' ``summarize``, use 100 and are ``-1.0`` when 100
+            is not one of them). COCOeval sorts them first, and so do we.
+        backend: ``"numpy"`` (default: this module's vectorised re-implementation
+            of ``COCOeval``, see the module docstring), ``"faster-coco-eval"``
+            (its C++ ``COCOeval_faster``, if installed) or ``"pycocotools"``
+            (the reference itself). All three give the same numbers.
+        verbose: print the library's own progress and summary table
+            (``pycocotools`` and ``faster-coco-eval`` backends).
 
     Returns:
         A dict of plain Python numbers::
@@ -170,6 +190,53 @@ def coco_metric(
         for a category without ground truth; their mean over categories is
         ``AP``. ``num_gt`` counts non-crowd boxes, ``num_det`` detections.
     """
+    _check_options(iou_type, max_dets, backend)
+    max_dets = tuple(sorted(int(m) for m in max_dets))  # COCOeval.evaluate() sorts them
+    if backend == "numpy":
+        return coco_metric_sweep(gt, dets, None, max_dets=max_dets)[0]
+    check_detections(gt, dets)
+    evaluator = _library_evaluator(gt, dets, max_dets=max_dets, backend=backend, verbose=verbose)
+    return _result(gt, dets, np.asarray(evaluator.stats, dtype=np.float64), evaluator.eval["precision"],
+                   [int(c) for c in evaluator.params.catIds], tuple(max_dets))
+
+
+def coco_metric_sweep(
+    gt: DetectionDataset,
+    dets: Detections,
+    thresholds: Sequence[float] | None,
+    *,
+    iou_type: str = "bbox",
+    max_dets: tuple[int, int, int] = (1, 10, 100),
+    backend: str = "numpy",
+    verbose: bool = False,
+) -> list[dict[str, Any]]:
+    """``[coco_metric(gt, dets.above(t)) for t in thresholds]``, matching the detections only once.
+
+    COCOeval matches each image's detections of a class greedily in score
+    order, so the detections kept by a score threshold (a prefix of that
+    order) are matched exactly as in the full set: the numpy backend matches
+    once and re-runs only the accumulation per threshold. ``thresholds=None``
+    means one evaluation of all detections. The other backends evaluate each
+    threshold from scratch.
+    """
+    _check_options(iou_type, max_dets, backend)
+    check_detections(gt, dets)
+    if backend != "numpy":
+        return [coco_metric(gt, dets if t is None else dets.above(float(t)), max_dets=max_dets, backend=backend,
+                            verbose=verbose) for t in ([None] if thresholds is None else thresholds)]
+    max_dets = tuple(sorted(int(m) for m in max_dets))  # COCOeval.evaluate() sorts them
+    matches = _CocoMatches.build(gt, dets, max_dets)
+    results = []
+    for t in [None] if thresholds is None else thresholds:
+        keep = None if t is None else dets.scores >= float(t)  # the same test as Detections.above
+        precision, recall = matches.accumulate(keep)
+        stats = _summarize(precision, recall, max_dets)
+        kept = dets if keep is None else dets.select(keep)
+        results.append(_result(gt, kept, stats, precision, matches.cat_ids.tolist(), max_dets))
+    return results
+
+
+def _check_options(iou_type: str, max_dets: Sequence[int], backend: str) -> None:
     if iou_type != "bbox":
         raise SoftSamplingError(
             f"COCO metric iou_type {iou_type!r} is not supported",
@@ -179,8 +246,23 @@ def coco_metric(
         raise SoftSamplingError(
             f"max_dets must be three positive integers, got {tuple(max_dets)!r}", fix="e.g. max_dets=(1, 10, 100)"
         )
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
+    if backend not in COCO_BACKENDS:
+        raise SoftSamplingError(f"unknown COCO backend {backend!r}", fix=f"use one of {', '.join(COCO_BACKENDS)}")
+
+
+def _library_evaluator(gt: DetectionDataset, dets: Detections, *, max_dets: Sequence[int], backend: str,
+                       verbose: bool) -> Any:
+    """A finished (evaluated, accumulated, summarized) ``COCOeval`` of pycocotools or faster-coco-eval."""
+    if backend == "pycocotools":
+        from pycocotools.coco import COCO
+        from pycocotools.cocoeval import COCOeval
+    else:
+        try:
+            from faster_coco_eval import COCO
+            from faster_coco_eval import COCOeval_faster as COCOeval
+        except ImportError:
+            raise SoftSamplingError("the faster-coco-eval package is not installed",
+                                    fix="pip install faster-coco-eval, or use the numpy backend") from None
 
     quiet = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
     with quiet:
@@ -200,14 +282,16 @@ def coco_metric(
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
+    return evaluator
 
-    stats = [float(s) for s in evaluator.stats]
-    out: dict[str, Any] = {"metric": "coco", "mAP": stats[0]}
-    out.update(zip(coco_stat_names(tuple(max_dets)), stats))
-    # precision: [T iou thresholds, R recall points, K categories, A area ranges, M max_dets]; -1 = no gt
-    precision = evaluator.eval["precision"]
-    iou50 = int(np.argmin(np.abs(evaluator.params.iouThrs - 0.5)))
-    column = {int(cid): k for k, cid in enumerate(evaluator.params.catIds)}
+
+def _result(gt: DetectionDataset, dets: Detections, stats: np.ndarray, precision: np.ndarray,
+            cat_ids: list[int], max_dets: tuple[int, ...]) -> dict[str, Any]:
+    """The result dict from COCOeval's ``stats`` and ``eval["precision"]`` [T, R, K, A, M]."""
+    out: dict[str, Any] = {"metric": "coco", "mAP": float(stats[0])}
+    out.update(zip(coco_stat_names(tuple(max_dets)), (float(s) for s in stats)))
+    iou50 = int(np.argmin(np.abs(_IOU_THRS - 0.5)))
+    column = {cid: k for k, cid in enumerate(cat_ids)}
     names = gt.category_names
     non_crowd = ~gt.iscrowd
     per_class: dict[int, dict[str, Any]] = {}
@@ -222,6 +306,252 @@ def coco_metric(
         }
     out["per_class"] = per_class
     return out
+
+
+# ----------------------------------------------------------------------------- numpy COCOeval
+class _CocoMatches:
+    """COCOeval's ``evaluate()`` result as arrays, ready for any number of ``accumulate`` calls.
+
+    Detections (the best ``max_dets[-1]`` of each image and class, by score) are held in the
+    order ``accumulate`` ranks them: by category, score descending, image (sorted COCO id),
+    then rank in the image. Most of them match nothing at any IoU threshold; only the
+    *candidates* (best IoU >= 0.5 with some box) carry ``matched`` and ``matched_ignored``,
+    bool ``[A, T, C]`` (area range, IoU threshold, candidate). ``out_of_range`` bool [A, D]:
+    the detection's area is outside the range (ignored there when it matches nothing).
+    ``num_positive`` int [K, A]: boxes not ignored (pycocotools' ``npig``).
+    """
+
+    def __init__(self, **arrays: Any) -> None:
+        self.cat_ids: np.ndarray = arrays["cat_ids"]
+        self.det_index: np.ndarray = arrays["det_index"]  # [D] row in the input detections
+        self.cat_start: np.ndarray = arrays["cat_start"]  # [K + 1] where each category starts in the order
+        self.rank: np.ndarray = arrays["rank"]  # [D] rank in its image and category
+        self.out_of_range: np.ndarray = arrays["out_of_range"]
+        self.cand: np.ndarray = arrays["cand"]  # [C] positions of the candidates, increasing
+        self.matched: np.ndarray = arrays["matched"]
+        self.matched_ignored: np.ndarray = arrays["matched_ignored"]
+        self.num_positive: np.ndarray = arrays["num_positive"]
+        self.max_dets: tuple[int, ...] = arrays["max_dets"]
+
+    @classmethod
+    def build(cls, gt: DetectionDataset, dets: Detections, max_dets: tuple[int, ...]) -> _CocoMatches:
+        cat_ids = np.unique(np.array([c.id for c in gt.categories], dtype=np.int64))
+        num_cats, num_areas = max(len(cat_ids), 1), len(_AREA_RNG)
+        image_ids = np.array(coco_image_ids(gt), dtype=np.int64)
+        image_pos = np.argsort(np.argsort(image_ids, kind="stable"), kind="stable")  # row -> position in sorted ids
+
+        # ground truth, grouped by (image, category) key, dataset order inside a group
+        g_xywh = _ground_truth_xywh(gt)
+        g_area = _ground_truth_area(gt, g_xywh)
+        g_key = image_pos[gt.box_image] * num_cats + np.searchsorted(cat_ids, gt.labels)
+        g_order = np.argsort(g_key, kind="stable")
+        g_key, g_xywh, g_area, g_crowd = g_key[g_order], g_xywh[g_order], g_area[g_order], gt.iscrowd[g_order]
+        # ignored per area range: crowd, or area outside the range
+        g_ignored = g_crowd[None, :] | (g_area[None, :] < _AREA_RNG[:, :1]) | (g_area[None, :] > _AREA_RNG[:, 1:])
+        num_positive = np.stack([np.bincount(g_key[~g_ignored[a]] % num_cats, minlength=len(cat_ids))
+                                 for a in range(num_areas)], axis=1)
+
+        # detections: by key, score descending, input order; the best max_dets[-1] per key
+        d_key = image_pos[dets.image_index] * num_cats + np.searchsorted(cat_ids, dets.labels)
+        d_score = dets.scores.astype(np.float64)
+        order = np.lexsort((np.arange(len(dets)), -d_score, d_key))
+        d_key = d_key[order]
+        rank = np.arange(len(order)) - np.searchsorted(d_key, d_key, side="left")
+        keep = rank < max_dets[-1]
+        order, d_key, rank = order[keep], d_key[keep], rank[keep]
+        d_xywh = _xyxy_to_xywh(dets.boxes[order])
+        cand, matched, matched_ignored = _greedy_match(d_key, d_xywh, g_key, g_xywh, g_crowd, g_ignored)
+
+        # accumulate's order: category, score descending, image position, rank in the image
+        d_cat = d_key % num_cats
+        acc = np.lexsort((rank, d_key // num_cats, -d_score[order], d_cat))
+        position = np.empty(len(acc), dtype=np.int64)
+        position[acc] = np.arange(len(acc))
+        by_position = np.argsort(position[cand])
+        d_area = d_xywh[acc, 2] * d_xywh[acc, 3]
+        return cls(cat_ids=cat_ids, det_index=order[acc], rank=rank[acc],
+                   cat_start=np.searchsorted(d_cat[acc], np.arange(len(cat_ids) + 1)),
+                   out_of_range=(d_area[None, :] < _AREA_RNG[:, :1]) | (d_area[None, :] > _AREA_RNG[:, 1:]),
+                   cand=position[cand][by_position], matched=matched[:, :, by_position],
+                   matched_ignored=matched_ignored[:, :, by_position], num_positive=num_positive,
+                   max_dets=max_dets)
+
+    def accumulate(self, keep: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """COCOeval's ``eval["precision"]`` [T, R, K, A, M] and ``eval["recall"]`` [T, K, A, M].
+
+        ``keep`` (bool over the input detections) evaluates only those detections: a score
+        threshold keeps a prefix of every image's ranking, whose matches are unchanged.
+
+        Same numbers as pycocotools without its [T, D] cumulative sums: precision only
+        matters at true positives (between two, it falls), so for the ``j``-th true positive
+        of a row, with ``c`` the detections counted (not ignored) up to it, precision is
+        ``j / (c + eps)``; recall ``j / npig`` is the same for every row, so the recall
+        points fall at the same ``j`` whatever the detections.
+        """
+        num_thrs, num_rec, num_cats = len(_IOU_THRS), len(_REC_THRS), len(self.cat_ids)
+        num_areas, num_max = len(_AREA_RNG), len(self.max_dets)
+        precision = -np.ones((num_thrs, num_rec, num_cats, num_areas, num_max))
+        recall = -np.ones((num_thrs, num_cats, num_areas, num_max))
+        kept = np.ones(len(self.det_index), dtype=bool) if keep is None else keep[self.det_index]
+        # [M, D]: the detection takes part in the row (kept, within the row's maxDets)
+        take = kept[None, :] & (self.rank[None, :] < np.array(self.max_dets)[:, None])
+        # running count of detections counted as if they matched nothing, [M, A, 1 + D]
+        plain = np.zeros((num_max, num_areas, len(take[0]) + 1), dtype=np.int64)
+        np.cumsum((take[:, None, :] & ~self.out_of_range[None, :, :]).astype(np.int64), axis=2, out=plain[:, :, 1:])
+        cand_cat = np.searchsorted(self.cat_start, self.cand, side="right") - 1
+        cand_take = take[:, self.cand][:, None, None, :]  # [M, 1, 1, C]
+        num_cand = len(self.cand)
+
+        def row_of(m: np.ndarray, a: np.ndarray, t: np.ndarray, c: np.ndarray) -> np.ndarray:
+            return ((m * num_areas + a) * num_thrs + t) * num_cats + cand_cat[c]
+
+        # true positives, in row order (m, a, t, category), detection order inside a row
+        m_i, a_i, t_i, c_i = _nonzero(self.matched & ~self.matched_ignored & cand_take)
+        row = row_of(m_i, a_i, t_i, c_i)
+        j = np.arange(1, len(row) + 1) - np.searchsorted(row, row, side="left")  # rank among the row's TPs
+        # counted detections up to each TP: the plain count, corrected for matched candidates
+        # (counted unless their box is ignored, whatever their own area)
+        oor_cand = self.out_of_range[:, self.cand][:, None, :]
+        delta = (np.where(self.matched, ~self.matched_ignored, ~oor_cand).astype(np.int8) - ~oor_cand) * cand_take
+        dm, da, dt, dc = _nonzero(delta)
+        d_key = row_of(dm, da, dt, dc) * (num_cand + 1) + dc
+        d_cum = np.concatenate([[0], np.cumsum(delta[dm, da, dt, dc], dtype=np.int64)])
+        correction = (d_cum[np.searchsorted(d_key, row * (num_cand + 1) + c_i, side="right")]
+                      - d_cum[np.searchsorted(d_key, row * (num_cand + 1), side="left")])
+        counted = (plain[m_i, a_i, self.cand[c_i] + 1] - plain[m_i, a_i, self.cat_start[cand_cat[c_i]]]
+                   + correction)
+        tp, fp = j.astype(np.float64), (counted - j).astype(np.float64)
+        pr = tp / (fp + tp + np.spacing(1))
+        n_tp = np.bincount(row, minlength=num_max * num_areas * num_thrs * num_cats).reshape(
+            num_max, num_areas, num_thrs, num_cats)
+
+        by_class = np.argsort(cand_cat[c_i] * num_areas + a_i, kind="stable")
+        bounds = np.searchsorted((cand_cat[c_i] * num_areas + a_i)[by_class], np.arange(num_cats * num_areas + 1))
+        for k in range(num_cats):
+            for a in range(num_areas):
+                npig = int(self.num_positive[k, a])
+                if npig == 0:
+                    continue
+                sel = by_class[bounds[k * num_areas + a]: bounds[k * num_areas + a + 1]]
+                envelope = np.zeros((num_max, num_thrs, npig))
+                envelope[m_i[sel], t_i[sel], j[sel] - 1] = pr[sel]
+                envelope = np.maximum.accumulate(envelope[:, :, ::-1], axis=2)[:, :, ::-1]
+                # recall point r is reached at the first j with j / npig >= r
+                first = np.searchsorted(np.arange(1, npig + 1) / npig, _REC_THRS, side="left")
+                q = np.where(first < npig, envelope[:, :, np.minimum(first, npig - 1)], 0.0)  # [M, T, R]
+                precision[:, :, k, a, :] = q.transpose(1, 2, 0)
+                recall[:, k, a, :] = (n_tp[:, a, :, k] / npig).T
+        return precision, recall
+
+
+def _nonzero(array: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``np.nonzero`` of an n-d array, in the same order (a flat search is much faster)."""
+    return np.unravel_index(np.flatnonzero(array), array.shape)
+
+
+def _greedy_match(d_key: np.ndarray, d_xywh: np.ndarray, g_key: np.ndarray, g_xywh: np.ndarray,
+                  g_crowd: np.ndarray, g_ignored: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """COCOeval's greedy matching (``evaluateImg``) of all (image, category) groups at once.
+
+    ``d_key`` sorted, each group's detections in rank order; ``g_key`` sorted. Returns the
+    candidates (detections whose best IoU reaches the lowest threshold; no other can match),
+    and ``matched`` and ``matched_ignored`` bool [A, T, C]: the candidate matched a box, and
+    that box is ignored in area range ``A``. Rule, per detection in rank order, per threshold and
+    area range: among boxes not yet matched (crowds may match again) with IoU >= threshold,
+    take the last one with the highest IoU among the non-ignored boxes, or if there is none,
+    among the ignored ones.
+    """
+    num_areas, num_thrs, n = g_ignored.shape[0], len(_IOU_THRS), len(d_key)
+    if n == 0 or len(g_key) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros((num_areas, num_thrs, 0), dtype=bool), \
+            np.zeros((num_areas, num_thrs, 0), dtype=bool)
+    thr = np.minimum(_IOU_THRS, 1 - 1e-10)
+    # all (detection, box) pairs of a group, grouped by detection
+    start = np.searchsorted(g_key, d_key, side="left")
+    count = np.searchsorted(g_key, d_key, side="right") - start
+    pair_det = np.repeat(np.arange(n), count)
+    pair_gt = start[pair_det] + (np.arange(len(pair_det)) - np.repeat(np.cumsum(count) - count, count))
+    iou = _bbox_iou(d_xywh[pair_det], g_xywh[pair_gt], g_crowd[pair_gt])
+    # only detections reaching the lowest threshold with some box can match
+    best = np.full(n, -1.0)
+    np.maximum.at(best, pair_det, iou)
+    candidate = best >= thr.min()
+    pairs = np.flatnonzero(candidate[pair_det])
+    pair_det, pair_gt, iou = pair_det[pairs], pair_gt[pairs], iou[pairs]
+    # rank among the candidates of the group: one vectorised step per rank
+    cand = np.flatnonzero(candidate)
+    cand_rank = np.arange(len(cand)) - np.searchsorted(d_key[cand], d_key[cand], side="left")
+    rank_of_det = np.zeros(n, dtype=np.int64)
+    rank_of_det[cand] = cand_rank
+    slot = np.zeros(n, dtype=np.int64)  # detection -> its column among the candidates
+    slot[cand] = np.arange(len(cand))
+    matched = np.zeros((num_areas, num_thrs, len(cand)), dtype=bool)
+    matched_ignored = np.zeros((num_areas, num_thrs, len(cand)), dtype=bool)
+    by_rank = np.argsort(rank_of_det[pair_det], kind="stable")
+    pair_det, pair_gt, iou = pair_det[by_rank], pair_gt[by_rank], iou[by_rank]
+    rank_start = np.searchsorted(rank_of_det[pair_det], np.arange(int(cand_rank.max(initial=-1)) + 2))
+    box_taken = np.zeros((num_areas, num_thrs, len(g_key)), dtype=bool)
+    for r in range(len(rank_start) - 1):
+        p = slice(rank_start[r], rank_start[r + 1])
+        det, box, v = pair_det[p], pair_gt[p], iou[p]
+        seg = np.flatnonzero(np.concatenate([[True], det[1:] != det[:-1]]))
+        seg_len = np.diff(np.append(seg, len(det)))
+        eligible = (v[None, None, :] >= thr[None, :, None]) & ~(box_taken[:, :, box] & ~g_crowd[box])
+        box_ig = g_ignored[:, None, box]  # [A, 1, P]
+        choice = np.full((num_areas, num_thrs, len(seg)), -1, dtype=np.int64)
+        for stage in (~box_ig, box_ig):  # non-ignored boxes first, ignored ones only if none matched
+            ok = eligible & stage
+            value = np.where(ok, v, -1.0)
+            seg_max = np.maximum.reduceat(value, seg, axis=2)
+            at_max = ok & (value == np.repeat(seg_max, seg_len, axis=2))
+            last = np.maximum.reduceat(np.where(at_max, np.arange(len(det)), -1), seg, axis=2)
+            choice = np.where(choice >= 0, choice, last)
+        a_idx, t_idx, s_idx = np.nonzero(choice >= 0)
+        chosen = choice[a_idx, t_idx, s_idx]
+        matched[a_idx, t_idx, slot[det[seg[s_idx]]]] = True
+        matched_ignored[a_idx, t_idx, slot[det[seg[s_idx]]]] = g_ignored[a_idx, box[chosen]]
+        box_taken[a_idx, t_idx, box[chosen]] = True
+    return cand, matched, matched_ignored
+
+
+def _bbox_iou(d: np.ndarray, g: np.ndarray, crowd: np.ndarray) -> np.ndarray:
+    """pycocotools' ``bbIou`` for rows of ``[x, y, w, h]`` float64 pairs (crowd: intersection over the
+    detection's area); the same operations in the same order, so the same doubles."""
+    w = np.minimum(d[:, 2] + d[:, 0], g[:, 2] + g[:, 0]) - np.maximum(d[:, 0], g[:, 0])
+    h = np.minimum(d[:, 3] + d[:, 1], g[:, 3] + g[:, 1]) - np.maximum(d[:, 1], g[:, 1])
+    overlap = (w > 0) & (h > 0)
+    inter = w * h
+    d_area = d[:, 2] * d[:, 3]
+    union = np.where(crowd, d_area, d_area + g[:, 2] * g[:, 3] - inter)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(overlap, inter / union, 0.0)
+
+
+def _summarize(precision: np.ndarray, recall: np.ndarray, max_dets: tuple[int, ...]) -> np.ndarray:
+    """``COCOeval.summarize()``'s 12 numbers, indexed the way it indexes them."""
+
+    def one(ap: bool, iou_thr: float | None = None, area: str = "all", max_det: int = max_dets[2]) -> float:
+        aind = [i for i, lbl in enumerate(_AREA_LBL) if lbl == area]
+        mind = [i for i, m in enumerate(max_dets) if m == max_det]
+        if ap:
+            s = precision
+            if iou_thr is not None:
+                s = s[np.where(iou_thr == _IOU_THRS)[0]]
+            s = s[:, :, :, aind, mind]
+        else:
+            s = recall
+            if iou_thr is not None:
+                s = s[np.where(iou_thr == _IOU_THRS)[0]]
+            s = s[:, :, aind, mind]
+        return -1.0 if len(s[s > -1]) == 0 else float(np.mean(s[s > -1]))
+
+    return np.array([
+        one(True, max_det=100),  # pycocotools' summarize() hard-codes 100 here: -1 when 100 is not in max_dets
+        one(True, 0.5), one(True, 0.75),
+        one(True, area="small"), one(True, area="medium"), one(True, area="large"),
+        one(False, max_det=max_dets[0]), one(False, max_det=max_dets[1]), one(False, max_det=max_dets[2]),
+        one(False, area="small"), one(False, area="medium"), one(False, area="large"),
+    ])
 
 
 # ----------------------------------------------------------------------------- helpers

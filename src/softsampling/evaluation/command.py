@@ -12,7 +12,8 @@ Metrics (--metric):
             detectron2 and mmdetection compute it, IoU --iou
   voc07_exact  the same at the exact recall points k/10 (higher when a recall is
             exactly 0.3, 0.6 or 0.7), IoU --iou
-  coco      pycocotools: the 12 COCO numbers, per-class AP@[.5:.95] and AP@.5
+  coco      the 12 COCO numbers, per-class AP@[.5:.95] and AP@.5, equal to pycocotools'
+            (--coco-backend numpy|faster-coco-eval|pycocotools)
   openimages  Open Images challenge AP (verified labels, group-of boxes), IoU --iou
 Detections of classes the ground truth lacks are ignored and counted in a note;
 detections of unknown images are an error.
@@ -69,6 +70,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--iou", default=None, metavar="T[,T...]",
                         help="IoU threshold(s): voc, voc07 and voc07_exact take several (default 0.5), openimages one; "
                              "coco uses its fixed 0.50:0.95")
+    parser.add_argument("--coco-backend", choices=("numpy", "faster-coco-eval", "pycocotools"), default="numpy",
+                        help="--metric coco: who computes it (default numpy, our vectorised COCOeval; "
+                             "pycocotools is the reference, all give the same numbers)")
     parser.add_argument("--score-thresholds", default=None, metavar="START:STOP:STEP",
                         help="also compute mAP after dropping detections below each threshold, "
                              "e.g. 0:0.9:0.1 (stop included) or 0,0.5,0.9")
@@ -110,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
     if report is not None and (report.clipped or report.skipped):
         notes.append(f"ground truth: {report.summary()}")
     exhaustive = args.gt_format != "openimages"
-    metric = metric_function(args.metric, gt, iou=args.iou, hierarchy=args.hierarchy, exhaustive=exhaustive)
+    metric = metric_function(args.metric, gt, iou=args.iou, hierarchy=args.hierarchy, exhaustive=exhaustive,
+                             coco_backend=args.coco_backend)
     if args.metric == "openimages" and not exhaustive and args.labels is None:
         notes.append("no image-level labels (--labels): a class counts as verified only in images with a box of it, "
                      "so detections of other classes are ignored rather than counted as false positives")
@@ -264,7 +269,7 @@ def _parse_iou(text: str | None) -> list[float] | None:
 
 # ------------------------------------------------------------------ metrics
 def metric_function(name: str, gt: DetectionDataset, *, iou: str | None = None,
-                    hierarchy: Path | None = None, exhaustive: bool = True) -> Metric:
+                    hierarchy: Path | None = None, exhaustive: bool = True, coco_backend: str = "numpy") -> Metric:
     """``metric(gt, dets) -> dict`` for ``--metric name`` with its options bound.
 
     ``exhaustive`` (openimages metric only): the ground truth annotates every
@@ -286,7 +291,7 @@ def metric_function(name: str, gt: DetectionDataset, *, iou: str | None = None,
                                     fix="leave --iou out (AP50 and AP75 are among its numbers)")
         from softsampling.evaluation.coco_metric import coco_metric
 
-        return coco_metric
+        return partial(coco_metric, backend=coco_backend)
     if name == "openimages":
         if ious is not None and len(ious) != 1:
             raise SoftSamplingError("--metric openimages takes one IoU threshold", fix="e.g. --iou 0.5")

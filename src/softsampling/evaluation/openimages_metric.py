@@ -306,6 +306,27 @@ def openimages_metric(
         SoftSamplingError: bad category ids or image rows, a bad threshold or
             hierarchy file, or ground truth without any box (mAP undefined).
     """
+    return openimages_metric_sweep(gt, dets, None, image_labels=image_labels, iou=iou, hierarchy=hierarchy,
+                                   expand_detections=expand_detections)[0]
+
+
+def openimages_metric_sweep(
+    gt: DetectionDataset,
+    dets: Detections,
+    score_thresholds: Sequence[float] | None,
+    *,
+    image_labels: ImageLabelsLike,
+    iou: float = 0.5,
+    hierarchy: ClassHierarchy | str | Path | Mapping[str, Any] | None = None,
+    expand_detections: bool = False,
+) -> list[dict[str, Any]]:
+    """``[openimages_metric(gt, dets.above(s), ...) for s in score_thresholds]``, matching once.
+
+    Every rule keeps the outcome of a detection when lower-scored detections
+    are dropped (the cap and the matches go by descending score; a group-of
+    box scores the best of its detections), so one threshold's entries are
+    the full set's entries with ``score >= s``. ``None``: one result, all detections.
+    """
     check_detections(gt, dets)
     if not 0.0 < iou <= 1.0:
         raise SoftSamplingError(f"IoU threshold must be in (0, 1], got {iou}", fix="use e.g. --iou 0.5")
@@ -391,32 +412,40 @@ def openimages_metric(
 
     # --- rules 5 and 6: AP per class, mean over classes with positives
     num_gt = np.bincount(g_class, minlength=num_classes)
-    ap = np.full(num_classes, np.nan)
-    by_class = np.lexsort((np.arange(len(e_score)), -e_score, e_class))
-    bounds = np.searchsorted(e_class[by_class], np.arange(num_classes + 1), side="left")
-    for k in np.flatnonzero(num_gt > 0):
-        tp_sorted = e_tp[by_class[bounds[k] : bounds[k + 1]]]
-        precision, recall = precision_recall(tp_sorted, int(num_gt[k]))
-        ap[k] = average_precision(precision, recall)
     if not (num_gt > 0).any():
         raise SoftSamplingError("the ground truth has no boxes, so Open Images mAP is undefined",
                                 fix="evaluate on a split that has annotated objects")
-    mean_ap = float(np.mean(ap[num_gt > 0]))
-
-    num_det = np.bincount(d_class, minlength=num_classes)
-    num_tp = np.bincount(e_class[e_tp], minlength=num_classes)
+    by_class = np.lexsort((np.arange(len(e_score)), -e_score, e_class))
+    bounds = np.searchsorted(e_class[by_class], np.arange(num_classes + 1), side="left")
+    # scores are float32 values: compare them as Detections.above does
+    e_score32, d_score32 = e_score.astype(np.float32), d_scores.astype(np.float32)
     names = gt.category_names
-    per_class = {
-        int(c): {
-            "name": names[int(c)],
-            "ap": float(ap[k]) if num_gt[k] > 0 else None,
-            "num_gt": int(num_gt[k]),
-            "num_det": int(num_det[k]),
-            "num_tp": int(num_tp[k]),
+    results = []
+    for threshold in [None] if score_thresholds is None else score_thresholds:
+        e_kept = np.ones(len(e_score), dtype=bool) if threshold is None else e_score32 >= float(threshold)
+        d_kept = np.ones(n_det, dtype=bool) if threshold is None else d_score32 >= float(threshold)
+        ap = np.full(num_classes, np.nan)
+        for k in np.flatnonzero(num_gt > 0):
+            ranked = by_class[bounds[k] : bounds[k + 1]]
+            tp_sorted = e_tp[ranked[e_kept[ranked]]]
+            precision, recall = precision_recall(tp_sorted, int(num_gt[k]))
+            ap[k] = average_precision(precision, recall)
+        mean_ap = float(np.mean(ap[num_gt > 0]))
+        num_det = np.bincount(d_class[d_kept], minlength=num_classes)
+        num_tp = np.bincount(e_class[e_tp & e_kept], minlength=num_classes)
+        per_class = {
+            int(c): {
+                "name": names[int(c)],
+                "ap": float(ap[k]) if num_gt[k] > 0 else None,
+                "num_gt": int(num_gt[k]),
+                "num_det": int(num_det[k]),
+                "num_tp": int(num_tp[k]),
+            }
+            for k, c in enumerate(cat_ids)
         }
-        for k, c in enumerate(cat_ids)
-    }
-    return {"metric": "openimages", "iou_thresholds": [float(iou)], "mAP": mean_ap, "per_class": per_class}
+        results.append({"metric": "openimages", "iou_thresholds": [float(iou)], "mAP": mean_ap,
+                        "per_class": per_class})
+    return results
 
 
 # ============================================================================ pure math

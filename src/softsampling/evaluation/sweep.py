@@ -3,7 +3,10 @@
 The paper's Fig. 2: a detector trained with missing labels keeps its ranking
 but lowers its scores, so its mAP falls faster than a fully supervised one's as
 the threshold rises. :func:`score_threshold_sweep` computes one such curve with
-any metric; :func:`plot_sweep` draws several curves into one PNG.
+any metric; :func:`plot_sweep` draws several curves into one PNG. The VOC,
+COCO and Open Images metrics match the detections once for the whole curve
+(see :func:`sweep_results`), so a 10-threshold sweep costs little more than
+one evaluation.
 
 Example:
     >>> from functools import partial
@@ -23,6 +26,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -49,11 +53,42 @@ def score_threshold_sweep(
     metric returning a dict with ``"mAP"`` (bind options with
     ``functools.partial``, e.g. ``partial(voc_ap, use_07_metric=True)``).
     """
-    curve = []
-    for t in thresholds:
-        result = metric_fn(gt, dets.above(float(t)))
-        curve.append((float(t), float(result["mAP"])))
-    return curve
+    results = sweep_results(gt, dets, thresholds, metric_fn)
+    return [(float(t), float(r["mAP"])) for t, r in zip(thresholds, results)]
+
+
+def sweep_results(
+    gt: DetectionDataset,
+    dets: Detections,
+    thresholds: Sequence[float],
+    metric_fn: MetricFn,
+) -> list[Mapping[str, Any]]:
+    """``[metric_fn(gt, dets.above(t)) for t in thresholds]``, the full result per threshold.
+
+    The package's metrics (:func:`voc_ap`, :func:`coco_metric`,
+    :func:`openimages_metric`, plain or as a ``functools.partial`` with
+    keyword options) match the detections once and re-score each threshold
+    from those matches, with the same numbers as evaluating each threshold
+    from scratch: a threshold keeps a prefix of every ranking, and each
+    metric matches a detection using only the detections ranked above it.
+    Any other callable is called once per threshold.
+    """
+    func, keywords = metric_fn, {}
+    if isinstance(metric_fn, partial) and not metric_fn.args:
+        func, keywords = metric_fn.func, dict(metric_fn.keywords)
+    sweep_fn = _sweeps().get(func)
+    if sweep_fn is None:
+        return [metric_fn(gt, dets.above(float(t))) for t in thresholds]
+    return sweep_fn(gt, dets, [float(t) for t in thresholds], **keywords)
+
+
+def _sweeps() -> dict[Callable[..., Any], Callable[..., list[dict[str, Any]]]]:
+    """Each metric of the package -> its threshold sweep (same keyword options, thresholds third)."""
+    from softsampling.evaluation.coco_metric import coco_metric, coco_metric_sweep
+    from softsampling.evaluation.openimages_metric import openimages_metric, openimages_metric_sweep
+    from softsampling.evaluation.voc_metric import voc_ap, voc_ap_sweep
+
+    return {voc_ap: voc_ap_sweep, coco_metric: coco_metric_sweep, openimages_metric: openimages_metric_sweep}
 
 
 def parse_thresholds(text: str) -> list[float]:

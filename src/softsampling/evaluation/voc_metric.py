@@ -115,6 +115,25 @@ def voc_ap(
         class. Classes without non-difficult boxes get ``ap = None`` and are left
         out of the mean. All numbers are plain Python ``float``/``int``.
     """
+    return voc_ap_sweep(gt, dets, None, iou_thresholds=iou_thresholds, use_07_metric=use_07_metric,
+                        exact_tenths=exact_tenths)[0]
+
+
+def voc_ap_sweep(
+    gt: DetectionDataset,
+    dets: Detections,
+    score_thresholds: Sequence[float] | None,
+    *,
+    iou_thresholds: Sequence[float] = (0.5,),
+    use_07_metric: bool = False,
+    exact_tenths: bool = False,
+) -> list[dict[str, Any]]:
+    """``[voc_ap(gt, dets.above(s), ...) for s in score_thresholds]``, matching the detections once.
+
+    A score threshold keeps a prefix of each class's ranking, and matching a
+    detection depends only on the detections ranked above it, so every
+    threshold reuses the full set's matches. ``None``: one result, all detections.
+    """
     if exact_tenths and not use_07_metric:
         raise SoftSamplingError("exact_tenths applies to the 11-point AP only", fix="pass use_07_metric=True too")
     thresholds = [float(t) for t in iou_thresholds]
@@ -127,7 +146,6 @@ def voc_ap(
     det_cls = np.searchsorted(class_ids, dets.labels)
     num_classes = len(class_ids)
     num_gt = np.bincount(gt_cls[~gt.difficult], minlength=num_classes)
-    num_det = np.bincount(det_cls, minlength=num_classes)
 
     # Rank detections: by class, then score descending, then input order (stable).
     order = np.lexsort((np.arange(len(dets)), -dets.scores.astype(np.float64), det_cls))
@@ -135,24 +153,38 @@ def voc_ap(
     best_iou, best_box = _best_overlaps(gt, gt_cls, dets, det_cls, order, num_classes)
     class_start = np.searchsorted(sorted_cls, np.arange(num_classes + 1))
 
-    ap = np.full((len(thresholds), num_classes), np.nan)
-    for ti, threshold in enumerate(thresholds):
-        tp, ignored = _assign(best_iou, best_box, gt.difficult, threshold)
-        for c in range(num_classes):
-            if num_gt[c] == 0:
-                continue
-            lo, hi = class_start[c], class_start[c + 1]
-            keep = ~ignored[lo:hi]
-            ap[ti, c] = average_precision(
-                tp[lo:hi][keep], int(num_gt[c]), use_07_metric=use_07_metric, exact_tenths=exact_tenths
-            )
-
     has_gt = num_gt > 0
     if not has_gt.any():
         raise SoftSamplingError(
             "the ground truth has no non-difficult boxes, so VOC mAP is undefined",
             fix="evaluate on a split that has annotated objects",
         )
+    in_gt = np.isin(class_ids, _class_ids(gt, Detections.empty()))
+    assigned = [_assign(best_iou, best_box, gt.difficult, threshold) for threshold in thresholds]
+    results = []
+    for score in [None] if score_thresholds is None else score_thresholds:
+        kept = np.ones(len(dets), dtype=bool) if score is None else dets.scores >= float(score)  # as dets.above
+        kept_ranked = kept[order]
+        ap = np.full((len(thresholds), num_classes), np.nan)
+        for ti, (tp, ignored) in enumerate(assigned):
+            for c in range(num_classes):
+                if num_gt[c] == 0:
+                    continue
+                lo, hi = class_start[c], class_start[c + 1]
+                keep = ~ignored[lo:hi] & kept_ranked[lo:hi]
+                ap[ti, c] = average_precision(tp[lo:hi][keep], int(num_gt[c]), use_07_metric=use_07_metric,
+                                              exact_tenths=exact_tenths)
+        num_det = np.bincount(det_cls[kept], minlength=num_classes)
+        listed = in_gt | (num_det > 0)  # the classes _class_ids(gt, dets.above(score)) would list
+        results.append(_voc_result(gt, class_ids[listed], ap[:, listed], num_gt[listed], num_det[listed],
+                                   thresholds, use_07_metric, exact_tenths))
+    return results
+
+
+def _voc_result(gt: DetectionDataset, class_ids: np.ndarray, ap: np.ndarray, num_gt: np.ndarray,
+                num_det: np.ndarray, thresholds: list[float], use_07_metric: bool,
+                exact_tenths: bool) -> dict[str, Any]:
+    has_gt = num_gt > 0
     maps = [float(np.mean(ap[ti, has_gt])) for ti in range(len(thresholds))]
     names = gt.category_names
     per_class = {}
