@@ -234,28 +234,28 @@ def _check_objectness_mining(p: dict[str, Any]) -> None:
 
 RULES: dict[str, RuleSpec] = {
     "hard_negative": RuleSpec(
-        hard_negative, "background RoIs with o < min_overlap are ignored", "Soft Sampling (Wu et al., 2019)",
+        hard_negative, "background RoIs with o < min_overlap are ignored", "Soft Sampling (BMVC 2019)",
         params={"min_overlap": 0.1}, options={"hard_negative_topk": None}, check=_check_hard_negative),
     "overlap_soft": RuleSpec(
-        overlap_soft, "background weight a + (1-a) exp(-b exp(-c o))", "Soft Sampling (Wu et al., 2019)",
+        overlap_soft, "background weight a + (1-a) exp(-b exp(-c o))", "Soft Sampling (BMVC 2019)",
         params={"a": DEFAULT_A, "b": DEFAULT_B, "c": DEFAULT_C}, check=_check_curve),
     "score_soft": RuleSpec(
         score_soft, "background weight a + (1-a) exp(-b exp(-c (T[k] - s))) from a prior detector",
-        "Soft Sampling (Wu et al., 2019)", params={"a": DEFAULT_A, "b": DEFAULT_B, "c": DEFAULT_C},
+        "Soft Sampling (BMVC 2019)", params={"a": DEFAULT_A, "b": DEFAULT_B, "c": DEFAULT_C},
         needs=("prior_scores", "thresholds"), after_sampling=True, check=_check_curve),
     "upper_bound": RuleSpec(
         upper_bound, "RoIs that match a dropped box are ignored (needs the curation manifest)",
-        "Soft Sampling (Wu et al., 2019)", common=("fg_iou",), needs=("dropped_boxes",)),
+        "Soft Sampling (BMVC 2019)", common=("fg_iou",), needs=("dropped_boxes",)),
     "pseudo_label": RuleSpec(
         pseudo_label, "RoIs matching a teacher's pseudo box train as its class, weight = teacher confidence",
-        "self-training as in Co-mining (Wang et al., 2021), Calibrated Teacher (Wang et al., 2023)",
+        "pseudo-labels as in Co-mining (AAAI 2021) and Calibrated Teacher (AAAI 2023)",
         params={"pseudo_weight": "score"},
         options={"pseudo_regress": False, "pseudo_precision": 0.9, "pseudo_duplicate_iou": 0.5,
                  "pseudo_duplicate_inside": 0.9, "pseudo_rpn": False},
         common=("fg_iou",), needs=("pseudo_boxes", "pseudo_labels", "pseudo_scores"), check=_check_pseudo_label),
     "objectness_mining": RuleSpec(
         objectness_mining, "after warm-up, background RoIs with RPN objectness >= tau and o <= mining_iou are ignored",
-        "SparseDet (Suri et al., 2023)", params={"tau": 0.8, "mining_iou": 0.2, "mining_warmup": 0.2},
+        "SparseDet (ICCV 2023)", params={"tau": 0.8, "mining_iou": 0.2, "mining_warmup": 0.2},
         needs=("objectness",), check=_check_objectness_mining),
 }
 
@@ -282,4 +282,16 @@ def describe_strategies() -> str:
                  + " (bg_iou None = fg_iou)")
     lines.append(f"  {', '.join(PRIOR_RULES)} need --set prior_run=RUN (the round-one run); set parameters with "
                  "--set strategy_params.NAME=VALUE")
+    return "\n".join(lines)
+
+
+def strategies_markdown() -> str:
+    """The Markdown table of rules, parameters and defaults that docs/strategies.md shows (kept equal by a test)."""
+    lines = ["| strategy / rule | what it does | parameters (defaults) | needs | source |", "|---|---|---|---|---|",
+             "| `baseline` | the common IoU matcher alone | – | – | Faster R-CNN |"]
+    for name, spec in RULES.items():
+        params = ", ".join(f"`{k}` {v}" for k, v in {**spec.params, **spec.options}.items()) or "–"
+        needs = "a prior run" if name in PRIOR_RULES else "dropped boxes" if "dropped_boxes" in spec.needs else (
+            "RPN objectness" if "objectness" in spec.needs else "–")
+        lines.append(f"| `{name}` | {spec.summary} | {params} | {needs} | {spec.source} |")
     return "\n".join(lines)
