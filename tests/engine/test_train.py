@@ -237,3 +237,13 @@ def test_pseudo_boxes_of_a_perfect_teacher_are_the_dropped_boxes(tiny_digits, tm
     target = train_set[row][1]
     assert target["pseudo_boxes"].shape[0] == target["pseudo_labels"].shape[0] > 0
     assert target["pseudo_scores"].tolist() == pytest.approx([0.95] * target["pseudo_boxes"].shape[0])
+
+
+def test_train_help_lists_the_rule_table(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "--set strategy=[overlap_soft,pseudo_label]" in out
+    for piece in ("objectness_mining:", "tau=0.8", "pseudo_weight=score", "min_overlap=0.1"):
+        assert piece in out

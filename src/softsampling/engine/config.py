@@ -23,7 +23,6 @@ from typing import Any
 import yaml
 
 from softsampling.errors import SoftSamplingError
-from softsampling.sampling import PRIOR_RULES, STRATEGIES, resolve_strategy
 
 
 @dataclass
@@ -211,6 +210,8 @@ def validate(cfg: RunConfig) -> RunConfig:
     """Check values users can get wrong; return ``cfg`` unchanged when fine."""
     def bad(key: str, msg: str, fix: str) -> SoftSamplingError:
         return SoftSamplingError(f"config {key}: {msg}", fix=fix)
+
+    from softsampling.sampling import PRIOR_RULES, STRATEGIES, resolve_strategy  # the rule table (imports torch)
 
     if not isinstance(cfg.strategy_params, dict):
         raise bad("strategy_params", "must be a mapping", "e.g. --set strategy_params.a=0.25")

@@ -29,13 +29,18 @@ from pathlib import Path
 
 from softsampling.engine.config import apply_overrides, load_config
 from softsampling.errors import SoftSamplingError
-from softsampling.sampling import strategy_name
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    from softsampling.sampling.rules import describe_strategies
+    plain_help = parser.format_help
 
-    parser.epilog = describe_strategies()
+    def help_with_strategies() -> str:  # the rule table imports torch: only when help is shown
+        from softsampling.sampling.rules import describe_strategies
+
+        parser.epilog = describe_strategies()
+        return plain_help()
+
+    parser.format_help = help_with_strategies  # type: ignore[method-assign]
     parser.add_argument("--config", type=Path, help="YAML config (see configs/); defaults apply to keys it omits")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key, e.g. --set strategy=overlap_soft --set train.iterations=200")
@@ -50,6 +55,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from softsampling.engine.train import train
+    from softsampling.sampling import strategy_name
 
     saved = args.out / "config.yaml"
     if args.resume and saved.exists():
