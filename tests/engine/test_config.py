@@ -99,6 +99,15 @@ def test_strategy_compositions_from_set_and_yaml(tmp_path):
         load_config(tmp_path / "c2.yaml")
 
 
+def test_head_options_stay_allowed_in_strategy_params():
+    from softsampling.engine.train import build_model
+
+    cfg = apply_overrides(RunConfig(), ["strategy=overlap_soft", "strategy_params.batch_size_per_image=64",
+                                        "strategy_params.positive_fraction=0.5"])
+    head = build_model(cfg, num_classes=11).roi_heads
+    assert head.fg_bg_sampler.batch_size_per_image == 64 and head.fg_bg_sampler.positive_fraction == 0.5
+
+
 def test_named_strategy_digests_are_unchanged():
     """Runs made before the rule framework keep their folder names in the reproduce grid."""
     assert RunConfig().digest() == "d719c2dbb663"

@@ -206,17 +206,32 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
     return validate(_from_dict(RunConfig, values, ""))
 
 
+# use_strategy's own RoI-head options, also accepted in strategy_params (not rule parameters)
+HEAD_OPTIONS = ("batch_size_per_image", "positive_fraction")
+
+
+def composition_of(cfg: RunConfig) -> Any:
+    """``cfg``'s strategy resolved against the rule table (a :class:`softsampling.sampling.Composition`).
+
+    Raises ``ValueError`` (unknown rule or parameter, value out of range); :func:`validate` words it for users.
+    """
+    from softsampling.sampling import resolve_strategy  # the rule table imports torch
+
+    params = {k: v for k, v in cfg.strategy_params.items() if k not in HEAD_OPTIONS}
+    return resolve_strategy(cfg.strategy, params)
+
+
 def validate(cfg: RunConfig) -> RunConfig:
     """Check values users can get wrong; return ``cfg`` unchanged when fine."""
     def bad(key: str, msg: str, fix: str) -> SoftSamplingError:
         return SoftSamplingError(f"config {key}: {msg}", fix=fix)
 
-    from softsampling.sampling import PRIOR_RULES, STRATEGIES, resolve_strategy  # the rule table (imports torch)
+    from softsampling.sampling import PRIOR_RULES, STRATEGIES
 
     if not isinstance(cfg.strategy_params, dict):
         raise bad("strategy_params", "must be a mapping", "e.g. --set strategy_params.a=0.25")
     try:
-        composition = resolve_strategy(cfg.strategy, cfg.strategy_params)
+        composition = composition_of(cfg)
     except ValueError as exc:
         raise bad("strategy", str(exc), f"strategies: {', '.join(STRATEGIES)}; compose rules as a list, e.g. "
                   "--set strategy=[overlap_soft,pseudo_label]; parameters: docs/strategies.md") from None

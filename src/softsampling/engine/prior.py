@@ -103,10 +103,10 @@ def prepare_pseudo_boxes(cfg, train_set: DetectionTrainingSet, out_dir: Path | N
     from softsampling.engine.train import split_dataset
     from softsampling.evaluation.calibrate import calibrate_thresholds
     from softsampling.evaluation.detections import Detections
-    from softsampling.sampling import resolve_strategy
+    from softsampling.engine.config import composition_of
     from softsampling.sampling.pseudo import select_pseudo_boxes
 
-    params = resolve_strategy(cfg.strategy, cfg.strategy_params).params
+    params = composition_of(cfg).params
     teacher_dir = Path(cfg.prior_run)
     teacher, teacher_labels, _ = load_run(teacher_dir, device)
     label_map = train_set.label_map

@@ -28,7 +28,7 @@ from tqdm import tqdm
 from softsampling.data.formats import load_dataset
 from softsampling.data.records import DetectionDataset
 from softsampling.engine.checkpoint import load_checkpoint, save_checkpoint
-from softsampling.engine.config import RunConfig, save_config
+from softsampling.engine.config import RunConfig, composition_of, save_config
 from softsampling.engine.data import DetectionTrainingSet, LabelMap, collate, dropped_by_image
 from softsampling.errors import SoftSamplingError
 from softsampling.io import atomic_write, check_can_write, remove_stale_temp_files, write_json
@@ -121,9 +121,7 @@ def load_training_data(cfg: RunConfig, *, allow_outside_root: bool = False
 
 
 def _rules(cfg: RunConfig) -> tuple[str, ...]:
-    from softsampling.sampling import resolve_strategy
-
-    return resolve_strategy(cfg.strategy, cfg.strategy_params).rules
+    return composition_of(cfg).rules
 
 
 def build_model(cfg: RunConfig, num_classes: int, *, prior: torch.nn.Module | None = None,
