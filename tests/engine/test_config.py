@@ -21,6 +21,10 @@ def test_overrides_are_typed_and_nested():
     ("train.iterations=0", "train.iterations: must be a positive integer"),
     ("train.lr=-1e-3", "train.lr: must be a positive number, got -0.001"),
     ("strategy=score_soft", "score_soft needs a prior run"),
+    ("strategy=pseudo_label", "pseudo_label needs a prior run"),
+    ("strategy=[overlap_soft,focal]", "unknown rule 'focal'.*choose one of baseline"),
+    ("strategy=[score_soft,overlap_soft]", "score_soft' must come last"),
+    ("strategy_params.tau=2", "strategy: strategy 'baseline' got unknown parameter"),
     ("novalue", "bad --set 'novalue'"),
 ])
 def test_bad_overrides_explain_the_fix(bad, match):
@@ -79,3 +83,32 @@ def test_digest_ignores_test_data_and_empty_model_options_only():
     assert apply_overrides(base, ["data.test=t.json"]).digest() == base.digest()
     assert apply_overrides(base, ["model.options={rpn_post_nms_top_n_train: 600}"]).digest() != base.digest()
     assert apply_overrides(base, ["data.val=v.json"]).digest() != base.digest()
+
+
+def test_strategy_compositions_from_set_and_yaml(tmp_path):
+    cfg = apply_overrides(RunConfig(), ["strategy=[overlap_soft,pseudo_label]", "prior_run=runs/base",
+                                        "strategy_params.pseudo_weight=one"])
+    assert cfg.strategy == ["overlap_soft", "pseudo_label"]
+    (tmp_path / "c.yaml").write_text("strategy: [overlap_soft, objectness_mining]\nstrategy_params: {tau: 0.9}\n")
+    loaded = load_config(tmp_path / "c.yaml")
+    assert loaded.strategy == ["overlap_soft", "objectness_mining"] and loaded.strategy_params == {"tau": 0.9}
+    save_config(loaded, tmp_path / "again.yaml")
+    assert load_config(tmp_path / "again.yaml") == loaded
+    with pytest.raises(SoftSamplingError, match=r"c2.yaml: config strategy: tau must be"):
+        (tmp_path / "c2.yaml").write_text("strategy: objectness_mining\nstrategy_params: {tau: 1.5}\n")
+        load_config(tmp_path / "c2.yaml")
+
+
+def test_head_options_stay_allowed_in_strategy_params():
+    from softsampling.engine.train import build_model
+
+    cfg = apply_overrides(RunConfig(), ["strategy=overlap_soft", "strategy_params.batch_size_per_image=64",
+                                        "strategy_params.positive_fraction=0.5"])
+    head = build_model(cfg, num_classes=11).roi_heads
+    assert head.fg_bg_sampler.batch_size_per_image == 64 and head.fg_bg_sampler.positive_fraction == 0.5
+
+
+def test_named_strategy_digests_are_unchanged():
+    """Runs made before the rule framework keep their folder names in the reproduce grid."""
+    assert RunConfig().digest() == "d719c2dbb663"
+    assert apply_overrides(RunConfig(), ["strategy=overlap_soft"]).digest() == "8504e2aa506b"

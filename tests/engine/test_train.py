@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -166,3 +167,83 @@ def test_evaluate_and_predict_a_trained_run(tiny_digits, tmp_path, capsys):
     assert {d["file_name"] for d in dets} <= {p.name for p in (tiny_digits / "images" / "test").iterdir()}
     assert all(len(d["bbox"]) == 4 and 0.0 <= d["score"] <= 1.0 for d in dets)
     assert len(list((out / "drawn").glob("*.png"))) == 2
+
+
+def test_new_rules_and_a_composition_train_from_the_cli(tiny_digits, tmp_path):
+    assert _train(tiny_digits, tmp_path / "baseline") == 0
+    runs = {
+        "pseudo": ["--set", "strategy=pseudo_label", "--set", f"prior_run={tmp_path / 'baseline'}"],
+        "mining": ["--set", "strategy=objectness_mining", "--set", "strategy_params.mining_warmup=0.5"],
+        "combo": ["--set", "strategy=[overlap_soft,pseudo_label,objectness_mining]",
+                  "--set", f"prior_run={tmp_path / 'baseline'}", "--set", "strategy_params.pseudo_rpn=true"],
+    }
+    for name, extra in runs.items():
+        assert _train(tiny_digits, tmp_path / name, *extra) == 0, name
+        records = _metrics(tmp_path / name)
+        assert [r["iteration"] for r in records if "loss" in r] == [1, 2]
+        assert 0.0 <= records[-1]["val_mAP50"] <= 1.0
+    for name in ("pseudo", "combo"):
+        summary = json.loads((tmp_path / name / "pseudo_boxes_summary.json").read_text())
+        assert summary["criterion"] == "precision=0.9" and set(summary["classes"]) == {str(d) for d in range(10)}
+        assert "against_dropped" in summary  # the curation manifest sits beside the curated file
+        coco = json.loads((tmp_path / name / "pseudo_boxes.json").read_text())
+        assert len(coco["annotations"]) == summary["pseudo_boxes"] and len(coco["images"]) == 8
+
+
+def test_pseudo_boxes_of_a_perfect_teacher_are_the_dropped_boxes(tiny_digits, tmp_path, monkeypatch):
+    """Teacher stub that detects every true box (annotated or dropped): the pseudo boxes are exactly the
+    dropped ones, precision and recall against them are 1, and they reach the training targets."""
+    from softsampling.data.coco import read_coco
+    from softsampling.data.curate import read_manifest
+    from softsampling.engine import prior
+    from softsampling.engine.data import DetectionTrainingSet, LabelMap
+    from softsampling.engine.config import apply_overrides, load_config
+
+    ann = tiny_digits / "annotations"
+    val, curated = read_coco(ann / "val.json"), read_coco(ann / "train_drop50.json")
+    manifest = read_manifest(ann / "train_drop50.json")
+    label_map = LabelMap.from_dataset(curated)
+    truth = [(val.boxes[val.box_indices_of(r)], val.labels[val.box_indices_of(r)]) for r in range(val.num_images)]
+    for r in range(curated.num_images):
+        mine = [i for i, im in enumerate(manifest.image_ids.tolist()) if im == curated.image_ids[r]]
+        idx = curated.box_indices_of(r)
+        truth.append((np.concatenate([curated.boxes[idx], manifest.boxes[mine].reshape(-1, 4)]),
+                      np.concatenate([curated.labels[idx], manifest.labels[mine]])))
+    calls = iter(truth)
+
+    def perfect_teacher(model, images):
+        out = []
+        for _ in images:
+            boxes, labels = next(calls)
+            out.append((torch.as_tensor(boxes, dtype=torch.float32), torch.as_tensor(label_map.to_model(labels)),
+                        torch.full((len(labels),), 0.95)))
+        return out
+
+    monkeypatch.setattr(prior, "flip_tta_predict", perfect_teacher)
+    assert _train(tiny_digits, tmp_path / "baseline", iterations=1) == 0
+    cfg = apply_overrides(load_config(REPO / "configs" / "digits.yaml"), [
+        f"data.train={ann / 'train_drop50.json'}", f"data.val={ann / 'val.json'}", "strategy=pseudo_label",
+        f"prior_run={tmp_path / 'baseline'}"])
+    train_set = DetectionTrainingSet(curated, label_map)
+    (tmp_path / "out").mkdir()
+    pseudo = prior.prepare_pseudo_boxes(cfg, train_set, tmp_path / "out", torch.device("cpu"))
+    summary = json.loads((tmp_path / "out" / "pseudo_boxes_summary.json").read_text())
+    assert summary["pseudo_boxes"] == manifest.num_dropped > 0
+    assert summary["against_dropped"]["precision_vs_dropped"] == 1.0
+    assert summary["against_dropped"]["recall_vs_dropped"] == 1.0
+    assert all(c["threshold"] == 0.95 for c in summary["classes"].values() if c["note"] is None)
+    train_set.pseudo = pseudo
+    row = next(iter(pseudo))
+    target = train_set[row][1]
+    assert target["pseudo_boxes"].shape[0] == target["pseudo_labels"].shape[0] > 0
+    assert target["pseudo_scores"].tolist() == pytest.approx([0.95] * target["pseudo_boxes"].shape[0])
+
+
+def test_train_help_lists_the_rule_table(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "--set strategy=[overlap_soft,pseudo_label]" in out
+    for piece in ("objectness_mining:", "tau=0.8", "pseudo_weight=score", "min_overlap=0.1"):
+        assert piece in out

@@ -51,12 +51,13 @@ def cells_for(seeds=(0, 1), iterations: int = 5):
 
 
 def test_cells_of_the_study():
-    cells = cells_for()
-    assert len(cells) == 2 * (2 + 2 * 6)
+    cells = cells_for()  # no validation split: no pseudo-label rows (their thresholds are chosen on val)
+    assert len(cells) == 2 * (3 + 2 * 7)
     names = [c.key for c in cells if c.seed == 0]
-    assert names == ["seed0/baseline-full", "seed0/overlap_soft-full",
+    assert names == ["seed0/baseline-full", "seed0/overlap_soft-full", "seed0/objectness_mining-full",
                      *[f"seed0/{m}-{t}" for t in ("drop30", "drop50") for m in
-                       ("baseline", "hard_negative_0.1", "hard_negative_0.2", "overlap_soft", "score_soft", "upper_bound")]]
+                       ("baseline", "hard_negative_0.1", "hard_negative_0.2", "overlap_soft", "score_soft", "upper_bound",
+                        "objectness_mining")]]
     by = {c.key: c for c in cells}
     assert by["seed1/hard_negative_0.2-drop50"].config.strategy == "hard_negative"
     assert by["seed1/hard_negative_0.2-drop50"].config.strategy_params == {"min_overlap": 0.2}
@@ -73,6 +74,20 @@ def test_cells_of_the_study():
     on_train = sorted(c.key for c in cells if c.evaluation["train"] is not None)
     assert on_train == ["seed0/baseline-drop30", "seed0/baseline-full", "seed1/baseline-drop30", "seed1/baseline-full"]
     assert all(c.evaluation["sweep_thresholds"] == [round(0.1 * i, 1) for i in range(10)] for c in cells)
+
+
+def test_pseudo_label_rows_use_the_baseline_of_their_rate_as_teacher():
+    with_val = dataclasses.replace(layout((0,)), val=SplitSpec("data/digits/annotations/val.json", "coco", {}))
+    cells = build_cells(preset(), [0], with_val, apply_overrides(base(), ["data.val=val.json"]))
+    by = {c.key: c for c in cells}
+    assert len(cells) == 5 + 2 * 9
+    for rate in ("full", "drop30", "drop50"):
+        for method in ("pseudo_label", "overlap_soft+pseudo_label"):
+            cell = by[f"seed0/{method}-{rate}"]
+            assert cell.prior == f"seed0/baseline-{rate}" and cell.config.prior_run == by[cell.prior].run_dir
+            assert cell.config.data.val == "data/digits/annotations/val.json"
+    assert by["seed0/overlap_soft+pseudo_label-drop50"].config.strategy == ["overlap_soft", "pseudo_label"]
+    assert by["seed0/objectness_mining-drop30"].prior is None
 
 
 def test_run_folders_are_keyed_by_config_digest():

@@ -100,7 +100,10 @@ def test_gap_table_rows_and_percentages():
     header, rows = gap_table(Scores.from_results(paper_like()), [0.3, 0.5])
     assert header == ["method", "30%", "50%"]
     by = {r[0]: r[1:] for r in rows}
-    assert list(by) == ["Hard negative (0.1)", "Hard negative (0.2)", "Soft sampling (overlap)", "Soft sampling (score)"]
+    assert list(by) == ["Hard negative (0.1)", "Hard negative (0.2)", "Soft sampling (overlap)", "Soft sampling (score)",
+                        "Pseudo labels (teacher: baseline)", "Objectness mining",
+                        "Soft sampling (overlap) + pseudo labels"]
+    assert by["Objectness mining"] == ["n/a", "n/a"]  # no runs of it in these results
     assert by["Soft sampling (overlap)"] == ["59%", "81%"]  # 1.49/2.51, 4.39/5.43
     assert by["Hard negative (0.1)"] == ["-82%", "42%"]  # (74.68-76.75)/2.51, (71.41-69.11)/5.43
 

@@ -99,7 +99,7 @@ def test_use_strategy_keeps_modules_and_settings(mobilenet) -> None:
     assert head.strategy_params == {"a": 0.3}
 
 
-@pytest.mark.parametrize("strategy", [s for s in STRATEGIES if s != "score_soft"])
+@pytest.mark.parametrize("strategy", [s for s in STRATEGIES if s not in ("score_soft", "pseudo_label")])
 def test_every_strategy_trains_mobilenet(mobilenet, strategy: str) -> None:
     use_strategy(mobilenet, strategy, sampling="all")
     mobilenet.zero_grad()
@@ -254,3 +254,63 @@ def test_train_rpn_on_full_annotations() -> None:
     assert not torch.allclose(on_curated["loss_objectness"], on_full["loss_objectness"])
     train_rpn_on_full_annotations(model)  # idempotent: one hook
     assert len(model.rpn._forward_pre_hooks) == 1
+
+
+# ------------------------------------------------------- pseudo labels and objectness mining in the head
+PSEUDO_TARGET = {**GT, "pseudo_boxes": torch.tensor([[100.0, 0.0, 120.0, 20.0]]), "pseudo_labels": torch.tensor([3]),
+                 "pseudo_scores": torch.tensor([0.7])}
+
+
+def test_pseudo_label_head_trains_pseudo_rois_without_box_regression_by_default() -> None:
+    head = digits_head(["overlap_soft", "pseudo_label"], sampling="all")
+    sampled = head.select_weighted_samples([PROPOSALS], [PSEUDO_TARGET], [(128, 128)])
+    far = torch.where((sampled.proposals[0] == PROPOSALS[3]).all(dim=1))[0]
+    assert sampled.labels[0][far].tolist() == [3] and sampled.weights[0][far].tolist() == pytest.approx([0.7])
+    assert sampled.regress[0][far].tolist() == [False]
+    assert sampled.regress[0].tolist() == (sampled.labels[0] > 0).logical_and(sampled.matched_idxs[0] < 2).tolist()
+    head = digits_head("pseudo_label", sampling="all", pseudo_regress=True)
+    sampled = head.select_weighted_samples([PROPOSALS], [PSEUDO_TARGET], [(128, 128)])
+    far = torch.where((sampled.proposals[0] == PROPOSALS[3]).all(dim=1))[0]
+    assert sampled.regress[0][far].tolist() == [True]
+    assert torch.allclose(sampled.regression_targets[0][far], torch.zeros(1, 4), atol=1e-5)  # the RoI is the box
+    with pytest.raises(ValueError, match="pseudo_boxes"):
+        head.select_weighted_samples([PROPOSALS], [GT], [(128, 128)])
+
+
+def test_pseudo_label_end_to_end_with_resize_and_rpn_option() -> None:
+    model = build_digits_model(num_classes=4, min_size=256, max_size=256)  # images are upscaled x2
+    use_strategy(model, "pseudo_label", pseudo_rpn=True)
+    images, targets = batch(2, 128, 4)
+    seen = {}
+    model.rpn.register_forward_pre_hook(lambda m, args: seen.update(rpn=args[2]))
+    model.roi_heads.register_forward_pre_hook(lambda m, args: seen.update(head=args[3]))
+    targets = [{**t, **{k: v for k, v in PSEUDO_TARGET.items() if k.startswith("pseudo")}} for t in targets]
+    losses = train_step(model, images, targets)
+    assert math.isfinite(losses["loss_classifier"].item())
+    assert seen["head"][0]["pseudo_boxes"].tolist() == [[200.0, 0.0, 240.0, 40.0]]  # rescaled with the image
+    assert seen["rpn"][0]["boxes"].shape[0] == targets[0]["boxes"].shape[0] + 1  # the RPN sees the pseudo box
+    assert targets[0]["pseudo_boxes"].tolist() == [[100.0, 0.0, 120.0, 20.0]]  # caller's targets untouched
+
+
+def test_objectness_mining_head_reads_the_rpn_objectness() -> None:
+    model = use_strategy(build_digits_model(num_classes=4), "objectness_mining", sampling="all", tau=0.0,
+                         mining_iou=0.2)
+    assert type(model.rpn).__name__ == "ObjectnessRecordingRPN"
+    assert set(model.state_dict()) == set(build_digits_model(num_classes=4).state_dict())
+    images, targets = batch(2, 128, 4)
+    model.roi_heads.set_progress(5, 10)
+    head = model.roi_heads
+    losses = train_step(model, images, targets)
+    assert math.isfinite(losses["loss_classifier"].item())
+    assert head.objectness.scores is None  # the record is consumed by the step that produced it
+    # tau = 0: every background RoI with o <= 0.2 is ignored; foreground and o = 0.4 train
+    head.objectness.scores = [torch.ones(PROPOSALS.shape[0])]
+    sampled = head.select_weighted_samples([PROPOSALS], [GT], [(128, 128)])
+    assert torch.equal(sampled.proposals[0], torch.cat([PROPOSALS[[0, 1]], GT["boxes"]]))
+    head.set_progress(0, 10)  # warm-up: baseline
+    head.objectness.scores = [torch.ones(PROPOSALS.shape[0])]
+    assert head.select_weighted_samples([PROPOSALS], [GT], [(128, 128)]).proposals[0].shape[0] == 7
+    with pytest.raises(ValueError, match="objectness"):
+        head.select_weighted_samples([PROPOSALS], [GT], [(128, 128)])
+    use_strategy(model, "baseline")
+    assert model.rpn.objectness_record is None

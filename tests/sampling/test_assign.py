@@ -163,6 +163,11 @@ def _extra(strategy: str, n: int, c: int = 4) -> dict:
         return {"proposal_scores": scores, "thresholds": torch.full((c,), 0.3)}
     if strategy == "upper_bound":
         return {"dropped_boxes": torch.tensor([[0.0, 0.0, 10.0, 10.0]])}
+    if strategy == "pseudo_label":  # no pseudo box: same as baseline
+        return {"pseudo_boxes": torch.zeros(0, 4), "pseudo_labels": torch.zeros(0, dtype=torch.int64),
+                "pseudo_scores": torch.zeros(0)}
+    if strategy == "objectness_mining":  # nothing the RPN finds object-like
+        return {"objectness": torch.zeros(n)}
     return {}
 
 

@@ -12,7 +12,7 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "strategies.md"
 
 def test_examples_run_and_print_documented_values() -> None:
     blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.S)
-    assert len(blocks) == 2
+    assert len(blocks) == 3
     for block in blocks:
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
@@ -23,3 +23,12 @@ def test_examples_run_and_print_documented_values() -> None:
         assert len(printed) == len(documented)
         for got, want in zip(printed, documented):
             assert got == want
+
+
+def test_the_strategy_table_is_the_rule_table() -> None:
+    from softsampling.sampling.rules import strategies_markdown
+
+    text = DOC.read_text()
+    start = text.index("<!-- generated: softsampling.sampling.rules.strategies_markdown() -->\n")
+    end = text.index("<!-- end generated -->")
+    assert text[start:end].split("\n", 1)[1].strip() == strategies_markdown()

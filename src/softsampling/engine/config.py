@@ -25,8 +25,6 @@ import yaml
 from softsampling.errors import SoftSamplingError
 from softsampling.parsing import parse_yaml
 
-STRATEGIES = ("baseline", "hard_negative", "overlap_soft", "score_soft", "upper_bound")
-
 
 @dataclass
 class DataConfig:
@@ -84,11 +82,12 @@ class RunConfig:
     """Everything that determines a training run."""
 
     seed: int = 0
-    strategy: str = "baseline"
-    strategy_params: dict[str, Any] = field(default_factory=dict)  # a, b, c, min_overlap, fg_iou, ...
+    # a name in softsampling.sampling.STRATEGIES or a list of rules, e.g. [overlap_soft, pseudo_label]
+    strategy: str | list[str] = "baseline"
+    strategy_params: dict[str, Any] = field(default_factory=dict)  # a, b, c, min_overlap, fg_iou, tau, ...
     sampling: str = "balanced"  # balanced | all
     normalization: str = "count"  # count | weight_sum
-    prior_run: str | None = None  # score_soft: the run whose model scores the proposals
+    prior_run: str | None = None  # score_soft / pseudo_label: the round-one run (prior, teacher)
     rpn_full_annotations: bool = False  # RPN trains on annotated + dropped boxes (paper's ablation; needs the manifest)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -191,13 +190,35 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
     return validate(_from_dict(RunConfig, values, ""))
 
 
+# use_strategy's own RoI-head options, also accepted in strategy_params (not rule parameters)
+HEAD_OPTIONS = ("batch_size_per_image", "positive_fraction")
+
+
+def composition_of(cfg: RunConfig) -> Any:
+    """``cfg``'s strategy resolved against the rule table (a :class:`softsampling.sampling.Composition`).
+
+    Raises ``ValueError`` (unknown rule or parameter, value out of range); :func:`validate` words it for users.
+    """
+    from softsampling.sampling import resolve_strategy  # the rule table imports torch
+
+    params = {k: v for k, v in cfg.strategy_params.items() if k not in HEAD_OPTIONS}
+    return resolve_strategy(cfg.strategy, params)
+
+
 def validate(cfg: RunConfig) -> RunConfig:
     """Check values users can get wrong; return ``cfg`` unchanged when fine."""
     def bad(key: str, msg: str, fix: str) -> SoftSamplingError:
         return SoftSamplingError(f"config {key}: {msg}", fix=fix)
 
-    if cfg.strategy not in STRATEGIES:
-        raise bad("strategy", f"unknown strategy {cfg.strategy!r}", f"use one of {', '.join(STRATEGIES)}")
+    from softsampling.sampling import PRIOR_RULES, STRATEGIES
+
+    if not isinstance(cfg.strategy_params, dict):
+        raise bad("strategy_params", "must be a mapping", "e.g. --set strategy_params.a=0.25")
+    try:
+        composition = composition_of(cfg)
+    except ValueError as exc:
+        raise bad("strategy", str(exc), f"strategies: {', '.join(STRATEGIES)}; compose rules as a list, e.g. "
+                  "--set strategy=[overlap_soft,pseudo_label]; parameters: docs/strategies.md") from None
     if cfg.sampling not in ("balanced", "all"):
         raise bad("sampling", f"unknown mode {cfg.sampling!r}", "use balanced or all")
     if cfg.normalization not in ("count", "weight_sum"):
@@ -215,11 +236,10 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise bad("train.lr", f"must be a positive number, got {t.lr!r}", "e.g. --set train.lr=0.02")
     if t.device not in ("auto", "cpu", "cuda"):
         raise bad("train.device", f"unknown device {t.device!r}", "use auto, cpu or cuda")
-    if cfg.strategy == "score_soft" and not cfg.prior_run:
-        raise bad("prior_run", "score_soft needs a prior run to score proposals",
+    needs_prior = [rule for rule in composition.rules if rule in PRIOR_RULES]
+    if needs_prior and not cfg.prior_run:
+        raise bad("prior_run", f"{needs_prior[0]} needs a prior run (the round-one detector)",
                   "train a baseline first, then --set prior_run=RUN_DIR")
-    if not isinstance(cfg.strategy_params, dict):
-        raise bad("strategy_params", "must be a mapping", "e.g. --set strategy_params.a=0.25")
     return cfg
 
 

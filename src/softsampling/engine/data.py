@@ -85,6 +85,9 @@ class DetectionTrainingSet(torch.utils.data.Dataset):
     """Images (``float32 [3,H,W]`` in 0..1) and torchvision targets for one dataset.
 
     ``dropped``: image row -> float32 [K, 4] boxes removed by curation.
+    ``pseudo``: image row -> (boxes float32 [P, 4], model labels int64 [P], scores float32 [P]),
+    a teacher's pseudo boxes (``pseudo_label``); when set, every target carries
+    ``pseudo_boxes``, ``pseudo_labels`` and ``pseudo_scores`` (empty for rows not in it).
     ``cache``: keep decoded images in memory (small datasets such as the digit benchmark).
     """
 
@@ -94,11 +97,13 @@ class DetectionTrainingSet(torch.utils.data.Dataset):
         label_map: LabelMap,
         *,
         dropped: dict[int, np.ndarray] | None = None,
+        pseudo: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None,
         cache: bool = False,
     ) -> None:
         self.ds = ds
         self.label_map = label_map
         self.dropped = dropped
+        self.pseudo = pseudo
         self.cache: dict[int, torch.Tensor] | None = {} if cache else None
 
     def __len__(self) -> int:
@@ -127,6 +132,10 @@ class DetectionTrainingSet(torch.utils.data.Dataset):
         if self.dropped is not None:
             d = self.dropped.get(i)
             target["dropped_boxes"] = torch.from_numpy(d.copy()) if d is not None else torch.zeros((0, 4))
+        if self.pseudo is not None:
+            empty = (torch.zeros((0, 4)), torch.zeros(0, dtype=torch.int64), torch.zeros(0))
+            boxes_p, labels_p, scores_p = self.pseudo.get(i, empty)
+            target.update(pseudo_boxes=boxes_p.clone(), pseudo_labels=labels_p.clone(), pseudo_scores=scores_p.clone())
         return target
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -28,10 +28,11 @@ from tqdm import tqdm
 from softsampling.data.formats import load_dataset
 from softsampling.data.records import DetectionDataset
 from softsampling.engine.checkpoint import load_checkpoint, save_checkpoint
-from softsampling.engine.config import RunConfig, save_config
+from softsampling.engine.config import RunConfig, composition_of, save_config
 from softsampling.engine.data import DetectionTrainingSet, LabelMap, collate, dropped_by_image
 from softsampling.errors import SoftSamplingError
 from softsampling.io import atomic_write, check_can_write, remove_stale_temp_files, write_json
+from softsampling.sampling import strategy_name
 
 LAST = "last.pt"
 FINAL = "model.pt"
@@ -104,12 +105,12 @@ def load_training_data(cfg: RunConfig, *, allow_outside_root: bool = False
     ds = load_dataset(cfg.data.train, cfg.data.format, **options)
     label_map = LabelMap.from_dataset(ds)
     dropped = None
-    if cfg.strategy == "upper_bound" or cfg.rpn_full_annotations:
+    if "upper_bound" in _rules(cfg) or cfg.rpn_full_annotations:
         from softsampling.data.curate import find_manifest, read_manifest
 
         manifest_path = Path(cfg.data.manifest) if cfg.data.manifest else find_manifest(Path(cfg.data.train))
         if manifest_path is None or not manifest_path.exists():
-            need = "the upper_bound strategy" if cfg.strategy == "upper_bound" else "rpn_full_annotations"
+            need = "the upper_bound rule" if "upper_bound" in _rules(cfg) else "rpn_full_annotations"
             raise SoftSamplingError(
                 f"{need} needs the curation manifest (the list of dropped boxes)",
                 file=cfg.data.train, fix="curate with `softsampling curate` (it writes the manifest) or --set data.manifest=PATH",
@@ -119,12 +120,16 @@ def load_training_data(cfg: RunConfig, *, allow_outside_root: bool = False
     return ds, label_map, dropped
 
 
+def _rules(cfg: RunConfig) -> tuple[str, ...]:
+    return composition_of(cfg).rules
+
+
 def build_model(cfg: RunConfig, num_classes: int, *, prior: torch.nn.Module | None = None,
                 thresholds: torch.Tensor | None = None) -> torch.nn.Module:
     """The detector of ``cfg.model`` with the label-assignment strategy of ``cfg`` installed.
 
     ``score_soft`` also needs the round-one detector (``prior``) and the per-class ``thresholds``
-    (see :mod:`softsampling.engine.prior`).
+    (see :mod:`softsampling.engine.prior`); both are passed beside, not inside, the strategy's parameters.
     """
     from softsampling.model import build_digits_model, build_paper_model, train_rpn_on_full_annotations, use_strategy
 
@@ -136,10 +141,8 @@ def build_model(cfg: RunConfig, num_classes: int, *, prior: torch.nn.Module | No
     else:
         model = build_paper_model(num_classes, backbone_weights=m.backbone_weights, deformable_conv5=m.deformable_conv5,
                                   soft_nms=m.soft_nms, **size)
-    params = dict(cfg.strategy_params)
-    if cfg.strategy == "score_soft":
-        params.update(prior=prior, thresholds=thresholds)
-    model = use_strategy(model, cfg.strategy, sampling=cfg.sampling, normalization=cfg.normalization, **params)
+    model = use_strategy(model, cfg.strategy, sampling=cfg.sampling, normalization=cfg.normalization,
+                         prior=prior, thresholds=thresholds, **cfg.strategy_params)
     if cfg.rpn_full_annotations:
         train_rpn_on_full_annotations(model)
     return model
@@ -245,10 +248,16 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, progress
         raise SoftSamplingError("training set has no images", file=cfg.data.train, fix="check data.train")
 
     prior = thresholds = None
-    if cfg.strategy == "score_soft":
+    rules = _rules(cfg)
+    if "score_soft" in rules:
         from softsampling.engine.prior import prepare_prior
 
         prior, thresholds = prepare_prior(cfg, train_set, out_dir if is_main else None, device)
+    if "pseudo_label" in rules:
+        from softsampling.engine.prior import prepare_pseudo_boxes
+
+        train_set.pseudo = prepare_pseudo_boxes(cfg, train_set, out_dir if is_main else None, device,
+                                                allow_outside_root=allow_outside_root)
     model = build_model(cfg, label_map.num_classes, prior=prior, thresholds=thresholds)
     model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -289,7 +298,7 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, progress
 
     model.train()
     bar = tqdm(range(start, t.iterations), initial=start, total=t.iterations, disable=not (progress and is_main),
-               desc=f"train {cfg.strategy}", unit="it", dynamic_ncols=True)
+               desc=f"train {strategy_name(cfg.strategy)}", unit="it", dynamic_ncols=True)
     per_rank = t.batch_size // world
     tic = time.perf_counter()
     for it in bar:
@@ -297,6 +306,7 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, progress
         images, targets = collate([train_set[int(r)] for r in rows])
         images = [im.to(device) for im in images]
         targets = [{k: v.to(device) for k, v in tg.items()} for tg in targets]
+        model.roi_heads.set_progress(it, t.iterations)  # rules with a warm-up (objectness_mining)
         with torch.autocast(device.type, enabled=t.amp and device.type == "cuda"):
             losses = ddp_model(images, targets)
         loss = sum(losses.values())

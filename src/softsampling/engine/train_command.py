@@ -1,16 +1,22 @@
 """Train a Faster R-CNN with one label-assignment strategy.
 
-Strategies (``--set strategy=...``): baseline, hard_negative, overlap_soft,
-score_soft (needs ``--set prior_run=RUN_DIR``), upper_bound (needs the
-curation manifest, found beside the curated file). The run folder receives
-config.yaml (the resolved config), labels.json, metrics.jsonl, last.pt
-(resumable checkpoint) and model.pt (final weights).
+Strategies (``--set strategy=...``, listed below with their parameters): a
+name, or a list of rules applied in order such as
+``--set strategy=[overlap_soft,pseudo_label]``. score_soft and pseudo_label
+need ``--set prior_run=RUN_DIR``; upper_bound needs the curation manifest
+(found beside the curated file). The run folder receives config.yaml (the
+resolved config), labels.json, metrics.jsonl, last.pt (resumable checkpoint),
+model.pt (final weights), and for pseudo_label pseudo_boxes.json (COCO) with
+pseudo_boxes_summary.json.
 
 Examples:
   softsampling train --config configs/digits.yaml --out runs/base50 \\
       --set data.train=digits/annotations/train_drop50.json --set strategy=baseline
   softsampling train --config configs/digits.yaml --out runs/oss50 \\
       --set data.train=digits/annotations/train_drop50.json --set strategy=overlap_soft
+  softsampling train --config configs/digits.yaml --out runs/oss_pl50 \\
+      --set data.train=digits/annotations/train_drop50.json --set prior_run=runs/base50 \\
+      --set strategy=[overlap_soft,pseudo_label]
   softsampling train --config configs/digits.yaml --out runs/oss50 --resume   # after a crash
   torchrun --nproc-per-node 2 -m softsampling.cli train --config configs/voc.yaml --out runs/voc
 """
@@ -26,6 +32,15 @@ from softsampling.errors import SoftSamplingError
 
 
 def register(parser: argparse.ArgumentParser) -> None:
+    plain_help = parser.format_help
+
+    def help_with_strategies() -> str:  # the rule table imports torch: only when help is shown
+        from softsampling.sampling.rules import describe_strategies
+
+        parser.epilog = describe_strategies()
+        return plain_help()
+
+    parser.format_help = help_with_strategies  # type: ignore[method-assign]
     parser.add_argument("--config", type=Path, help="YAML config (see configs/); defaults apply to keys it omits")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key, e.g. --set strategy=overlap_soft --set train.iterations=200")
@@ -40,6 +55,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from softsampling.engine.train import train
+    from softsampling.sampling import strategy_name
 
     saved = args.out / "config.yaml"
     if args.resume and saved.exists():
@@ -53,5 +69,5 @@ def run(args: argparse.Namespace) -> int:
     final = train(cfg, args.out, resume=args.resume, progress=not args.no_progress,
                   allow_outside_root=args.allow_outside_root)
     if int(os.environ.get("RANK", "0")) == 0:
-        print(f"trained {cfg.strategy}: weights in {final}")
+        print(f"trained {strategy_name(cfg.strategy)}: weights in {final}")
     return 0

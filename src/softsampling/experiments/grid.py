@@ -19,11 +19,17 @@ continues where it stopped (unfinished trainings resume from their last
 checkpoint).
 
 Cells per seed: the preset's ``methods`` on the data as given (default
-``baseline`` and ``overlap_soft`` on the full data; open50: ``baseline``,
+``baseline``, ``overlap_soft``, ``pseudo_label``, ``objectness_mining`` and
+``overlap_soft+pseudo_label`` on the full data; open50: ``baseline``,
 ``hard_negative_0.1``, ``overlap_soft`` on Open Images as annotated), and for
 every drop rate ``baseline``, ``hard_negative_0.1``, ``hard_negative_0.2``,
-``overlap_soft``, ``score_soft`` (prior: that rate's baseline) and
-``upper_bound``.
+``overlap_soft``, ``score_soft``, ``upper_bound``, ``pseudo_label``,
+``objectness_mining`` and ``overlap_soft+pseudo_label``. A cell whose strategy
+has a rule needing a round-one run (``softsampling.sampling.PRIOR_RULES``:
+score soft sampling's prior, pseudo labels' teacher) uses the baseline of the
+same rate; ``upper_bound`` gets the curation manifest. Pseudo labels choose
+their thresholds on the validation split, so their rows are left out when the
+preset has none.
 """
 
 from __future__ import annotations
@@ -46,17 +52,27 @@ from softsampling.engine.config import RunConfig, apply_overrides, load_config
 from softsampling.errors import SoftSamplingError
 from softsampling.experiments.presets import Preset
 from softsampling.io import write_json
+from softsampling.sampling import PRIOR_RULES, resolve_strategy
 
-# Row keys of Table 1, in the paper's order, with their strategy and parameters.
-METHODS: dict[str, tuple[str, dict[str, Any]]] = {
+# Row keys of Table 1, in the paper's order, then later work, with their strategy and parameters
+# (names and parameters from the rule table, softsampling.sampling.RULES; checked at import).
+METHODS: dict[str, tuple[str | list[str], dict[str, Any]]] = {
     "baseline": ("baseline", {}),
     "hard_negative_0.1": ("hard_negative", {"min_overlap": 0.1}),
     "hard_negative_0.2": ("hard_negative", {"min_overlap": 0.2}),
     "overlap_soft": ("overlap_soft", {"a": 0.25, "b": 50.0, "c": 20.0}),
     "score_soft": ("score_soft", {"a": 0.25, "b": 50.0, "c": 20.0}),
     "upper_bound": ("upper_bound", {}),
+    "pseudo_label": ("pseudo_label", {}),
+    "objectness_mining": ("objectness_mining", {}),
+    "overlap_soft+pseudo_label": (["overlap_soft", "pseudo_label"], {"a": 0.25, "b": 50.0, "c": 20.0}),
 }
-FULL_DATA_METHODS = ("baseline", "overlap_soft")
+for _strategy, _params in METHODS.values():
+    resolve_strategy(_strategy, _params)  # a typo here fails at import, not hours into a study
+
+
+def _rules(strategy: str | list[str]) -> tuple[str, ...]:
+    return resolve_strategy(strategy).rules
 
 
 def rate_tag(rate: float) -> str:
@@ -202,7 +218,7 @@ class Cell:
     ``method`` is a row key of :data:`METHODS`; ``rate`` 0.0 means the full
     annotations. ``eval_train``: also score the (fully annotated) training
     images, for Fig. 2's train panel. ``prior``: key of the cell whose run is
-    this cell's prior (score soft sampling).
+    this cell's prior (score soft sampling) or teacher (pseudo labels).
     """
 
     seed: int
@@ -272,32 +288,44 @@ def build_cells(preset: Preset, seeds: list[int], layout: DataLayout, base: RunC
 
     fig2_rate = min(preset.rates) if preset.rates else None
     cells: list[Cell] = []
+
+    def add(seed: int, method: str, rate: float, data_cfg: RunConfig, baseline_cell: Cell | None,
+            curated: SplitSpec | None) -> Cell | None:
+        strategy, params = METHODS[method]
+        rules = _rules(strategy)
+        if "pseudo_label" in rules and data_cfg.data.val is None:
+            return None  # thresholds are chosen on the validation split
+        strategy = list(strategy) if isinstance(strategy, list) else strategy
+        cfg = dataclasses.replace(data_cfg, seed=seed, strategy=strategy, strategy_params=dict(params), prior_run=None)
+        prior = None
+        if "upper_bound" in rules:
+            assert curated is not None
+            manifest = manifest_path_for(curated.path, is_dir=curated.format == "voc")
+            cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, manifest=manifest.as_posix()))
+        if any(rule in PRIOR_RULES for rule in rules):
+            assert baseline_cell is not None
+            cfg = dataclasses.replace(cfg, prior_run=baseline_cell.run_dir)
+            prior = baseline_cell.key
+        on_train = method == "baseline" and rate in (0.0, fig2_rate)
+        cell = Cell(seed, method, rate, cfg, evaluation(on_train=on_train), prior)
+        cells.append(cell)
+        return cell
+
     for seed in seeds:
+        full_cfg = _with_data(base, layout.train, layout.val)
+        full_baseline = None
         for method in preset.methods:
-            strategy, params = METHODS[method]
-            cfg = dataclasses.replace(_with_data(base, layout.train, layout.val), seed=seed, strategy=strategy,
-                                      strategy_params=dict(params), prior_run=None)
-            cells.append(Cell(seed, method, 0.0, cfg, evaluation(on_train=method == "baseline")))
+            cell = add(seed, method, 0.0, full_cfg, full_baseline, None)
+            if method == "baseline":
+                full_baseline = cell
         for rate in preset.rates:
             curated = layout.curated[(seed, rate)]
             data_cfg = _with_data(base, curated, layout.val)
             baseline_cell: Cell | None = None
-            for method, (strategy, params) in METHODS.items():
-                cfg = dataclasses.replace(data_cfg, seed=seed, strategy=strategy, strategy_params=dict(params),
-                                          prior_run=None)
-                prior = None
-                if strategy == "upper_bound":
-                    manifest = manifest_path_for(curated.path, is_dir=curated.format == "voc")
-                    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, manifest=manifest.as_posix()))
-                if strategy == "score_soft":
-                    assert baseline_cell is not None
-                    cfg = dataclasses.replace(cfg, prior_run=baseline_cell.run_dir)
-                    prior = baseline_cell.key
-                cell = Cell(seed, method, rate, cfg, evaluation(on_train=method == "baseline" and rate == fig2_rate),
-                            prior)
+            for method in METHODS:
+                cell = add(seed, method, rate, data_cfg, baseline_cell, curated)
                 if method == "baseline":
                     baseline_cell = cell
-                cells.append(cell)
     return cells
 
 

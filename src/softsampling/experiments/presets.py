@@ -92,7 +92,8 @@ class Preset:
     budget: str = ""
     voc_root: str | None = None
     oi_root: str | None = None
-    methods: tuple[str, ...] = ("baseline", "overlap_soft")
+    methods: tuple[str, ...] = ("baseline", "overlap_soft", "pseudo_label", "objectness_mining",
+                                "overlap_soft+pseudo_label")
     metric: str = "voc"
     paper: tuple[tuple[str, float], ...] = ()
 

@@ -33,10 +33,15 @@ ROWS: tuple[tuple[str, str], ...] = (
     ("overlap_soft", "Soft sampling (overlap)"),
     ("score_soft", "Soft sampling (score)"),
     ("upper_bound", "Upper bound"),
+    ("pseudo_label", "Pseudo labels (teacher: baseline)"),
+    ("objectness_mining", "Objectness mining"),
+    ("overlap_soft+pseudo_label", "Soft sampling (overlap) + pseudo labels"),
 )
 ROW_LABEL = dict(ROWS)
-NO_DROP_METHODS = ("baseline", "overlap_soft")  # the only rows run on the full annotations
-GAP_ROWS = ("hard_negative_0.1", "hard_negative_0.2", "overlap_soft", "score_soft")
+# the rows also run on the full annotations
+NO_DROP_METHODS = ("baseline", "overlap_soft", "pseudo_label", "objectness_mining", "overlap_soft+pseudo_label")
+GAP_ROWS = ("hard_negative_0.1", "hard_negative_0.2", "overlap_soft", "score_soft", "pseudo_label",
+            "objectness_mining", "overlap_soft+pseudo_label")
 
 
 def column_label(rate: float) -> str:
@@ -136,7 +141,8 @@ def gap_table(scores: Scores, rates: list[float]) -> tuple[list[str], list[list[
             g = gap_closed(scores.mean(method, r), scores.mean("baseline", r), scores.mean("upper_bound", r))
             if g is None:
                 ub, b = scores.mean("upper_bound", r), scores.mean("baseline", r)
-                cells.append("n/a (upper bound <= baseline)" if ub is not None and b is not None else "n/a")
+                measured = scores.mean(method, r) is not None and ub is not None and b is not None
+                cells.append("n/a (upper bound <= baseline)" if measured else "n/a")
             else:
                 cells.append(f"{100 * g:.0f}%")
         rows.append([ROW_LABEL[method], *cells])

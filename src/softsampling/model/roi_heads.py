@@ -5,8 +5,9 @@ only the training-time assignment, sampling and loss:
 
 1. the ground-truth boxes are appended to the proposals (torchvision's
    ``add_gt_proposals``);
-2. :func:`softsampling.sampling.assign` labels every RoI and gives it a
-   classification weight (the strategy);
+2. the strategy, resolved once into a :class:`~softsampling.sampling.Composition`
+   when the head is built, labels every RoI and gives it a classification
+   weight (the common matcher, then the strategy's rules in order);
 3. :func:`softsampling.sampling.sample_rois` picks the RoIs that train
    (``balanced`` like torchvision, or ``all`` like the authors' code);
 4. :func:`softsampling.sampling.weighted_fastrcnn_loss` replaces torchvision's
@@ -23,6 +24,8 @@ detector, keeping its existing submodules and weights.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, NamedTuple
 
 import torch
@@ -30,14 +33,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 from torchvision.models.detection.roi_heads import RoIHeads, maskrcnn_loss
+from torchvision.models.detection.rpn import RegionProposalNetwork
 
 from softsampling.model.soft_nms import SoftNMS
 from softsampling.sampling import (
     NORMALIZATIONS,
     SAMPLING_MODES,
-    assign,
+    Assignment,
+    image_context,
     keep_first_candidates,
-    resolve_params,
+    resolve_strategy,
     sample_rois,
     weighted_fastrcnn_loss,
 )
@@ -114,6 +119,37 @@ class PriorScorer:
         return self.score_proposals(image_list.tensors, image_list.image_sizes, [t["boxes"] for t in targets])
 
 
+class ObjectnessRecord:
+    """Hands the RPN's objectness of the last training step's proposals to the RoI head.
+
+    A plain object (not a module), shared by the RPN and the head, so nothing
+    enters the ``state_dict``.
+    """
+
+    def __init__(self) -> None:
+        self.scores: list[Tensor] | None = None
+
+    def take(self) -> list[Tensor] | None:
+        scores, self.scores = self.scores, None
+        return scores
+
+
+class ObjectnessRecordingRPN(RegionProposalNetwork):
+    """torchvision's RPN that also records, in training, the objectness probability of each kept proposal.
+
+    :func:`use_strategy` switches an existing RPN to this class in place (same
+    modules and weights) when a rule needs the objectness (``objectness_mining``).
+    """
+
+    objectness_record: ObjectnessRecord | None = None
+
+    def filter_proposals(self, proposals, objectness, image_shapes, num_anchors_per_level):  # type: ignore[override]
+        boxes, scores = super().filter_proposals(proposals, objectness, image_shapes, num_anchors_per_level)
+        if self.training and self.objectness_record is not None:
+            self.objectness_record.scores = [s.detach() for s in scores]
+        return boxes, scores
+
+
 class SampledRoIs(NamedTuple):
     """The RoIs that train in one step, per image (output of ``select_weighted_samples``)."""
 
@@ -122,6 +158,7 @@ class SampledRoIs(NamedTuple):
     labels: list[Tensor]  # int64 [S_i], 0 background, > 0 class
     regression_targets: list[Tensor]  # float [S_i, 4]
     weights: list[Tensor]  # float32 [S_i], classification-loss weight
+    regress: list[Tensor]  # bool [S_i], foreground RoIs whose box regression trains
 
 
 class SoftSamplingRoIHeads(RoIHeads):
@@ -130,22 +167,28 @@ class SoftSamplingRoIHeads(RoIHeads):
     The positional arguments are torchvision's ``RoIHeads`` arguments. Extra keyword arguments:
 
     Args:
-        strategy: ``baseline``, ``hard_negative``, ``overlap_soft``, ``score_soft`` or ``upper_bound``.
-        strategy_params: the strategy's parameters (see :func:`softsampling.sampling.assign`);
-            ``fg_iou``/``bg_iou`` here override ``fg_iou_thresh``/``bg_iou_thresh``.
+        strategy: a named strategy (``softsampling.sampling.STRATEGIES``) or a list of rule names.
+        strategy_params: the strategy's parameters (see ``softsampling.sampling.RULES``), checked
+            here once; ``fg_iou``/``bg_iou`` here override ``fg_iou_thresh``/``bg_iou_thresh``.
+            ``hard_negative_topk`` (rule ``hard_negative``): keep only the first k non-ignored RPN
+            proposals (ordered by objectness) before sampling; the paper's 300 out of 6000. The
+            appended ground-truth boxes always stay candidates.
         sampling: ``balanced`` (``batch_size_per_image``, ``positive_fraction``) or ``all``.
         normalization: ``count`` or ``weight_sum`` (see ``weighted_fastrcnn_loss``).
-        hard_negative_topk: keep only the first k non-ignored RPN proposals (ordered by
-            objectness) before sampling; the paper's 300 out of 6000 for ``hard_negative``.
-            The appended ground-truth boxes always stay candidates.
         soft_nms: a :class:`~softsampling.model.soft_nms.SoftNMS` to replace hard NMS at inference.
         prior: for ``score_soft``, a :class:`PriorScorer` (or a trained detector) that scores
             the sampled RoIs; it needs the transformed images, which :func:`use_strategy`
             arranges with a forward hook on the detector's transform.
+        thresholds: for ``score_soft``, float [C] per-class T (background slot included).
         generator: torch RNG for ``balanced`` sampling; ``None`` (default) uses the global RNG.
 
     Targets may carry, besides torchvision's ``boxes``/``labels``(/``masks``):
-    ``dropped_boxes`` float [K, 4] (required by ``upper_bound``) and ``group_of`` bool [G].
+    ``dropped_boxes`` float [K, 4] (``upper_bound``), ``group_of`` bool [G], and
+    ``pseudo_boxes`` float [P, 4], ``pseudo_labels`` int64 [P], ``pseudo_scores`` float [P]
+    (``pseudo_label``; in the same coordinates as ``boxes``). ``objectness_mining`` reads the
+    RPN's objectness, which :func:`use_strategy` records; its warm-up needs the training
+    progress, set with :meth:`set_progress` (the training loop does; without it the rule
+    always applies).
     """
 
     def __init__(
@@ -165,25 +208,27 @@ class SoftSamplingRoIHeads(RoIHeads):
         mask_head: nn.Module | None = None,
         mask_predictor: nn.Module | None = None,
         *,
-        strategy: str = "baseline",
+        strategy: str | Sequence[str] = "baseline",
         strategy_params: dict[str, Any] | None = None,
         sampling: str = "balanced",
         normalization: str = "count",
-        hard_negative_topk: int | None = None,
         soft_nms: SoftNMS | None = None,
         prior: PriorScorer | GeneralizedRCNN | None = None,
+        thresholds: Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
         params = dict(strategy_params or {})
         fg_iou_thresh = float(params.pop("fg_iou", fg_iou_thresh))
         bg_iou_thresh = float(params.pop("bg_iou", bg_iou_thresh))
-        resolve_params(strategy, {**params, "fg_iou": fg_iou_thresh, "bg_iou": bg_iou_thresh})  # validate now
+        # resolved and checked once, here; applied to every image of every step
+        composition = resolve_strategy(strategy, {**params, "fg_iou": fg_iou_thresh, "bg_iou": bg_iou_thresh})
+        if "prior_scores" in composition.needs and (prior is None or thresholds is None):
+            raise ValueError(f"strategy {composition.name!r} needs prior=<the detector trained in round one on the "
+                             "curated data> and thresholds=<per-class T>")
         if sampling not in SAMPLING_MODES:
             raise ValueError(f"unknown sampling mode {sampling!r}; choose one of {', '.join(SAMPLING_MODES)}")
         if normalization not in NORMALIZATIONS:
             raise ValueError(f"unknown normalization {normalization!r}; choose one of {', '.join(NORMALIZATIONS)}")
-        if hard_negative_topk is not None and hard_negative_topk < 0:
-            raise ValueError(f"hard_negative_topk must be >= 0, got {hard_negative_topk}")
         if soft_nms is not None and not isinstance(soft_nms, SoftNMS):
             raise ValueError("soft_nms must be a softsampling.model.SoftNMS (or None for torchvision's hard NMS)")
         super().__init__(
@@ -202,16 +247,25 @@ class SoftSamplingRoIHeads(RoIHeads):
             mask_head,
             mask_predictor,
         )
-        self.strategy = strategy
+        self.composition = composition
+        self.strategy = composition.name
         self.strategy_params = params
         self.sampling = sampling
         self.normalization = normalization
-        self.hard_negative_topk = hard_negative_topk
+        self.hard_negative_topk: int | None = composition.params.get("hard_negative_topk")
         self.soft_nms = soft_nms
         self.prior = prior if prior is None or isinstance(prior, PriorScorer) else PriorScorer(prior)
+        self.thresholds = None if thresholds is None else torch.as_tensor(thresholds, dtype=torch.float32)
         self.generator = generator
+        self.iteration: int | None = None  # training progress for rules with a warm-up (set_progress)
+        self.iterations: int | None = None
+        self.objectness = ObjectnessRecord()  # filled by the RPN when a rule needs it (use_strategy)
         self._images: Tensor | None = None  # set by capture_images (forward hook on the transform)
         self._capture_hook: Any = None  # the hook's handle, kept so use_strategy can remove it
+
+    def set_progress(self, iteration: int, iterations: int) -> None:
+        """Tell the rules where training stands (``objectness_mining``'s warm-up)."""
+        self.iteration, self.iterations = int(iteration), int(iterations)
 
     # ------------------------------------------------------------------ training
     def capture_images(self, module: nn.Module, inputs: Any, output: Any) -> None:
@@ -219,36 +273,39 @@ class SoftSamplingRoIHeads(RoIHeads):
         if self.training and self.prior is not None:
             self._images = output[0].tensors
 
-    def _assign_kwargs(self) -> dict[str, Any]:
-        return {"fg_iou": self.proposal_matcher.high_threshold, "bg_iou": self.proposal_matcher.low_threshold}
-
     def select_weighted_samples(
         self, proposals: list[Tensor], targets: list[dict[str, Tensor]], image_shapes: list[tuple[int, int]]
     ) -> SampledRoIs:
-        """Append GT boxes to the proposals, assign with the strategy, sample; per image."""
+        """Append GT boxes to the proposals, assign with the strategy's rules, sample; per image.
+
+        Rules that weight with a prior (``score_soft``) run after sampling on the sampled RoIs
+        only (assignment is per RoI), so the prior scores only those; every other rule runs
+        once on all RoIs before sampling.
+        """
         self.check_targets(targets)
+        composition = self.composition
         dtype = proposals[0].dtype
         device = proposals[0].device
         gt_boxes = [t["boxes"].to(dtype) for t in targets]
         num_rpn = [p.shape[0] for p in proposals]
+        objectness = self._take_objectness(num_rpn) if "objectness" in composition.needs else None
         proposals = self.add_gt_proposals(proposals, gt_boxes)
-        # score_soft labels RoIs exactly like baseline; its weights need the prior's scores,
-        # which are computed below for the sampled RoIs only (assignment is per RoI).
-        label_strategy, label_params = (
-            ("baseline", {}) if self.strategy == "score_soft" else (self.strategy, self.strategy_params)
-        )
-        sampled = SampledRoIs([], [], [], [], [])
-        for image_proposals, target, image_gt, n_rpn in zip(proposals, targets, gt_boxes, num_rpn):
-            result = assign(
-                label_strategy,
-                image_proposals,
-                image_gt,
-                target["labels"],
-                dropped_boxes=target.get("dropped_boxes"),
+        sampled = SampledRoIs([], [], [], [], [], [])
+        contexts, states = [], []
+        for i, (image_proposals, target, image_gt, n_rpn) in enumerate(zip(proposals, targets, gt_boxes, num_rpn)):
+            ctx = image_context(
+                image_proposals, image_gt, target["labels"],
                 group_of=target.get("group_of"),
-                **label_params,
-                **self._assign_kwargs(),
+                dropped_boxes=target.get("dropped_boxes"),
+                pseudo_boxes=target.get("pseudo_boxes"),
+                pseudo_labels=target.get("pseudo_labels"),
+                pseudo_scores=target.get("pseudo_scores"),
+                objectness=(None if objectness is None else
+                            torch.cat([objectness[i].to(device), torch.zeros(image_gt.shape[0], device=device)])),
+                iteration=self.iteration,
+                iterations=self.iterations,
             )
+            result = composition.assign_before_sampling(ctx)
             labels = result.labels
             if self.hard_negative_topk is not None:
                 labels = torch.cat([keep_first_candidates(labels[:n_rpn], self.hard_negative_topk), labels[n_rpn:]])
@@ -259,47 +316,51 @@ class SoftSamplingRoIHeads(RoIHeads):
                 positive_fraction=self.fg_bg_sampler.positive_fraction,
                 generator=self.generator,
             )
+            state = Assignment(labels[keep], result.weights[keep], result.overlaps[keep], result.matched_gt[keep])
+            contexts.append(replace(ctx, proposals=image_proposals[keep], objectness=None))
+            states.append(state)
             sampled.proposals.append(image_proposals[keep])
-            sampled.labels.append(labels[keep])
-            sampled.weights.append(result.weights[keep])
-            sampled.matched_idxs.append(result.matched_gt[keep].clamp(min=0))
-        if self.strategy == "score_soft":
-            self._apply_score_weights(sampled, targets, gt_boxes, image_shapes)
-        matched_boxes = [
-            (g if g.shape[0] else torch.zeros((1, 4), dtype=dtype, device=device))[m]
-            for g, m in zip(gt_boxes, sampled.matched_idxs)
-        ]
+        if composition.after_sampling:
+            scores = self._prior_scores(sampled.proposals, image_shapes)
+            states = [composition.assign_after_sampling(state, replace(ctx, prior_scores=s, thresholds=self.thresholds))
+                      for state, ctx, s in zip(states, contexts, scores)]
+        regress_pseudo = bool(composition.params.get("pseudo_regress", False))
+        matched_boxes = []
+        for state, ctx, image_gt in zip(states, contexts, gt_boxes):
+            num_gt = image_gt.shape[0]
+            boxes = image_gt
+            if ctx.pseudo_boxes is not None and ctx.pseudo_boxes.shape[0]:
+                boxes = torch.cat([image_gt, ctx.pseudo_boxes.to(dtype=dtype, device=device)])
+            matched = state.matched_gt.clamp(min=0)
+            sampled.labels.append(state.labels)
+            sampled.weights.append(state.weights)
+            sampled.matched_idxs.append(matched)
+            sampled.regress.append((state.labels > 0) & ((state.matched_gt < num_gt) | regress_pseudo))
+            matched_boxes.append((boxes if boxes.shape[0] else torch.zeros((1, 4), dtype=dtype, device=device))[matched])
         sampled.regression_targets.extend(self.box_coder.encode(matched_boxes, sampled.proposals))
         return sampled
 
-    def _apply_score_weights(
-        self,
-        sampled: SampledRoIs,
-        targets: list[dict[str, Tensor]],
-        gt_boxes: list[Tensor],
-        image_shapes: list[tuple[int, int]],
-    ) -> None:
+    def _take_objectness(self, num_rpn: list[int]) -> list[Tensor]:
+        """The RPN objectness of this step's proposals, zeros appended for the ground-truth boxes."""
+        scores = self.objectness.take()
+        if scores is None or [s.shape[0] for s in scores] != num_rpn:
+            raise ValueError(
+                f"strategy {self.strategy!r} needs the RPN's objectness of the proposals; install the head with "
+                "softsampling.model.use_strategy(detector, ...), which records it from torchvision's RPN"
+            )
+        return scores
+
+    def _prior_scores(self, proposals: list[Tensor], image_shapes: list[tuple[int, int]]) -> list[Tensor]:
         if self.prior is None:
-            raise ValueError("strategy 'score_soft' needs a prior detector: use_strategy(..., prior=trained_detector)")
+            raise ValueError(f"strategy {self.strategy!r} needs a prior detector: use_strategy(..., prior=trained_detector)")
         if self._images is None:
             raise ValueError(
-                "score_soft: the head has not seen the transformed images; install it with "
+                f"{self.strategy}: the head has not seen the transformed images; install it with "
                 "softsampling.model.use_strategy(detector, 'score_soft', prior=...), which hooks the transform"
             )
-        scores = self.prior.score_proposals(self._images, image_shapes, sampled.proposals)
+        scores = self.prior.score_proposals(self._images, image_shapes, proposals)
         self._images = None
-        for i, (image_scores, target) in enumerate(zip(scores, targets)):
-            result = assign(
-                "score_soft",
-                sampled.proposals[i],
-                gt_boxes[i],
-                target["labels"],
-                proposal_scores=image_scores,
-                group_of=target.get("group_of"),
-                **self.strategy_params,
-                **self._assign_kwargs(),
-            )
-            sampled.weights[i] = result.weights
+        return scores
 
     def select_training_samples(self, proposals, targets):  # type: ignore[override]
         """torchvision's contract (4-tuple), with this head's strategy and sampling (weights dropped).
@@ -346,6 +407,7 @@ class SoftSamplingRoIHeads(RoIHeads):
             sampled.regression_targets,
             sampled.weights,
             normalization=self.normalization,
+            regress=sampled.regress,
         )
         losses = {"loss_classifier": loss_classifier, "loss_box_reg": loss_box_reg}
         if self.has_mask():
@@ -359,8 +421,9 @@ class SoftSamplingRoIHeads(RoIHeads):
         image_shapes: list[tuple[int, int]],
         targets: list[dict[str, Tensor]],
     ) -> Tensor:
-        """torchvision's Mask R-CNN loss on the sampled foreground RoIs (unweighted)."""
-        foreground = [torch.where(labels > 0)[0] for labels in sampled.labels]
+        """torchvision's Mask R-CNN loss on the sampled foreground RoIs of annotated boxes (unweighted)."""
+        foreground = [torch.where((labels > 0) & (m < t["boxes"].shape[0]))[0]
+                      for labels, m, t in zip(sampled.labels, sampled.matched_idxs, targets)]
         mask_proposals = [p[i] for p, i in zip(sampled.proposals, foreground)]
         matched = [m[i] for m, i in zip(sampled.matched_idxs, foreground)]
         mask_logits = self.mask_predictor(self.mask_head(self.mask_roi_pool(features, mask_proposals, image_shapes)))
@@ -396,15 +459,15 @@ class SoftSamplingRoIHeads(RoIHeads):
 
 def use_strategy(
     detector: GeneralizedRCNN,
-    strategy: str,
+    strategy: str | Sequence[str],
     *,
     sampling: str = "balanced",
     normalization: str = "count",
     batch_size_per_image: int | None = None,
     positive_fraction: float | None = None,
-    hard_negative_topk: int | None = None,
     soft_nms: SoftNMS | None = None,
     prior: PriorScorer | GeneralizedRCNN | None = None,
+    thresholds: Tensor | None = None,
     generator: torch.Generator | None = None,
     **params: Any,
 ) -> GeneralizedRCNN:
@@ -419,13 +482,19 @@ def use_strategy(
 
     Args:
         detector: the model; modified in place and returned.
-        strategy: see :func:`softsampling.sampling.assign`.
-        sampling, normalization, hard_negative_topk, soft_nms, generator: see
+        strategy: a named strategy or a list of rule names (see :func:`softsampling.sampling.assign`).
+        sampling, normalization, soft_nms, generator: see
             :class:`SoftSamplingRoIHeads`; ``soft_nms=None`` keeps the current
             setting (hard NMS for a stock torchvision detector).
         batch_size_per_image, positive_fraction: override the detector's sampler sizes.
-        prior: the trained round-one detector, required by ``score_soft``.
-        **params: strategy parameters (``fg_iou``, ``min_overlap``, ``a``, ``b``, ``c``, ``thresholds``, ...).
+        prior, thresholds: the trained round-one detector and the per-class T, required by ``score_soft``.
+        **params: strategy parameters (``fg_iou``, ``min_overlap``, ``hard_negative_topk``, ``a``, ``b``,
+            ``c``, ``pseudo_weight``, ``tau``, ...; see ``softsampling.sampling.RULES``).
+
+    Also installed, for rules that read them: a hook on the transform that rescales
+    ``dropped_boxes`` and ``pseudo_boxes`` with ``boxes`` when images are resized; for rules that read
+    the RPN's objectness, the RPN records it (:class:`ObjectnessRecordingRPN`);
+    with ``pseudo_rpn=True`` the RPN also trains on the pseudo boxes.
 
     Returns:
         ``detector``, whose ``roi_heads`` is now a ``SoftSamplingRoIHeads``.
@@ -442,8 +511,6 @@ def use_strategy(
         raise ValueError(f"use_strategy needs a torchvision two-stage detector with RoIHeads, got {type(detector).__name__}")
     if old.has_keypoint():
         raise ValueError("use_strategy does not support keypoint detectors (KeypointRCNN)")
-    if strategy == "score_soft" and prior is None:
-        raise ValueError("strategy 'score_soft' needs prior=<the detector trained in round one on the curated data>")
     if soft_nms is None and isinstance(old, SoftSamplingRoIHeads):
         soft_nms = old.soft_nms  # keep inference settings when switching strategy
     prior_scorer = prior if prior is None or isinstance(prior, PriorScorer) else PriorScorer(prior)
@@ -468,19 +535,66 @@ def use_strategy(
         strategy_params=params,
         sampling=sampling,
         normalization=normalization,
-        hard_negative_topk=hard_negative_topk,
         soft_nms=soft_nms,
         prior=prior_scorer,
+        thresholds=thresholds,
         generator=generator,
     )
     head.train(old.training)
-    old_hook = getattr(old, "_capture_hook", None)
-    if old_hook is not None:
-        old_hook.remove()
+    for name in ("_capture_hook", "_rescale_hook", "_rpn_pseudo_hook"):
+        old_hook = getattr(old, name, None)
+        if old_hook is not None:
+            old_hook.remove()
     if prior_scorer is not None:
         head._capture_hook = detector.transform.register_forward_hook(head.capture_images)
+    if head.composition.needs & {"dropped_boxes", "pseudo_boxes"}:
+        head._rescale_hook = detector.transform.register_forward_hook(_rescale_extra_boxes)
+    if head.composition.params.get("pseudo_rpn", False):
+        head._rpn_pseudo_hook = detector.rpn.register_forward_pre_hook(_rpn_with_pseudo_boxes)
+    if "objectness" in head.composition.needs:
+        if not isinstance(detector.rpn, RegionProposalNetwork):
+            raise ValueError(f"strategy {head.strategy!r} needs torchvision's RegionProposalNetwork, "
+                             f"got {type(detector.rpn).__name__}")
+        detector.rpn.__class__ = ObjectnessRecordingRPN
+        detector.rpn.objectness_record = head.objectness
+    elif isinstance(detector.rpn, ObjectnessRecordingRPN):
+        detector.rpn.objectness_record = None
     detector.roi_heads = head
     return detector
+
+
+EXTRA_BOX_KEYS = ("dropped_boxes", "pseudo_boxes")
+
+
+def _rescale_extra_boxes(module: nn.Module, inputs: tuple, output: tuple) -> None:
+    """Forward hook on the transform: resize ``dropped_boxes``/``pseudo_boxes`` as it resized ``boxes``."""
+    images, targets = inputs[0], inputs[1] if len(inputs) > 1 else None
+    image_list, new_targets = output
+    if targets is None or new_targets is None:
+        return
+    for image, size, target in zip(images, image_list.image_sizes, new_targets):
+        h, w = image.shape[-2:]
+        if (h, w) == tuple(size):
+            continue
+        scale = torch.tensor([size[1] / w, size[0] / h, size[1] / w, size[0] / h])
+        for key in EXTRA_BOX_KEYS:
+            if key in target and target[key].shape[0]:
+                target[key] = target[key] * scale.to(target[key])
+
+
+def _rpn_with_pseudo_boxes(module: nn.Module, args: tuple) -> tuple | None:
+    """Forward pre-hook on the RPN: append each target's ``pseudo_boxes`` to its ``boxes``."""
+    if len(args) < 3 or args[2] is None:
+        return None
+    images, features, targets = args[:3]
+    full = []
+    for target in targets:
+        pseudo = target.get("pseudo_boxes")
+        if pseudo is None or pseudo.shape[0] == 0:
+            full.append(target)
+        else:
+            full.append({**target, "boxes": torch.cat([target["boxes"], pseudo.to(target["boxes"])])})
+    return (images, features, full, *args[3:])
 
 
 def _check_same_transform(ours: nn.Module, theirs: nn.Module) -> None:

@@ -7,14 +7,17 @@ See docs/strategies.md.
 """
 
 from softsampling.sampling.assign import (
-    COMMON_PARAMS,
-    STRATEGIES,
-    STRATEGY_PARAMS,
-    Assignment,
+    Composition,
     assign,
-    group_of_coverage,
+    image_context,
+    match,
     resolve_params,
+    resolve_strategy,
+    strategy_name,
 )
+from softsampling.sampling.boxes import group_of_coverage
+from softsampling.sampling.pseudo import merge_flip_detections, select_pseudo_boxes
+from softsampling.sampling.rules import COMMON_PARAMS, PRIOR_RULES, RULES, STRATEGIES, Assignment, ImageContext, RuleSpec
 from softsampling.sampling.loss import NORMALIZATIONS, weighted_fastrcnn_loss
 from softsampling.sampling.sampler import SAMPLING_MODES, keep_first_candidates, sample_rois
 from softsampling.sampling.weights import gompertz_weight, median_thresholds, score_weight
@@ -23,16 +26,26 @@ __all__ = [
     "COMMON_PARAMS",
     "NORMALIZATIONS",
     "SAMPLING_MODES",
+    "PRIOR_RULES",
+    "RULES",
     "STRATEGIES",
-    "STRATEGY_PARAMS",
     "Assignment",
+    "Composition",
+    "ImageContext",
+    "RuleSpec",
     "assign",
     "gompertz_weight",
     "group_of_coverage",
+    "image_context",
+    "match",
+    "merge_flip_detections",
     "keep_first_candidates",
     "median_thresholds",
     "resolve_params",
+    "resolve_strategy",
+    "select_pseudo_boxes",
     "sample_rois",
     "score_weight",
+    "strategy_name",
     "weighted_fastrcnn_loss",
 ]

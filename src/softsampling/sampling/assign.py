@@ -28,7 +28,9 @@ Common rules (all strategies; the torchvision ``Matcher`` rule):
   one is foreground of its class (a box around the whole group is a correct
   detection in the Open Images metric).
 
-Strategies (PAPER.md, Table 1):
+A strategy is the matcher followed by an ordered list of rules
+(:mod:`softsampling.sampling.rules`, which holds the table of rule names,
+parameters and defaults). Named strategies (PAPER.md, Table 1, then later work):
 
 - ``baseline``: the common rules, every weight 1.
 - ``hard_negative``: background RoIs with ``overlap < min_overlap`` (default 0.1;
@@ -40,64 +42,130 @@ Strategies (PAPER.md, Table 1):
 - ``upper_bound``: a RoI that would be foreground of a *dropped* box under the
   full annotation (IoU ``>= fg_iou`` to a dropped box, and higher than its IoU
   to every annotated box) is ignored; otherwise baseline.
+- ``pseudo_label``: RoIs matching a teacher's pseudo box train as its class.
+- ``objectness_mining``: background RoIs the RPN finds object-like, far from
+  every annotation, are ignored after a warm-up.
+
+A composition is a list of rule names, e.g. ``["overlap_soft", "pseudo_label"]``.
+:func:`resolve_strategy` checks it and its parameters once and returns a
+:class:`Composition` to apply to every image.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
-from torchvision.ops import box_iou
 
-from softsampling.sampling.weights import DEFAULT_A, DEFAULT_B, DEFAULT_C, gompertz_weight, score_weight
+from softsampling.sampling.boxes import check_boxes, group_of_coverage, max_iou
+from softsampling.sampling.rules import COMMON_PARAMS, REQUIRED, RULES, STRATEGIES, Assignment, ImageContext
 
-STRATEGIES: tuple[str, ...] = ("baseline", "hard_negative", "overlap_soft", "score_soft", "upper_bound")
+__all__ = ["Assignment", "Composition", "ImageContext", "assign", "group_of_coverage", "image_context", "match",
+           "resolve_params", "resolve_strategy", "strategy_name"]
 
-_REQUIRED = object()
-# Parameters every strategy accepts.
-COMMON_PARAMS: dict[str, Any] = {"fg_iou": 0.5, "bg_iou": None, "group_of_threshold": 0.9}
-# Strategy-specific parameters and their defaults (_REQUIRED: no default).
-STRATEGY_PARAMS: dict[str, dict[str, Any]] = {
-    "baseline": {},
-    "hard_negative": {"min_overlap": 0.1},
-    "overlap_soft": {"a": DEFAULT_A, "b": DEFAULT_B, "c": DEFAULT_C},
-    "score_soft": {"thresholds": _REQUIRED, "a": DEFAULT_A, "b": DEFAULT_B, "c": DEFAULT_C},
-    "upper_bound": {},
-}
+Step = tuple[Callable[..., Assignment], dict[str, Any]]
 
 
-class Assignment(NamedTuple):
-    """Per-RoI result of :func:`assign`; every field has one entry per input proposal."""
+def strategy_name(strategy: str | Sequence[str]) -> str:
+    """Display name: a named strategy as is, a composition joined with ``+``.
 
-    labels: Tensor  # int64 [N]: class id > 0 foreground, 0 background, -1 ignored
-    weights: Tensor  # float32 [N]: classification-loss weight; 0 where ignored
-    overlaps: Tensor  # float32 [N]: max IoU with any annotated box (0 without annotations)
-    matched_gt: Tensor  # int64 [N]: index into gt_boxes for foreground RoIs, -1 otherwise
+    >>> strategy_name("overlap_soft"), strategy_name(["overlap_soft", "pseudo_label"]), strategy_name([])
+    ('overlap_soft', 'overlap_soft+pseudo_label', 'baseline')
+    """
+    if isinstance(strategy, str):
+        return strategy
+    return "+".join(strategy) or "baseline"
 
 
-def resolve_params(strategy: str, params: dict[str, Any]) -> dict[str, Any]:
-    """Check a strategy name and its parameters; return them with defaults filled in.
+def _rules_of(strategy: str | Sequence[str]) -> tuple[str, ...]:
+    choices = f"choose one of {', '.join(STRATEGIES)}, or a list of rules such as [overlap_soft, pseudo_label]"
+    if isinstance(strategy, str):
+        if strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {strategy!r}; {choices}")
+        return STRATEGIES[strategy]
+    if not isinstance(strategy, (list, tuple)):
+        raise ValueError(f"strategy must be a name or a list of rule names, got {type(strategy).__name__}; {choices}")
+    rules: list[str] = []
+    for item in strategy:
+        if not isinstance(item, str) or item not in STRATEGIES:
+            raise ValueError(f"unknown rule {item!r} in strategy {list(strategy)}; {choices}")
+        for rule in STRATEGIES[item]:
+            if rule in rules:
+                raise ValueError(f"rule {rule!r} appears twice in strategy {list(strategy)}")
+            rules.append(rule)
+    return tuple(rules)
+
+
+@dataclass(frozen=True)
+class Composition:
+    """A strategy resolved once: the matcher's parameters and the rules with theirs, ready to apply.
+
+    ``params`` holds every parameter (matcher, rules and options) with defaults
+    filled in; ``needs`` the :class:`ImageContext` fields some rule reads.
+    """
+
+    name: str
+    rules: tuple[str, ...]
+    params: dict[str, Any]
+    before_sampling: tuple[Step, ...]
+    after_sampling: tuple[Step, ...]
+    needs: frozenset[str]
+
+    def assign(self, ctx: ImageContext) -> Assignment:
+        """Matcher, then every rule in order: the final :class:`Assignment` of ``ctx.proposals``."""
+        return self.assign_after_sampling(self.assign_before_sampling(ctx), ctx)
+
+    def assign_before_sampling(self, ctx: ImageContext) -> Assignment:
+        """Matcher and the rules that decide labels (all but ``after_sampling`` ones); ignored RoIs weigh 0."""
+        state = match(ctx, self.params["fg_iou"], self.params["bg_iou"], self.params["group_of_threshold"])
+        return _apply(state, ctx, self.before_sampling)
+
+    def assign_after_sampling(self, state: Assignment, ctx: ImageContext) -> Assignment:
+        """The ``after_sampling`` rules (weights only) on ``state``, RoIs ``ctx.proposals``."""
+        return _apply(state, ctx, self.after_sampling) if self.after_sampling else state
+
+
+def _apply(state: Assignment, ctx: ImageContext, steps: tuple[Step, ...]) -> Assignment:
+    for rule, kwargs in steps:
+        state = rule(state, ctx, **kwargs)
+    weights = state.weights
+    ignored = state.labels == -1
+    if bool(ignored.any()):
+        weights = weights.clone()
+        weights[ignored] = 0.0
+    return state._replace(weights=weights)
+
+
+def resolve_strategy(strategy: str | Sequence[str], params: dict[str, Any] | None = None) -> Composition:
+    """Check a strategy (a name or a list of rule names) and its parameters once; return the :class:`Composition`.
 
     Raises:
-        ValueError: unknown strategy, unknown parameter, missing required
-            parameter, or a value out of range.
+        ValueError: unknown strategy or rule, a rule twice, an ``after_sampling``
+            rule that is not last, unknown or missing parameter, value out of range.
 
     Example:
-        >>> resolve_params("hard_negative", {"min_overlap": 0.2})["min_overlap"]
-        0.2
+        >>> c = resolve_strategy(["overlap_soft", "pseudo_label"], {"a": 0.3})
+        >>> c.name, c.rules, c.params["a"], c.params["pseudo_weight"]
+        ('overlap_soft+pseudo_label', ('overlap_soft', 'pseudo_label'), 0.3, 'score')
     """
-    if strategy not in STRATEGY_PARAMS:
-        raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
-    allowed = {**COMMON_PARAMS, **STRATEGY_PARAMS[strategy]}
+    params = dict(params or {})
+    rules = _rules_of(strategy)
+    name = strategy_name(strategy)
+    specs = [RULES[r] for r in rules]
+    allowed: dict[str, Any] = dict(COMMON_PARAMS)
+    for spec in specs:
+        allowed.update(spec.params)
+        allowed.update(spec.options)
     unknown = sorted(set(params) - set(allowed))
     if unknown:
-        names = ", ".join(sorted(allowed)) or "none"
-        raise ValueError(f"strategy {strategy!r} got unknown parameter(s) {unknown}; it accepts: {names}")
+        raise ValueError(f"strategy {name!r} got unknown parameter(s) {unknown}; it accepts: {', '.join(sorted(allowed))}")
     resolved = {**allowed, **params}
-    missing = sorted(name for name, value in resolved.items() if value is _REQUIRED)
+    missing = sorted(key for key, value in resolved.items() if value is REQUIRED)
     if missing:
-        raise ValueError(f"strategy {strategy!r} needs parameter(s) {missing}")
+        raise ValueError(f"strategy {name!r} needs parameter(s) {missing}")
     if resolved["bg_iou"] is None:
         resolved["bg_iou"] = resolved["fg_iou"]
     fg, bg = float(resolved["fg_iou"]), float(resolved["bg_iou"])
@@ -107,79 +175,122 @@ def resolve_params(strategy: str, params: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"bg_iou must be in [0, fg_iou={fg}], got {bg}")
     if not 0.0 <= float(resolved["group_of_threshold"]) <= 1.0:
         raise ValueError(f"group_of_threshold must be in [0, 1], got {resolved['group_of_threshold']}")
-    if "min_overlap" in resolved and not 0.0 <= float(resolved["min_overlap"]) <= fg:
-        raise ValueError(f"min_overlap must be in [0, fg_iou={fg}], got {resolved['min_overlap']}")
-    if "a" in resolved:
-        if not 0.0 <= float(resolved["a"]) <= 1.0:
-            raise ValueError(f"a (the weight floor) must be in [0, 1], got {resolved['a']}")
-        if float(resolved["b"]) < 0 or float(resolved["c"]) < 0:
-            raise ValueError(f"b and c must be >= 0, got b={resolved['b']}, c={resolved['c']}")
-    return resolved
+    for spec in specs:
+        if spec.check is not None:
+            spec.check(resolved)
+    late = [r for r, spec in zip(rules, specs) if spec.after_sampling]
+    if late and rules[-len(late):] != tuple(late):
+        raise ValueError(f"rule {late[0]!r} must come last in strategy {name!r} (it weights the sampled RoIs)")
+    steps = tuple((spec.apply, {k: resolved[k] for k in (*spec.common, *spec.params)}) for spec in specs)
+    n_late = len(late)
+    return Composition(
+        name=name,
+        rules=rules,
+        params=resolved,
+        before_sampling=steps[: len(steps) - n_late],
+        after_sampling=steps[len(steps) - n_late:],
+        needs=frozenset(need for spec in specs for need in spec.needs),
+    )
 
 
-def _check_boxes(name: str, boxes: Tensor) -> None:
-    if not isinstance(boxes, Tensor) or boxes.dim() != 2 or boxes.shape[1] != 4:
-        shape = tuple(boxes.shape) if isinstance(boxes, Tensor) else type(boxes).__name__
-        raise ValueError(f"{name} must be a float tensor of shape [N, 4] (x1, y1, x2, y2), got {shape}")
-
-
-def group_of_coverage(proposals: Tensor, group_boxes: Tensor) -> Tensor:
-    """Fraction of each proposal's own area inside each box: float [N, G] in [0, 1].
-
-    Zero-area proposals get coverage 0.
+def resolve_params(strategy: str | Sequence[str], params: dict[str, Any]) -> dict[str, Any]:
+    """Check a strategy and its parameters; return them with defaults filled in.
 
     Example:
-        >>> group_of_coverage(torch.tensor([[0., 0., 10., 10.]]), torch.tensor([[0., 0., 5., 10.]])).tolist()
-        [[0.5]]
+        >>> resolve_params("hard_negative", {"min_overlap": 0.2})["min_overlap"]
+        0.2
     """
-    top_left = torch.maximum(proposals[:, None, :2], group_boxes[None, :, :2])
-    bottom_right = torch.minimum(proposals[:, None, 2:], group_boxes[None, :, 2:])
-    inter = (bottom_right - top_left).clamp(min=0).prod(dim=2)
-    area = (proposals[:, 2] - proposals[:, 0]).clamp(min=0) * (proposals[:, 3] - proposals[:, 1]).clamp(min=0)
-    return torch.where(area[:, None] > 0, inter / area[:, None].clamp(min=1e-12), torch.zeros_like(inter))
+    return resolve_strategy(strategy, params).params
 
 
-def _max_iou(proposals: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:
-    """Max IoU of each proposal with ``boxes`` and the argmax (-1 and 0.0 when there are none)."""
+def image_context(
+    proposals: Tensor,
+    gt_boxes: Tensor,
+    gt_labels: Tensor,
+    **inputs: Any,
+) -> ImageContext:
+    """An :class:`ImageContext` with shapes checked and ``gt_labels``/``group_of`` as int64/bool on the RoIs' device.
+
+    ``inputs``: any other :class:`ImageContext` field (``dropped_boxes``, ``prior_scores``, ...).
+    """
+    check_boxes("proposals", proposals)
+    check_boxes("gt_boxes", gt_boxes)
+    device = proposals.device
+    gt_labels = torch.as_tensor(gt_labels, device=device).reshape(-1).to(torch.int64)
+    if gt_labels.shape[0] != gt_boxes.shape[0]:
+        raise ValueError(f"gt_labels has {gt_labels.shape[0]} entries but gt_boxes has {gt_boxes.shape[0]} boxes")
+    if gt_labels.numel() and int(gt_labels.min()) < 1:
+        raise ValueError("gt_labels must be >= 1 (class 0 is background)")
+    group_of = inputs.pop("group_of", None)
+    if group_of is not None:
+        group_of = torch.as_tensor(group_of, device=device).reshape(-1).to(torch.bool)
+        if group_of.shape[0] != gt_boxes.shape[0]:
+            raise ValueError(f"group_of has {group_of.shape[0]} entries but gt_boxes has {gt_boxes.shape[0]} boxes")
+    return ImageContext(proposals, gt_boxes.to(device), gt_labels, group_of=group_of, **inputs)
+
+
+def match(ctx: ImageContext, fg_iou: float, bg_iou: float, group_of_threshold: float) -> Assignment:
+    """The common IoU matcher (torchvision's ``Matcher`` rule) plus the group-of rule; every weight 1."""
+    proposals, gt_boxes = ctx.proposals, ctx.gt_boxes
     n = proposals.shape[0]
-    if boxes.shape[0] == 0 or n == 0:
-        return (
-            torch.zeros(n, dtype=torch.float32, device=proposals.device),
-            torch.full((n,), -1, dtype=torch.int64, device=proposals.device),
-        )
-    best, index = box_iou(proposals.float(), boxes.float()).max(dim=1)
-    return best, index
+    device = proposals.device
+    overlaps, best_gt = max_iou(proposals, gt_boxes)
+    foreground = overlaps >= fg_iou
+    labels = torch.zeros(n, dtype=torch.int64, device=device)
+    labels[foreground] = ctx.gt_labels[best_gt[foreground]]
+    labels[(overlaps >= bg_iou) & ~foreground] = -1
+    matched_gt = torch.where(foreground, best_gt, torch.full_like(best_gt, -1))
+    group_of = ctx.group_of
+    if group_of is not None and bool(group_of.any()) and n:
+        coverage = group_of_coverage(proposals.float(), gt_boxes[group_of].float()).max(dim=1).values
+        labels[(labels == 0) & (coverage > group_of_threshold)] = -1
+    weights = torch.ones(n, dtype=torch.float32, device=device)
+    return Assignment(labels=labels, weights=weights, overlaps=overlaps.float(), matched_gt=matched_gt)
 
 
 def assign(
-    strategy: str,
+    strategy: str | Sequence[str],
     proposals: Tensor,
     gt_boxes: Tensor,
     gt_labels: Tensor,
     *,
     dropped_boxes: Tensor | None = None,
     proposal_scores: Tensor | None = None,
+    thresholds: Tensor | None = None,
     group_of: Tensor | None = None,
+    pseudo_boxes: Tensor | None = None,
+    pseudo_labels: Tensor | None = None,
+    pseudo_scores: Tensor | None = None,
+    objectness: Tensor | None = None,
+    iteration: int | None = None,
+    iterations: int | None = None,
     **params: Any,
 ) -> Assignment:
     """Assign labels and classification-loss weights to the proposals of one image.
 
+    Resolves ``strategy`` on every call; a training loop resolves it once with
+    :func:`resolve_strategy` and calls :meth:`Composition.assign`.
+
     Args:
-        strategy: one of ``baseline``, ``hard_negative``, ``overlap_soft``,
-            ``score_soft``, ``upper_bound`` (see the module docstring).
+        strategy: a name (``baseline``, ``hard_negative``, ``overlap_soft``,
+            ``score_soft``, ``upper_bound``, ``pseudo_label``,
+            ``objectness_mining``) or a list of rule names.
         proposals: float [N, 4] xyxy RoIs.
         gt_boxes: float [G, 4] xyxy annotated boxes (G may be 0).
         gt_labels: int64 [G] class ids >= 1.
-        dropped_boxes: float [K, 4] boxes removed by curation; required by
-            ``upper_bound`` (pass an empty [0, 4] tensor when none were dropped),
-            ignored by the other strategies.
+        dropped_boxes: float [K, 4] boxes removed by curation (``upper_bound``;
+            an empty [0, 4] tensor when none were dropped).
         proposal_scores: float [N, C] softmax scores of a prior detector,
-            background in column 0; required by ``score_soft``, ignored otherwise.
+            background in column 0, and ``thresholds`` float [C] per-class T (``score_soft``).
         group_of: bool [G], True for Open Images group-of boxes (default: none).
-        **params: ``fg_iou`` (0.5), ``bg_iou`` (= fg_iou), ``group_of_threshold``
-            (0.9) for every strategy; ``min_overlap`` (0.1) for ``hard_negative``;
-            ``a, b, c`` (0.25, 50, 20) for ``overlap_soft`` and ``score_soft``;
-            ``thresholds`` (float [C] per-class T, required) for ``score_soft``.
+        pseudo_boxes, pseudo_labels, pseudo_scores: a teacher's boxes [P, 4],
+            classes [P] and confidences [P] (``pseudo_label``).
+        objectness: float [N] RPN objectness probabilities (``objectness_mining``).
+        iteration, iterations: training progress (``objectness_mining``'s warm-up;
+            without them the rule always applies).
+        **params: matcher parameters ``fg_iou`` (0.5), ``bg_iou`` (= fg_iou),
+            ``group_of_threshold`` (0.9) and the rules' parameters (see
+            :data:`softsampling.sampling.rules.RULES`).
 
     Returns:
         :class:`Assignment` with one entry per proposal.
@@ -193,71 +304,10 @@ def assign(
         >>> a.labels.tolist(), [round(w, 3) for w in a.weights.tolist()]
         ([3, 3, 0], [1.0, 1.0, 0.25])
     """
-    p = resolve_params(strategy, params)
-    _check_boxes("proposals", proposals)
-    _check_boxes("gt_boxes", gt_boxes)
-    gt_labels = torch.as_tensor(gt_labels, device=proposals.device).reshape(-1).to(torch.int64)
-    if gt_labels.shape[0] != gt_boxes.shape[0]:
-        raise ValueError(f"gt_labels has {gt_labels.shape[0]} entries but gt_boxes has {gt_boxes.shape[0]} boxes")
-    if gt_labels.numel() and int(gt_labels.min()) < 1:
-        raise ValueError("gt_labels must be >= 1 (class 0 is background)")
-    n = proposals.shape[0]
-    device = proposals.device
-    gt_boxes = gt_boxes.to(device)
-
-    # Common rules: foreground / background / ignored band.
-    overlaps, best_gt = _max_iou(proposals, gt_boxes)
-    foreground = overlaps >= p["fg_iou"]
-    labels = torch.zeros(n, dtype=torch.int64, device=device)
-    labels[foreground] = gt_labels[best_gt[foreground]]
-    labels[(overlaps >= p["bg_iou"]) & ~foreground] = -1
-    matched_gt = torch.where(foreground, best_gt, torch.full_like(best_gt, -1))
-
-    if group_of is not None:
-        group_of = torch.as_tensor(group_of, device=device).reshape(-1).to(torch.bool)
-        if group_of.shape[0] != gt_boxes.shape[0]:
-            raise ValueError(f"group_of has {group_of.shape[0]} entries but gt_boxes has {gt_boxes.shape[0]} boxes")
-        if bool(group_of.any()) and n:
-            coverage = group_of_coverage(proposals.float(), gt_boxes[group_of].float()).max(dim=1).values
-            labels[(labels == 0) & (coverage > p["group_of_threshold"])] = -1
-
-    weights = torch.ones(n, dtype=torch.float32, device=device)
-    background = labels == 0
-    if strategy == "hard_negative":
-        labels[background & (overlaps < p["min_overlap"])] = -1
-    elif strategy == "overlap_soft":
-        weights[background] = gompertz_weight(overlaps[background], p["a"], p["b"], p["c"]).float()
-    elif strategy == "score_soft":
-        weights[background] = _score_soft_weights(proposal_scores, p, n)[background]
-    elif strategy == "upper_bound":
-        if dropped_boxes is None:
-            raise ValueError(
-                "strategy 'upper_bound' needs dropped_boxes (float [K, 4]; pass an empty [0, 4] tensor for none)"
-            )
-        _check_boxes("dropped_boxes", dropped_boxes)
-        dropped_overlaps, _ = _max_iou(proposals, dropped_boxes.to(device))
-        matches_dropped = (dropped_overlaps >= p["fg_iou"]) & (dropped_overlaps > overlaps)
-        labels[matches_dropped] = -1
-        matched_gt[matches_dropped] = -1
-
-    weights[labels == -1] = 0.0
-    return Assignment(labels=labels, weights=weights, overlaps=overlaps.float(), matched_gt=matched_gt)
-
-
-def _score_soft_weights(proposal_scores: Tensor | None, p: dict[str, Any], n: int) -> Tensor:
-    """G(score of the top non-background class, T of that class) for every proposal: float32 [N]."""
-    if proposal_scores is None:
-        raise ValueError("strategy 'score_soft' needs proposal_scores (float [N, C] prior softmax scores)")
-    scores = torch.as_tensor(proposal_scores)
-    thresholds = torch.as_tensor(p["thresholds"], dtype=torch.float32, device=scores.device).reshape(-1)
-    if scores.dim() != 2 or scores.shape[0] != n or scores.shape[1] < 2:
-        raise ValueError(
-            f"proposal_scores must have shape [N={n}, C>=2] (background in column 0), got {tuple(scores.shape)}"
-        )
-    if thresholds.shape[0] != scores.shape[1]:
-        raise ValueError(
-            f"thresholds must have one entry per class including background (C={scores.shape[1]}), "
-            f"got {thresholds.shape[0]}"
-        )
-    top_score, top_class = scores[:, 1:].float().max(dim=1)
-    return score_weight(top_score, thresholds[top_class + 1], p["a"], p["b"], p["c"]).float()
+    composition = resolve_strategy(strategy, params)
+    ctx = image_context(
+        proposals, gt_boxes, gt_labels, group_of=group_of, dropped_boxes=dropped_boxes,
+        prior_scores=proposal_scores, thresholds=thresholds, pseudo_boxes=pseudo_boxes, pseudo_labels=pseudo_labels,
+        pseudo_scores=pseudo_scores, objectness=objectness, iteration=iteration, iterations=iterations,
+    )
+    return composition.assign(ctx)

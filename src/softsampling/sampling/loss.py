@@ -27,6 +27,7 @@ def weighted_fastrcnn_loss(
     weights: Tensor | list[Tensor],
     *,
     normalization: str = "count",
+    regress: Tensor | list[Tensor] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Weighted Fast R-CNN loss over the sampled RoIs of a batch.
 
@@ -39,6 +40,9 @@ def weighted_fastrcnn_loss(
         weights: float [N] (or list) classification-loss weight per RoI.
         normalization: ``count``: ``sum_i w_i CE_i / N`` (torchvision and the
             authors' code); ``weight_sum``: ``sum_i w_i CE_i / sum_i w_i``.
+        regress: bool [N] (or list), which foreground RoIs train box regression
+            (default: all; ``pseudo_label`` leaves out RoIs on pseudo boxes
+            unless ``pseudo_regress``). The normaliser stays ``N``.
 
     Returns:
         ``(loss_classifier, loss_box_reg)`` scalars. With all weights 1 and
@@ -74,7 +78,10 @@ def weighted_fastrcnn_loss(
     else:
         loss_classifier = weighted_sum / weights.sum().clamp(min=torch.finfo(weights.dtype).eps)
 
-    foreground = torch.where(labels > 0)[0]
+    has_box = labels > 0
+    if regress is not None:
+        has_box &= _cat(regress).to(device=labels.device, dtype=torch.bool)
+    foreground = torch.where(has_box)[0]
     deltas = box_regression.reshape(n, -1, 4)[foreground, labels[foreground]]
     loss_box_reg = F.smooth_l1_loss(deltas, regression_targets[foreground], beta=1 / 9, reduction="sum") / n
     return loss_classifier, loss_box_reg
