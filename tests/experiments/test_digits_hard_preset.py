@@ -42,7 +42,8 @@ def test_reproduce_digits_hard_dry_run_builds_hard_scenes(tmp_path, monkeypatch,
     assert (out / "data/curated/seed0/train_drop50.manifest.json").exists()
     saved = json.loads((out / "reproduce.json").read_text())
     assert saved["preset"]["name"] == "digits-hard" and saved["preset"]["digits"]["preset"] == "hard"
-    assert len(saved["cells"]) == 8 and sum("(to run)" in ln for ln in printed.splitlines()) == 8
+    # 3 full-data rows and 7 at 50% (no val split here, so no pseudo-label rows)
+    assert len(saved["cells"]) == 10 and sum("(to run)" in ln for ln in printed.splitlines()) == 10
 
 
 def test_a_digits_hard_cell_trains_and_predicts(tmp_path, monkeypatch):

@@ -199,24 +199,29 @@ class FakeClock:
 
 
 def test_progress_lines_count_runs_elapsed_and_time_left(tmp_path):
-    cells = cells_for(seeds=(0,))  # 14 runs
+    cells = cells_for(seeds=(0,))
+    n = len(cells)
     clock, fake = FakeClock(), FakeLauncher()
 
     def hundred_seconds(spec_path, out, log_path):
         clock.now += 100.0
         return fake(spec_path, out, log_path)
 
+    def mmss(seconds: int) -> str:
+        return f"{seconds // 60:02d}:{seconds % 60:02d}"
+
     lines: list[str] = []
     progress = GridProgress(log=lines.append, bar=False, heartbeat=3600, clock=clock)
     run_cells(cells, tmp_path, jobs=1, launcher=hundred_seconds, progress=progress)
-    assert lines[0] == ("started seed0/baseline-full; 0/14 runs done, 1 running, 00:00 elapsed, "
+    assert lines[0] == (f"started seed0/baseline-full; 0/{n} runs done, 1 running, 00:00 elapsed, "
                         "time left known after the first run")
-    # one run took 100 s, one at a time: 13 left take 1300 s = 21:40
-    assert lines[1].startswith("[1/14] seed0/baseline-full: test mAP ")
-    assert lines[1].endswith("; 1/14 runs done, 0 running, 01:40 elapsed, about 21:40 left")
-    assert lines[3].endswith("; 2/14 runs done, 0 running, 03:20 elapsed, about 20:00 left")
-    assert lines[-1].startswith("[14/14] ") and lines[-1].endswith("14/14 runs done, 0 running, 23:20 elapsed, about 00:00 left")
-    assert len(lines) == 2 * 14
+    # one run took 100 s, one at a time: the n - 1 left take (n - 1) * 100 s
+    assert lines[1].startswith(f"[1/{n}] seed0/baseline-full: test mAP ")
+    assert lines[1].endswith(f"; 1/{n} runs done, 0 running, 01:40 elapsed, about {mmss((n - 1) * 100)} left")
+    assert lines[3].endswith(f"; 2/{n} runs done, 0 running, 03:20 elapsed, about {mmss((n - 2) * 100)} left")
+    assert lines[-1].startswith(f"[{n}/{n}] ")
+    assert lines[-1].endswith(f"{n}/{n} runs done, 0 running, {mmss(n * 100)} elapsed, about 00:00 left")
+    assert len(lines) == 2 * n
 
 
 def test_time_left_counts_parallel_runs_and_what_running_ones_did():
