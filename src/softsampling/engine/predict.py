@@ -24,7 +24,7 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[t
     # score_soft's prior is only needed for training; rebuild the plain head for inference
     cfg_for_build = _from_dict(RunConfig, {**state["config"], "strategy": "baseline", "prior_run": None,
                                            "strategy_params": {}, "rpn_full_annotations": False}, "")
-    model = build_model(cfg_for_build, label_map.num_classes)
+    model = build_model(cfg_for_build, label_map.num_classes, load_weights=False)  # model.pt holds them all
     model.load_state_dict(state["model"])
     model.eval().to(device)
     return model, label_map, cfg

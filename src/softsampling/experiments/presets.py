@@ -128,7 +128,10 @@ def smoke_preset() -> Preset:
 def voc_preset(voc_root: str | None = None, backbone_weights: str | None = None) -> Preset:
     overrides: tuple[str, ...] = ()
     if backbone_weights:
-        overrides = (f"model.backbone_weights={Path(backbone_weights).resolve()}",)
+        from softsampling.model.weights import is_weights_name
+
+        value = backbone_weights if is_weights_name(backbone_weights) else Path(backbone_weights).resolve()
+        overrides = (f"model.backbone_weights={value}",)
     return Preset(
         name="voc",
         description="the paper's configuration on PASCAL VOC 2007 (trainval -> test), ResNet-50-FPN; needs a GPU",
@@ -158,8 +161,10 @@ def get_preset(name: str, *, voc_root: str | None = None, backbone_weights: str 
                                     fix="pass --voc-root PATH/VOCdevkit/VOC2007 (with Annotations, ImageSets, JPEGImages)")
         if not Path(voc_root).is_dir():
             raise SoftSamplingError("VOC folder not found", file=voc_root, fix="pass --voc-root PATH/VOCdevkit/VOC2007")
-        if backbone_weights and not Path(backbone_weights).is_file():
-            raise SoftSamplingError("backbone weights file not found", file=backbone_weights,
-                                    fix="download torchvision's ResNet-50 ImageNet weights yourself and pass their path")
+        from softsampling.model.builders import RESNET50_WEIGHTS_HINT
+        from softsampling.model.weights import is_weights_name
+
+        if backbone_weights and not is_weights_name(backbone_weights) and not Path(backbone_weights).is_file():
+            raise SoftSamplingError("backbone weights file not found", file=backbone_weights, fix=RESNET50_WEIGHTS_HINT)
         return voc_preset(voc_root, backbone_weights)
     raise SoftSamplingError(f"unknown preset {name!r}", fix=f"use one of {', '.join(PRESET_NAMES)}")

@@ -52,8 +52,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=int, default=2, help="runs trained at the same time (default 2, one core each)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per run (OMP_NUM_THREADS; default 1)")
     parser.add_argument("--voc-root", default=None, metavar="DIR", help="voc preset: the VOCdevkit/VOC2007 folder")
-    parser.add_argument("--backbone-weights", default=None, metavar="FILE",
-                        help="voc preset: locally stored torchvision ResNet-50 ImageNet weights")
+    parser.add_argument("--backbone-weights", default=None, metavar="NAME|FILE",
+                        help="voc preset: ResNet-50 ImageNet weights, a torchvision name "
+                             "(ResNet50_Weights.IMAGENET1K_V1, downloaded once into torchvision's cache) or a local file")
     parser.add_argument("--config", default=None, metavar="YAML", help="start every run from this config instead of the preset's")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key in every run, e.g. --set train.iterations=300 "
