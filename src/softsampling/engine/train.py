@@ -29,6 +29,7 @@ from softsampling.data.formats import load_dataset
 from softsampling.data.records import DetectionDataset
 from softsampling.engine.checkpoint import load_checkpoint, save_checkpoint
 from softsampling.engine.config import RunConfig, save_config
+from softsampling.engine.distributed import distributed_context
 from softsampling.engine.data import DetectionTrainingSet, LabelMap, collate, dropped_by_image
 from softsampling.engine.gpu import apply_gpu_settings, autocast, check_gpu_settings, grad_scaler
 from softsampling.errors import SoftSamplingError
@@ -64,18 +65,6 @@ def pick_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise SoftSamplingError("train.device=cuda but no CUDA GPU is available", fix="use --set train.device=cpu")
     return torch.device(name)
-
-
-def distributed_context() -> tuple[int, int]:
-    """(rank, world size); initialises the process group when launched by torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not torch_dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        torch_dist.init_process_group(backend=backend)
-        if torch.cuda.is_available():
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    rank = torch_dist.get_rank() if torch_dist.is_initialized() else 0
-    return rank, world
 
 
 def image_check_options(fmt: str, images: str | Path | None, allow_outside_root: bool) -> dict[str, Any]:
