@@ -67,7 +67,7 @@ def test_digits_model_training_reduces_loss() -> None:
 
 def test_paper_model_missing_weights(tmp_path) -> None:
     path = tmp_path / "nowhere" / "resnet50.pth"
-    with pytest.raises(SoftSamplingError, match="resnet50.pth.*not found.*download"):
+    with pytest.raises(SoftSamplingError, match="resnet50.pth.*not found.*ResNet50_Weights.IMAGENET1K_V2"):
         build_paper_model(21, backbone_weights=path)
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"not a checkpoint")

@@ -25,6 +25,8 @@ import yaml
 from softsampling.errors import SoftSamplingError
 from softsampling.parsing import parse_yaml
 
+MODEL_NAMES = ("digits", "resnet50_fpn", "resnet50_fpn_v2")
+
 
 @dataclass
 class DataConfig:
@@ -47,8 +49,12 @@ class DataConfig:
 class ModelConfig:
     """Which detector to build. ``digits``: small CPU model; ``resnet50_fpn``: the paper's configuration."""
 
-    name: str = "digits"  # digits | resnet50_fpn
-    backbone_weights: str | None = None  # local ImageNet weights for resnet50_fpn (never downloaded)
+    name: str = "digits"  # digits | resnet50_fpn | resnet50_fpn_v2
+    # ImageNet ResNet-50 weights: torchvision name (ResNet50_Weights.IMAGENET1K_V2) or local file
+    backbone_weights: str | None = None
+    # the whole detector: torchvision name (FasterRCNN_ResNet50_FPN_V2_Weights.COCO_V1) or local file;
+    # the box predictor is re-initialised for the dataset's classes
+    weights: str | None = None
     deformable_conv5: bool = False
     soft_nms: str | None = None  # None | gaussian | linear
     min_size: int | None = None  # resize (None: the builder's default)
@@ -72,7 +78,9 @@ class TrainConfig:
     checkpoint_every: int = 100
     log_every: int = 10
     device: str = "auto"  # auto | cpu | cuda
-    amp: bool = False  # mixed precision (CUDA only)
+    amp: bool = False  # mixed precision: torch.autocast + GradScaler (CUDA only)
+    cudnn_benchmark: bool = False  # let cuDNN pick the fastest conv algorithms (CUDA only; not deterministic)
+    channels_last: bool = False  # NHWC memory format for the model, faster convs with amp (CUDA only)
     deterministic: bool = True  # deterministic algorithms (CPU runs are then bit-reproducible)
     threads: int | None = None  # torch intra-op threads (None: torch default)
 
@@ -101,13 +109,19 @@ class RunConfig:
 
         The ``data.test*`` keys are left out (test data never changes the trained
         model), and so is ``model.options`` while empty, so runs made before these
-        keys existed keep their digest.
+        keys existed keep their digest; likewise ``model.weights`` while null and
+        ``train.cudnn_benchmark`` / ``train.channels_last`` while false.
         """
         values = self.to_dict()
         for key in ("test", "test_images", "test_split"):
             values["data"].pop(key)
         if not values["model"]["options"]:
             values["model"].pop("options")
+        if values["model"]["weights"] is None:
+            values["model"].pop("weights")
+        for key in ("cudnn_benchmark", "channels_last"):  # speed settings added later; off by default
+            if not values["train"][key]:
+                values["train"].pop(key)
         blob = json.dumps(values, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
@@ -225,8 +239,8 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise bad("normalization", f"unknown mode {cfg.normalization!r}", "use count or weight_sum")
     if cfg.data.format not in ("coco", "voc", "openimages"):
         raise bad("data.format", f"unknown format {cfg.data.format!r}", "use coco, voc or openimages")
-    if cfg.model.name not in ("digits", "resnet50_fpn"):
-        raise bad("model.name", f"unknown model {cfg.model.name!r}", "use digits or resnet50_fpn")
+    if cfg.model.name not in MODEL_NAMES:
+        raise bad("model.name", f"unknown model {cfg.model.name!r}", f"use {', '.join(MODEL_NAMES)}")
     t = cfg.train
     for key in ("iterations", "batch_size", "checkpoint_every", "log_every"):
         v = getattr(t, key)

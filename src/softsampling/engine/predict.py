@@ -24,7 +24,7 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[t
     # score_soft's prior is only needed for training; rebuild the plain head for inference
     cfg_for_build = _from_dict(RunConfig, {**state["config"], "strategy": "baseline", "prior_run": None,
                                            "strategy_params": {}, "rpn_full_annotations": False}, "")
-    model = build_model(cfg_for_build, label_map.num_classes)
+    model = build_model(cfg_for_build, label_map.num_classes, load_weights=False)  # model.pt holds them all
     model.load_state_dict(state["model"])
     model.eval().to(device)
     return model, label_map, cfg
@@ -38,19 +38,37 @@ def predict_images(model: torch.nn.Module, images: list[torch.Tensor], device: t
 
 
 def predict_dataset(model: torch.nn.Module, ds: DetectionDataset, label_map: LabelMap, *, batch_size: int = 8,
-                    device: torch.device | str = "cpu", score_threshold: float = 0.0, progress: bool = False) -> Detections:
-    """Detections for every image of ``ds`` (labels in ``ds``'s category ids)."""
+                    device: torch.device | str = "cpu", score_threshold: float = 0.0, progress: bool = False,
+                    distributed: bool = False) -> Detections:
+    """Detections for every image of ``ds`` (labels in ``ds``'s category ids).
+
+    ``distributed=True`` (every process of a ``torchrun`` job must call it): each
+    process runs every ``world``-th batch (the batches are those of one process,
+    see :mod:`softsampling.engine.distributed`); rank 0 returns all detections,
+    in the order one process gives, the other ranks an empty :class:`Detections`.
+    """
     from tqdm import tqdm
 
-    parts: list[Detections] = []
-    for start in tqdm(range(0, ds.num_images, batch_size), disable=not progress, desc="predict", unit="batch"):
-        rows = list(range(start, min(start + batch_size, ds.num_images)))
+    from softsampling.engine.distributed import distributed_context, gather_in_main, owned
+
+    rank, world = distributed_context() if distributed else (0, 1)
+    done: list[tuple[int, Detections]] = []
+    batches = [b for b in range((ds.num_images + batch_size - 1) // batch_size) if owned(b, rank, world)]
+    for b in tqdm(batches, disable=not progress or rank != 0, desc="predict", unit="batch"):
+        rows = list(range(b * batch_size, min((b + 1) * batch_size, ds.num_images)))
         outs = predict_images(model, [load_image(ds.image_path(r)) for r in rows], device)
+        parts = []
         for r, out in zip(rows, outs):
             keep = out["scores"] >= score_threshold
             n = int(keep.sum())
             parts.append(Detections(np.full(n, r), out["boxes"][keep].numpy(),
                                     label_map.to_dataset(out["labels"][keep].numpy()), out["scores"][keep].numpy()))
+        done.append((b, _concatenate(parts)))
+    merged = gather_in_main(done) if distributed else done
+    return _concatenate([dets for _, dets in merged])
+
+
+def _concatenate(parts: list[Detections]) -> Detections:
     if not parts:
         return Detections.empty()
     return Detections(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("image_index", "boxes", "labels", "scores")))

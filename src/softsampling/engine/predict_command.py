@@ -14,14 +14,22 @@ ground truth's file names (relative path, base name or stem). Two images
 with the same base name are refused, as their detections could not be told
 apart.
 
+Many images (--image-list, torchrun): the list is streamed, detections are
+written in chunks to OUT/detections.partial/ and merged at the end; a killed
+run continues where it stopped when started again with the same command.
+Under torchrun each process predicts every N-th chunk; the output is the same
+as one process's.
+
 Examples:
   softsampling predict --run runs/oss50 --images digits/images/test --out preds --draw
+  torchrun --nproc-per-node 8 -m softsampling.cli predict --run runs/oss50 --image-list all.txt --out preds
   softsampling predict --run runs/oss50 --images a.png b.png --out preds --score-threshold 0.5
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -33,14 +41,33 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".we
 
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", type=Path, required=True, help="run folder written by `softsampling train`")
-    parser.add_argument("--images", type=Path, nargs="+", required=True, help="image files and/or folders of images")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--images", type=Path, nargs="+", help="image files and/or folders of images")
+    source.add_argument("--image-list", type=Path, metavar="FILE",
+                        help="text file of image paths, one per line (relative to the file's folder), read as a "
+                             "stream: for millions of images")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--draw", action="store_true", help="also write images with the detections drawn")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--score-threshold", type=float, default=0.05, help="drop detections below this score (default 0.05)")
     group.add_argument("--thresholds", type=Path, help="per-class thresholds JSON from `softsampling calibrate`")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    parser.add_argument("--force", action="store_true", help="overwrite OUT/detections.json if present")
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite OUT/detections.json if present, and start over instead of resuming")
+    parser.add_argument("--chunk-size", type=int, default=1000, metavar="N",
+                        help="images per chunk written to OUT/detections.partial/ (what a resumed run skips; default 1000)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def refuse_duplicate_names(paths: Iterable[Path]) -> int:
+    """The number of paths; two with the same base name are an error (detections name images by file name)."""
+    first: dict[str, Path] = {}
+    for f in paths:
+        if f.name in first:
+            raise SoftSamplingError(f"two images are named {f.name!r} ({first[f.name]} and {f})", file=f,
+                                    fix="detections name images by file name: predict each folder into its own --out")
+        first[f.name] = f
+    return len(first)
 
 
 def collect_images(paths: list[Path]) -> list[Path]:
@@ -54,12 +81,7 @@ def collect_images(paths: list[Path]) -> list[Path]:
             raise SoftSamplingError("image path does not exist", file=p, fix="pass existing image files or folders")
     if not found:
         raise SoftSamplingError("no images found", file=", ".join(map(str, paths)), fix="pass image files or folders of images")
-    first: dict[str, Path] = {}
-    for f in found:
-        if f.name in first:
-            raise SoftSamplingError(f"two images are named {f.name!r} ({first[f.name]} and {f})", file=f,
-                                    fix="detections name images by file name: predict each folder into its own --out")
-        first[f.name] = f
+    refuse_duplicate_names(found)
     return found
 
 
@@ -81,37 +103,43 @@ def read_thresholds(path: Path, names: tuple[str, ...]) -> dict[str, float]:
 
 
 def run(args: argparse.Namespace) -> int:
-
-    from softsampling.engine.data import load_image
-    from softsampling.engine.predict import load_run, predict_images
+    from softsampling.engine.distributed import distributed_context
+    from softsampling.engine.predict import load_run
+    from softsampling.engine.predict_stream import predict_to_file, read_image_list
     from softsampling.engine.train import pick_device
-    from softsampling.io import check_can_write, write_json
+    from softsampling.io import check_can_write
 
+    if args.chunk_size < 1:
+        raise SoftSamplingError(f"--chunk-size must be >= 1, got {args.chunk_size}", fix="e.g. --chunk-size 1000")
     out_json = args.out / "detections.json"
     check_can_write(out_json, force=args.force)
-    files = collect_images(args.images)
+    if args.image_list is not None:
+        num_images = refuse_duplicate_names(read_image_list(args.image_list))  # streamed: count and check names
+        files = read_image_list(args.image_list)
+        source = {"image_list": str(args.image_list.resolve()), "num_images": num_images}
+    else:
+        files = collect_images(args.images)
+        num_images = len(files)
+        source = {"images": [str(p.resolve()) for p in args.images], "num_images": num_images}
+    if num_images == 0:
+        raise SoftSamplingError("no images found", file=args.image_list, fix="list one image path per line")
+    rank, _ = distributed_context()  # under torchrun: before the model goes to this process's GPU
     device = pick_device(args.device)
     model, label_map, _ = load_run(args.run, device)
     per_class = read_thresholds(args.thresholds, label_map.names) if args.thresholds else {}
     default = args.score_threshold if not args.thresholds else 0.0
     cut = np.array([default] + [per_class.get(n, default) for n in label_map.names], dtype=np.float32)
-    results = []
-    for f in files:
-        image = load_image(f)
-        out = predict_images(model, [image], device)[0]
-        labels = out["labels"].numpy()
-        keep = out["scores"].numpy() >= cut[labels]
-        boxes, scores = out["boxes"].numpy()[keep], out["scores"].numpy()[keep]
-        cats = label_map.to_dataset(labels[keep])
-        for b, c, s in zip(boxes, cats, scores):
-            x1, y1, x2, y2 = (round(float(v), 2) for v in b)
-            results.append({"file_name": f.name, "category_id": int(c),
-                            "bbox": [x1, y1, round(x2 - x1, 2), round(y2 - y1, 2)], "score": round(float(s), 5)})
-        if args.draw:
-            from softsampling.engine.draw import draw_detections
 
-            names = dict(zip(label_map.category_ids, label_map.names))
-            draw_detections(image, boxes, [names[int(c)] for c in cats], scores, args.out / "drawn" / f"{f.stem}.png")
-    write_json(out_json, results, indent=None)
-    print(f"{len(results)} detections on {len(files)} image(s) -> {out_json}")
+    def draw(path: Path, image, boxes, cats, scores) -> None:
+        from softsampling.engine.draw import draw_detections
+
+        names = dict(zip(label_map.category_ids, label_map.names))
+        draw_detections(image, boxes, [names[int(c)] for c in cats], scores, args.out / "drawn" / f"{path.stem}.png")
+
+    job = {"run": str(args.run.resolve()), **source, "thresholds": cut.tolist()}
+    images, count = predict_to_file(model, label_map, files, out_json, job=job, cut=cut, device=device,
+                                    num_images=num_images, chunk_size=args.chunk_size, force=args.force,
+                                    progress=not args.no_progress, on_image=draw if args.draw else None)
+    if rank == 0:
+        print(f"{count} detections on {images} image(s) -> {out_json}")
     return 0

@@ -29,7 +29,9 @@ from softsampling.data.formats import load_dataset
 from softsampling.data.records import DetectionDataset
 from softsampling.engine.checkpoint import load_checkpoint, save_checkpoint
 from softsampling.engine.config import RunConfig, composition_of, save_config
+from softsampling.engine.distributed import distributed_context
 from softsampling.engine.data import DetectionTrainingSet, LabelMap, collate, dropped_by_image
+from softsampling.engine.gpu import apply_gpu_settings, autocast, check_gpu_settings, grad_scaler
 from softsampling.errors import SoftSamplingError
 from softsampling.io import atomic_write, check_can_write, remove_stale_temp_files, write_json
 from softsampling.sampling import strategy_name
@@ -64,18 +66,6 @@ def pick_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise SoftSamplingError("train.device=cuda but no CUDA GPU is available", fix="use --set train.device=cpu")
     return torch.device(name)
-
-
-def distributed_context() -> tuple[int, int]:
-    """(rank, world size); initialises the process group when launched by torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not torch_dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        torch_dist.init_process_group(backend=backend)
-        if torch.cuda.is_available():
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    rank = torch_dist.get_rank() if torch_dist.is_initialized() else 0
-    return rank, world
 
 
 def image_check_options(fmt: str, images: str | Path | None, allow_outside_root: bool) -> dict[str, Any]:
@@ -125,22 +115,35 @@ def _rules(cfg: RunConfig) -> tuple[str, ...]:
 
 
 def build_model(cfg: RunConfig, num_classes: int, *, prior: torch.nn.Module | None = None,
-                thresholds: torch.Tensor | None = None) -> torch.nn.Module:
+                thresholds: torch.Tensor | None = None, load_weights: bool = True) -> torch.nn.Module:
     """The detector of ``cfg.model`` with the label-assignment strategy of ``cfg`` installed.
 
     ``score_soft`` also needs the round-one detector (``prior``) and the per-class ``thresholds``
     (see :mod:`softsampling.engine.prior`); both are passed beside, not inside, the strategy's parameters.
+    ``load_weights=False`` builds the same layout without reading ``model.weights`` /
+    ``model.backbone_weights`` (a trained run's ``model.pt`` holds every weight). What loading
+    detector weights skipped is in ``model.weights_report`` (``None`` without ``model.weights``).
     """
     from softsampling.model import build_digits_model, build_paper_model, train_rpn_on_full_annotations, use_strategy
+    from softsampling.model.weights import load_detector_weights
 
     m = cfg.model
     size = {k: v for k, v in (("min_size", m.min_size), ("max_size", m.max_size)) if v is not None}
     size.update(m.options)
     if m.name == "digits":
+        if m.backbone_weights is not None:
+            raise SoftSamplingError("model.backbone_weights applies to model.name=resnet50_fpn or resnet50_fpn_v2",
+                                    fix="leave it null for the digits model (model.weights loads a whole detector)")
         model = build_digits_model(num_classes=num_classes, **size)
+        model.weights_report = None
+        if m.weights is not None and load_weights:
+            model.weights_report = load_detector_weights(model, m.weights, model_name="digits")
     else:
-        model = build_paper_model(num_classes, backbone_weights=m.backbone_weights, deformable_conv5=m.deformable_conv5,
-                                  soft_nms=m.soft_nms, **size)
+        pretrained = m.weights is not None or m.backbone_weights is not None
+        model = build_paper_model(num_classes, backbone_weights=m.backbone_weights if load_weights else None,
+                                  weights=m.weights if load_weights else None,
+                                  version=2 if m.name == "resnet50_fpn_v2" else 1, frozen_batch_norm=pretrained,
+                                  deformable_conv5=m.deformable_conv5, soft_nms=m.soft_nms, **size)
     model = use_strategy(model, cfg.strategy, sampling=cfg.sampling, normalization=cfg.normalization,
                          prior=prior, thresholds=thresholds, **cfg.strategy_params)
     if cfg.rpn_full_annotations:
@@ -230,6 +233,7 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, progress
         check_can_write(out_dir / LAST, force=True)  # a writable folder (or one we can create), before any work
 
     device = pick_device(t.device)
+    check_gpu_settings(t, device)
     if t.threads:
         torch.set_num_threads(t.threads)
     torch.manual_seed(cfg.seed + rank)
@@ -258,12 +262,16 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, progress
 
         train_set.pseudo = prepare_pseudo_boxes(cfg, train_set, out_dir if is_main else None, device,
                                                 allow_outside_root=allow_outside_root)
-    model = build_model(cfg, label_map.num_classes, prior=prior, thresholds=thresholds)
+    model = build_model(cfg, label_map.num_classes, prior=prior, thresholds=thresholds,
+                        load_weights=not (resume and last_path.exists()))
+    if is_main and progress and getattr(model, "weights_report", None) is not None:
+        print(model.weights_report.summary())
     model.to(device)
+    model = apply_gpu_settings(model, t)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: lr_factor(i, cfg))
-    scaler = torch.amp.GradScaler("cuda", enabled=t.amp and device.type == "cuda")
+    scaler = grad_scaler(t)
 
     start = 0
     if resume and last_path.exists():
@@ -307,7 +315,7 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, progress
         images = [im.to(device) for im in images]
         targets = [{k: v.to(device) for k, v in tg.items()} for tg in targets]
         model.roi_heads.set_progress(it, t.iterations)  # rules with a warm-up (objectness_mining)
-        with torch.autocast(device.type, enabled=t.amp and device.type == "cuda"):
+        with autocast(t, device):
             losses = ddp_model(images, targets)
         loss = sum(losses.values())
         if not torch.isfinite(loss):
@@ -334,6 +342,8 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, progress
             elapsed = time.perf_counter() - tic
             record = {"iteration": done, "loss": values[0], **dict(zip(losses.keys(), values[1:])),
                       "lr": optimizer.param_groups[0]["lr"], "sec_per_iter": round(elapsed / t.log_every, 4)}
+            if device.type == "cuda":  # peak GPU memory of this process so far
+                record["max_memory_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
             _append_metrics(metrics_path, record)
             bar.set_postfix(loss=f"{values[0]:.3f}", s_it=f"{record['sec_per_iter']:.2f}")
             tic = time.perf_counter()

@@ -56,6 +56,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from softsampling.engine.distributed import distributed_context
     from softsampling.engine.predict import load_run, predict_dataset
     from softsampling.engine.train import pick_device
     from softsampling.evaluation.calibrate import calibrate_thresholds, format_calibration
@@ -69,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.out if args.out is not None else args.run / "thresholds.json"
     check_can_write(out, force=args.force)
 
+    rank, _ = distributed_context()  # under torchrun: before the model goes to this process's GPU
     device = pick_device(args.device)
     model, label_map, cfg = load_run(args.run, device)
     if len(set(label_map.names)) != len(label_map.names):
@@ -78,7 +80,9 @@ def run(args: argparse.Namespace) -> int:
     _check_classes(gt, label_map.category_ids, label_map.names, source)
 
     dets = predict_dataset(model, gt, label_map, batch_size=args.batch_size, device=device,
-                           score_threshold=0.0, progress=not args.no_progress)
+                           score_threshold=0.0, progress=not args.no_progress, distributed=True)
+    if rank != 0:  # rank 0 holds every detection and writes the result
+        return 0
     results = calibrate_thresholds(gt, dets, list(label_map.category_ids), iou=args.iou,
                                    criterion=args.criterion, default_threshold=args.default_threshold)
 

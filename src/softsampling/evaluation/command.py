@@ -110,6 +110,11 @@ def run(args: argparse.Namespace) -> int:
 
     notes: list[str] = []
     gt, dets = load_inputs(args, notes)
+    if args.run is not None:
+        from softsampling.engine.distributed import is_main_process
+
+        if not is_main_process():  # under torchrun rank 0 holds every detection and reports
+            return 0
     report = gt.extra.get("validation_report")
     if report is not None and (report.clipped or report.skipped):
         notes.append(f"ground truth: {report.summary()}")
@@ -191,11 +196,13 @@ def load_inputs(args: argparse.Namespace, notes: list[str]) -> tuple[DetectionDa
 
 def _predict_with_run(args: argparse.Namespace) -> tuple[DetectionDataset, Detections]:
     """Ground truth of the run's split (or --gt) and the run's model's detections on it."""
+    from softsampling.engine.distributed import distributed_context
     from softsampling.engine.predict import load_run, predict_dataset
     from softsampling.engine.train import pick_device, split_dataset
 
     if args.detections is not None:
         raise SoftSamplingError("--run and --detections exclude each other", fix="pass one of them")
+    distributed_context()  # under torchrun: before the model goes to this process's GPU
     device = pick_device("auto")
     model, label_map, cfg = load_run(args.run, device)
     if args.gt is not None:
@@ -207,7 +214,7 @@ def _predict_with_run(args: argparse.Namespace) -> tuple[DetectionDataset, Detec
         gt = split_dataset(cfg, args.split, allow_outside_root=args.allow_outside_root)
         args.gt_format = cfg.data.format
     args.detections = args.run / "model.pt"
-    return gt, predict_dataset(model, gt, label_map, device=device, progress=True)
+    return gt, predict_dataset(model, gt, label_map, device=device, progress=True, distributed=True)
 
 
 def _load_gt(args: argparse.Namespace) -> DetectionDataset:

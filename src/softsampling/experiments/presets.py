@@ -158,10 +158,18 @@ def smoke_preset() -> Preset:
     )
 
 
+def _backbone_overrides(backbone_weights: str | None) -> tuple[str, ...]:
+    """The ``--set`` that points every run at ``backbone_weights``: a torchvision name as given, a file resolved."""
+    if not backbone_weights:
+        return ()
+    from softsampling.model.weights import is_weights_name
+
+    value = backbone_weights if is_weights_name(backbone_weights) else Path(backbone_weights).resolve()
+    return (f"model.backbone_weights={value}",)
+
+
 def voc_preset(voc_root: str | None = None, backbone_weights: str | None = None) -> Preset:
-    overrides: tuple[str, ...] = ()
-    if backbone_weights:
-        overrides = (f"model.backbone_weights={Path(backbone_weights).resolve()}",)
+    overrides = _backbone_overrides(backbone_weights)
     return Preset(
         name="voc",
         description="the paper's configuration on PASCAL VOC 2007 (trainval -> test), ResNet-50-FPN; needs a GPU",
@@ -181,9 +189,7 @@ OPEN50_FILES = ("train.csv", "test.csv", "test-image-labels.csv", "images/train"
 
 
 def open50_preset(oi_root: str | None = None, backbone_weights: str | None = None) -> Preset:
-    overrides: tuple[str, ...] = ()
-    if backbone_weights:
-        overrides = (f"model.backbone_weights={Path(backbone_weights).resolve()}",)
+    overrides = _backbone_overrides(backbone_weights)
     return Preset(
         name="open50",
         description="the paper's Open50 benchmark (50 Open Images classes, annotations as given), ResNet-50-FPN, "
@@ -208,9 +214,12 @@ PRESET_NAMES = ("digits", "digits-hard", "smoke", "voc", "open50")
 
 
 def _check_backbone_weights(backbone_weights: str | None) -> None:
-    if backbone_weights and not Path(backbone_weights).is_file():
-        raise SoftSamplingError("backbone weights file not found", file=backbone_weights,
-                                fix="download torchvision's ResNet-50 ImageNet weights yourself and pass their path")
+    """A torchvision weights name, or a local file that exists."""
+    from softsampling.model.builders import RESNET50_WEIGHTS_HINT
+    from softsampling.model.weights import is_weights_name
+
+    if backbone_weights and not is_weights_name(backbone_weights) and not Path(backbone_weights).is_file():
+        raise SoftSamplingError("backbone weights file not found", file=backbone_weights, fix=RESNET50_WEIGHTS_HINT)
 
 
 def get_preset(name: str, *, voc_root: str | None = None, backbone_weights: str | None = None,

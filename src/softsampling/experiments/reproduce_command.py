@@ -66,8 +66,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--oi-root", default=None, metavar="DIR",
                         help="open50 preset: the --out folder of `softsampling data openimages-subset`, "
                              "with the images in DIR/images/train and DIR/images/test")
-    parser.add_argument("--backbone-weights", default=None, metavar="FILE",
-                        help="voc and open50 presets: locally stored torchvision ResNet-50 ImageNet weights")
+    parser.add_argument("--backbone-weights", default=None, metavar="NAME|FILE",
+                        help="voc and open50 presets: ResNet-50 ImageNet weights, a torchvision name "
+                             "(ResNet50_Weights.IMAGENET1K_V1, downloaded once into torchvision's cache) or a local file")
     parser.add_argument("--config", default=None, metavar="YAML", help="start every run from this config instead of the preset's")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key in every run, e.g. --set train.iterations=300 "

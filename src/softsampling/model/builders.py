@@ -20,10 +20,13 @@ from torchvision.ops import DeformConv2d, FrozenBatchNorm2d, MultiScaleRoIAlign
 from softsampling.errors import SoftSamplingError
 from softsampling.model.roi_heads import use_strategy
 from softsampling.model.soft_nms import SoftNMS
+from softsampling.model.weights import BACKBONE_ENUMS, load_detector_weights, read_detector_weights, read_state_dict
+
+MODEL_NAMES = {1: "resnet50_fpn", 2: "resnet50_fpn_v2"}  # model.name of each build_paper_model version
 
 RESNET50_WEIGHTS_HINT = (
-    "download torchvision's ImageNet ResNet-50 weights (resnet50-0676ba61.pth or resnet50-11ad3fa6.pth from "
-    "https://download.pytorch.org/models/) on a machine with internet access, copy the file here and pass its path"
+    "pass a torchvision weights name such as ResNet50_Weights.IMAGENET1K_V2 (torchvision downloads it once into its "
+    "cache), or the path of an existing ImageNet ResNet-50 state_dict"
 )
 
 
@@ -154,46 +157,67 @@ def make_conv5_deformable(resnet: nn.Module) -> int:
     return count
 
 
-def load_backbone_weights(resnet: nn.Module, path: str | Path) -> None:
-    """Load an ImageNet ResNet-50 ``state_dict`` from a local file (no downloads).
+def load_backbone_weights(resnet: nn.Module, source: str | Path) -> None:
+    """Load ImageNet ResNet-50 weights into ``resnet``: a torchvision weights name or a local ``state_dict`` file.
+
+    A name (``ResNet50_Weights.IMAGENET1K_V2``) resolves through torchvision's
+    weights API and cache (see :mod:`softsampling.model.weights`). The ``fc``
+    classifier is left out; every other key must match.
 
     Raises:
-        SoftSamplingError: the file is missing, unreadable, or not ResNet-50 weights.
+        SoftSamplingError: unknown name, failed download, missing or unreadable file,
+            or not ResNet-50 weights.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise SoftSamplingError("ImageNet backbone weights not found", file=path, fix=RESNET50_WEIGHTS_HINT)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any unreadable file is the same user problem
-        raise SoftSamplingError(
-            f"cannot read backbone weights ({type(error).__name__}: {error})", file=path, fix=RESNET50_WEIGHTS_HINT
-        ) from error
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise SoftSamplingError("backbone weights file does not hold a state_dict", file=path, fix=RESNET50_WEIGHTS_HINT)
+    _apply_backbone_state(resnet, *_read_backbone_state(source))
+
+
+def _read_backbone_state(source: str | Path) -> tuple[dict[str, Tensor], str]:
+    return read_state_dict(source, allowed=BACKBONE_ENUMS, what="ImageNet backbone weights", hint=RESNET50_WEIGHTS_HINT)
+
+
+def _apply_backbone_state(resnet: nn.Module, state: dict[str, Tensor], where: str) -> None:
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     try:
         result = resnet.load_state_dict(state, strict=False)
     except RuntimeError as error:  # shape mismatches
         raise SoftSamplingError(
-            f"not ResNet-50 weights: {str(error).splitlines()[-1].strip()}", file=path, fix=RESNET50_WEIGHTS_HINT
+            f"not ResNet-50 weights: {str(error).splitlines()[-1].strip()}", file=where, fix=RESNET50_WEIGHTS_HINT
         ) from error
     missing = [k for k in result.missing_keys if not k.startswith("fc.")]
     if missing or result.unexpected_keys:
         raise SoftSamplingError(
             f"not ResNet-50 weights: {len(missing)} missing keys (e.g. {missing[:3]}), "
             f"{len(result.unexpected_keys)} unexpected (e.g. {result.unexpected_keys[:3]})",
-            file=path,
+            file=where,
             fix=RESNET50_WEIGHTS_HINT,
         )
+
+
+def _v2_parts(norm_layer: type[nn.Module], trainable_layers: int) -> tuple[nn.Module, dict[str, Any]]:
+    """torchvision's ``fasterrcnn_resnet50_fpn_v2`` architecture: batch-norm FPN, 2-conv RPN head, 4-conv box head."""
+    from torchvision.models import resnet50
+    from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
+    from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, RPNHead, _default_anchorgen
+
+    backbone = _resnet_fpn_extractor(resnet50(weights=None, norm_layer=norm_layer), trainable_layers,
+                                     norm_layer=nn.BatchNorm2d)
+    anchors = _default_anchorgen()
+    parts = {
+        "rpn_anchor_generator": anchors,
+        "rpn_head": RPNHead(backbone.out_channels, anchors.num_anchors_per_location()[0], conv_depth=2),
+        "box_head": FastRCNNConvFCHead((backbone.out_channels, 7, 7), [256, 256, 256, 256], [1024],
+                                       norm_layer=nn.BatchNorm2d),
+    }
+    return backbone, parts
 
 
 def build_paper_model(
     num_classes: int,
     *,
     backbone_weights: str | Path | None = None,
+    weights: str | Path | None = None,
+    version: int = 1,
+    frozen_batch_norm: bool | None = None,
     deformable_conv5: bool = False,
     soft_nms: SoftNMS | str | None = None,
     trainable_layers: int | None = None,
@@ -203,10 +227,23 @@ def build_paper_model(
 
     Args:
         num_classes: including background (VOC: 21).
-        backbone_weights: local path of ImageNet ResNet-50 weights
-            (``torch.load(weights_only=True)``). With weights, batch norm is
-            frozen and 3 stages train (torchvision's fine-tuning default);
-            without, batch norm trains and all 5 stages train.
+        backbone_weights: ImageNet ResNet-50 weights: a torchvision name
+            (``ResNet50_Weights.IMAGENET1K_V2``) or a local ``state_dict`` file.
+            With weights, batch norm is frozen and 3 stages train
+            (torchvision's fine-tuning default); without, batch norm trains and
+            all 5 stages train.
+        weights: the whole detector's weights, a torchvision name
+            (``FasterRCNN_ResNet50_FPN_Weights.COCO_V1`` for ``version=1``,
+            ``FasterRCNN_ResNet50_FPN_V2_Weights.COCO_V1`` for ``version=2``) or
+            a local file; the box predictor stays freshly initialised for
+            ``num_classes`` (see :func:`~softsampling.model.weights.load_detector_weights`;
+            its report is kept as ``model.weights_report``). Batch norm is frozen
+            and 3 stages train, as with ``backbone_weights``.
+        version: 1: torchvision's ``fasterrcnn_resnet50_fpn`` (the paper's);
+            2: ``fasterrcnn_resnet50_fpn_v2`` (batch-norm FPN and heads, 4-conv box head).
+        frozen_batch_norm: build the fine-tuning layout (frozen backbone batch norm)
+            without loading weights, e.g. to load a trained run's ``model.pt``;
+            default: whether any weights are given.
         deformable_conv5: replace the 3x3 convs of conv5 (layer4) with
             deformable convolutions (offsets start at zero).
         soft_nms: ``"gaussian"``, ``"linear"`` or a :class:`SoftNMS` for
@@ -216,17 +253,31 @@ def build_paper_model(
         **faster_rcnn_kwargs: other ``FasterRCNN`` arguments (``min_size``, ``rpn_post_nms_top_n_train``...).
 
     Raises:
-        SoftSamplingError: ``backbone_weights`` missing or not ResNet-50 weights.
+        SoftSamplingError: ``backbone_weights`` or ``weights`` missing, unknown or not fitting.
     """
-    pretrained = backbone_weights is not None
-    norm_layer = FrozenBatchNorm2d if pretrained else nn.BatchNorm2d
+    if version not in (1, 2):
+        raise SoftSamplingError(f"unknown ResNet-50-FPN version {version!r}", fix="use 1 or 2")
+    pretrained = backbone_weights is not None or weights is not None
+    # read (and for names, download) the weights before the slow model construction, so bad input fails fast
+    backbone_state = _read_backbone_state(backbone_weights) if backbone_weights is not None else None
+    detector_state = read_detector_weights(weights, model_name=MODEL_NAMES[version]) if weights is not None else None
+    frozen = pretrained if frozen_batch_norm is None else frozen_batch_norm
+    norm_layer = FrozenBatchNorm2d if frozen else nn.BatchNorm2d
     layers = trainable_layers if trainable_layers is not None else (3 if pretrained else 5)
-    backbone = resnet_fpn_backbone(backbone_name="resnet50", weights=None, norm_layer=norm_layer, trainable_layers=layers)
-    if pretrained:
-        load_backbone_weights(backbone.body, backbone_weights)  # body holds conv1..layer4 under ResNet's names
+    if version == 1:
+        backbone = resnet_fpn_backbone(backbone_name="resnet50", weights=None, norm_layer=norm_layer,
+                                       trainable_layers=layers)
+        parts: dict[str, Any] = {}
+    else:
+        backbone, parts = _v2_parts(norm_layer, layers)
+    if backbone_state is not None:
+        _apply_backbone_state(backbone.body, *backbone_state)  # body holds conv1..layer4 under ResNet's names
+    model = FasterRCNN(backbone, num_classes=num_classes, **{**parts, **faster_rcnn_kwargs})
+    model.weights_report = None
+    if detector_state is not None:  # before conv5 turns deformable, so conv5 keys keep torchvision's names
+        model.weights_report = load_detector_weights(model, detector_state, model_name=MODEL_NAMES[version])
     if deformable_conv5:
         make_conv5_deformable(backbone.body)
-    model = FasterRCNN(backbone, num_classes=num_classes, **faster_rcnn_kwargs)
     if soft_nms is not None:
         config = soft_nms if isinstance(soft_nms, SoftNMS) else SoftNMS(method=str(soft_nms))
         use_strategy(model, "baseline", soft_nms=config)
