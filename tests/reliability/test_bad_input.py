@@ -101,7 +101,7 @@ FAMILIES: dict[str, Callable[[Path, str], tuple[str, list]]] = {
 CASES: list[tuple[str, str, tuple[str, ...]]] = [
     # COCO instances JSON
     ("coco_truncated.json", "coco", ("invalid JSON", "line 27")),
-    ("coco_empty.json", "coco", ("invalid JSON", "line 1")),
+    ("coco_empty.json", "coco", ("is empty (0 bytes)",)),
     ("coco_top_level_array.json", "coco", ("top level is a JSON array",)),
     ("coco_missing_annotations_key.json", "coco", ("missing top-level key 'annotations'",)),
     ("coco_bbox_is_string.json", "coco", ("annotation id 2", "'bbox'")),
@@ -255,7 +255,7 @@ def _args_cases(tmp: Path) -> list[tuple[str, list, tuple[str, ...]]]:
         ("curate", ["curate", "--input", good, "--format", "coco", "--drop-rate", "0.3", "--seed", "-1",
                     "--out", out / "c.json"], ("seed must be >= 0",)),
         ("curate", ["curate", "--input", tmp / "missing.json", "--format", "coco", "--drop-rate", "0.3",
-                    "--seed", "0", "--out", out / "c.json"], ("missing.json", "input does not exist")),
+                    "--seed", "0", "--out", out / "c.json"], ("missing.json", "does not exist", "--input")),
         ("curate", ["curate", "--input", good, "--format", "coco", "--classes", good, "--drop-rate", "0.3",
                     "--seed", "0", "--out", out / "c.json"], ("--classes does not apply",)),
         ("curate", ["curate", "--input", good, "--format", "coco", "--drop-rate", "0.3", "--seed", "0",
