@@ -32,6 +32,7 @@ def atomic_write(path: str | Path, mode: str = "w", encoding: str | None = "utf-
     target = _redirect_into_pending_dir(path)  # then it appears with that folder: no rename of its own to defer
     redirected = target != path
     path = target
+    created = _missing_parents(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -40,12 +41,26 @@ def atomic_write(path: str | Path, mode: str = "w", encoding: str | None = "utf-
             yield f
             f.flush()
             os.fsync(f.fileno())
-        if redirected or not _defer(lambda: os.replace(tmp, path), lambda: _unlink_quietly(tmp)):
+        def abandon() -> None:
+            _unlink_quietly(tmp)
+            _remove_empty(created)
+
+        if redirected or not _defer(lambda: os.replace(tmp, path), abandon):
             os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _missing_parents(path: Path) -> list[Path]:
+    """The folders above ``path`` that do not exist yet, deepest first."""
+    missing = []
+    parent = Path(os.path.abspath(path)).parent
+    while not parent.exists():
+        missing.append(parent)
+        parent = parent.parent
+    return missing
 
 
 def _unlink_quietly(path: str | Path) -> None:
@@ -183,7 +198,7 @@ def check_input_file(path: str | Path, *, option: str, what: str = "file", allow
         raise SoftSamplingError(f"is {_kind(st.st_mode)}, expected a {what}", file=path,
                                 fix=f"pass a regular file to {option}; pipes and devices are not read")
     if st.st_size == 0 and not allow_empty:
-        raise SoftSamplingError(f"is empty (0 bytes), expected a {what}", file=path,
+        raise SoftSamplingError(f"empty file (0 bytes), expected a {what}", file=path,
                                 fix=f"pass a complete {what} to {option}")
     _check_readable(path, option)
     return path
@@ -317,11 +332,7 @@ def output_lock(path: str | Path) -> Iterator[None]:
     import fcntl
 
     path = Path(os.path.abspath(path))
-    created = []
-    parent = path.parent
-    while not parent.exists():
-        created.append(parent)
-        parent = parent.parent
+    created = _missing_parents(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     lock_path = path.with_name(f".{path.name}.lock")
     while True:

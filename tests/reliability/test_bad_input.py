@@ -101,7 +101,7 @@ FAMILIES: dict[str, Callable[[Path, str], tuple[str, list]]] = {
 CASES: list[tuple[str, str, tuple[str, ...]]] = [
     # COCO instances JSON
     ("coco_truncated.json", "coco", ("invalid JSON", "line 27")),
-    ("coco_empty.json", "coco", ("is empty (0 bytes)",)),
+    ("coco_empty.json", "coco", ("empty file (0 bytes)",)),
     ("coco_top_level_array.json", "coco", ("top level is a JSON array",)),
     ("coco_missing_annotations_key.json", "coco", ("missing top-level key 'annotations'",)),
     ("coco_bbox_is_string.json", "coco", ("annotation id 2", "'bbox'")),

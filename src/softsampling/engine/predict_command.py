@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from softsampling.errors import SoftSamplingError
+from softsampling.io import check_input_file
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
@@ -47,6 +48,8 @@ def collect_images(paths: list[Path]) -> list[Path]:
             found.append(p)
         else:
             raise SoftSamplingError("image path does not exist", file=p, fix="pass existing image files or folders")
+    for f in found:  # before the model loads: a FIFO would block, a folder named x.png would fail late
+        check_input_file(f, option="--images", what="image file")
     if not found:
         raise SoftSamplingError("no images found", file=", ".join(map(str, paths)), fix="pass image files or folders of images")
     return found
@@ -68,15 +71,25 @@ def read_thresholds(path: Path, names: tuple[str, ...]) -> dict[str, float]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from softsampling.engine.train import FINAL
+    from softsampling.io import check_output_path, commit_together, output_lock
 
+    files = collect_images(args.images)
+    if args.thresholds is not None:
+        check_input_file(args.thresholds, option="--thresholds", what="thresholds JSON file")
+    inputs = [args.run / FINAL, args.thresholds, *args.images]
+    check_output_path(args.out, force=True, folder=True, inputs=inputs)  # OUT may exist (it must not hold an input)
+    out_json = check_output_path(args.out / "detections.json", force=args.force, inputs=inputs)
+    with output_lock(args.out), commit_together():  # detections and drawings appear together, or none of them
+        return _predict(args, files, out_json)
+
+
+def _predict(args: argparse.Namespace, files: list[Path], out_json: Path) -> int:
     from softsampling.engine.data import load_image
     from softsampling.engine.predict import load_run, predict_images
     from softsampling.engine.train import pick_device
-    from softsampling.io import check_can_write, write_json
+    from softsampling.io import write_json
 
-    out_json = args.out / "detections.json"
-    check_can_write(out_json, force=args.force)
-    files = collect_images(args.images)
     device = pick_device(args.device)
     model, label_map, _ = load_run(args.run, device)
     per_class = read_thresholds(args.thresholds, label_map.names) if args.thresholds else {}

@@ -56,10 +56,8 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from softsampling.engine.predict import load_run, predict_dataset
-    from softsampling.engine.train import pick_device
-    from softsampling.evaluation.calibrate import calibrate_thresholds, format_calibration
-    from softsampling.io import check_can_write, write_json
+    from softsampling.engine.train import FINAL
+    from softsampling.io import check_output_path, output_lock
 
     parse_criterion(args.criterion)
     if not 0.0 <= args.iou <= 1.0:
@@ -67,10 +65,21 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise SoftSamplingError(f"--batch-size must be >= 1, got {args.batch_size}", fix="pass e.g. --batch-size 8")
     out = args.out if args.out is not None else args.run / "thresholds.json"
-    check_can_write(out, force=args.force)
+    check_output_path(out, force=args.force, inputs=[args.run / FINAL, args.gt, args.images])
+    with output_lock(out):
+        return _calibrate(args, out)
+
+
+def _calibrate(args: argparse.Namespace, out: Path) -> int:
+    from softsampling.engine.predict import load_run, predict_dataset
+    from softsampling.engine.train import pick_device
+    from softsampling.evaluation.calibrate import calibrate_thresholds, format_calibration
+    from softsampling.io import check_outputs_apart, write_json
 
     device = pick_device(args.device)
     model, label_map, cfg = load_run(args.run, device)
+    d = cfg.data  # the run's own annotations are inputs too
+    check_outputs_apart([out], [d.train, d.val, d.manifest])
     if len(set(label_map.names)) != len(label_map.names):
         raise SoftSamplingError(f"the run's class names are not unique: {list(label_map.names)}", file=args.run,
                                 fix="thresholds are keyed by class name; rename the duplicate classes and retrain")
