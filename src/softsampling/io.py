@@ -90,6 +90,11 @@ def _umask() -> int:
     return mask
 
 
+def give_usual_permissions(path: str | Path) -> None:
+    """``chmod`` a temp file or folder (``mkstemp``/``mkdtemp`` make them private) to what a plain write would give."""
+    os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~_umask())
+
+
 def write_json(path: str | Path, obj: Any, *, indent: int | None = 2) -> None:
     """Write ``obj`` as JSON atomically, with a trailing newline and stable key order as given."""
     with atomic_write(path) as f:
@@ -192,14 +197,14 @@ def check_input_file(path: str | Path, *, option: str, what: str = "file", allow
     path = Path(path)
     st = _stat(path, option)
     if stat.S_ISDIR(st.st_mode):
-        raise SoftSamplingError(f"is a folder, expected a {what}", file=path,
+        raise SoftSamplingError(f"is a folder, expected {_a(what)}", file=path,
                                 fix=f"pass a file to {option}, not a folder")
     if not stat.S_ISREG(st.st_mode):
-        raise SoftSamplingError(f"is {_kind(st.st_mode)}, expected a {what}", file=path,
+        raise SoftSamplingError(f"is {_kind(st.st_mode)}, expected {_a(what)}", file=path,
                                 fix=f"pass a regular file to {option}; pipes and devices are not read")
     if st.st_size == 0 and not allow_empty:
-        raise SoftSamplingError(f"empty file (0 bytes), expected a {what}", file=path,
-                                fix=f"pass a complete {what} to {option}")
+        raise SoftSamplingError(f"empty file (0 bytes), expected {_a(what)}", file=path,
+                                fix=f"pass {_a('complete ' + what)} to {option}")
     _check_readable(path, option)
     return path
 
@@ -210,7 +215,7 @@ def check_input_dir(path: str | Path, *, option: str, what: str = "folder") -> P
     st = _stat(path, option)
     if not stat.S_ISDIR(st.st_mode):
         kind = "a file" if stat.S_ISREG(st.st_mode) else _kind(st.st_mode)
-        raise SoftSamplingError(f"is {kind}, expected a {what}", file=path, fix=f"pass a folder to {option}")
+        raise SoftSamplingError(f"is {kind}, expected {_a(what)}", file=path, fix=f"pass a folder to {option}")
     try:
         with os.scandir(path) as entries:
             next(entries, None)
@@ -218,6 +223,10 @@ def check_input_dir(path: str | Path, *, option: str, what: str = "folder") -> P
         raise SoftSamplingError(f"cannot be listed ({exc.strerror})", file=path,
                                 fix=f"make the folder readable or pass another one to {option}") from None
     return path
+
+
+def _a(noun: str) -> str:
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
 
 
 def is_regular_file(path: str | Path) -> bool:

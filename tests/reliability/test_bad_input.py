@@ -191,7 +191,7 @@ CASES: list[tuple[str, str, tuple[str, ...]]] = [
 
 # images given to `predict --images` (the run is an untrained model saved by the fixture)
 IMAGE_CASES: list[tuple[str, tuple[str, ...]]] = [
-    ("img_empty.png", ("cannot read image",)),
+    ("img_empty.png", ("empty file (0 bytes)", "--images")),
     ("img_truncated.png", ("cannot read image", "truncated")),
     ("img_not_an_image.png", ("cannot read image",)),
     ("img_bomb_100000x100000.png", ("too large", "decompression bomb")),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 
 from softsampling.data import digits
+from softsampling.io import output_lock
 
 
 DIGITS_DESCRIPTION = """\
@@ -55,10 +56,11 @@ def register(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Build the dataset named by ``args.dataset``, print its statistics; 0 on success."""
     if args.dataset == "digits":
-        stats = digits.make_digit_scenes(
-            args.out, train=args.train, val=args.val, test=args.test, size=args.size, seed=args.seed,
-            force=args.force, progress=True,
-        )
+        with output_lock(args.out):  # a second run into the same --out stops at once
+            stats = digits.make_digit_scenes(
+                args.out, train=args.train, val=args.val, test=args.test, size=args.size, seed=args.seed,
+                force=args.force, progress=True,
+            )
         print(f"wrote {args.out}: images/{{train,val,test}}/*.png and annotations/{{train,val,test}}.json")
         print(digits.format_statistics(stats))
         return 0
