@@ -138,6 +138,7 @@ CASES: list[tuple[str, str, tuple[str, ...]]] = [
     ("voc_billion_laughs.xml", "voc", ("000002.xml", "refused unsafe XML")),
     ("voc_external_entity.xml", "voc", ("000002.xml", "refused unsafe XML")),
     ("voc_split_duplicate.txt", "voc", ("trainval.txt", "line 3", "listed twice")),
+    ("voc_split_path_traversal.txt", "voc", ("trainval.txt", "line 2", "not a plain file name")),
     # Open Images CSV
     ("oi_truncated.csv", "oi", ("line 3",)),
     ("oi_missing_column.csv", "oi", ("line 1", "XMax")),

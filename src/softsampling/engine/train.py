@@ -102,7 +102,7 @@ def load_training_data(cfg: RunConfig, *, allow_outside_root: bool = False
     options = image_check_options(cfg.data.format, cfg.data.images, allow_outside_root)
     if cfg.data.format == "voc":
         options["split"] = cfg.data.split
-    ds = load_dataset(cfg.data.train, cfg.data.format, **options)
+    ds = load_dataset(cfg.data.train, cfg.data.format, option="data.train", **options)
     label_map = LabelMap.from_dataset(ds)
     dropped = None
     if cfg.strategy == "upper_bound" or cfg.rpn_full_annotations:
@@ -185,7 +185,7 @@ def split_dataset(cfg: RunConfig, split: str, *, allow_outside_root: bool = Fals
     options = image_check_options(cfg.data.format, images, allow_outside_root)
     if cfg.data.format == "voc":
         options["split"] = voc_split
-    return load_dataset(path, cfg.data.format, **options)
+    return load_dataset(path, cfg.data.format, option=f"data.{split}", **options)
 
 
 def evaluate_split(model: torch.nn.Module, cfg: RunConfig, label_map: LabelMap, split: str,

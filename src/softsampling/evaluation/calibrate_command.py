@@ -123,6 +123,7 @@ def _load_split(args: argparse.Namespace, cfg: Any) -> tuple[Any, Path]:
     from softsampling.engine.train import image_check_options
 
     d = cfg.data
+    option = "--gt" if args.gt is not None else f"the run's data.{args.split}"
     if args.gt is not None:
         path, images, split = args.gt, args.images, d.val_split
     elif args.split == "val":
@@ -135,7 +136,7 @@ def _load_split(args: argparse.Namespace, cfg: Any) -> tuple[Any, Path]:
     options = image_check_options(d.format, images, args.allow_outside_root)
     if d.format == "voc":
         options["split"] = split
-    return load_dataset(path, d.format, **options), path
+    return load_dataset(path, d.format, option=option, **options), path
 
 
 def _check_classes(gt: Any, category_ids: tuple[int, ...], names: tuple[str, ...], source: Path) -> None:

@@ -238,7 +238,7 @@ def _load_gt(args: argparse.Namespace) -> DetectionDataset:
     if unused:
         raise SoftSamplingError(f"{', '.join(unused)} does not apply to --gt-format {args.gt_format}",
                                 fix="leave the option out")
-    return load_dataset(args.gt, args.gt_format, **options)
+    return load_dataset(args.gt, args.gt_format, option="--gt", **options)
 
 
 def _sweep_thresholds(args: argparse.Namespace) -> list[float]:

@@ -145,6 +145,8 @@ VOC_FILES: dict[str, str | bytes] = {
     "voc_external_entity.xml": EXTERNAL_ENTITY,
     # split file listing the same image twice
     "voc_split_duplicate.txt": "000001\n000002\n000001\n",
+    # split line that would name an XML file outside Annotations/ (refused before any path is opened)
+    "voc_split_path_traversal.txt": "000001\n../../../outside/secret\n",
 }
 
 # ---------------------------------------------------------------- Open Images CSV
