@@ -342,10 +342,15 @@ def output_lock(path: str | Path) -> Iterator[None]:
 
     path = Path(os.path.abspath(path))
     created = _missing_parents(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     lock_path = path.with_name(f".{path.name}.lock")
     while True:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            _remove_empty(created)
+            raise SoftSamplingError(f"cannot create the output's lock file ({exc.strerror})", file=lock_path,
+                                    fix="choose an output in a writable folder") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 
 from softsampling.data import digits
-from softsampling.io import output_lock
+from softsampling.io import check_output_path, output_lock
 
 
 DIGITS_DESCRIPTION = """\
@@ -56,6 +56,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Build the dataset named by ``args.dataset``, print its statistics; 0 on success."""
     if args.dataset == "digits":
+        check_output_path(args.out, force=args.force, folder=True)  # before the lock creates any folder
         with output_lock(args.out):  # a second run into the same --out stops at once
             stats = digits.make_digit_scenes(
                 args.out, train=args.train, val=args.val, test=args.test, size=args.size, seed=args.seed,
