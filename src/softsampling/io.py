@@ -265,19 +265,27 @@ def _links_out_of(folder: str) -> list[str]:
     return targets
 
 
-def check_outputs_apart(outputs: Iterable[str | Path | None], inputs: Iterable[str | Path | None]) -> None:
-    """Refuse an output that is, contains or lies inside one of the command's inputs.
+def _paths(items: Iterable[str | Path | None]) -> list[Path]:
+    return [Path(p) for p in items if p is not None and str(p) != ""]  # an unset config key is "" or None
+
+
+def check_outputs_apart(outputs: Iterable[str | Path | None], inputs: Iterable[str | Path | None], *,
+                        keep_out_of: Iterable[str | Path | None] = ()) -> None:
+    """Refuse an output that is or contains one of the command's inputs, or lies inside a dataset folder.
 
     Paths are compared after resolving symbolic links and ``..`` (and by inode,
     so a hard link to an input counts as the input). An output folder must not
     contain an input, nor a folder that an input folder links to (writing or
-    replacing it would destroy the input); an output must not lie inside an input
-    folder (a dataset folder, an image folder). Run folders are passed as the
-    files read from them, so ``RUN/thresholds.json`` beside ``RUN/model.pt`` is
-    fine. ``--force`` does not lift this: inputs are never modified.
+    replacing it would destroy the input). ``keep_out_of`` are input folders
+    (a VOC dataset, a folder of txt files) that no output may lie inside; image
+    folders are only ``inputs``, so ``--images .`` still allows ``--out preds``.
+    Run folders are passed as the files read from them, so ``RUN/thresholds.json``
+    beside ``RUN/model.pt`` is fine. ``--force`` does not lift this: inputs are
+    never modified.
     """
-    ins = [Path(p) for p in inputs if p is not None]
-    for out in (Path(p) for p in outputs if p is not None):
+    trees = {os.path.realpath(p) for p in _paths(keep_out_of)}
+    ins = _paths([*inputs, *keep_out_of])
+    for out in _paths(outputs):
         real_out = os.path.realpath(out)
         for inp in ins:
             real_in = os.path.realpath(inp)
@@ -287,9 +295,9 @@ def check_outputs_apart(outputs: Iterable[str | Path | None], inputs: Iterable[s
                 raise SoftSamplingError(f"output would overwrite an input {kind} ({inp})", file=out, fix=fix)
             if _inside(real_in, real_out):
                 raise SoftSamplingError(f"output would contain the input {inp}", file=out, fix=fix)
+            if real_in in trees and _inside(real_out, real_in):
+                raise SoftSamplingError(f"output lies inside the input folder {inp}", file=out, fix=fix)
             if os.path.isdir(real_in):
-                if _inside(real_out, real_in):
-                    raise SoftSamplingError(f"output lies inside the input folder {inp}", file=out, fix=fix)
                 for target in _links_out_of(real_in):
                     if _inside(target, real_out):
                         raise SoftSamplingError(f"output would contain {target}, which the input {inp} links to",
@@ -304,9 +312,10 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def check_output_path(path: str | Path, *, force: bool, folder: bool = False, option: str = "--out",
-                      inputs: Iterable[str | Path | None] = ()) -> Path:
+                      inputs: Iterable[str | Path | None] = (), keep_out_of: Iterable[str | Path | None] = ()) -> Path:
     """All checks on one output path, before any work: apart from ``inputs``, of the right kind, writable.
 
+    ``inputs`` and ``keep_out_of``: see :func:`check_outputs_apart`.
     ``folder`` says whether the output is a folder (else a file). A file where a
     folder is expected (or the reverse) is refused even with ``force``; an
     existing output needs ``force``; a missing parent folder is created when the
@@ -314,7 +323,7 @@ def check_output_path(path: str | Path, *, force: bool, folder: bool = False, op
     (:func:`check_can_write`).
     """
     path = Path(path)
-    check_outputs_apart([path], inputs)
+    check_outputs_apart([path], inputs, keep_out_of=keep_out_of)
     if path.exists() or path.is_symlink():
         is_dir = path.is_dir()
         if folder and not is_dir:

@@ -244,6 +244,11 @@ def _self_overwrite_cases(tmp: Path, run: Path) -> list[tuple[str, list, Path, t
     repro_cfg = tmp / "r" / "cfg" / "digits.yaml"
     repro_cfg.parent.mkdir(parents=True)
     shutil.copyfile(Path(__file__).resolve().parents[2] / "configs" / "digits.yaml", repro_cfg)
+    txt_gt = tmp / "x" / "gt"
+    copy("txt_gt_good.txt", txt_gt / "a.txt")
+    txt_det = tmp / "x" / "det"
+    txt_det.mkdir()
+    (txt_det / "a.txt").write_text("cat 0.9 5 5 14 14\n")
     equal = ("would overwrite an input",)
     contains = ("would contain the input",)
     return [
@@ -264,6 +269,8 @@ def _self_overwrite_cases(tmp: Path, run: Path) -> list[tuple[str, list, Path, t
          gt, equal),
         ("evaluate", ["evaluate", "--gt", gt, "--gt-format", "coco", "--detections", det, "--plot", det, "--force"],
          det, equal),
+        ("evaluate", ["evaluate", "--gt", txt_gt, "--gt-format", "txt", "--detections", txt_det,
+                      "--out", txt_gt / "results.json"], txt_gt, ("lies inside the input folder",)),
         ("calibrate", ["calibrate", "--run", run_copy, "--out", run_copy / "model.pt", "--force"], run_copy, equal),
         ("analyze", ["analyze", "overlap", "--data", manifest_data, "--manifest", gt, "--run", run_copy,
                      "--out", manifest_data.parent], manifest_data, contains),

@@ -141,8 +141,10 @@ def run(args: argparse.Namespace) -> int:
 
         outputs.append(labels_path_for(out))  # the writer puts the image-level labels there
     inputs = [src, *(getattr(args, flag) for flag in _READER_OPTIONS if flag != "split")]
+    datasets = [src] if src.is_dir() else []
     for path in outputs:
-        check_output_path(path, force=args.force, folder=out_is_dir and path == out, inputs=inputs)
+        check_output_path(path, force=args.force, folder=out_is_dir and path == out, inputs=inputs,
+                          keep_out_of=datasets)
 
     with output_lock(out), commit_together():  # a second run into --out stops; file and manifest appear together
         _curate(args, src, out, manifest, options)

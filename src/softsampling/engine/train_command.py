@@ -63,7 +63,9 @@ def run(args: argparse.Namespace) -> int:
               None if cfg.prior_run is None else Path(cfg.prior_run) / FINAL]
     if not (args.resume and has_checkpoint):
         inputs.append(args.config)  # a resumed run reads its own config.yaml
-    check_output_path(args.out, force=True, folder=True, inputs=inputs)  # --out may exist; train() checks its content
+    datasets = [p for p in (d.train, d.val, d.test) if p and Path(p).is_dir()]  # VOC folders
+    # --out may exist (train() checks what it holds), but never be, hold or lie in an input
+    check_output_path(args.out, force=True, folder=True, inputs=inputs, keep_out_of=datasets)
     if args.resume and not has_checkpoint:
         print(f"no checkpoint in {args.out}: starting a new run from {args.config}")
     is_main = int(os.environ.get("RANK", "0")) == 0

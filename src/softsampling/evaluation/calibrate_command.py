@@ -65,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise SoftSamplingError(f"--batch-size must be >= 1, got {args.batch_size}", fix="pass e.g. --batch-size 8")
     out = args.out if args.out is not None else args.run / "thresholds.json"
-    check_output_path(out, force=args.force, inputs=[args.run / FINAL, args.gt, args.images])
+    check_output_path(out, force=args.force, inputs=[args.run / FINAL, args.gt, args.images],
+                      keep_out_of=[args.gt] if args.gt is not None and args.gt.is_dir() else [])
     with output_lock(out):
         return _calibrate(args, out)
 

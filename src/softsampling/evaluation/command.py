@@ -107,13 +107,14 @@ def check_outputs(args: argparse.Namespace) -> None:
     if args.out is not None and args.plot is not None and os.path.abspath(args.out) == os.path.abspath(args.plot):
         raise SoftSamplingError("--out and --plot name the same file", file=args.out, fix="give them different paths")
     inputs = [args.gt, args.detections, args.images, args.labels, args.classes, args.hierarchy]
+    datasets = [p for p in (args.gt, args.detections) if p is not None and p.is_dir()]  # VOC, txt folders
     if args.run is not None:
         from softsampling.engine.train import FINAL
 
         inputs.append(args.run / FINAL)
     for path, option in ((args.out, "--out"), (args.plot, "--plot")):
         if path is not None:
-            check_output_path(path, force=args.force, option=option, inputs=inputs)
+            check_output_path(path, force=args.force, option=option, inputs=inputs, keep_out_of=datasets)
 
 
 def _evaluate(args: argparse.Namespace, thresholds: list[float]) -> int:

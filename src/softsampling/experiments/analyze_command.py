@@ -76,17 +76,18 @@ def run(args: argparse.Namespace) -> int:
                                 fix="pass --manifest PATH (written by `softsampling curate`)")
     check_input_file(manifest_path, option="--manifest", what="curation manifest (JSON)")
     inputs = [args.data, args.images_root, manifest_path, args.run / FINAL]
-    check_output_path(args.out, force=True, folder=True, inputs=inputs)
+    datasets = [args.data] if args.data.is_dir() else []  # a VOC folder
+    check_output_path(args.out, force=True, folder=True, inputs=inputs, keep_out_of=datasets)
     outputs = [args.out / "overlap.json", args.out / "overlap.png"]
     for path in outputs:  # replaced if present, as before
-        check_output_path(path, force=True, inputs=inputs)
+        check_output_path(path, force=True, inputs=inputs, keep_out_of=datasets)
     # the images are opened: the same checks as train (inside the image folder unless --allow-outside-root)
     options = image_check_options(args.format, args.images_root, args.allow_outside_root)
     if args.format == "voc":
         options["split"] = args.split or "trainval"
     ds = load_dataset(args.data, args.format, option="--data", **options)
-    if ds.image_root is not None:
-        check_outputs_apart(outputs, [ds.image_root])
+    if ds.image_root is not None:  # the reader's guess: --out must not be or hold it
+        check_outputs_apart([args.out], [ds.image_root])
     manifest = read_manifest(manifest_path)
     dropped = dropped_by_image(ds, manifest.image_ids.tolist(), manifest.boxes)
     model, _, _ = load_run(args.run, device=args.device)

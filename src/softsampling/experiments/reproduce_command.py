@@ -107,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"train.threads={args.threads}")
     base = base_config(preset, overrides)  # --config and --set are checked before anything is built
     # --out is reused when it exists (finished runs are kept), but it must be a folder apart from the inputs
-    check_output_path(out, force=True, folder=True, inputs=[args.voc_root, args.backbone_weights, args.config])
+    check_output_path(out, force=True, folder=True, inputs=[args.backbone_weights, args.config],
+                      keep_out_of=[args.voc_root])
     with output_lock(out):  # two studies into one folder would mix their runs
         return _reproduce(args, preset, seeds, base, overrides, command, started)
 
