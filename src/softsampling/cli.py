@@ -3,7 +3,8 @@
 Each sub-command lives beside the code it drives, in a module that exposes
 ``register(parser)`` (adds its arguments) and ``run(args) -> int``. This file
 only wires them together and turns :class:`SoftSamplingError` into a one-line
-message and exit status 2 (``--debug`` shows the traceback instead).
+message and exit status 2 (``--debug`` shows the traceback instead); Ctrl-C
+(exit 130) and SIGTERM (exit 143) stop a command after removing its temp files.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 
 from softsampling import __version__
 from softsampling.errors import SoftSamplingError
+from softsampling.io import Terminated, raise_on_sigterm
 
 # name -> (module, one-line help). Order is the order of the workflow.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -67,6 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    raise_on_sigterm()  # SIGTERM cleans up temp files and locks as Ctrl-C does
     try:
         return int(args.func(args) or 0)
     except SoftSamplingError as exc:
@@ -77,6 +80,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"softsampling {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"softsampling {args.command}: terminated", file=sys.stderr)
+        return 143
 
 
 if __name__ == "__main__":

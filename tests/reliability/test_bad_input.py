@@ -109,7 +109,7 @@ FAMILIES: dict[str, Callable[[Path, str], tuple[str, list]]] = {
 CASES: list[tuple[str, str, tuple[str, ...]]] = [
     # COCO instances JSON
     ("coco_truncated.json", "coco", ("invalid JSON", "line 27")),
-    ("coco_empty.json", "coco", ("invalid JSON", "line 1")),
+    ("coco_empty.json", "coco", ("empty file (0 bytes)",)),
     ("coco_top_level_array.json", "coco", ("top level is a JSON array",)),
     ("coco_missing_annotations_key.json", "coco", ("missing top-level key 'annotations'",)),
     ("coco_bbox_is_string.json", "coco", ("annotation id 2", "'bbox'")),
@@ -148,6 +148,7 @@ CASES: list[tuple[str, str, tuple[str, ...]]] = [
     ("voc_external_entity.xml", "voc", ("000002.xml", "refused unsafe XML")),
     ("voc_deep_nesting.xml", "voc", ("000002.xml", "nests deeper than 100 levels")),
     ("voc_split_duplicate.txt", "voc", ("trainval.txt", "line 3", "listed twice")),
+    ("voc_split_path_traversal.txt", "voc", ("trainval.txt", "line 2", "not a plain file name")),
     # Open Images CSV
     ("oi_truncated.csv", "oi", ("line 3",)),
     ("oi_missing_column.csv", "oi", ("line 1", "XMax")),
@@ -214,7 +215,7 @@ CASES: list[tuple[str, str, tuple[str, ...]]] = [
 
 # images given to `predict --images` (the run is an untrained model saved by the fixture)
 IMAGE_CASES: list[tuple[str, tuple[str, ...]]] = [
-    ("img_empty.png", ("cannot read image",)),
+    ("img_empty.png", ("empty file (0 bytes)", "--images")),
     ("img_truncated.png", ("cannot read image", "truncated")),
     ("img_not_an_image.png", ("cannot read image",)),
     ("img_bomb_100000x100000.png", ("too large", "decompression bomb")),
@@ -278,7 +279,7 @@ def _args_cases(tmp: Path) -> list[tuple[str, list, tuple[str, ...]]]:
         ("curate", ["curate", "--input", good, "--format", "coco", "--drop-rate", "0.3", "--seed", "-1",
                     "--out", out / "c.json"], ("seed must be >= 0",)),
         ("curate", ["curate", "--input", tmp / "missing.json", "--format", "coco", "--drop-rate", "0.3",
-                    "--seed", "0", "--out", out / "c.json"], ("missing.json", "input does not exist")),
+                    "--seed", "0", "--out", out / "c.json"], ("missing.json", "does not exist", "--input")),
         ("curate", ["curate", "--input", good, "--format", "coco", "--classes", good, "--drop-rate", "0.3",
                     "--seed", "0", "--out", out / "c.json"], ("--classes does not apply",)),
         ("curate", ["curate", "--input", good, "--format", "coco", "--drop-rate", "0.3", "--seed", "0",

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 
 from softsampling.data import digits
+from softsampling.io import check_output_path, output_lock
 
 
 DIGITS_DESCRIPTION = """\
@@ -137,10 +138,12 @@ def register(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Build the dataset named by ``args.dataset``, print its statistics; 0 on success."""
     if args.dataset == "digits":
-        stats = digits.make_digit_scenes(
-            args.out, train=args.train, val=args.val, test=args.test, size=args.size, seed=args.seed,
-            force=args.force, progress=True, preset=args.preset,
-        )
+        check_output_path(args.out, force=args.force, folder=True)  # before the lock creates any folder
+        with output_lock(args.out):  # a second run into the same --out stops at once
+            stats = digits.make_digit_scenes(
+                args.out, train=args.train, val=args.val, test=args.test, size=args.size, seed=args.seed,
+                force=args.force, progress=True, preset=args.preset,
+            )
         print(f"wrote {args.out}: images/{{train,val,test}}/*.png and annotations/{{train,val,test}}.json")
         print(digits.format_statistics(stats))
         return 0

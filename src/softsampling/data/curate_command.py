@@ -44,10 +44,10 @@ from softsampling.data.curate import (
     sha256_of_input,
     write_manifest,
 )
-from softsampling.data.formats import FORMATS, load_dataset, save_dataset
+from softsampling.data.formats import FORMATS, check_dataset_path, load_dataset, save_dataset
 from softsampling.data.validate import add_invalid_options
 from softsampling.errors import SoftSamplingError
-from softsampling.io import check_can_write
+from softsampling.io import check_output_path, commit_together, output_lock
 
 # CLI option -> reader keyword, for the options that only some formats take
 _READER_OPTIONS = {
@@ -131,29 +131,29 @@ def run(args: argparse.Namespace) -> int:
         raise SoftSamplingError(f"seed must be >= 0, got {args.seed}", fix="pass e.g. --seed 0")
     src: Path = args.input
     out: Path = args.out
-    if not src.exists():
-        raise SoftSamplingError("input does not exist", file=src, fix="check --input")
     out_is_dir = args.format == "voc"
+    options = _reader_options(args)
+    check_dataset_path(src, args.format, option="--input")
     manifest = manifest_path_for(out, is_dir=out_is_dir)
-    if out_is_dir and src.resolve() in out.resolve().parents:
-        raise SoftSamplingError("output folder lies inside the input folder", file=out,
-                                fix="choose an --out outside --input")
     outputs = [out, manifest]
     if args.format == "openimages" and args.labels is not None:
         from softsampling.data.openimages import labels_path_for
 
         outputs.append(labels_path_for(out))  # the writer puts the image-level labels there
+    inputs = [src, *(getattr(args, flag) for flag in _READER_OPTIONS if flag != "split")]
+    datasets = [src] if src.is_dir() else []
     for path in outputs:
-        if path.resolve() == src.resolve() or any(
-                path.resolve() == Path(v).resolve() for k, v in vars(args).items()
-                if k in _READER_OPTIONS and k != "split" and v is not None):
-            raise SoftSamplingError("output would overwrite an input file", file=path,
-                                    fix="choose an --out different from the inputs; inputs are never modified")
-        check_can_write(path, force=args.force)
+        check_output_path(path, force=args.force, folder=out_is_dir and path == out, inputs=inputs,
+                          keep_out_of=datasets)
 
-    options = _reader_options(args)
+    with output_lock(out), commit_together():  # a second run into --out stops; file and manifest appear together
+        _curate(args, src, out, manifest, options)
+    return 0
+
+
+def _curate(args: argparse.Namespace, src: Path, out: Path, manifest: Path, options: dict[str, Any]) -> None:
     input_sha256 = sha256_of_input(src)
-    ds = load_dataset(src, args.format, **options)
+    ds = load_dataset(src, args.format, option="--input", **options)
     result = curate(ds, rate=args.drop_rate, seed=args.seed, preset=args.preset)
     save_dataset(result.dataset, out, args.format, **_writer_options(args))
     recorded = {k: str(v) for k, v in options.items()}
@@ -167,4 +167,3 @@ def run(args: argparse.Namespace) -> int:
     t = result.totals()
     print(f"wrote {out} ({t['boxes_after']} boxes in {t['images']} images) and {manifest} "
           f"({t['dropped']} dropped boxes)")
-    return 0

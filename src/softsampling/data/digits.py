@@ -52,7 +52,7 @@ from softsampling import __version__
 from softsampling.data.coco import write_coco
 from softsampling.data.records import Category, DetectionDataset
 from softsampling.errors import SoftSamplingError
-from softsampling.io import check_can_write, replace_dir
+from softsampling.io import check_output_path, give_usual_permissions, replace_dir
 
 SPLITS = ("train", "val", "test")
 NUM_CLASSES = 10
@@ -654,7 +654,7 @@ def make_digit_scenes(
     render = render_hard_scene if isinstance(style, HardSceneStyle) else render_scene
     counts = {"train": int(train), "val": int(val), "test": int(test)}
     _check_arguments(counts, size, seed)
-    check_can_write(out_dir, force=force)
+    check_output_path(out_dir, force=force, folder=True)  # a file at --out is refused, even with --force
     started = time.perf_counter()
 
     digits, labels = load_mnist_5k()
@@ -679,6 +679,7 @@ def make_digit_scenes(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
+        give_usual_permissions(tmp_dir)  # not mkdtemp's 0700
         datasets: dict[str, DetectionDataset] = {}
         # progress=True shows a bar when stderr is a terminal (tqdm's disable=None)
         bar = tqdm(total=sum(counts.values()), desc="digit scenes", unit="img", disable=None if progress else True)

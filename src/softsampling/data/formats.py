@@ -15,15 +15,41 @@ from typing import Any
 
 from softsampling.data.records import DetectionDataset
 from softsampling.errors import SoftSamplingError
+from softsampling.io import check_input_dir, check_input_file
 
 FORMATS = ("voc", "coco", "openimages")
 
 
-def load_dataset(path: str | Path, fmt: str, **options: Any) -> DetectionDataset:
-    """Read ``path`` in format ``fmt``; ``options`` go to the format's reader."""
+# reader keyword -> (option that names it, kind) for the extra paths a reader opens
+_PATH_OPTIONS = {"classes_csv": ("--classes", "file"), "labels_csv": ("--labels", "file"),
+                 "sizes_csv": ("--sizes", "file"), "image_root": ("--images", "folder")}
+
+
+# what a dataset path of each format is
+DATASET_KINDS = {"voc": "VOC dataset folder", "coco": "COCO JSON file", "openimages": "Open Images boxes CSV file"}
+
+
+def check_dataset_path(path: str | Path, fmt: str, *, option: str) -> Path:
+    """A VOC dataset must be a folder, COCO and Open Images annotations a regular, non-empty, readable file."""
+    if fmt == "voc":
+        return check_input_dir(path, option=option, what=DATASET_KINDS[fmt])
+    return check_input_file(path, option=option, what=DATASET_KINDS.get(fmt, "file"))
+
+
+def load_dataset(path: str | Path, fmt: str, *, option: str = "the dataset path", **options: Any) -> DetectionDataset:
+    """Read ``path`` in format ``fmt``; ``options`` go to the format's reader.
+
+    Every path is checked before anything opens it (:func:`softsampling.io.check_input_file`):
+    a VOC dataset is a folder, COCO and Open Images are files; a folder where a
+    file belongs, a FIFO, an empty or unreadable file is one clear error naming
+    ``option`` (the command-line option or config key that gave ``path``).
+    """
     path = Path(path)
-    if not path.exists():
-        raise SoftSamplingError("input does not exist", file=path, fix="check the path")
+    check_dataset_path(path, fmt, option=option)
+    for keyword, (flag, kind) in _PATH_OPTIONS.items():
+        if options.get(keyword) is not None:
+            check = check_input_dir if kind == "folder" else check_input_file
+            check(options[keyword], option=flag)
     if fmt == "coco":
         from softsampling.data.coco import read_coco
 

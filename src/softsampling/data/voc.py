@@ -62,7 +62,7 @@ from softsampling.data.images import check_images as _check_image_files
 from softsampling.data.records import Category, DetectionDataset
 from softsampling.data.validate import POLICIES, validate_boxes
 from softsampling.errors import SoftSamplingError
-from softsampling.io import replace_dir
+from softsampling.io import give_usual_permissions, replace_dir
 from softsampling.parsing import parse_xml
 
 VOC_CLASSES = (
@@ -232,6 +232,10 @@ def _read_split(voc: Path, split: str) -> list[str]:
         if not tokens:
             continue
         stem = tokens[0]
+        if stem in (".", "..") or any(c in stem for c in "/\\\0"):  # before any path is built from it
+            raise SoftSamplingError(f"image id {stem!r} is not a plain file name (it would name a file outside "
+                                    "Annotations/)", file=split_file, record=f"line {n}",
+                                    fix="list image ids such as 000005, one per line, without folders")
         if stem in line_of:
             raise SoftSamplingError(f"image {stem!r} is listed twice (first on line {line_of[stem]})",
                                     file=split_file, record=f"line {n}", fix="list every image once")
@@ -379,7 +383,7 @@ def write_voc(ds: DetectionDataset, path: str | Path, *, split: str = "trainval"
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     try:
-        os.chmod(tmp, 0o777 & ~_umask())
+        give_usual_permissions(tmp)
         (tmp / "Annotations").mkdir()
         (tmp / "ImageSets" / "Main").mkdir(parents=True)
         for row, stem in enumerate(stems):
@@ -496,9 +500,3 @@ def _add(parent: ET.Element, tag: str, value: Any) -> None:
             _add(el, child_tag, child_value)
     else:
         el.text = "" if value is None else str(value)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

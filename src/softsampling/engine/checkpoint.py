@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from softsampling.errors import SoftSamplingError
-from softsampling.io import atomic_write
+from softsampling.io import atomic_write, check_input_file
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
@@ -30,6 +30,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.exists():
         raise SoftSamplingError("checkpoint not found", file=path, fix="check the run folder, or train it first")
+    check_input_file(path, option="the run folder", what="checkpoint file")  # a FIFO would block torch.load
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:

@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from softsampling.errors import SoftSamplingError
+from softsampling.io import check_input_file
 from softsampling.parsing import parse_yaml
 
 MODEL_NAMES = ("digits", "resnet50_fpn", "resnet50_fpn_v2")
@@ -155,6 +156,7 @@ def load_config(path: str | Path | None) -> RunConfig:
     path = Path(path)
     if not path.exists():
         raise SoftSamplingError("config file not found", file=path, fix="pass an existing YAML file, e.g. configs/digits.yaml")
+    check_input_file(path, option="--config", what="YAML config file", allow_empty=True)  # a FIFO would block
     try:
         values = _safe_yaml(path.read_text(encoding="utf-8")) or {}
     except SoftSamplingError as exc:

@@ -23,6 +23,7 @@ from PIL import Image
 
 from softsampling.data.records import DetectionDataset
 from softsampling.errors import SoftSamplingError
+from softsampling.io import is_regular_file
 
 
 @dataclass(frozen=True)
@@ -59,8 +60,9 @@ class LabelMap:
 
 def load_image(path: Path, *, max_pixels: int = 250_000_000) -> torch.Tensor:
     """Read an image as ``uint8 [3, H, W]`` (RGB). Clear errors for missing, broken or huge files."""
-    if not path.exists():
-        raise SoftSamplingError("image file not found", file=path, fix="check the dataset's image folder (--images / data.images)")
+    if not is_regular_file(path):  # also keeps FIFOs and devices (which would block) from being opened
+        raise SoftSamplingError("image file not found" if not path.exists() else "not a regular file, not an image",
+                                file=path, fix="check the dataset's image folder (--images / data.images)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from softsampling.errors import SoftSamplingError
+from softsampling.io import check_input_file
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
@@ -79,6 +80,8 @@ def collect_images(paths: list[Path]) -> list[Path]:
             found.append(p)
         else:
             raise SoftSamplingError("image path does not exist", file=p, fix="pass existing image files or folders")
+    for f in found:  # before the model loads: a FIFO would block, a folder named x.png would fail late
+        check_input_file(f, option="--images", what="image file")
     if not found:
         raise SoftSamplingError("no images found", file=", ".join(map(str, paths)), fix="pass image files or folders of images")
     refuse_duplicate_names(found)
@@ -103,27 +106,43 @@ def read_thresholds(path: Path, names: tuple[str, ...]) -> dict[str, float]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import contextlib
+
     from softsampling.engine.distributed import distributed_context
-    from softsampling.engine.predict import load_run
-    from softsampling.engine.predict_stream import predict_to_file, read_image_list
-    from softsampling.engine.train import pick_device
-    from softsampling.io import check_can_write
+    from softsampling.engine.predict_stream import read_image_list
+    from softsampling.engine.train import FINAL
+    from softsampling.io import check_output_path, output_lock
 
     if args.chunk_size < 1:
         raise SoftSamplingError(f"--chunk-size must be >= 1, got {args.chunk_size}", fix="e.g. --chunk-size 1000")
-    out_json = args.out / "detections.json"
-    check_can_write(out_json, force=args.force)
     if args.image_list is not None:
+        check_input_file(args.image_list, option="--image-list", what="image list (one path per line)")
         num_images = refuse_duplicate_names(read_image_list(args.image_list))  # streamed: count and check names
-        files = read_image_list(args.image_list)
-        source = {"image_list": str(args.image_list.resolve()), "num_images": num_images}
+        files: Iterable[Path] = read_image_list(args.image_list)
+        source: dict = {"image_list": str(args.image_list.resolve()), "num_images": num_images}
+        inputs = [args.run / FINAL, args.thresholds, args.image_list]
     else:
         files = collect_images(args.images)
         num_images = len(files)
         source = {"images": [str(p.resolve()) for p in args.images], "num_images": num_images}
+        inputs = [args.run / FINAL, args.thresholds, *args.images]
     if num_images == 0:
         raise SoftSamplingError("no images found", file=args.image_list, fix="list one image path per line")
+    if args.thresholds is not None:
+        check_input_file(args.thresholds, option="--thresholds", what="thresholds JSON file")
+    check_output_path(args.out, force=True, folder=True, inputs=inputs)  # OUT may exist (it must not hold an input)
+    out_json = check_output_path(args.out / "detections.json", force=args.force, inputs=inputs)
     rank, _ = distributed_context()  # under torchrun: before the model goes to this process's GPU
+    with output_lock(args.out) if rank == 0 else contextlib.nullcontext():  # one predict per --out
+        return _predict(args, files, num_images, source, out_json, rank)
+
+
+def _predict(args: argparse.Namespace, files: Iterable[Path], num_images: int, source: dict, out_json: Path,
+             rank: int) -> int:
+    from softsampling.engine.predict import load_run
+    from softsampling.engine.predict_stream import predict_to_file
+    from softsampling.engine.train import pick_device
+
     device = pick_device(args.device)
     model, label_map, _ = load_run(args.run, device)
     per_class = read_thresholds(args.thresholds, label_map.names) if args.thresholds else {}

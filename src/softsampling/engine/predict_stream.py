@@ -36,7 +36,7 @@ import torch
 from softsampling.engine.data import LabelMap, load_image
 from softsampling.engine.distributed import barrier, distributed_context, owned
 from softsampling.errors import SoftSamplingError
-from softsampling.io import atomic_write, write_json
+from softsampling.io import atomic_write, commit_together, write_json
 
 PARTIAL = "detections.partial"
 CHUNK_SIZE = 1000
@@ -104,11 +104,7 @@ def predict_to_file(model: torch.nn.Module, label_map: LabelMap, images: Iterabl
     boxes, category_ids, scores)`` is called for every image this process predicts
     (e.g. to draw it). Every process of a ``torchrun`` job must call this.
     """
-    from tqdm import tqdm
-
-    from softsampling.engine.predict import predict_images
-
-    rank, world = distributed_context()
+    rank, _ = distributed_context()
     partial = out_json.parent / PARTIAL
     job = {**job, "chunk_size": chunk_size}
     if rank == 0:
@@ -116,8 +112,31 @@ def predict_to_file(model: torch.nn.Module, label_map: LabelMap, images: Iterabl
         if resumed:
             print(f"resuming: {resumed} chunk(s) of {chunk_size} images already done in {partial}")
     barrier()
+    try:
+        total = _predict_chunks(model, label_map, images, partial, cut=cut, device=device, num_images=num_images,
+                                chunk_size=chunk_size, progress=progress and rank == 0, on_image=on_image)
+    except BaseException:
+        if rank == 0 and partial.is_dir() and not any(partial.glob("chunk-*.json")):
+            shutil.rmtree(partial, ignore_errors=True)  # nothing to resume: leave no partial output
+        raise
+    barrier()
+    count = _merge(partial, out_json, total, chunk_size) if rank == 0 else 0
+    barrier()
+    return total, count
+
+
+def _predict_chunks(model: torch.nn.Module, label_map: LabelMap, images: Iterable[Path], partial: Path, *,
+                    cut: np.ndarray, device: torch.device, num_images: int | None, chunk_size: int, progress: bool,
+                    on_image: Callable[[Path, torch.Tensor, np.ndarray, np.ndarray, np.ndarray], None] | None,
+                    ) -> int:
+    """Predict this process's chunks that are not on disk yet; return the number of images listed."""
+    from tqdm import tqdm
+
+    from softsampling.engine.predict import predict_images
+
+    rank, world = distributed_context()
     total = 0
-    bar = tqdm(total=num_images, disable=not progress or rank != 0, desc="predict", unit="img", dynamic_ncols=True)
+    bar = tqdm(total=num_images, disable=not progress, desc="predict", unit="img", dynamic_ncols=True)
     iterator = iter(images)
     for k in itertools.count():
         paths = list(itertools.islice(iterator, chunk_size))
@@ -127,24 +146,22 @@ def predict_to_file(model: torch.nn.Module, label_map: LabelMap, images: Iterabl
         total = first + len(paths)
         chunk_file = _chunk_path(partial, k)
         if owned(k, rank, world) and not chunk_file.exists():
-            entries: list[dict[str, Any]] = []
-            for i, path in enumerate(paths, start=first):
-                image = load_image(path)
-                out = predict_images(model, [image], device)[0]
-                labels = out["labels"].numpy()
-                keep = out["scores"].numpy() >= cut[labels]
-                boxes, scores = out["boxes"].numpy()[keep], out["scores"].numpy()[keep]
-                cats = label_map.to_dataset(labels[keep])
-                entries.extend(detection_entries(path.name, boxes, cats, scores))
-                if on_image is not None:
-                    on_image(path, image, boxes, cats, scores)
-            write_json(chunk_file, {"first": first, "images": len(paths), "detections": entries}, indent=None)
+            with commit_together():  # a chunk and its drawings appear together, or neither
+                entries: list[dict[str, Any]] = []
+                for path in paths:
+                    image = load_image(path)
+                    out = predict_images(model, [image], device)[0]
+                    labels = out["labels"].numpy()
+                    keep = out["scores"].numpy() >= cut[labels]
+                    boxes, scores = out["boxes"].numpy()[keep], out["scores"].numpy()[keep]
+                    cats = label_map.to_dataset(labels[keep])
+                    entries.extend(detection_entries(path.name, boxes, cats, scores))
+                    if on_image is not None:
+                        on_image(path, image, boxes, cats, scores)
+                write_json(chunk_file, {"first": first, "images": len(paths), "detections": entries}, indent=None)
         bar.update(len(paths))
     bar.close()
-    barrier()
-    count = _merge(partial, out_json, total, chunk_size) if rank == 0 else 0
-    barrier()
-    return total, count
+    return total
 
 
 def _merge(partial: Path, out_json: Path, num_images: int, chunk_size: int) -> int:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -92,7 +93,7 @@ def load_training_data(cfg: RunConfig, *, allow_outside_root: bool = False
     options = image_check_options(cfg.data.format, cfg.data.images, allow_outside_root)
     if cfg.data.format == "voc":
         options["split"] = cfg.data.split
-    ds = load_dataset(cfg.data.train, cfg.data.format, **options)
+    ds = load_dataset(cfg.data.train, cfg.data.format, option="data.train", **options)
     label_map = LabelMap.from_dataset(ds)
     dropped = None
     if "upper_bound" in _rules(cfg) or cfg.rpn_full_annotations:
@@ -190,7 +191,7 @@ def split_dataset(cfg: RunConfig, split: str, *, allow_outside_root: bool = Fals
     options = image_check_options(cfg.data.format, images, allow_outside_root)
     if cfg.data.format == "voc":
         options["split"] = voc_split
-    return load_dataset(path, cfg.data.format, **options)
+    return load_dataset(path, cfg.data.format, option=f"data.{split}", **options)
 
 
 def evaluate_split(model: torch.nn.Module, cfg: RunConfig, label_map: LabelMap, split: str,
@@ -215,10 +216,36 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, progress
     """Train a detector as ``cfg`` says; write everything under ``out_dir``; return the final weights' path.
 
     The data (annotations and image headers) is checked before ``out_dir`` is
-    created, so bad input leaves no run folder behind. ``allow_outside_root``
-    lets annotation files name images outside their image folder.
+    created, so bad input leaves no run folder behind; and if the run fails
+    (or is interrupted) before its first checkpoint, what it wrote is removed
+    again (a folder it created, or the files it added to an existing one), so
+    a failed start never leaves a half run. ``allow_outside_root`` lets
+    annotation files name images outside their image folder.
     """
     out_dir = Path(out_dir)
+    before = set(os.listdir(out_dir)) if out_dir.is_dir() else None
+    try:
+        return _train(cfg, out_dir, resume=resume, progress=progress, allow_outside_root=allow_outside_root)
+    except BaseException:
+        if distributed_context()[0] == 0 and not (out_dir / LAST).exists():
+            _remove_failed_start(out_dir, before)
+        raise
+
+
+def _remove_failed_start(out_dir: Path, before: set[str] | None) -> None:
+    """Undo a start that failed before the first checkpoint: nothing of it stays to be mistaken for a run."""
+    if before is None:
+        shutil.rmtree(out_dir, ignore_errors=True)
+        return
+    for name in set(os.listdir(out_dir)) - before if out_dir.is_dir() else ():
+        path = out_dir / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def _train(cfg: RunConfig, out_dir: Path, *, resume: bool, progress: bool, allow_outside_root: bool) -> Path:
     rank, world = distributed_context()
     is_main = rank == 0
     t = cfg.train

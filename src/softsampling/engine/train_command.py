@@ -17,18 +17,20 @@ Examples:
   softsampling train --config configs/digits.yaml --out runs/oss_pl50 \\
       --set data.train=digits/annotations/train_drop50.json --set prior_run=runs/base50 \\
       --set strategy=[overlap_soft,pseudo_label]
-  softsampling train --config configs/digits.yaml --out runs/oss50 --resume   # after a crash
+  softsampling train --out runs/oss50 --resume   # after a crash (needs runs/oss50/last.pt)
   torchrun --nproc-per-node 2 -m softsampling.cli train --config configs/voc.yaml --out runs/voc
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 from pathlib import Path
 
 from softsampling.engine.config import apply_overrides, load_config
 from softsampling.errors import SoftSamplingError
+from softsampling.io import check_output_path, output_lock
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -46,7 +48,9 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="override a config key, e.g. --set strategy=overlap_soft --set train.iterations=200")
     parser.add_argument("--out", type=Path, required=True, help="run folder (created)")
     parser.add_argument("--resume", action="store_true",
-                        help="continue the run in --out from its last checkpoint (uses the config saved there)")
+                        help="continue the run in --out from its last checkpoint last.pt (uses the config saved "
+                             "there); without a checkpoint it is an error, unless --config is given: then a new "
+                             "run starts from it (start-or-continue, e.g. in a retry loop)")
     parser.add_argument("--allow-outside-root", action="store_true",
                         help="let annotation files name images outside their image folder (absolute paths, '..', "
                              "symlinks out); refused by default")
@@ -54,20 +58,36 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from softsampling.engine.train import train
+    from softsampling.engine.train import FINAL, LAST, train
     from softsampling.sampling import strategy_name
 
     saved = args.out / "config.yaml"
-    if args.resume and saved.exists():
+    has_checkpoint = (args.out / LAST).is_file()
+    if args.resume and not has_checkpoint and not args.config:
+        what = "no checkpoint (last.pt)" if args.out.is_dir() else "no run folder"
+        raise SoftSamplingError(f"nothing to resume: {what}", file=args.out,
+                                fix="start a new run here without --resume (e.g. --config "
+                                    f"{saved if saved.is_file() else 'configs/digits.yaml'}), or check --out")
+    if args.resume and has_checkpoint and saved.exists():
         cfg = apply_overrides(load_config(saved), args.overrides)
-    elif args.resume and not (args.out / "last.pt").exists() and not args.config:
-        raise SoftSamplingError("nothing to resume", file=args.out, fix="pass --config to start a new run here")
     else:
         cfg = apply_overrides(load_config(args.config), args.overrides)
     if not cfg.data.train:
         raise SoftSamplingError("no training data given", fix="--set data.train=PATH (or set data.train in the config)")
-    final = train(cfg, args.out, resume=args.resume, progress=not args.no_progress,
-                  allow_outside_root=args.allow_outside_root)
-    if int(os.environ.get("RANK", "0")) == 0:
+    d = cfg.data
+    inputs = [d.train, d.val, d.test, d.manifest, d.images, d.val_images, d.test_images,
+              None if cfg.prior_run is None else Path(cfg.prior_run) / FINAL]
+    if not (args.resume and has_checkpoint):
+        inputs.append(args.config)  # a resumed run reads its own config.yaml
+    datasets = [p for p in (d.train, d.val, d.test) if p and Path(p).is_dir()]  # VOC folders
+    # --out may exist (train() checks what it holds), but never be, hold or lie in an input
+    check_output_path(args.out, force=True, folder=True, inputs=inputs, keep_out_of=datasets)
+    if args.resume and not has_checkpoint:
+        print(f"no checkpoint in {args.out}: starting a new run from {args.config}")
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    with output_lock(args.out) if is_main else contextlib.nullcontext():  # one training per run folder
+        final = train(cfg, args.out, resume=args.resume, progress=not args.no_progress,
+                      allow_outside_root=args.allow_outside_root)
+    if is_main:
         print(f"trained {strategy_name(cfg.strategy)}: weights in {final}")
     return 0

@@ -28,6 +28,7 @@ See docs/calibrate.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -57,10 +58,8 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from softsampling.engine.distributed import distributed_context
-    from softsampling.engine.predict import load_run, predict_dataset
-    from softsampling.engine.train import pick_device
-    from softsampling.evaluation.calibrate import calibrate_thresholds, format_calibration
-    from softsampling.io import check_can_write, write_json
+    from softsampling.engine.train import FINAL
+    from softsampling.io import check_output_path, output_lock
 
     parse_criterion(args.criterion)
     if not 0.0 <= args.iou <= 1.0:
@@ -68,11 +67,23 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise SoftSamplingError(f"--batch-size must be >= 1, got {args.batch_size}", fix="pass e.g. --batch-size 8")
     out = args.out if args.out is not None else args.run / "thresholds.json"
-    check_can_write(out, force=args.force)
-
+    check_output_path(out, force=args.force, inputs=[args.run / FINAL, args.gt, args.images],
+                      keep_out_of=[args.gt] if args.gt is not None and args.gt.is_dir() else [])
     rank, _ = distributed_context()  # under torchrun: before the model goes to this process's GPU
+    with output_lock(out) if rank == 0 else contextlib.nullcontext():
+        return _calibrate(args, out, rank)
+
+
+def _calibrate(args: argparse.Namespace, out: Path, rank: int) -> int:
+    from softsampling.engine.predict import load_run, predict_dataset
+    from softsampling.engine.train import pick_device
+    from softsampling.evaluation.calibrate import calibrate_thresholds, format_calibration
+    from softsampling.io import check_outputs_apart, write_json
+
     device = pick_device(args.device)
     model, label_map, cfg = load_run(args.run, device)
+    d = cfg.data  # the run's own annotations are inputs too
+    check_outputs_apart([out], [d.train, d.val, d.manifest])
     if len(set(label_map.names)) != len(label_map.names):
         raise SoftSamplingError(f"the run's class names are not unique: {list(label_map.names)}", file=args.run,
                                 fix="thresholds are keyed by class name; rename the duplicate classes and retrain")
@@ -118,6 +129,7 @@ def _load_split(args: argparse.Namespace, cfg: Any) -> tuple[Any, Path]:
     from softsampling.engine.train import image_check_options
 
     d = cfg.data
+    option = "--gt" if args.gt is not None else f"the run's data.{args.split}"
     if args.gt is not None:
         path, images, split = args.gt, args.images, d.val_split
     elif args.split == "val":
@@ -130,7 +142,7 @@ def _load_split(args: argparse.Namespace, cfg: Any) -> tuple[Any, Path]:
     options = image_check_options(d.format, images, args.allow_outside_root)
     if d.format == "voc":
         options["split"] = split
-    return load_dataset(path, d.format, **options), path
+    return load_dataset(path, d.format, option=option, **options), path
 
 
 def _check_classes(gt: Any, category_ids: tuple[int, ...], names: tuple[str, ...], source: Path) -> None:

@@ -32,6 +32,8 @@ See docs/evaluation.md for each metric's exact rules and the file formats.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import math
 import sys
 from collections.abc import Callable
@@ -45,7 +47,7 @@ from softsampling.data.records import DetectionDataset
 from softsampling.data.validate import add_invalid_options
 from softsampling.errors import SoftSamplingError
 from softsampling.evaluation.detections import Detections
-from softsampling.io import check_can_write, write_json
+from softsampling.io import check_output_path, check_outputs_apart, commit_together, output_lock, write_json
 
 GT_FORMATS = ("voc", "coco", "openimages", "txt")
 METRICS = ("voc", "voc07", "voc07_exact", "coco", "openimages")
@@ -104,10 +106,31 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     thresholds = _sweep_thresholds(args)
-    for path in (args.out, args.plot):
-        if path is not None:
-            check_can_write(path, force=args.force)
+    check_outputs(args)
+    outputs = [p for p in (args.out, args.plot) if p is not None]
+    with contextlib.ExitStack() as stack:
+        for path in outputs:  # one run at a time per output; --out and --plot appear together
+            stack.enter_context(output_lock(path))
+        stack.enter_context(commit_together())
+        return _evaluate(args, thresholds)
 
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """--out and --plot: distinct, apart from every input (even with --force), writable; before any work."""
+    if args.out is not None and args.plot is not None and os.path.abspath(args.out) == os.path.abspath(args.plot):
+        raise SoftSamplingError("--out and --plot name the same file", file=args.out, fix="give them different paths")
+    inputs = [args.gt, args.detections, args.images, args.labels, args.classes, args.hierarchy]
+    datasets = [p for p in (args.gt, args.detections) if p is not None and p.is_dir()]  # VOC, txt folders
+    if args.run is not None:
+        from softsampling.engine.train import FINAL
+
+        inputs.append(args.run / FINAL)
+    for path, option in ((args.out, "--out"), (args.plot, "--plot")):
+        if path is not None:
+            check_output_path(path, force=args.force, option=option, inputs=inputs, keep_out_of=datasets)
+
+
+def _evaluate(args: argparse.Namespace, thresholds: list[float]) -> int:
     notes: list[str] = []
     gt, dets = load_inputs(args, notes)
     if args.run is not None:
@@ -205,6 +228,8 @@ def _predict_with_run(args: argparse.Namespace) -> tuple[DetectionDataset, Detec
     distributed_context()  # under torchrun: before the model goes to this process's GPU
     device = pick_device("auto")
     model, label_map, cfg = load_run(args.run, device)
+    d = cfg.data  # the run's own annotations are inputs too
+    check_outputs_apart([args.out, args.plot], [d.train, d.val, d.test, d.manifest])
     if args.gt is not None:
         args.gt_format = args.gt_format or cfg.data.format
         gt = _load_gt(args)
@@ -244,7 +269,7 @@ def _load_gt(args: argparse.Namespace) -> DetectionDataset:
     if unused:
         raise SoftSamplingError(f"{', '.join(unused)} does not apply to --gt-format {args.gt_format}",
                                 fix="leave the option out")
-    return load_dataset(args.gt, args.gt_format, **options)
+    return load_dataset(args.gt, args.gt_format, option="--gt", **options)
 
 
 def voc_split(args: argparse.Namespace) -> str | None:

@@ -72,7 +72,7 @@ import numpy as np
 from softsampling.data.records import Category, DetectionDataset
 from softsampling.errors import SoftSamplingError
 from softsampling.evaluation.detections import Detections
-from softsampling.io import atomic_write, write_json
+from softsampling.io import atomic_write, check_input_dir, check_input_file, write_json
 from softsampling.parsing import ascii_float, parse_json, read_utf8
 
 DETECTION_FORMATS = ("coco", "csv")
@@ -173,9 +173,7 @@ def read_detections(
     ``notes``: a list that receives human-readable notes (ignored classes);
     without it they are issued as warnings.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise SoftSamplingError("detections file does not exist", file=path, fix="check the --detections path")
+    path = check_input_file(path, option="--detections", what="detections file")
     if fmt is None:
         fmt = {".json": "coco", ".csv": "csv"}.get(path.suffix.lower())
         if fmt is None:
@@ -476,10 +474,10 @@ def read_txt_layout(
     given, the detections (file order within a file, files in stem order);
     detections of classes absent from the ground truth are dropped with a note.
     """
-    gt_dir = Path(gt_dir)
-    if not gt_dir.is_dir():
-        raise SoftSamplingError("ground-truth folder does not exist", file=gt_dir, fix="pass the folder of <image>.txt files")
+    gt_dir = check_input_dir(gt_dir, option="--gt", what="folder of ground-truth <image>.txt files")
     gt_files = sorted(gt_dir.glob("*.txt"))
+    for path in gt_files:  # before any is opened: a FIFO would block, a folder or a symlink loop would fail
+        check_input_file(path, option="--gt", what="ground-truth txt file", allow_empty=True)
     if not gt_files:
         raise SoftSamplingError("no .txt files in the ground-truth folder", file=gt_dir, fix="check the path")
     stems = [p.stem for p in gt_files]
@@ -508,12 +506,13 @@ def read_txt_layout(
     dets = None
     det_extent = np.zeros((len(stems), 2))
     if det_dir is not None:
-        det_dir = Path(det_dir)
-        if not det_dir.is_dir():
-            raise SoftSamplingError("detections folder does not exist", file=det_dir, fix="pass the folder of <image>.txt files")
+        det_dir = check_input_dir(det_dir, option="--detections", what="folder of detection <image>.txt files")
+        det_files = sorted(det_dir.glob("*.txt"))
+        for path in det_files:
+            check_input_file(path, option="--detections", what="detections txt file", allow_empty=True)
         rows, labels, boxes, scores = [], [], [], []
         unknown: dict[str, int] = {}
-        for path in sorted(det_dir.glob("*.txt")):
+        for path in det_files:
             if path.stem not in row_of:
                 raise SoftSamplingError(
                     f"no ground-truth file {path.stem}.txt for these detections",
@@ -609,8 +608,7 @@ def _inclusive_box(fields: list[str], path: Path, line_no: int) -> tuple[float, 
 def _image_sizes(images_dir: Path, gt_files: list[Path]) -> tuple[list[str], np.ndarray, np.ndarray]:
     from PIL import Image
 
-    if not images_dir.is_dir():
-        raise SoftSamplingError("images folder does not exist", file=images_dir, fix="check the --images path")
+    check_input_dir(images_dir, option="--images", what="image folder")
     by_stem = {p.stem: p for p in sorted(images_dir.iterdir()) if p.suffix.lower() in IMAGE_EXTENSIONS}
     names, widths, heights = [], [], []
     for gt_file in gt_files:
@@ -621,6 +619,7 @@ def _image_sizes(images_dir: Path, gt_files: list[Path]) -> tuple[list[str], np.
                 file=gt_file,
                 fix="add the image or leave out the images folder (sizes then come from the boxes)",
             )
+        check_input_file(image, option="--images", what="image")
         try:
             with Image.open(image) as im:
                 w, h = im.size

@@ -97,6 +97,7 @@ import numpy as np
 
 from softsampling.data.records import Category, DetectionDataset
 from softsampling.errors import SoftSamplingError
+from softsampling.io import check_input_file
 from softsampling.evaluation.coco_metric import check_detections
 from softsampling.evaluation.detections import Detections
 
@@ -203,6 +204,7 @@ def load_hierarchy(
         where: str | None = None
     else:
         where = str(source)
+        check_input_file(source, option="--hierarchy", what="class hierarchy JSON file")
         try:
             tree = json.loads(Path(source).read_text())
         except FileNotFoundError:

@@ -41,6 +41,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--images", type=int, default=200, metavar="N", help="random training images analysed (default 200)")
     p.add_argument("--seed", type=int, default=0, help="seed of the image subset (default 0)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--allow-outside-root", action="store_true",
+                   help="let the annotations name images outside their image folder (absolute paths, '..', "
+                        "symlinks out); refused by default, as in train")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,33 +53,49 @@ def run(args: argparse.Namespace) -> int:
     from softsampling.data.formats import load_dataset
     from softsampling.engine.data import dropped_by_image
     from softsampling.engine.predict import load_run
+    from softsampling.engine.train import FINAL, image_check_options
     from softsampling.experiments.figures import plot_overlap
     from softsampling.experiments.overlap_analysis import analyze_overlap
-    from softsampling.io import write_json
+    from softsampling.io import (
+        check_input_file,
+        check_output_path,
+        check_outputs_apart,
+        commit_together,
+        output_lock,
+        write_json,
+    )
 
     if args.images < 1:
         raise SoftSamplingError(f"--images is {args.images}", fix="pass a positive number, e.g. --images 200")
-    if not (args.run / "model.pt").exists():
+    if not (args.run / FINAL).exists():
         raise SoftSamplingError("run folder has no trained model (model.pt)", file=args.run,
                                 fix="pass a finished `softsampling train` run folder")
-    options = {}
-    if args.images_root is not None:
-        options["image_root"] = args.images_root
-    if args.format == "voc":
-        options["split"] = args.split or "trainval"
-    ds = load_dataset(args.data, args.format, **options)
     manifest_path = args.manifest or find_manifest(args.data)
     if manifest_path is None:
         raise SoftSamplingError("no curation manifest found beside the data", file=args.data,
                                 fix="pass --manifest PATH (written by `softsampling curate`)")
+    check_input_file(manifest_path, option="--manifest", what="curation manifest (JSON)")
+    inputs = [args.data, args.images_root, manifest_path, args.run / FINAL]
+    datasets = [args.data] if args.data.is_dir() else []  # a VOC folder
+    check_output_path(args.out, force=True, folder=True, inputs=inputs, keep_out_of=datasets)
+    outputs = [args.out / "overlap.json", args.out / "overlap.png"]
+    for path in outputs:  # replaced if present, as before
+        check_output_path(path, force=True, inputs=inputs, keep_out_of=datasets)
+    # the images are opened: the same checks as train (inside the image folder unless --allow-outside-root)
+    options = image_check_options(args.format, args.images_root, args.allow_outside_root)
+    if args.format == "voc":
+        options["split"] = args.split or "trainval"
+    ds = load_dataset(args.data, args.format, option="--data", **options)
+    if ds.image_root is not None:  # the reader's guess: --out must not be or hold it
+        check_outputs_apart([args.out], [ds.image_root])
     manifest = read_manifest(manifest_path)
     dropped = dropped_by_image(ds, manifest.image_ids.tolist(), manifest.boxes)
     model, _, _ = load_run(args.run, device=args.device)
     analysis = analyze_overlap(ds, dropped, model, images=args.images, seed=args.seed)
     data = {**analysis.to_json(), "data": str(args.data), "manifest": str(manifest_path), "run": str(args.run)}
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_json(args.out / "overlap.json", data)
-    plot_overlap(data, args.out / "overlap.png")
+    with output_lock(args.out), commit_together():  # both files appear together
+        write_json(outputs[0], data)
+        plot_overlap(data, outputs[1])
     print(f"{analysis.background} background proposals in {analysis.images} images, "
           f"{analysis.on_dropped} on dropped objects")
     for lo, n, p in zip(data["curve"]["edges"], data["curve"]["count"], data["curve"]["p_dropped"]):

@@ -50,6 +50,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from softsampling.errors import SoftSamplingError
 from softsampling.experiments.presets import PRESET_NAMES, get_preset
@@ -107,18 +108,8 @@ def command_line(args: argparse.Namespace, seeds: list[int]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from softsampling.experiments.grid import (
-        CellOutcome,
-        base_config,
-        build_cells,
-        is_finished,
-        load_results,
-        prepare_data,
-        run_cells,
-        subprocess_launcher,
-    )
-    from softsampling.experiments.report import build_outputs
-    from softsampling.io import write_json
+    from softsampling.experiments.grid import base_config
+    from softsampling.io import check_output_path, output_lock
 
     started = time.perf_counter()
     preset = get_preset(args.preset, voc_root=args.voc_root, backbone_weights=args.backbone_weights,
@@ -129,15 +120,37 @@ def run(args: argparse.Namespace) -> int:
     if args.jobs < 1 or args.threads < 1 or args.nproc_per_node < 1:
         raise SoftSamplingError("--jobs, --threads and --nproc-per-node must be >= 1", fix="e.g. --jobs 2")
     out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
     command = command_line(args, seeds)
     overrides = list(args.overrides)
     if args.threads != 1:
         overrides.append(f"train.threads={args.threads}")
+    base = base_config(preset, overrides)  # --config and --set are checked before anything is built
+    # --out is reused when it exists (finished runs are kept), but it must be a folder apart from the inputs
+    check_output_path(out, force=True, folder=True, inputs=[args.backbone_weights, args.config],
+                      keep_out_of=[args.voc_root, args.oi_root])
+    with output_lock(out):  # two studies into one folder would mix their runs
+        return _reproduce(args, preset, seeds, base, overrides, command, started)
+
+
+def _reproduce(args: argparse.Namespace, preset: Any, seeds: list[int], base: Any, overrides: list[str],
+               command: str, started: float) -> int:
+    from softsampling.experiments.grid import (
+        CellOutcome,
+        build_cells,
+        is_finished,
+        load_results,
+        prepare_data,
+        run_cells,
+        subprocess_launcher,
+    )
+    from softsampling.experiments.report import build_outputs
+    from softsampling.io import write_json
+
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
     print(f"reproduce: preset {preset.name}, seeds {seeds}, output {out}")
 
     layout = prepare_data(preset, seeds, out)
-    base = base_config(preset, overrides)
     cells = build_cells(preset, seeds, layout, base)
     write_json(out / "reproduce.json", {"preset": dataclasses.asdict(preset), "seeds": seeds, "overrides": overrides,
                                         "command": command, "cells": [c.run_dir for c in cells]})

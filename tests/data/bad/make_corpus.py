@@ -148,6 +148,8 @@ VOC_FILES: dict[str, str | bytes] = {
     "voc_deep_nesting.xml": voc_xml(objects=voc_object() + "<x>" * 5000 + "</x>" * 5000 + "\n"),
     # split file listing the same image twice
     "voc_split_duplicate.txt": "000001\n000002\n000001\n",
+    # split line that would name an XML file outside Annotations/ (refused before any path is opened)
+    "voc_split_path_traversal.txt": "000001\n../../../outside/secret\n",
 }
 
 # ---------------------------------------------------------------- Open Images CSV
