@@ -343,12 +343,16 @@ def output_lock(path: str | Path) -> Iterator[None]:
 
     The lock is ``fcntl.flock`` on a hidden ``.NAME.lock`` beside ``path``
     (removed at the end), so two runs into one ``--out`` cannot mix their files:
-    the second stops at once with a one-line error. Parent folders created for
-    the lock are removed again if the block leaves them empty (a failed run
-    writes nothing).
+    the second stops at once with a one-line error. Under ``torchrun`` only rank 0
+    (which writes the outputs) takes the lock. Parent folders created for
+    the lock, and an output folder that a failed block created, are removed
+    again if left empty (a failed run writes nothing).
     """
     import fcntl
 
+    if int(os.environ.get("RANK", "0") or 0) != 0:  # under torchrun only rank 0 writes outputs, so only it locks
+        yield
+        return
     path = Path(os.path.abspath(path))
     created = _missing_parents(path)
     lock_path = path.with_name(f".{path.name}.lock")
@@ -373,12 +377,17 @@ def output_lock(path: str | Path) -> Iterator[None]:
         except FileNotFoundError:
             pass
         os.close(fd)
+    existed = os.path.lexists(path)
+    failed = True
     try:
         yield
+        failed = False
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(lock_path)
         os.close(fd)
+        if failed and not existed and path.is_dir() and not path.is_symlink():
+            _remove_empty([path])  # an output folder this failed run created and left empty
         _remove_empty(created)
 
 

@@ -48,7 +48,7 @@ def test_two_gloo_processes_write_what_one_process_writes(untrained_run, tmp_pat
     torchrun = [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc-per-node", "2"]
     done = subprocess.run([*torchrun, str(script), str(run), str(image_list), str(tmp_path / "two")],
                           capture_output=True, text=True, env=env, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[:3000]
     one, two = tmp_path / "one", tmp_path / "two"
     monkeypatch.setattr(sys, "argv", [str(script), str(run), str(image_list), str(one)])
     with pytest.raises(SystemExit) as exit_status:  # the same script in this (one) process

@@ -106,7 +106,6 @@ def read_thresholds(path: Path, names: tuple[str, ...]) -> dict[str, float]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import contextlib
 
     from softsampling.engine.distributed import distributed_context
     from softsampling.engine.predict_stream import read_image_list
@@ -133,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     check_output_path(args.out, force=True, folder=True, inputs=inputs)  # OUT may exist (it must not hold an input)
     out_json = check_output_path(args.out / "detections.json", force=args.force, inputs=inputs)
     rank, _ = distributed_context()  # under torchrun: before the model goes to this process's GPU
-    with output_lock(args.out) if rank == 0 else contextlib.nullcontext():  # one predict per --out
+    with output_lock(args.out):  # one predict per --out
         return _predict(args, files, num_images, source, out_json, rank)
 
 

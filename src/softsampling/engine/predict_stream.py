@@ -136,7 +136,8 @@ def _predict_chunks(model: torch.nn.Module, label_map: LabelMap, images: Iterabl
 
     rank, world = distributed_context()
     total = 0
-    bar = tqdm(total=num_images, disable=not progress, desc="predict", unit="img", dynamic_ncols=True)
+    # disable=None: no bar when stderr is not a terminal (logs and error messages stay clean)
+    bar = tqdm(total=num_images, disable=None if progress else True, desc="predict", unit="img", dynamic_ncols=True)
     iterator = iter(images)
     for k in itertools.count():
         paths = list(itertools.islice(iterator, chunk_size))

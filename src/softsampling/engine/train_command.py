@@ -24,7 +24,6 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 from pathlib import Path
 
@@ -85,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     if args.resume and not has_checkpoint:
         print(f"no checkpoint in {args.out}: starting a new run from {args.config}")
     is_main = int(os.environ.get("RANK", "0")) == 0
-    with output_lock(args.out) if is_main else contextlib.nullcontext():  # one training per run folder
+    with output_lock(args.out):  # one training per run folder
         final = train(cfg, args.out, resume=args.resume, progress=not args.no_progress,
                       allow_outside_root=args.allow_outside_root)
     if is_main:

@@ -28,7 +28,6 @@ See docs/calibrate.md.
 from __future__ import annotations
 
 import argparse
-import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     check_output_path(out, force=args.force, inputs=[args.run / FINAL, args.gt, args.images],
                       keep_out_of=[args.gt] if args.gt is not None and args.gt.is_dir() else [])
     rank, _ = distributed_context()  # under torchrun: before the model goes to this process's GPU
-    with output_lock(out) if rank == 0 else contextlib.nullcontext():
+    with output_lock(out):
         return _calibrate(args, out, rank)
 
 
