@@ -32,10 +32,14 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="run folder (created)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its last checkpoint (uses the config saved there)")
+    parser.add_argument("--allow-config-change", action="store_true",
+                        help="with --resume: continue although config.yaml or --set changed a key since the checkpoint "
+                             "(refused by default; the change is recorded in metrics.jsonl)")
     parser.add_argument("--allow-outside-root", action="store_true",
                         help="let annotation files name images outside their image folder (absolute paths, '..', "
                              "symlinks out); refused by default")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to metrics.jsonl)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bar (logs still go to metrics.jsonl; the final lines are still printed)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,8 +54,10 @@ def run(args: argparse.Namespace) -> int:
         cfg = apply_overrides(load_config(args.config), args.overrides)
     if not cfg.data.train:
         raise SoftSamplingError("no training data given", fix="--set data.train=PATH (or set data.train in the config)")
+    if args.allow_config_change and not args.resume:
+        raise SoftSamplingError("--allow-config-change applies only with --resume", fix="add --resume or drop it")
     final = train(cfg, args.out, resume=args.resume, progress=not args.no_progress,
-                  allow_outside_root=args.allow_outside_root)
+                  allow_outside_root=args.allow_outside_root, allow_config_change=args.allow_config_change)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"trained {cfg.strategy}: weights in {final}")
     return 0

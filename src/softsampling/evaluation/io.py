@@ -69,6 +69,7 @@ from typing import Any
 
 import numpy as np
 
+from softsampling.data.images import image_size
 from softsampling.data.records import Category, DetectionDataset
 from softsampling.errors import SoftSamplingError
 from softsampling.evaluation.detections import Detections
@@ -450,7 +451,13 @@ def read_txt_layout(
 
 def read_utf8(path: Path) -> str:
     """The text of ``path``; a file that is not UTF-8 raises an error naming the line of the first bad byte."""
-    data = path.read_bytes()
+    if not path.is_file():  # a folder named *.txt, a symlink loop, a FIFO
+        raise SoftSamplingError("not a regular file (a folder, a broken or looping link, or a special file)",
+                                file=path, fix="remove it or replace it with a text file")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SoftSamplingError(f"cannot read the file ({exc.strerror})", file=path, fix="check its permissions") from None
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -492,7 +499,6 @@ def _inclusive_box(fields: list[str], path: Path, line_no: int) -> tuple[float, 
 
 
 def _image_sizes(images_dir: Path, gt_files: list[Path]) -> tuple[list[str], np.ndarray, np.ndarray]:
-    from PIL import Image
 
     if not images_dir.is_dir():
         raise SoftSamplingError("images folder does not exist", file=images_dir, fix="check the --images path")
@@ -506,11 +512,7 @@ def _image_sizes(images_dir: Path, gt_files: list[Path]) -> tuple[list[str], np.
                 file=gt_file,
                 fix="add the image or leave out the images folder (sizes then come from the boxes)",
             )
-        try:
-            with Image.open(image) as im:
-                w, h = im.size
-        except OSError as exc:
-            raise SoftSamplingError(f"cannot read image size: {exc}", file=image, fix="replace the broken image") from None
+        w, h = image_size(image, file=gt_file)  # header only; refuses decompression bombs
         names.append(image.name)
         widths.append(w)
         heights.append(h)

@@ -110,7 +110,14 @@ def run(args: argparse.Namespace) -> int:
     if args.jobs < 1 or args.threads < 1 or args.nproc_per_node < 1:
         raise SoftSamplingError("--jobs, --threads and --nproc-per-node must be >= 1", fix="e.g. --jobs 2")
     out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise SoftSamplingError("--out must be a folder, but a file of that name exists", file=out,
+                                fix="choose a folder path for --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SoftSamplingError(f"cannot create the output folder ({exc.strerror})", file=out,
+                                fix="choose a writable folder path for --out") from None
     command = command_line(args, seeds)
     overrides = list(args.overrides)
     if args.threads != 1:
