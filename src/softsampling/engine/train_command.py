@@ -45,6 +45,8 @@ def register(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from softsampling.engine.train import train
 
+    if args.allow_config_change and not args.resume:
+        raise SoftSamplingError("--allow-config-change applies only with --resume", fix="add --resume or drop it")
     saved = args.out / "config.yaml"
     if args.resume and saved.exists():
         cfg = apply_overrides(load_config(saved), args.overrides)
@@ -54,8 +56,6 @@ def run(args: argparse.Namespace) -> int:
         cfg = apply_overrides(load_config(args.config), args.overrides)
     if not cfg.data.train:
         raise SoftSamplingError("no training data given", fix="--set data.train=PATH (or set data.train in the config)")
-    if args.allow_config_change and not args.resume:
-        raise SoftSamplingError("--allow-config-change applies only with --resume", fix="add --resume or drop it")
     final = train(cfg, args.out, resume=args.resume, progress=not args.no_progress,
                   allow_outside_root=args.allow_outside_root, allow_config_change=args.allow_config_change)
     if int(os.environ.get("RANK", "0")) == 0:
