@@ -6,7 +6,8 @@ also OUT/drawn/<image>.png with boxes, class names and scores.
 
 Per-class thresholds (--thresholds) come from `softsampling calibrate`: a
 JSON file {"thresholds": {"<class name>": score, ...}}; classes it does not
-list keep --score-threshold.
+list keep every detection (threshold 0; --score-threshold cannot be combined
+with --thresholds).
 
 Examples:
   softsampling predict --run runs/oss50 --images digits/images/test --out preds --draw
@@ -33,8 +34,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--draw", action="store_true", help="also write images with the detections drawn")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--score-threshold", type=float, default=0.05, help="drop detections below this score (default 0.05)")
-    group.add_argument("--thresholds", type=Path, help="per-class thresholds JSON from `softsampling calibrate`")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    group.add_argument("--thresholds", type=Path, help="per-class thresholds JSON from `softsampling calibrate`; classes it omits use 0")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (others are refused)")
     parser.add_argument("--force", action="store_true", help="overwrite OUT/detections.json if present")
 
 
