@@ -121,3 +121,13 @@ def test_openimages_metric_on_exhaustive_ground_truth(cartucho_dir, tmp_path):
     result = json.loads(out.read_text())["result"]
     assert result["mAP"] == pytest.approx(voc_ap(gt, dets)["mAP"], abs=1e-12)
     assert result["per_class"]["1"]["num_det"] == voc_ap(gt, dets)["per_class"][1]["num_det"]
+
+
+def test_coco_table_prints_a_dash_where_pycocotools_has_no_ground_truth():
+    from softsampling.evaluation.command import format_table
+
+    result = {"metric": "coco", "per_class": {1: {"name": "cat", "ap": 0.5, "ap50": 0.75, "num_gt": 3, "num_det": 4}},
+              "AP": 0.5, "AP50": 0.75, "APs": -1.0, "APm": 0.25, "ARs": -1.0}
+    stats = format_table(result).splitlines()[-1]
+    assert stats == "COCO: AP 50.00, AP50 75.00, APs -, APm 25.00, ARs -"
+    assert "-100.00" not in format_table(result)

@@ -2,7 +2,9 @@
 
 Writes OUT/detections.json in COCO results format (one entry per detection:
 image_id, file_name, category_id, bbox [x, y, w, h], score); with --draw
-also OUT/drawn/<image>.png with boxes, class names and scores.
+also OUT/drawn/<image>.png with boxes, class names and scores of the
+detections scoring >= --draw-threshold (default 0.5), upscaled to at least
+512 px so that labels stay readable.
 
 Per-class thresholds (--thresholds) come from `softsampling calibrate`: a
 JSON file {"thresholds": {"<class name>": score, ...}}; classes it does not
@@ -31,7 +33,12 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", type=Path, required=True, help="run folder written by `softsampling train`")
     parser.add_argument("--images", type=Path, nargs="+", required=True, help="image files and/or folders of images")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--draw", action="store_true", help="also write images with the detections drawn")
+    parser.add_argument("--draw", action="store_true",
+                        help="also write OUT/drawn/<image>.png: the image upscaled to at least 512 px with the "
+                             "detections scoring >= --draw-threshold drawn")
+    parser.add_argument("--draw-threshold", type=float, default=0.5,
+                        help="with --draw: draw only detections scoring at least this (default 0.5; "
+                             "detections.json keeps every detection above the score thresholds)")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--score-threshold", type=float, default=0.05, help="drop detections below this score (default 0.05)")
     group.add_argument("--thresholds", type=Path, help="per-class thresholds JSON from `softsampling calibrate`; classes it omits use 0")
@@ -75,6 +82,9 @@ def run(args: argparse.Namespace) -> int:
     from softsampling.engine.train import pick_device
     from softsampling.io import check_can_write, write_json
 
+    if not 0.0 <= args.draw_threshold <= 1.0:
+        raise SoftSamplingError(f"--draw-threshold must be a score in [0, 1], got {args.draw_threshold}",
+                                fix="pass e.g. --draw-threshold 0.5")
     out_json = args.out / "detections.json"
     check_can_write(out_json, force=args.force)
     files = collect_images(args.images)
@@ -99,7 +109,9 @@ def run(args: argparse.Namespace) -> int:
             from softsampling.engine.draw import draw_detections
 
             names = dict(zip(label_map.category_ids, label_map.names))
-            draw_detections(image, boxes, [names[int(c)] for c in cats], scores, args.out / "drawn" / f"{f.stem}.png")
+            shown = scores >= args.draw_threshold
+            draw_detections(image, boxes[shown], [names[int(c)] for c in cats[shown]], scores[shown],
+                            args.out / "drawn" / f"{f.stem}.png")
     write_json(out_json, results, indent=None)
     print(f"{len(results)} detections on {len(files)} image(s) -> {out_json}")
     return 0
