@@ -96,9 +96,12 @@ def give_usual_permissions(path: str | Path) -> None:
 
 
 def write_json(path: str | Path, obj: Any, *, indent: int | None = 2) -> None:
-    """Write ``obj`` as JSON atomically, with a trailing newline and stable key order as given."""
+    """Write ``obj`` as JSON atomically, with a trailing newline and stable key order as given.
+
+    NaN and infinity are refused (``ValueError``): they are not JSON, so callers check their numbers first.
+    """
     with atomic_write(path) as f:
-        json.dump(obj, f, indent=indent, ensure_ascii=False)
+        json.dump(obj, f, indent=indent, ensure_ascii=False, allow_nan=False)
         f.write("\n")
 
 

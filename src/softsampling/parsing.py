@@ -63,7 +63,13 @@ def ascii_float(text: str) -> float | None:
 def read_utf8(path: str | Path, *, fix: str = "save the file as UTF-8") -> str:
     """The text of ``path`` (a leading BOM dropped); not UTF-8 -> error naming the line of the first bad byte."""
     path = Path(path)
-    data = path.read_bytes()
+    if not path.is_file():  # a folder named *.txt, a broken or looping link, a FIFO: never opened
+        raise SoftSamplingError("not a regular file (a folder, a broken or looping link, or a special file)",
+                                file=path, fix="remove it or replace it with a text file")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SoftSamplingError(f"cannot read the file ({exc.strerror})", file=path, fix="check its permissions") from None
     return decode_utf8(data, file=path, fix=fix)
 
 

@@ -112,3 +112,28 @@ def test_named_strategy_digests_are_unchanged():
     """Runs made before the rule framework keep their folder names in the reproduce grid."""
     assert RunConfig().digest() == "d719c2dbb663"
     assert apply_overrides(RunConfig(), ["strategy=overlap_soft"]).digest() == "8504e2aa506b"
+
+
+def test_drawings_of_small_images_are_upscaled_with_readable_labels(tmp_path):
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from softsampling.engine.draw import draw_detections
+
+    image = torch.zeros(3, 48, 64, dtype=torch.uint8)
+    draw_detections(image, np.array([[4.0, 20.0, 30.0, 40.0]]), ["cat"], np.array([0.9]), tmp_path / "a.png")
+    with Image.open(tmp_path / "a.png") as im:
+        assert im.size == (512, 384)  # x8: ceil(512 / 48) = 11, capped at 8
+        pixels = np.asarray(im.convert("RGB"))
+    # the label is drawn in a font of 12 px (384 / 32): its letters span several rows above the box top (y=160)
+    label_rows = np.nonzero((pixels[:160, 32:320] > 0).any(axis=(1, 2)))[0]
+    assert label_rows.size >= 8
+
+
+def test_json_writer_refuses_nan(tmp_path):
+    from softsampling.io import write_json
+
+    with pytest.raises(ValueError):
+        write_json(tmp_path / "x.json", {"threshold": float("nan")})
+    assert not (tmp_path / "x.json").exists()

@@ -155,3 +155,13 @@ def test_voc_ground_truth_defaults_to_the_test_split_and_says_so(tmp_path, capsy
     assert "000004" in capsys.readouterr().err
     assert main([*base, "--split", "test"]) == 0
     assert "VOC image set: test (ImageSets/Main/test.txt, --split)" in capsys.readouterr().out
+
+
+def test_coco_table_prints_a_dash_where_pycocotools_has_no_ground_truth():
+    from softsampling.evaluation.command import format_table
+
+    result = {"metric": "coco", "per_class": {1: {"name": "cat", "ap": 0.5, "ap50": 0.75, "num_gt": 3, "num_det": 4}},
+              "AP": 0.5, "AP50": 0.75, "APs": -1.0, "APm": 0.25, "ARs": -1.0}
+    stats = format_table(result).splitlines()[-1]
+    assert stats == "COCO: AP 50.00, AP50 75.00, APs -, APm 25.00, ARs -"
+    assert "-100.00" not in format_table(result)

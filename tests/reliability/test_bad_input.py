@@ -130,6 +130,9 @@ CASES: list[tuple[str, str, tuple[str, ...]]] = [
     ("coco_image_id_beyond_int64.json", "coco", ("images[1]", "64-bit integer")),
     ("coco_latin1.json", "coco", ("not UTF-8", "line 49")),
     ("coco_deep_nesting.json", "coco", ("nests deeper than 100 levels",)),
+    ("coco_image_width_2_pow_70.json", "coco", ("image id 2", "'width'", "at most 2,147,483,647")),
+    ("coco_category_id_1e309.json", "coco", ("annotation id 2", "'category_id'", "expected an integer")),
+    ("coco_name_lone_surrogate.json", "coco", ("category id 2", "lone surrogate")),
     # Pascal VOC XML (the bad file is Annotations/000002.xml)
     ("voc_truncated.xml", "voc", ("000002.xml", "invalid XML", "line 6")),
     ("voc_wrong_root.xml", "voc", ("000002.xml", "root element is <html>")),
@@ -211,6 +214,21 @@ CASES: list[tuple[str, str, tuple[str, ...]]] = [
     ("cfg_latin1.yaml", "cfg", ("UTF-8", "line 1")),
     ("cfg_score_soft_without_prior.yaml", "cfg", ("prior_run",)),
     ("cfg_deep_nesting.yaml", "cfg", ("nests deeper than 100 levels", "line 3")),
+    ("cfg_seed_negative.yaml", "cfg", ("config seed", "in [0, 4294967295]", "-1")),
+    ("cfg_seed_fractional.yaml", "cfg", ("config seed", "whole number", "1.5")),
+    ("cfg_threads_negative.yaml", "cfg", ("train.threads", "in [1, 4096]", "-1")),
+    ("cfg_momentum_negative.yaml", "cfg", ("train.momentum", "in [0, 1)", "-1")),
+    ("cfg_warmup_not_a_number.yaml", "cfg", ("train.warmup_iterations", "whole number", "'abc'")),
+    ("cfg_min_size_not_a_number.yaml", "cfg", ("model.min_size", "whole number or null", "'abc'")),
+    ("cfg_data_train_is_a_list.yaml", "cfg", ("data.train", "must be text", "['a', 'b']")),
+    ("cfg_iterations_beyond_int64.yaml", "cfg", ("train.iterations", "out of range")),
+    ("cfg_lr_nan.yaml", "cfg", ("train.lr", "finite number", "nan")),
+    ("cfg_strategy_param_not_taken.yaml", "cfg", ("strategy_params", "'baseline'", "['a']", "it accepts")),
+    ("cfg_strategy_param_not_a_number.yaml", "cfg", ("strategy_params", "a must be a finite number", "'high'")),
+    ("cfg_model_option_unknown.yaml", "cfg", ("model.options", "rpn_post_nms_top_n_trian",
+                                              "rpn_post_nms_top_n_train")),
+    ("cfg_model_option_not_a_number.yaml", "cfg", ("model.options.box_score_thresh", "finite number")),
+    ("cfg_deterministic_not_a_flag.yaml", "cfg", ("train.deterministic", "true or false", "3")),
 ]
 
 # images given to `predict --images` (the run is an untrained model saved by the fixture)
@@ -307,6 +325,25 @@ def _args_cases(tmp: Path) -> list[tuple[str, list, tuple[str, ...]]]:
         ("reproduce", ["reproduce", "--seeds", "0,x", "--out", out / "repro", "--dry-run"], ("--seeds",)),
         ("data", ["data", "digits", "--out", out / "digits", "--size", "8"], ("--size is 8",)),
         ("data", ["data", "digits", "--out", out / "digits", "--train", "-1"], ("--train is -1",)),
+        ("train", ["train", "--out", out / "run", "--set", "train.warmup_iterations=abc"],
+         ("train.warmup_iterations", "whole number", "'abc'")),
+        ("train", ["train", "--out", out / "run", "--set", "model.min_size=abc"], ("model.min_size", "'abc'")),
+        ("train", ["train", "--out", out / "run", "--set", "seed=1.5"], ("config seed", "1.5")),
+        ("train", ["train", "--out", out / "run", "--set", "train.threads=-1"], ("train.threads",)),
+        ("train", ["train", "--out", out / "run", "--set", "strategy=hard_negative", "--set", "strategy_params.a=0.3"],
+         ("'hard_negative'", "['a']", "min_overlap")),
+        ("train", ["train", "--out", out / "run", "--set", "strategy_params.thresholds=0.5"],
+         ("'thresholds' is set by the engine",)),
+        ("train", ["train", "--out", out / "run", "--set", "model.options.nope=1"], ("unknown option(s) ['nope']",)),
+        ("train", ["train", "--out", out / "run", "--set", "nosuch=1"],
+         ("unknown config key 'nosuch'", "valid keys here:", "strategy_params")),
+        ("train", ["train", "--out", out / "run", "--set", "train.lrate=0.1"], ("valid keys here:", "train.lr,")),
+        ("train", ["train", "--out", out / "run", "--allow-config-change"], ("only with --resume",)),
+        ("predict", ["predict", "--run", tmp / "norun", "--images", BAD / "img_good.png", "--out", out / "p",
+                     "--device", "gpu"], ("unknown device 'gpu'",)),
+        ("calibrate", ["calibrate", "--run", tmp / "norun", "--default-threshold", "nan", "--out", out / "t.json"],
+         ("--default-threshold", "nan")),
+        ("reproduce", ["reproduce", "--out", good, "--dry-run"], ("coco_good.json", "must be a folder")),
     ]
 
 
@@ -386,3 +423,155 @@ def test_skip_invalid_in_evaluate_notes_the_skipped_ground_truth(tmp_path, capsy
     assert "annotation id 101" in err and "annotation id 102" in err
     result = json.loads((tmp_path / "out" / "r.json").read_text())
     assert result["num_gt_boxes"] == 2 and result["result"]["mAP"] == 1.0  # the good detections match exactly
+
+
+# ------------------------------------------------------------------ broken checkpoints and resume
+def _run_with(tmp: Path, state: dict | None, raw: bytes | None = None) -> Path:
+    """A copy of an untrained run whose model.pt holds ``state`` (or the bytes ``raw``)."""
+    import torch
+
+    run = save_tiny_run(tmp / "run")
+    if raw is not None:
+        (run / "model.pt").write_bytes(raw)
+    else:
+        torch.save(state, run / "model.pt")
+    return run
+
+
+def _final_state() -> dict:
+    import torch
+
+    run = save_tiny_run(Path(tempfile_dir()) / "src_run")
+    return torch.load(run / "model.pt", weights_only=True)
+
+
+def tempfile_dir() -> str:
+    import tempfile
+
+    return tempfile.mkdtemp()
+
+
+@pytest.mark.parametrize(("edit", "expected"), [
+    ("empty", ("model.pt", "empty (0 bytes)")),
+    ("no_config", ("model.pt", "incomplete: no 'config'")),
+    ("no_labels", ("model.pt", "incomplete: no 'labels'")),
+    ("a_list", ("model.pt", "not a softsampling checkpoint")),
+    ("bad_config", ("model.pt", "saved config is invalid", "config seed")),
+    ("other_weights", ("model.pt", "model state in the checkpoint does not fit")),
+    ("pickle", ("model.pt", "refusing to load")),
+])
+def test_broken_model_checkpoint_is_one_clear_line(edit, expected, tmp_path, capsys):
+    state = _final_state()
+    raw = None
+    if edit == "empty":
+        raw = b""
+    elif edit in ("no_config", "no_labels"):
+        del state[edit[3:]]
+    elif edit == "a_list":
+        state = [1, 2]
+    elif edit == "bad_config":
+        state["config"]["seed"] = -1
+    elif edit == "other_weights":
+        state["model"] = {"w": state["model"][next(iter(state["model"]))]}
+    elif edit == "pickle":
+        import pickle
+
+        class Payload:
+            def __reduce__(self):
+                return (print, ("payload ran",))
+        raw = pickle.dumps({"model": Payload()})
+    run = _run_with(tmp_path, state, raw)
+    code, out, err = run_cli(["predict", "--run", run, "--images", BAD / "img_good.png", "--out", tmp_path / "out"],
+                             capsys)
+    line = assert_one_line_error(code, err, "predict", *expected)
+    assert "weights_only" not in line and "payload ran" not in out
+    assert files_under(tmp_path / "out") == []
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> Path:
+    """Two iterations of the digits model on the corpus' two-image COCO file (images made here)."""
+    from softsampling.cli import main
+
+    root = tmp_path_factory.mktemp("trained")
+    for name in ("a.png", "b.png"):
+        copy_bad("img_good.png", root / "data" / name)
+    copy_bad("coco_good.json", root / "data" / "train.json")
+    code = main(["train", "--out", str(root / "run"), "--no-progress", "--set", f"data.train={root / 'data' / 'train.json'}",
+                 "--set", "train.iterations=2", "--set", "train.batch_size=2", "--set", "train.checkpoint_every=1"])
+    assert code == 0
+    return root / "run"
+
+
+def test_resume_refuses_an_edited_config_unless_allowed_and_logs_the_change(trained_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    (run / "DONE").unlink()
+    (run / "model.pt").unlink()
+    config = run / "config.yaml"
+    config.write_text(config.read_text().replace("lr: 0.02", "lr: 0.5"))
+    code, _, err = run_cli(["train", "--out", run, "--resume", "--no-progress"], capsys)
+    assert_one_line_error(code, err, "train", "last.pt", "config differs", "train.lr: 0.02 -> 0.5",
+                          "--allow-config-change")
+    assert not (run / "model.pt").exists()
+    code, _, err = run_cli(["train", "--out", run, "--resume", "--no-progress", "--allow-config-change"], capsys)
+    assert code == 0, err
+    events = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert {"iteration": 2, "event": "config_changed_on_resume", "changed": {"train.lr": [0.02, 0.5]}} in events
+
+
+def test_resume_with_a_last_pt_without_optimizer_state_is_one_clear_line(trained_run, tmp_path, capsys):
+    import torch
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    (run / "model.pt").unlink()
+    state = torch.load(run / "last.pt", weights_only=True)
+    del state["optimizer"]
+    torch.save(state, run / "last.pt")
+    code, _, err = run_cli(["train", "--out", run, "--resume", "--no-progress"], capsys)
+    assert_one_line_error(code, err, "train", "last.pt", "incomplete: no 'optimizer'")
+
+
+def test_no_progress_still_prints_the_final_val_map(tmp_path, capsys):
+    for name in ("a.png", "b.png"):
+        copy_bad("img_good.png", tmp_path / "data" / name)
+    data = copy_bad("coco_good.json", tmp_path / "data" / "train.json")
+    code, out, err = run_cli(["train", "--out", tmp_path / "run", "--no-progress", "--set", f"data.train={data}",
+                              "--set", f"data.val={data}", "--set", "train.iterations=1",
+                              "--set", "train.batch_size=2"], capsys)
+    assert code == 0, err
+    assert "val mAP@0.5 (VOC area): " in out
+
+
+def test_score_soft_prior_with_another_transform_is_one_clear_line(trained_run, tmp_path, capsys):
+    data = trained_run.parent / "data" / "train.json"
+    code, _, err = run_cli(["train", "--out", tmp_path / "out" / "run", "--no-progress", "--set", f"data.train={data}",
+                            "--set", "strategy=score_soft", "--set", f"prior_run={trained_run}",
+                            "--set", "model.min_size=96", "--set", "train.iterations=1"], capsys)
+    assert_one_line_error(code, err, "train", "transforms images differently", "min_size")
+
+
+@pytest.mark.parametrize("kind", ["folder", "symlink_loop"])
+def test_txt_ground_truth_entry_that_is_not_a_file_is_one_clear_line(kind, tmp_path, capsys):
+    copy_bad("txt_gt_good.txt", tmp_path / "in" / "gt" / "a.txt")
+    bad = tmp_path / "in" / "gt" / "b.txt"
+    if kind == "folder":
+        bad.mkdir()
+    else:
+        bad.symlink_to(bad)
+    copy_bad("txt_gt_good.txt", tmp_path / "in" / "det" / "a.txt")
+    code, _, err = run_cli(["evaluate", "--gt", tmp_path / "in" / "gt", "--gt-format", "txt", "--detections",
+                            tmp_path / "in" / "det", "--out", tmp_path / "out" / "r.json"], capsys)
+    assert_one_line_error(code, err, "evaluate", "b.txt", "not a regular file")
+    assert files_under(tmp_path / "out") == []
+
+
+def test_decompression_bomb_in_evaluate_images_is_one_clear_line(tmp_path, capsys):
+    copy_bad("txt_gt_good.txt", tmp_path / "in" / "gt" / "a.txt")
+    copy_bad("img_bomb_100000x100000.png", tmp_path / "in" / "images" / "a.png")
+    (tmp_path / "in" / "det").mkdir()
+    code, _, err = run_cli(["evaluate", "--gt", tmp_path / "in" / "gt", "--gt-format", "txt", "--detections",
+                            tmp_path / "in" / "det", "--images", tmp_path / "in" / "images",
+                            "--out", tmp_path / "out" / "r.json"], capsys)
+    assert_one_line_error(code, err, "evaluate", "a.png", "too large")

@@ -178,7 +178,7 @@ def test_predict_refuses_a_pickle_that_would_run_code(evil_run, tmp_path, capsys
     run, marker = evil_run
     code, _, err = run_cli(["predict", "--run", run, "--images", BAD / "img_good.png",
                             "--out", tmp_path / "out"], capsys)
-    assert_one_line_error(code, err, "predict", "model.pt", "refusing to load", "not a plain-weights checkpoint")
+    assert_one_line_error(code, err, "predict", "model.pt", "refusing to load", "other than tensors")
     assert not marker.exists(), "the pickled code ran"
     assert files_under(tmp_path / "out") == []
 

@@ -311,6 +311,9 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+MAX_SIDE = 2**31 - 1  # image width and height: int32, far above any real image
+
+
 def _get(obj: dict[str, Any], key: str, kind: str, file: str, where: str) -> Any:
     """Return ``obj[key]`` checked against ``kind`` ('int', 'size', 'str', 'bbox'); raise naming the record."""
     if key not in obj:
@@ -323,8 +326,18 @@ def _get(obj: dict[str, Any], key: str, kind: str, file: str, where: str) -> Any
                                     record=where, fix=f"give {key!r} a value below 2**63")
         return v
     if kind == "size" and _is_number(v) and math.isfinite(v) and v == int(v):
+        if v > MAX_SIDE:
+            raise SoftSamplingError(f"{key!r} is {v}; image sides must be at most {MAX_SIDE:,} pixels", file=file,
+                                    record=where, fix=f"correct {key!r}")
         return int(v)
     if kind == "str" and isinstance(v, str) and v:
+        if not v.isascii():
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise SoftSamplingError(f"{key!r} holds a lone surrogate ({v[exc.start]!r}), which is not valid "
+                                        "Unicode text", file=file, record=where,
+                                        fix=f"correct the \\u escape in {key!r}") from None
         return v
     if kind == "bbox" and isinstance(v, list) and len(v) == 4 and all(_is_number(x) for x in v):
         return v

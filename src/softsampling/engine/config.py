@@ -16,9 +16,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -128,21 +131,35 @@ class RunConfig:
 
 
 def _from_dict(cls: type, values: dict[str, Any], where: str) -> Any:
+    """Build dataclass ``cls`` from ``values``; whole-number floats (``1e3``) become ints for int fields.
+
+    Types and ranges are checked by :func:`validate`, not here.
+    """
     names = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
     kwargs: dict[str, Any] = {}
     for key, value in values.items():
         if key not in names:
             raise SoftSamplingError(
                 f"unknown config key {where}{key!r}", fix=f"valid keys here: {', '.join(sorted(names))}"
             )
-        sub = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}.get(key) if cls is RunConfig else None
+        sub = _SECTIONS.get(key) if cls is RunConfig else None
         if sub is not None:
             if not isinstance(value, dict):
                 raise SoftSamplingError(f"config key {where}{key!r} must be a mapping", fix="see configs/*.yaml")
             kwargs[key] = _from_dict(sub, value, f"{where}{key}.")
+        elif int in _allowed_types(hints[key]) and isinstance(value, float) and value.is_integer():
+            kwargs[key] = int(value)
         else:
             kwargs[key] = value
     return cls(**kwargs)
+
+
+def config_from_dict(values: dict[str, Any], where: str = "") -> RunConfig:
+    """A validated :class:`RunConfig` from its ``to_dict()`` form (e.g. the config saved in a checkpoint)."""
+    if not isinstance(values, dict):
+        raise SoftSamplingError(f"config {where}must be a mapping, got {type(values).__name__}", fix="see configs/*.yaml")
+    return validate(_from_dict(RunConfig, values, where))
 
 
 def _safe_yaml(text: str) -> Any:
@@ -178,32 +195,213 @@ def load_config(path: str | Path | None) -> RunConfig:
         raise SoftSamplingError(exc.problem, file=path, record=exc.record, fix=exc.fix) from None
 
 
+_SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+# mappings whose keys are free (checked by validate): --set strategy_params.a=0.3, --set model.options.KEY=VALUE
+_FREE_MAPPINGS = (("strategy_params",), ("model", "options"))
+_NULL_WORDS = ("", "null", "Null", "NULL", "~")
+
+
+def _allowed_types(hint: Any) -> tuple[Any, ...]:
+    """``int | None`` -> (int, NoneType); ``list[float]`` -> (list[float],); ``str`` -> (str,)."""
+    if typing.get_origin(hint) in (types.UnionType, typing.Union):
+        return typing.get_args(hint)
+    return (hint,)
+
+
+def _field_hint(key: str) -> Any:
+    """The type of dotted config key ``key`` (``train.lr`` -> float); None for keys inside free mappings."""
+    parts = key.split(".")
+    cls: type = RunConfig
+    for part in parts[:-1]:
+        cls = _SECTIONS.get(part) if cls is RunConfig else None
+        if cls is None:
+            return None
+    return typing.get_type_hints(cls).get(parts[-1])
+
+
+def _unknown_key(key: str, valid: list[str]) -> SoftSamplingError:
+    return SoftSamplingError(f"unknown config key {key!r} in --set", fix=f"valid keys here: {', '.join(sorted(valid))}")
+
+
 def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
-    """Apply ``key=value`` strings (dotted keys, YAML-typed values) and validate."""
+    """Apply ``key=value`` strings (dotted keys, YAML-typed values) and validate.
+
+    Text keys (paths, names) take the value as written, so ``data.train=2007``
+    is the file ``2007``; ``null`` (or nothing, for optional keys) means None.
+    """
     values = cfg.to_dict()
     for item in overrides:
         if "=" not in item:
             raise SoftSamplingError(f"bad --set {item!r}", fix="write --set key=value, e.g. --set train.iterations=100")
         key, raw = item.split("=", 1)
+        key = key.strip()
+        parts = key.split(".")
+        node = values
+        for depth, part in enumerate(parts[:-1]):
+            if part not in node or not isinstance(node[part], dict):
+                prefix = ".".join(parts[:depth])
+                raise _unknown_key(key, [f"{prefix}.{k}" if prefix else k for k in node])
+            node = node[part]
+        free = tuple(parts[:-1]) in _FREE_MAPPINGS
+        if parts[-1] not in node and not free:
+            prefix = ".".join(parts[:-1])
+            raise _unknown_key(key, [f"{prefix}.{k}" if prefix else k for k in node])
+        allowed = () if free else _allowed_types(_field_hint(key))
+        if str in allowed and not (type(None) in allowed and raw.strip() in _NULL_WORDS):
+            node[parts[-1]] = raw
+            continue
         try:
-            value = _safe_yaml(raw) if raw != "" else None
+            value = _safe_yaml(raw) if raw.strip() != "" else None
         except yaml.YAMLError:
             value = raw
+        except SoftSamplingError as exc:  # a YAML alias
+            raise SoftSamplingError(f"--set {key}: {exc.problem}", fix=exc.fix) from None
         if isinstance(value, str):  # YAML 1.1 reads 1e-3 as a string; users mean a number
             try:
                 value = float(value)
             except ValueError:
                 pass
-        node = values
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            if part not in node or not isinstance(node[part], dict):
-                raise SoftSamplingError(f"unknown config key {key!r} in --set", fix="see configs/digits.yaml for the keys")
-            node = node[part]
-        if parts[-1] not in node and not (len(parts) == 2 and parts[0] == "strategy_params"):
-            raise SoftSamplingError(f"unknown config key {key!r} in --set", fix="see configs/digits.yaml for the keys")
         node[parts[-1]] = value
-    return validate(_from_dict(RunConfig, values, ""))
+    return config_from_dict(values)
+
+
+def _between(low: float | None, high: float | None, *, low_open: bool = False, high_open: bool = False
+             ) -> tuple[Callable[[float], bool], str]:
+    """A range check and its description, e.g. ``_between(0, 1, high_open=True)`` -> "in [0, 1)"."""
+    def check(v: float) -> bool:
+        above = low is None or (v > low if low_open else v >= low)
+        below = high is None or (v < high if high_open else v <= high)
+        return above and below
+    if high is None:
+        return check, f"{'>' if low_open else '>='} {low}"
+    return check, f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+
+
+INT64_MAX = 2**63 - 1
+_POSITIVE_INT = (lambda v: v >= 1, "a positive integer")
+# Numeric ranges by dotted key (checked after the types; None values of optional keys are not checked).
+RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
+    "seed": _between(0, 2**32 - 1),
+    "model.min_size": _between(1, 16384),
+    "model.max_size": _between(1, 16384),
+    "train.iterations": _POSITIVE_INT,
+    "train.batch_size": _between(1, 65536),
+    "train.lr": (lambda v: v > 0, "a positive number"),
+    "train.momentum": _between(0, 1, high_open=True),
+    "train.weight_decay": _between(0, None),
+    "train.warmup_iterations": _between(0, None),
+    "train.lr_steps": _between(0, 1),
+    "train.checkpoint_every": _POSITIVE_INT,
+    "train.log_every": _POSITIVE_INT,
+    "train.threads": _between(1, 4096),
+}
+# Parameters of the RoI head that ride in strategy_params for every strategy (see model.use_strategy).
+HEAD_PARAMS: dict[str, tuple[type, tuple[Callable[[float], bool], str]]] = {
+    "batch_size_per_image": (int, _between(1, 65536)),
+    "positive_fraction": (float, _between(0, 1, low_open=True)),
+    "hard_negative_topk": (int, _between(0, None)),
+}
+# Given by the engine (the prior run and its thresholds), never by the config.
+ENGINE_PARAMS = ("prior", "thresholds")
+
+
+def _type_name(hint: Any) -> str:
+    names = {int: "a whole number", float: "a finite number", bool: "true or false", str: "text",
+             type(None): "null"}
+    if typing.get_origin(hint) is list:
+        return f"a list of {_type_name(typing.get_args(hint)[0]).replace('a ', '', 1)}s"
+    if typing.get_origin(hint) is dict:
+        return "a mapping"
+    return names.get(hint, str(hint))
+
+
+def _is_instance(value: Any, hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if origin is list:
+        return isinstance(value, list) and all(_is_instance(v, typing.get_args(hint)[0]) for v in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(isinstance(k, str) for k in value)
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool) and abs(value) <= INT64_MAX
+    return isinstance(value, hint)
+
+
+def _check_types(obj: Any, where: str) -> None:
+    """Every field of dataclass ``obj`` holds a value of its declared type (numbers finite, ints in int64)."""
+    for f in dataclasses.fields(obj):
+        key, value = f"{where}{f.name}", getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            _check_types(value, f"{key}.")
+            continue
+        allowed = _allowed_types(typing.get_type_hints(type(obj))[f.name])
+        if int in allowed and isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT64_MAX:
+            raise SoftSamplingError(f"config {key}: {value} is out of range (more than 2**63 - 1)",
+                                    fix=f"e.g. --set {key}={_example(f.default, f.default_factory)}")
+        if not any(_is_instance(value, t) for t in allowed):
+            want = " or ".join(_type_name(t) for t in allowed)
+            got = f"{value!r} ({type(value).__name__})" if not isinstance(value, (int, float)) else repr(value)
+            raise SoftSamplingError(f"config {key}: must be {want}, got {got}",
+                                    fix=f"e.g. --set {key}={_example(f.default, f.default_factory)}")
+        check = RANGES.get(key)
+        if check is not None and value is not None:
+            for v in value if isinstance(value, list) else [value]:
+                if not check[0](v):
+                    raise SoftSamplingError(f"config {key}: must be {_plain(check[1])}, got {v!r}",
+                                            fix=f"use {check[1]}" if check[1][0].isalpha()
+                                            else f"choose a value {check[1]}")
+
+
+def _plain(desc: str) -> str:
+    """"in [0, 1]" / ">= 0" / "a positive integer" as it reads after "must be"."""
+    return desc if desc[0].isalpha() else desc.replace(">=", "at least", 1).replace(">", "above", 1)
+
+
+def _example(default: Any, factory: Any) -> str:
+    value = factory() if default is dataclasses.MISSING else default
+    return "null" if value is None else json.dumps(value).replace(" ", "")
+
+
+def _check_strategy_params(cfg: RunConfig) -> None:
+    """Each of ``strategy_params`` has the type of its default; the RoI-head options their ranges.
+
+    Names and ranges of the rules' own parameters are checked by
+    :func:`softsampling.sampling.resolve_strategy` (see :func:`composition_of`).
+    """
+    from softsampling.sampling import parameter_defaults
+    from softsampling.sampling.rules import REQUIRED
+
+    def bad(msg: str, fix: str) -> SoftSamplingError:
+        return SoftSamplingError(f"config strategy_params: {msg}", fix=fix)
+
+    given = [k for k in ENGINE_PARAMS if k in cfg.strategy_params]
+    if given:
+        raise bad(f"{given[0]!r} is set by the engine, not the config",
+                  "remove it; score_soft and pseudo_label read their round-one run from prior_run")
+    try:
+        defaults = parameter_defaults(cfg.strategy)
+    except (ValueError, KeyError, TypeError):
+        return  # an unknown strategy: composition_of words the error
+    for key, value in cfg.strategy_params.items():
+        if key in HEAD_PARAMS:
+            kind, (check, desc) = HEAD_PARAMS[key]
+            if not _is_instance(value, kind) or not check(value):
+                raise bad(f"{key} must be {_type_name(kind)} {desc}, got {value!r}", f"choose {key} {desc}")
+            continue
+        default = defaults.get(key, REQUIRED)
+        kind = type(default) if isinstance(default, (bool, str)) else float  # numbers, None and REQUIRED: a number
+        if value is None and default is None:
+            continue
+        if not _is_instance(value, kind):
+            raise bad(f"{key} must be {_type_name(kind)}, got {value!r}",
+                      f"see `{strategy_label(cfg.strategy)}` in docs/strategies.md")
+
+
+def strategy_label(strategy: Any) -> str:
+    return "+".join(map(str, strategy)) if isinstance(strategy, list) else str(strategy)
 
 
 # use_strategy's own RoI-head options, also accepted in strategy_params (not rule parameters)
@@ -222,14 +420,16 @@ def composition_of(cfg: RunConfig) -> Any:
 
 
 def validate(cfg: RunConfig) -> RunConfig:
-    """Check values users can get wrong; return ``cfg`` unchanged when fine."""
+    """Check every value: its declared type, its range and its choices; return ``cfg`` unchanged when fine."""
     def bad(key: str, msg: str, fix: str) -> SoftSamplingError:
         return SoftSamplingError(f"config {key}: {msg}", fix=fix)
 
     from softsampling.sampling import PRIOR_RULES, STRATEGIES
 
+    _check_types(cfg, "")
     if not isinstance(cfg.strategy_params, dict):
         raise bad("strategy_params", "must be a mapping", "e.g. --set strategy_params.a=0.25")
+    _check_strategy_params(cfg)
     try:
         composition = composition_of(cfg)
     except ValueError as exc:
@@ -243,20 +443,48 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise bad("data.format", f"unknown format {cfg.data.format!r}", "use coco, voc or openimages")
     if cfg.model.name not in MODEL_NAMES:
         raise bad("model.name", f"unknown model {cfg.model.name!r}", f"use {', '.join(MODEL_NAMES)}")
-    t = cfg.train
-    for key in ("iterations", "batch_size", "checkpoint_every", "log_every"):
-        v = getattr(t, key)
-        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-            raise bad(f"train.{key}", f"must be a positive integer, got {v!r}", f"e.g. --set train.{key}=100")
-    if not isinstance(t.lr, (int, float)) or t.lr <= 0:
-        raise bad("train.lr", f"must be a positive number, got {t.lr!r}", "e.g. --set train.lr=0.02")
-    if t.device not in ("auto", "cpu", "cuda"):
-        raise bad("train.device", f"unknown device {t.device!r}", "use auto, cpu or cuda")
+    if cfg.model.soft_nms not in (None, "gaussian", "linear"):
+        raise bad("model.soft_nms", f"unknown method {cfg.model.soft_nms!r}", "use null, gaussian or linear")
+    if cfg.train.device not in ("auto", "cpu", "cuda"):
+        raise bad("train.device", f"unknown device {cfg.train.device!r}", "use auto, cpu or cuda")
     needs_prior = [rule for rule in composition.rules if rule in PRIOR_RULES]
     if needs_prior and not cfg.prior_run:
         raise bad("prior_run", f"{needs_prior[0]} needs a prior run (the round-one detector)",
                   "train a baseline first, then --set prior_run=RUN_DIR")
+    if cfg.model.options:
+        _check_model_options(cfg)
     return cfg
+
+
+def _check_model_options(cfg: RunConfig) -> None:
+    """``model.options`` names only arguments the builder passes on (FasterRCNN and its transform)."""
+    import inspect
+
+    from torchvision.models.detection import FasterRCNN
+    from torchvision.models.detection.transform import GeneralizedRCNNTransform
+
+    from softsampling.model import build_digits_model, build_paper_model
+
+    builder = build_digits_model if cfg.model.name == "digits" else build_paper_model
+    owned = {"self", "num_classes", "backbone", "backbone_weights", "deformable_conv5", "soft_nms", "min_size",
+             "max_size", "faster_rcnn_kwargs", "kwargs"}
+    modules = ("_generator", "_pool", "_head", "_predictor")  # objects, not config values
+    defaults: dict[str, Any] = {}
+    for fn in (GeneralizedRCNNTransform.__init__, FasterRCNN.__init__, builder):  # the builder's defaults win
+        defaults.update({n: p.default for n, p in inspect.signature(fn).parameters.items()
+                         if not n.startswith("_") and not n.endswith(modules) and n not in owned})
+    unknown = sorted(set(cfg.model.options) - set(defaults))
+    if unknown:
+        raise SoftSamplingError(f"config model.options: unknown option(s) {unknown} for model {cfg.model.name!r}",
+                                fix=f"valid options: {', '.join(sorted(defaults))} (sizes: model.min_size, model.max_size)")
+    for key, value in cfg.model.options.items():
+        default = defaults[key]
+        if isinstance(default, (int, float)) and not isinstance(default, bool) and not _is_instance(value, float):
+            raise SoftSamplingError(f"config model.options.{key}: must be a finite number, got {value!r}",
+                                    fix=f"e.g. --set model.options.{key}={default}")
+        if isinstance(default, (tuple, list)) and not isinstance(value, list):
+            raise SoftSamplingError(f"config model.options.{key}: must be a list, got {value!r}",
+                                    fix=f"e.g. --set model.options.{key}={json.dumps(list(default))}")
 
 
 def save_config(cfg: RunConfig, path: str | Path) -> None:

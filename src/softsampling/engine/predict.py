@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from softsampling.data.records import DetectionDataset
-from softsampling.engine.checkpoint import load_checkpoint
-from softsampling.engine.config import RunConfig, _from_dict, validate
+from softsampling.engine.checkpoint import FINAL_KEYS, load_checkpoint, load_state
+from softsampling.engine.config import RunConfig, config_from_dict
 from softsampling.engine.data import LabelMap, load_image
+from softsampling.errors import SoftSamplingError
 from softsampling.evaluation.detections import Detections
 
 
@@ -18,14 +20,22 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[t
     """The trained model (eval mode, on ``device``), its label map and config, from ``run_dir/model.pt``."""
     from softsampling.engine.train import FINAL, build_model
 
-    state = load_checkpoint(Path(run_dir) / FINAL)
-    cfg = validate(_from_dict(RunConfig, state["config"], ""))
-    label_map = LabelMap.from_json(state["labels"])
+    path = Path(run_dir) / FINAL
+    state = load_checkpoint(path, required=FINAL_KEYS)
+    try:
+        cfg = config_from_dict(state["config"])
+        label_map = LabelMap.from_json(state["labels"])
+    except SoftSamplingError as exc:
+        raise SoftSamplingError(f"the saved config is invalid: {exc.problem}", file=path,
+                                fix="retrain the run with a valid config") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise SoftSamplingError(f"the saved labels are invalid ({exc!r})", file=path,
+                                fix="retrain the run") from None
     # score_soft's prior is only needed for training; rebuild the plain head for inference
-    cfg_for_build = _from_dict(RunConfig, {**state["config"], "strategy": "baseline", "prior_run": None,
-                                           "strategy_params": {}, "rpn_full_annotations": False}, "")
+    cfg_for_build = dataclasses.replace(cfg, strategy="baseline", prior_run=None, strategy_params={},
+                                        rpn_full_annotations=False)
     model = build_model(cfg_for_build, label_map.num_classes, load_weights=False)  # model.pt holds them all
-    model.load_state_dict(state["model"])
+    load_state(model, state["model"], path, "model")
     model.eval().to(device)
     return model, label_map, cfg
 

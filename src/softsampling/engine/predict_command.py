@@ -2,11 +2,14 @@
 
 Writes OUT/detections.json in COCO results format (one entry per detection:
 file_name, category_id, bbox [x, y, w, h], score); with --draw
-also OUT/drawn/<image>.png with boxes, class names and scores.
+also OUT/drawn/<image>.png with boxes, class names and scores of the
+detections scoring >= --draw-threshold (default 0.5), upscaled to at least
+512 px so that labels stay readable.
 
 Per-class thresholds (--thresholds) come from `softsampling calibrate`: a
 JSON file {"thresholds": {"<class name>": score, ...}}; classes it does not
-list keep --score-threshold.
+list keep every detection (threshold 0; --score-threshold cannot be combined
+with --thresholds).
 
 Images are named by file name, not by an image_id: predict does not know the
 ground truth's ids, and `softsampling evaluate` matches file_name to the
@@ -48,11 +51,17 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="text file of image paths, one per line (relative to the file's folder), read as a "
                              "stream: for millions of images")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--draw", action="store_true", help="also write images with the detections drawn")
+    parser.add_argument("--draw", action="store_true",
+                        help="also write OUT/drawn/<image>.png: the image upscaled to at least 512 px with the "
+                             "detections scoring >= --draw-threshold drawn")
+    parser.add_argument("--draw-threshold", type=float, default=0.5,
+                        help="with --draw: draw only detections scoring at least this (default 0.5; "
+                             "detections.json keeps every detection above the score thresholds)")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--score-threshold", type=float, default=0.05, help="drop detections below this score (default 0.05)")
-    group.add_argument("--thresholds", type=Path, help="per-class thresholds JSON from `softsampling calibrate`")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    group.add_argument("--thresholds", type=Path,
+                       help="per-class thresholds JSON from `softsampling calibrate`; classes it omits use 0")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (others are refused)")
     parser.add_argument("--force", action="store_true",
                         help="overwrite OUT/detections.json if present, and start over instead of resuming")
     parser.add_argument("--chunk-size", type=int, default=1000, metavar="N",
@@ -114,6 +123,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.chunk_size < 1:
         raise SoftSamplingError(f"--chunk-size must be >= 1, got {args.chunk_size}", fix="e.g. --chunk-size 1000")
+    if not 0.0 <= args.draw_threshold <= 1.0:
+        raise SoftSamplingError(f"--draw-threshold must be a score in [0, 1], got {args.draw_threshold}",
+                                fix="pass e.g. --draw-threshold 0.5")
     if args.image_list is not None:
         check_input_file(args.image_list, option="--image-list", what="image list (one path per line)")
         num_images = refuse_duplicate_names(read_image_list(args.image_list))  # streamed: count and check names
@@ -152,7 +164,9 @@ def _predict(args: argparse.Namespace, files: Iterable[Path], num_images: int, s
         from softsampling.engine.draw import draw_detections
 
         names = dict(zip(label_map.category_ids, label_map.names))
-        draw_detections(image, boxes, [names[int(c)] for c in cats], scores, args.out / "drawn" / f"{path.stem}.png")
+        shown = scores >= args.draw_threshold
+        draw_detections(image, boxes[shown], [names[int(c)] for c in cats[shown]], scores[shown],
+                        args.out / "drawn" / f"{path.stem}.png")
 
     job = {"run": str(args.run.resolve()), **source, "thresholds": cut.tolist()}
     images, count = predict_to_file(model, label_map, files, out_json, job=job, cut=cut, device=device,

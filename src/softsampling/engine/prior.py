@@ -45,6 +45,7 @@ def prepare_prior(cfg, train_set: DetectionTrainingSet, out_dir: Path | None, de
     if prior_labels != train_set.label_map:
         raise SoftSamplingError("the prior run was trained on different classes", file=prior_dir,
                                 fix="use a run trained on the same dataset (usually the baseline on the same curated data)")
+    check_prior_transform(cfg, prior, prior_dir)
     scorer = PriorScorer(prior)
     scores, labels = [], []
     for start in range(0, len(train_set), batch_size):
@@ -239,3 +240,20 @@ def _match_dropped(ds, pseudo: dict, label_map, manifest) -> dict[int, list[int]
                 taken[j] = True
                 counts[int(p_labels[i])][0] += 1
     return counts
+
+
+def check_prior_transform(cfg, prior: torch.nn.Module, prior_dir: Path) -> None:
+    """The prior must see images as this run's model will (same resize and normalisation)."""
+    import dataclasses
+
+    from softsampling.engine.train import build_model
+
+    ours = build_model(dataclasses.replace(cfg, strategy="baseline", prior_run=None, strategy_params={}), 2,
+                       load_weights=False).transform
+    for name in ("image_mean", "image_std", "min_size", "max_size"):
+        mine, theirs = getattr(ours, name, None), getattr(prior.transform, name, None)
+        if mine != theirs:
+            raise SoftSamplingError(f"the prior run's model transforms images differently: {name} is {theirs} there, "
+                                    f"{mine} here", file=prior_dir,
+                                    fix="train the prior with the same model settings (model.name, model.min_size, "
+                                        "model.max_size, model.options)")

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from softsampling.data.formats import load_dataset
 from softsampling.data.records import DetectionDataset
-from softsampling.engine.checkpoint import load_checkpoint, save_checkpoint
+from softsampling.engine.checkpoint import RESUME_KEYS, load_checkpoint, load_state, save_checkpoint
 from softsampling.engine.config import RunConfig, composition_of, save_config
 from softsampling.engine.distributed import distributed_context
 from softsampling.engine.data import DetectionTrainingSet, LabelMap, collate, dropped_by_image
@@ -62,10 +62,17 @@ def lr_factor(iteration: int, cfg: RunConfig) -> float:
 
 
 def pick_device(name: str) -> torch.device:
+    """``auto`` (CUDA if available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``; anything else is refused."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise SoftSamplingError("train.device=cuda but no CUDA GPU is available", fix="use --set train.device=cpu")
+    kind, _, index = name.partition(":")
+    if name != "cpu" and not (kind == "cuda" and (index == "" or index.isdecimal())):
+        raise SoftSamplingError(f"unknown device {name!r}", fix="use auto, cpu, cuda or cuda:N")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise SoftSamplingError(f"device {name} asked for, but no CUDA GPU is available", fix="use the cpu device")
+    if index and int(index) >= torch.cuda.device_count():
+        raise SoftSamplingError(f"device {name} asked for, but there are {torch.cuda.device_count()} CUDA GPU(s)",
+                                fix="use cuda:0 ... or auto")
     return torch.device(name)
 
 
@@ -131,20 +138,26 @@ def build_model(cfg: RunConfig, num_classes: int, *, prior: torch.nn.Module | No
     m = cfg.model
     size = {k: v for k, v in (("min_size", m.min_size), ("max_size", m.max_size)) if v is not None}
     size.update(m.options)
-    if m.name == "digits":
-        if m.backbone_weights is not None:
-            raise SoftSamplingError("model.backbone_weights applies to model.name=resnet50_fpn or resnet50_fpn_v2",
-                                    fix="leave it null for the digits model (model.weights loads a whole detector)")
-        model = build_digits_model(num_classes=num_classes, **size)
-        model.weights_report = None
-        if m.weights is not None and load_weights:
-            model.weights_report = load_detector_weights(model, m.weights, model_name="digits")
-    else:
-        pretrained = m.weights is not None or m.backbone_weights is not None
-        model = build_paper_model(num_classes, backbone_weights=m.backbone_weights if load_weights else None,
-                                  weights=m.weights if load_weights else None,
-                                  version=2 if m.name == "resnet50_fpn_v2" else 1, frozen_batch_norm=pretrained,
-                                  deformable_conv5=m.deformable_conv5, soft_nms=m.soft_nms, **size)
+    try:
+        if m.name == "digits":
+            if m.backbone_weights is not None:
+                raise SoftSamplingError("model.backbone_weights applies to model.name=resnet50_fpn or resnet50_fpn_v2",
+                                        fix="leave it null for the digits model (model.weights loads a whole detector)")
+            model = build_digits_model(num_classes=num_classes, **size)
+            model.weights_report = None
+            if m.weights is not None and load_weights:
+                model.weights_report = load_detector_weights(model, m.weights, model_name="digits")
+        else:
+            pretrained = m.weights is not None or m.backbone_weights is not None
+            model = build_paper_model(num_classes, backbone_weights=m.backbone_weights if load_weights else None,
+                                      weights=m.weights if load_weights else None,
+                                      version=2 if m.name == "resnet50_fpn_v2" else 1, frozen_batch_norm=pretrained,
+                                      deformable_conv5=m.deformable_conv5, soft_nms=m.soft_nms, **size)
+    except (TypeError, ValueError) as exc:
+        if not m.options:
+            raise
+        raise SoftSamplingError(f"config model.options {m.options}: the {m.name} builder refused them ({exc})",
+                                fix="check the option values against torchvision's FasterRCNN arguments") from None
     model = use_strategy(model, cfg.strategy, sampling=cfg.sampling, normalization=cfg.normalization,
                          prior=prior, thresholds=thresholds, **cfg.strategy_params)
     if cfg.rpn_full_annotations:
@@ -210,9 +223,47 @@ def evaluate_split(model: torch.nn.Module, cfg: RunConfig, label_map: LabelMap, 
     return voc_ap(ds, dets)
 
 
+def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and key in ("data", "model", "train"):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+# Keys that do not change what is trained: resuming with other values is fine.
+RUNTIME_KEYS = ("train.device", "train.threads", "train.checkpoint_every", "train.log_every",
+                "data.test", "data.test_images", "data.test_split")
+
+
+def config_changes(state: dict[str, Any], cfg: RunConfig, path: Path, *, allow: bool) -> dict[str, list[Any]]:
+    """Keys whose value differs between the checkpoint's config and ``cfg``: {key: [saved, now]}.
+
+    Refused unless ``allow``; keys of :data:`RUNTIME_KEYS` are always allowed.
+    A checkpoint that holds only the digest (older versions) reports ``{"config_digest": [...]}``.
+    """
+    saved = state.get("config")
+    if isinstance(saved, dict):
+        before, now = _flatten(saved), _flatten(cfg.to_dict())
+        changed = {k: [before.get(k), now.get(k)] for k in sorted(set(before) | set(now))
+                   if before.get(k) != now.get(k) and k not in RUNTIME_KEYS}
+    elif "config_digest" in state and state["config_digest"] != cfg.digest():
+        changed = {"config_digest": [state["config_digest"], cfg.digest()]}
+    else:
+        changed = {}
+    if changed and not allow:
+        shown = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in list(changed.items())[:5])
+        raise SoftSamplingError(f"the config differs from the one this checkpoint was trained with ({shown})",
+                                file=path, fix="undo the change (config.yaml or --set), or pass --allow-config-change "
+                                "to continue with it (recorded in metrics.jsonl)")
+    return changed
+
+
 # --------------------------------------------------------------------------- main loop
 def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, progress: bool = True,
-          allow_outside_root: bool = False) -> Path:
+          allow_outside_root: bool = False, allow_config_change: bool = False, report: bool = True) -> Path:
     """Train a detector as ``cfg`` says; write everything under ``out_dir``; return the final weights' path.
 
     The data (annotations and image headers) is checked before ``out_dir`` is
@@ -220,7 +271,10 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, progress
     (or is interrupted) before its first checkpoint, what it wrote is removed
     again (a folder it created, or the files it added to an existing one), so
     a failed start never leaves a half run. ``allow_outside_root`` lets
-    annotation files name images outside their image folder.
+    annotation files name images outside their image folder. ``report``
+    prints the final validation mAP (``progress`` only drives the bar). On resume, a
+    config that differs from the one the checkpoint was trained with is refused
+    unless ``allow_config_change`` (then the change is logged in metrics.jsonl).
     """
     out_dir = Path(out_dir)
     before = set(os.listdir(out_dir)) if out_dir.is_dir() else None
@@ -301,13 +355,25 @@ def _train(cfg: RunConfig, out_dir: Path, *, resume: bool, progress: bool, allow
     scaler = grad_scaler(t)
 
     start = 0
+    changed: dict[str, list[Any]] = {}
     if resume and last_path.exists():
-        state = load_checkpoint(last_path)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"][rank] if rank < len(state["rng"]) else state["rng"][0])
-        start = int(state["iteration"])
+        state = load_checkpoint(last_path, required=RESUME_KEYS)
+        changed = config_changes(state, cfg, last_path, allow=allow_config_change)
+        load_state(model, state["model"], last_path, "model")
+        load_state(optimizer, state["optimizer"], last_path, "optimizer")
+        load_state(scheduler, state["scheduler"], last_path, "scheduler")
+        start = state["iteration"]
+        rng = state["rng"]
+        if (isinstance(start, bool) or not isinstance(start, int) or not 0 <= start <= t.iterations
+                or not isinstance(rng, list) or not rng or not all(isinstance(r, torch.Tensor) for r in rng)):
+            raise SoftSamplingError(f"checkpoint is corrupt: iteration {start!r} (train.iterations={t.iterations}) "
+                                    "or its RNG state is invalid", file=last_path,
+                                    fix="delete it and retrain, or raise train.iterations if it was lowered")
+        try:
+            torch.set_rng_state(rng[rank] if rank < len(rng) else rng[0])
+        except (RuntimeError, TypeError) as exc:
+            raise SoftSamplingError(f"checkpoint is corrupt: bad RNG state ({exc})", file=last_path,
+                                    fix="delete it and retrain") from None
     metrics_path = out_dir / "metrics.jsonl"
     if is_main:
         if resume:
@@ -315,6 +381,8 @@ def _train(cfg: RunConfig, out_dir: Path, *, resume: bool, progress: bool, allow
         save_config(cfg, out_dir / "config.yaml")
         write_json(out_dir / "labels.json", label_map.to_json())
         _truncate_metrics(metrics_path, start)
+        if changed:
+            _append_metrics(metrics_path, {"iteration": start, "event": "config_changed_on_resume", "changed": changed})
 
     ddp_model: torch.nn.Module = model
     if world > 1:
@@ -329,7 +397,7 @@ def _train(cfg: RunConfig, out_dir: Path, *, resume: bool, progress: bool, allow
         if is_main:
             save_checkpoint(last_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                         "scheduler": scheduler.state_dict(), "iteration": iteration, "rng": rng,
-                                        "config_digest": cfg.digest()})
+                                        "config_digest": cfg.digest(), "config": cfg.to_dict()})
 
     model.train()
     bar = tqdm(range(start, t.iterations), initial=start, total=t.iterations, disable=not (progress and is_main),
@@ -384,7 +452,7 @@ def _train(cfg: RunConfig, out_dir: Path, *, resume: bool, progress: bool, allow
         if cfg.data.val:
             result = evaluate_split(model, cfg, label_map, "val", device, allow_outside_root=allow_outside_root)
             _append_metrics(metrics_path, {"iteration": t.iterations, "val_mAP50": round(result["mAP"], 6)})
-            if progress:
+            if report:
                 print(f"val mAP@0.5 (VOC area): {100 * result['mAP']:.2f}")
         with atomic_write(out_dir / "DONE") as f:
             f.write(f"{t.iterations}\n")

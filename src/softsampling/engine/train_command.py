@@ -50,16 +50,22 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="continue the run in --out from its last checkpoint last.pt (uses the config saved "
                              "there); without a checkpoint it is an error, unless --config is given: then a new "
                              "run starts from it (start-or-continue, e.g. in a retry loop)")
+    parser.add_argument("--allow-config-change", action="store_true",
+                        help="with --resume: continue although config.yaml or --set changed a key since the checkpoint "
+                             "(refused by default; the change is recorded in metrics.jsonl)")
     parser.add_argument("--allow-outside-root", action="store_true",
                         help="let annotation files name images outside their image folder (absolute paths, '..', "
                              "symlinks out); refused by default")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to metrics.jsonl)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bar (logs still go to metrics.jsonl; the final lines are still printed)")
 
 
 def run(args: argparse.Namespace) -> int:
     from softsampling.engine.train import FINAL, LAST, train
     from softsampling.sampling import strategy_name
 
+    if args.allow_config_change and not args.resume:
+        raise SoftSamplingError("--allow-config-change applies only with --resume", fix="add --resume or drop it")
     saved = args.out / "config.yaml"
     has_checkpoint = (args.out / LAST).is_file()
     if args.resume and not has_checkpoint and not args.config:
@@ -86,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     is_main = int(os.environ.get("RANK", "0")) == 0
     with output_lock(args.out):  # one training per run folder
         final = train(cfg, args.out, resume=args.resume, progress=not args.no_progress,
-                      allow_outside_root=args.allow_outside_root)
+                      allow_outside_root=args.allow_outside_root, allow_config_change=args.allow_config_change)
     if is_main:
         print(f"trained {strategy_name(cfg.strategy)}: weights in {final}")
     return 0

@@ -45,7 +45,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--criterion", default="f1", help=f"{CRITERIA_HELP} (default: f1)")
     parser.add_argument("--iou", type=float, default=0.5, help="IoU a detection needs to match a box (default 0.5)")
     parser.add_argument("--default-threshold", type=float, default=0.05,
-                        help="the 'before' threshold, kept for classes the split cannot calibrate (default 0.05)")
+                        help="the 'before' threshold in [0, 1], kept for classes the split cannot calibrate (default 0.05)")
     parser.add_argument("--out", type=Path, help="output JSON (default: RUN/thresholds.json)")
     parser.add_argument("--force", action="store_true", help="overwrite --out if present")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -63,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
     parse_criterion(args.criterion)
     if not 0.0 <= args.iou <= 1.0:
         raise SoftSamplingError(f"--iou must lie in [0, 1], got {args.iou}", fix="pass e.g. --iou 0.5")
+    if not 0.0 <= args.default_threshold <= 1.0:  # also refuses nan and inf, which JSON cannot hold
+        raise SoftSamplingError(f"--default-threshold must be a score in [0, 1], got {args.default_threshold}",
+                                fix="pass e.g. --default-threshold 0.05")
     if args.batch_size < 1:
         raise SoftSamplingError(f"--batch-size must be >= 1, got {args.batch_size}", fix="pass e.g. --batch-size 8")
     out = args.out if args.out is not None else args.run / "thresholds.json"

@@ -385,7 +385,8 @@ def format_table(result: dict[str, Any]) -> str:
 
 
 def _pct(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    """A score as a percentage; "-" when there is none (None, NaN, or COCO's -1 for "no ground truth")."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or float(value) < 0:
         return "-"
     return f"{100.0 * float(value):.2f}"
 

@@ -69,6 +69,7 @@ from typing import Any
 
 import numpy as np
 
+from softsampling.data.images import image_size
 from softsampling.data.records import Category, DetectionDataset
 from softsampling.errors import SoftSamplingError
 from softsampling.evaluation.detections import Detections
@@ -606,7 +607,6 @@ def _inclusive_box(fields: list[str], path: Path, line_no: int) -> tuple[float, 
 
 
 def _image_sizes(images_dir: Path, gt_files: list[Path]) -> tuple[list[str], np.ndarray, np.ndarray]:
-    from PIL import Image
 
     check_input_dir(images_dir, option="--images", what="image folder")
     by_stem = {p.stem: p for p in sorted(images_dir.iterdir()) if p.suffix.lower() in IMAGE_EXTENSIONS}
@@ -620,11 +620,7 @@ def _image_sizes(images_dir: Path, gt_files: list[Path]) -> tuple[list[str], np.
                 fix="add the image or leave out the images folder (sizes then come from the boxes)",
             )
         check_input_file(image, option="--images", what="image")
-        try:
-            with Image.open(image) as im:
-                w, h = im.size
-        except OSError as exc:
-            raise SoftSamplingError(f"cannot read image size: {exc}", file=image, fix="replace the broken image") from None
+        w, h = image_size(image, file=gt_file)  # header only; refuses decompression bombs
         names.append(image.name)
         widths.append(w)
         heights.append(h)

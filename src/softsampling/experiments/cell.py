@@ -124,7 +124,7 @@ def run_cell(spec_path: Path) -> int:
 
     if not (run_dir / "DONE").exists():
         tic = time.perf_counter()
-        train(cfg, run_dir, resume=True, progress=False)
+        train(cfg, run_dir, resume=True, progress=False, report=False)
         if dist.is_initialized():
             dist.destroy_process_group()
         if rank != 0:

@@ -147,7 +147,11 @@ def _reproduce(args: argparse.Namespace, preset: Any, seeds: list[int], base: An
     from softsampling.io import write_json
 
     out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SoftSamplingError(f"cannot create the output folder ({exc.strerror})", file=out,
+                                fix="choose a writable folder path for --out") from None
     print(f"reproduce: preset {preset.name}, seeds {seeds}, output {out}")
 
     layout = prepare_data(preset, seeds, out)

@@ -11,6 +11,7 @@ from softsampling.sampling.assign import (
     assign,
     image_context,
     match,
+    parameter_defaults,
     resolve_params,
     resolve_strategy,
     strategy_name,
@@ -23,6 +24,7 @@ from softsampling.sampling.sampler import SAMPLING_MODES, keep_first_candidates,
 from softsampling.sampling.weights import gompertz_weight, median_thresholds, score_weight
 
 __all__ = [
+    "parameter_defaults",
     "COMMON_PARAMS",
     "NORMALIZATIONS",
     "SAMPLING_MODES",

@@ -155,10 +155,7 @@ def resolve_strategy(strategy: str | Sequence[str], params: dict[str, Any] | Non
     rules = _rules_of(strategy)
     name = strategy_name(strategy)
     specs = [RULES[r] for r in rules]
-    allowed: dict[str, Any] = dict(COMMON_PARAMS)
-    for spec in specs:
-        allowed.update(spec.params)
-        allowed.update(spec.options)
+    allowed = parameter_defaults(rules)
     unknown = sorted(set(params) - set(allowed))
     if unknown:
         raise ValueError(f"strategy {name!r} got unknown parameter(s) {unknown}; it accepts: {', '.join(sorted(allowed))}")
@@ -191,6 +188,22 @@ def resolve_strategy(strategy: str | Sequence[str], params: dict[str, Any] | Non
         after_sampling=steps[len(steps) - n_late:],
         needs=frozenset(need for spec in specs for need in spec.needs),
     )
+
+
+def parameter_defaults(strategy: str | Sequence[str]) -> dict[str, Any]:
+    """Every parameter ``strategy`` accepts, with its default (``REQUIRED`` where there is none).
+
+    Raises ``ValueError`` for an unknown strategy or rule.
+
+    Example:
+        >>> parameter_defaults("overlap_soft")["fg_iou"]
+        0.5
+    """
+    allowed: dict[str, Any] = dict(COMMON_PARAMS)
+    for rule in _rules_of(strategy):
+        allowed.update(RULES[rule].params)
+        allowed.update(RULES[rule].options)
+    return allowed
 
 
 def resolve_params(strategy: str | Sequence[str], params: dict[str, Any]) -> dict[str, Any]:

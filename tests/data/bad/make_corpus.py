@@ -79,6 +79,11 @@ COCO_FILES: dict[str, str | bytes] = {
     "coco_huge_box_1e308.json": coco_with(_set(("annotations", 1, "bbox"), [1e308, 10, 1e308, 8])),
     "coco_id_beyond_int64.json": coco_with(_set(("annotations", 1, "id"), 2**70)),
     "coco_image_id_beyond_int64.json": coco_with(_set(("images", 1, "id"), 2**64)),
+    "coco_image_width_2_pow_70.json": coco_with(_set(("images", 1, "width"), 2**70)),
+    "coco_category_id_1e309.json": coco_with(_set(("annotations", 1, "category_id"), 1e309)).replace(
+        "Infinity", "1e309"),
+    # "\ud800" in the file: a JSON escape of a lone surrogate, which is not Unicode text
+    "coco_name_lone_surrogate.json": coco_with(_set(("categories", 1, "name"), "d\ud800g")),
     # a category name written in latin-1 (0xE9 for e-acute) instead of UTF-8
     # an extra field nested 5000 levels deep (the JSON parser's recursion limit is about 1000)
     "coco_deep_nesting.json": coco_with(_set(("annotations", 1, "note"), "DEEP")).replace('"DEEP"', "[" * 5000 + "]" * 5000),
@@ -261,6 +266,20 @@ CFG_FILES: dict[str, str | bytes] = {
     "cfg_score_soft_without_prior.yaml": "strategy: score_soft\n",
     # 5000 nested flow lists (20000 took PyYAML 1.4 s to end in a RecursionError)
     "cfg_deep_nesting.yaml": "seed: 0\nmodel:\n  options: " + "[" * 5000 + "]" * 5000 + "\n",
+    "cfg_seed_negative.yaml": "seed: -1\n",
+    "cfg_seed_fractional.yaml": "seed: 1.5\n",
+    "cfg_threads_negative.yaml": "train:\n  threads: -1\n",
+    "cfg_momentum_negative.yaml": "train:\n  momentum: -1\n",
+    "cfg_warmup_not_a_number.yaml": "train:\n  warmup_iterations: abc\n",
+    "cfg_min_size_not_a_number.yaml": "model:\n  min_size: abc\n",
+    "cfg_data_train_is_a_list.yaml": "data:\n  train: [a, b]\n",
+    "cfg_iterations_beyond_int64.yaml": "train:\n  iterations: 100000000000000000000000\n",
+    "cfg_lr_nan.yaml": "train:\n  lr: .nan\n",
+    "cfg_strategy_param_not_taken.yaml": "strategy: baseline\nstrategy_params:\n  a: 0.3\n",
+    "cfg_strategy_param_not_a_number.yaml": "strategy: overlap_soft\nstrategy_params:\n  a: high\n",
+    "cfg_model_option_unknown.yaml": "model:\n  options:\n    rpn_post_nms_top_n_trian: 6000\n",
+    "cfg_model_option_not_a_number.yaml": "model:\n  options:\n    box_score_thresh: abc\n",
+    "cfg_deterministic_not_a_flag.yaml": "train:\n  deterministic: 3\n",
 }
 
 
