@@ -247,8 +247,9 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
             prefix = ".".join(parts[:-1])
             raise _unknown_key(key, [f"{prefix}.{k}" if prefix else k for k in node])
         allowed = () if free else _allowed_types(_field_hint(key))
-        if str in allowed and not (type(None) in allowed and raw.strip() in _NULL_WORDS):
-            node[parts[-1]] = raw
+        as_list = any(typing.get_origin(t) is list for t in allowed) and raw.strip().startswith("[")
+        if str in allowed and not as_list and not (type(None) in allowed and raw.strip() in _NULL_WORDS):
+            node[parts[-1]] = raw  # text as written (a list-typed key such as strategy may take [a, b])
             continue
         try:
             value = _safe_yaml(raw) if raw.strip() != "" else None

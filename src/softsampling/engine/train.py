@@ -279,7 +279,8 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, progress
     out_dir = Path(out_dir)
     before = set(os.listdir(out_dir)) if out_dir.is_dir() else None
     try:
-        return _train(cfg, out_dir, resume=resume, progress=progress, allow_outside_root=allow_outside_root)
+        return _train(cfg, out_dir, resume=resume, progress=progress, allow_outside_root=allow_outside_root,
+                      allow_config_change=allow_config_change, report=report)
     except BaseException:
         if distributed_context()[0] == 0 and not (out_dir / LAST).exists():
             _remove_failed_start(out_dir, before)
@@ -299,7 +300,8 @@ def _remove_failed_start(out_dir: Path, before: set[str] | None) -> None:
             path.unlink(missing_ok=True)
 
 
-def _train(cfg: RunConfig, out_dir: Path, *, resume: bool, progress: bool, allow_outside_root: bool) -> Path:
+def _train(cfg: RunConfig, out_dir: Path, *, resume: bool, progress: bool, allow_outside_root: bool,
+           allow_config_change: bool, report: bool) -> Path:
     rank, world = distributed_context()
     is_main = rank == 0
     t = cfg.train
