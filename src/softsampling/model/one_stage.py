@@ -118,10 +118,11 @@ class OneStageStrategy:
             out_matched.append(torch.where(regress, state.matched_gt, torch.full_like(state.matched_gt, -1)))
         return out_targets, out_matched
 
-    def focal(self, logits: Tensor, state: Assignment) -> Tensor:
-        """Summed weighted focal loss (with BRL where the ``brl`` rule marked anchors) of one image's anchors."""
-        return weighted_focal_loss(logits, state.labels, state.weights, state.recalibrate,
-                                   beta=float(self.composition.params.get("brl_beta", 1.0)))
+    def focal(self, logits: Tensor, labels: Tensor, weights: Tensor, recalibrate: Tensor | None) -> Tensor:
+        """Summed weighted focal loss of anchors, with BRL where the ``brl`` rule marked them."""
+        if "brl" not in self.composition.rules:
+            return weighted_focal_loss(logits, labels, weights)
+        return weighted_focal_loss(logits, labels, weights, recalibrate, beta=float(self.composition.params["brl_beta"]))
 
 
 class SoftSamplingRetinaNetHead(OneStageStrategy, RetinaNetHead):
@@ -142,8 +143,8 @@ class SoftSamplingRetinaNetHead(OneStageStrategy, RetinaNetHead):
         matched_idxs: list[Tensor],
     ) -> dict[str, Tensor]:
         states = self.assign_anchors(targets, anchors, matched_idxs)
-        losses = [self.focal(logits, state) / max(1, (state.labels > 0).sum())
-                  for logits, state in zip(head_outputs["cls_logits"], states)]
+        losses = [self.focal(logits, s.labels, s.weights, s.recalibrate) / max(1, (s.labels > 0).sum())
+                  for logits, s in zip(head_outputs["cls_logits"], states)]
         reg_targets, reg_matched = self.regression_targets(targets, states)
         return {
             "classification": sum(losses) / len(targets),
@@ -176,10 +177,8 @@ class SoftSamplingFCOSHead(OneStageStrategy, FCOSHead):
         losses = super().compute_loss(reg_targets, head_outputs, anchors, reg_matched)
         cls_logits = head_outputs["cls_logits"]
         labels = torch.cat([s.labels for s in states])
-        weights = torch.cat([s.weights for s in states])
-        recalibrate = None if states[0].recalibrate is None else torch.cat([s.recalibrate for s in states])
-        loss = weighted_focal_loss(cls_logits.flatten(0, 1), labels, weights, recalibrate,
-                                   beta=float(self.composition.params.get("brl_beta", 1.0)))
+        loss = self.focal(cls_logits.flatten(0, 1), labels, torch.cat([s.weights for s in states]),
+                          torch.cat([s.recalibrate for s in states]))
         losses["classification"] = loss / max(1, int((labels > 0).sum()))
         return losses
 

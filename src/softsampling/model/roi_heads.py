@@ -320,7 +320,8 @@ class SoftSamplingRoIHeads(RoIHeads):
                 positive_fraction=self.fg_bg_sampler.positive_fraction,
                 generator=self.generator,
             )
-            state = Assignment(labels[keep], result.weights[keep], result.overlaps[keep], result.matched_gt[keep])
+            state = Assignment(labels[keep], result.weights[keep], result.overlaps[keep], result.matched_gt[keep],
+                               result.recalibrate[keep])
             contexts.append(replace(ctx, proposals=image_proposals[keep], objectness=None))
             states.append(state)
             sampled.proposals.append(image_proposals[keep])

@@ -269,7 +269,8 @@ def match(ctx: ImageContext, fg_iou: float, bg_iou: float, group_of_threshold: f
     matched_gt = torch.where(foreground, best_gt, torch.full_like(best_gt, -1))
     _ignore_inside_group_of(labels, ctx, group_of_threshold)
     weights = torch.ones(n, dtype=torch.float32, device=device)
-    return Assignment(labels=labels, weights=weights, overlaps=overlaps.float(), matched_gt=matched_gt)
+    return Assignment(labels=labels, weights=weights, overlaps=overlaps.float(), matched_gt=matched_gt,
+                      recalibrate=torch.zeros(n, dtype=torch.bool, device=device))
 
 
 def _ignore_inside_group_of(labels: Tensor, ctx: ImageContext, group_of_threshold: float) -> None:
@@ -309,7 +310,8 @@ def from_matches(ctx: ImageContext, matched_idxs: Tensor, group_of_threshold: fl
     matched_gt = torch.where(foreground, matched_idxs, torch.full_like(matched_idxs, -1))
     _ignore_inside_group_of(labels, ctx, group_of_threshold)
     weights = torch.ones(n, dtype=torch.float32, device=device)
-    return Assignment(labels=labels, weights=weights, overlaps=overlaps.float(), matched_gt=matched_gt)
+    return Assignment(labels=labels, weights=weights, overlaps=overlaps.float(), matched_gt=matched_gt,
+                      recalibrate=torch.zeros(n, dtype=torch.bool, device=device))
 
 
 def assign(

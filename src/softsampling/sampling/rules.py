@@ -43,7 +43,8 @@ class Assignment(NamedTuple):
     weights: Tensor  # float32 [N]: classification-loss weight; 0 where ignored
     overlaps: Tensor  # float32 [N]: max IoU with any annotated box (0 without annotations)
     matched_gt: Tensor  # int64 [N]: box it is foreground for, -1 otherwise; G + j means pseudo box j
-    # bool [N] or None: background anchors whose focal term is recalibrated (rule ``brl``, one-stage heads)
+    # bool [N]: background anchors whose focal term is recalibrated (rule ``brl``; one-stage heads read it).
+    # The matcher sets all False; None only where an older caller built an Assignment without it.
     recalibrate: Tensor | None = None
 
 
