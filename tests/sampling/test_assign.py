@@ -193,7 +193,7 @@ def test_image_without_annotations(strategy: str) -> None:
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_no_proposals(strategy: str) -> None:
     a = assign(strategy, EMPTY, GT, GT_LABELS, **_extra(strategy, 0))
-    assert [t.shape for t in a] == [torch.Size([0])] * 4
+    assert [t.shape for t in a] == [torch.Size([0])] * 5
 
 
 def test_errors() -> None:

@@ -12,7 +12,7 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "strategies.md"
 
 def test_examples_run_and_print_documented_values() -> None:
     blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.S)
-    assert len(blocks) == 3
+    assert len(blocks) == 4
     for block in blocks:
         out = io.StringIO()
         with contextlib.redirect_stdout(out):

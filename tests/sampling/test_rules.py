@@ -58,10 +58,10 @@ def test_table_is_complete_and_every_rule_is_tested_here() -> None:
 def test_every_rule_shapes_and_edge_cases(rule: str) -> None:
     # no proposals
     a = assign(rule, EMPTY, GT, GT_LABELS, **inputs_for(rule, 0))
-    assert [t.shape for t in a] == [torch.Size([0])] * 4
+    assert [t.shape for t in a] == [torch.Size([0])] * 5
     # no annotations: nothing is foreground
     a = assign(rule, PROPOSALS, EMPTY, EMPTY_LABELS, **inputs_for(rule, 5))
-    assert [t.shape for t in a] == [torch.Size([5])] * 4
+    assert [t.shape for t in a] == [torch.Size([5])] * 5
     assert (a.labels <= 0).all() and (a.matched_gt == -1).all() and (a.overlaps == 0).all()
     assert ((a.weights == 0) == (a.labels == -1)).all()
     # everything ignored by the matcher (the whole [0, fg_iou) band): the rule keeps it ignored, weight 0
@@ -146,6 +146,21 @@ def test_objectness_mining_ignores_object_like_background_after_warmup() -> None
         assign("objectness_mining", PROPOSALS, GT, GT_LABELS, objectness=torch.zeros(3))
     with pytest.raises(ValueError, match="tau must be"):
         resolve_strategy("objectness_mining", {"tau": 1.5})
+
+
+def test_brl_marks_far_background_only() -> None:
+    a = assign("brl", PROPOSALS, GT, GT_LABELS)  # overlaps 1, 0.4, 0, 0, 0
+    assert a.recalibrate.tolist() == [False, False, True, True, True]
+    assert a.labels.tolist() == [1, 0, 0, 0, 0] and a.weights.tolist() == [1.0] * 5  # labels, weights unchanged
+    b = assign("brl", PROPOSALS, GT, GT_LABELS, brl_iou=0.5)
+    assert b.recalibrate.tolist() == [False, True, True, True, True]
+    with pytest.raises(ValueError, match="brl_iou must be a number in"):
+        resolve_strategy("brl", {"brl_iou": 0.7})
+    with pytest.raises(ValueError, match="brl_beta must be a number >= 0"):
+        resolve_strategy("brl", {"brl_beta": -1})
+    with pytest.raises(ValueError, match="rule 'brl' of strategy 'overlap_soft\\+brl' needs a one-stage detector"):
+        resolve_strategy(["overlap_soft", "brl"]).check_detector("two_stage")
+    resolve_strategy(["overlap_soft", "brl"]).check_detector("one_stage")
 
 
 def test_compositions_apply_rules_in_order() -> None:

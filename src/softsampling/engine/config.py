@@ -29,7 +29,9 @@ from softsampling.errors import SoftSamplingError
 from softsampling.io import check_input_file
 from softsampling.parsing import parse_yaml
 
-MODEL_NAMES = ("digits", "resnet50_fpn", "resnet50_fpn_v2")
+MODEL_NAMES = ("digits", "resnet50_fpn", "resnet50_fpn_v2",
+               "digits_retinanet", "digits_fcos", "retinanet_resnet50_fpn", "fcos_resnet50_fpn")
+ONE_STAGE_MODELS = MODEL_NAMES[3:]  # RetinaNet and FCOS: the strategy goes into their head (docs/strategies.md)
 
 
 @dataclass
@@ -51,9 +53,13 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """Which detector to build. ``digits``: small CPU model; ``resnet50_fpn``: the paper's configuration."""
+    """Which detector to build. ``digits``: small CPU model; ``resnet50_fpn``: the paper's configuration.
 
-    name: str = "digits"  # digits | resnet50_fpn | resnet50_fpn_v2
+    One-stage: ``digits_retinanet``, ``digits_fcos`` (small CPU models), ``retinanet_resnet50_fpn``,
+    ``fcos_resnet50_fpn`` (torchvision's, built without weights).
+    """
+
+    name: str = "digits"  # digits | resnet50_fpn | resnet50_fpn_v2 | digits_retinanet | digits_fcos | retinanet_resnet50_fpn | fcos_resnet50_fpn
     # ImageNet ResNet-50 weights: torchvision name (ResNet50_Weights.IMAGENET1K_V2) or local file
     backbone_weights: str | None = None
     # the whole detector: torchvision name (FasterRCNN_ResNet50_FPN_V2_Weights.COCO_V1) or local file;
@@ -63,7 +69,7 @@ class ModelConfig:
     soft_nms: str | None = None  # None | gaussian | linear
     min_size: int | None = None  # resize (None: the builder's default)
     max_size: int | None = None
-    # other torchvision FasterRCNN arguments for the builder, e.g. the paper's hard-negative setting
+    # other torchvision FasterRCNN (one-stage models: RetinaNet / FCOS) arguments for the builder, e.g. the paper's hard-negative setting
     # {rpn_post_nms_top_n_train: 6000} with strategy_params.hard_negative_topk=300
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -444,6 +450,11 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise bad("data.format", f"unknown format {cfg.data.format!r}", "use coco, voc or openimages")
     if cfg.model.name not in MODEL_NAMES:
         raise bad("model.name", f"unknown model {cfg.model.name!r}", f"use {', '.join(MODEL_NAMES)}")
+    try:
+        composition.check_detector("one_stage" if cfg.model.name in ONE_STAGE_MODELS else "two_stage")
+    except ValueError as exc:
+        raise bad("strategy", str(exc), "choose another model.name or strategy (docs/strategies.md, One-stage "
+                  "detectors)") from None
     if cfg.model.soft_nms not in (None, "gaussian", "linear"):
         raise bad("model.soft_nms", f"unknown method {cfg.model.soft_nms!r}", "use null, gaussian or linear")
     if cfg.train.device not in ("auto", "cpu", "cuda"):
@@ -458,20 +469,24 @@ def validate(cfg: RunConfig) -> RunConfig:
 
 
 def _check_model_options(cfg: RunConfig) -> None:
-    """``model.options`` names only arguments the builder passes on (FasterRCNN and its transform)."""
+    """``model.options`` names only arguments the builder passes on (the detector class and its transform)."""
     import inspect
 
-    from torchvision.models.detection import FasterRCNN
+    from torchvision.models.detection import FCOS, FasterRCNN, RetinaNet
     from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
     from softsampling.model import build_digits_model, build_paper_model
+    from softsampling.model.builders import ONE_STAGE_BUILDERS
 
-    builder = build_digits_model if cfg.model.name == "digits" else build_paper_model
+    name = cfg.model.name
+    builder = ONE_STAGE_BUILDERS.get(name, build_digits_model if name == "digits" else build_paper_model)
+    detector = FCOS if "fcos" in name else RetinaNet if "retinanet" in name else FasterRCNN
     owned = {"self", "num_classes", "backbone", "backbone_weights", "deformable_conv5", "soft_nms", "min_size",
-             "max_size", "faster_rcnn_kwargs", "kwargs"}
+             "max_size", "faster_rcnn_kwargs", "kwargs", "weights", "weights_backbone", "progress",
+             "retinanet_kwargs", "fcos_kwargs", "trainable_backbone_layers"}
     modules = ("_generator", "_pool", "_head", "_predictor")  # objects, not config values
     defaults: dict[str, Any] = {}
-    for fn in (GeneralizedRCNNTransform.__init__, FasterRCNN.__init__, builder):  # the builder's defaults win
+    for fn in (GeneralizedRCNNTransform.__init__, detector.__init__, builder):  # the builder's defaults win
         defaults.update({n: p.default for n, p in inspect.signature(fn).parameters.items()
                          if not n.startswith("_") and not n.endswith(modules) and n not in owned})
     unknown = sorted(set(cfg.model.options) - set(defaults))

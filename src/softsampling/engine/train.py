@@ -132,14 +132,26 @@ def build_model(cfg: RunConfig, num_classes: int, *, prior: torch.nn.Module | No
     ``model.backbone_weights`` (a trained run's ``model.pt`` holds every weight). What loading
     detector weights skipped is in ``model.weights_report`` (``None`` without ``model.weights``).
     """
-    from softsampling.model import build_digits_model, build_paper_model, train_rpn_on_full_annotations, use_strategy
+    from softsampling.engine.config import ONE_STAGE_MODELS
+    from softsampling.model import (build_digits_model, build_one_stage_model, build_paper_model,
+                                    train_rpn_on_full_annotations, use_strategy)
     from softsampling.model.weights import load_detector_weights
 
     m = cfg.model
     size = {k: v for k, v in (("min_size", m.min_size), ("max_size", m.max_size)) if v is not None}
     size.update(m.options)
     try:
-        if m.name == "digits":
+        if m.name in ONE_STAGE_MODELS:
+            unsupported = {"model.weights": m.weights, "model.backbone_weights": m.backbone_weights,
+                           "model.soft_nms": m.soft_nms, "model.deformable_conv5": m.deformable_conv5,
+                           "rpn_full_annotations": cfg.rpn_full_annotations}
+            given = [key for key, value in unsupported.items() if value]
+            if given:
+                raise SoftSamplingError(f"{', '.join(given)} not supported for the one-stage model {m.name}",
+                                        fix="leave them unset (one-stage models train from scratch here)")
+            model = build_one_stage_model(m.name, num_classes, **size)
+            model.weights_report = None
+        elif m.name == "digits":
             if m.backbone_weights is not None:
                 raise SoftSamplingError("model.backbone_weights applies to model.name=resnet50_fpn or resnet50_fpn_v2",
                                         fix="leave it null for the digits model (model.weights loads a whole detector)")
@@ -158,6 +170,8 @@ def build_model(cfg: RunConfig, num_classes: int, *, prior: torch.nn.Module | No
             raise
         raise SoftSamplingError(f"config model.options {m.options}: the {m.name} builder refused them ({exc})",
                                 fix="check the option values against torchvision's FasterRCNN arguments") from None
+    if m.name in ONE_STAGE_MODELS:  # every anchor trains: no RoI sampling
+        return use_strategy(model, cfg.strategy, normalization=cfg.normalization, **cfg.strategy_params)
     model = use_strategy(model, cfg.strategy, sampling=cfg.sampling, normalization=cfg.normalization,
                          prior=prior, thresholds=thresholds, **cfg.strategy_params)
     if cfg.rpn_full_annotations:
@@ -411,7 +425,7 @@ def _train(cfg: RunConfig, out_dir: Path, *, resume: bool, progress: bool, allow
         images, targets = collate([train_set[int(r)] for r in rows])
         images = [im.to(device) for im in images]
         targets = [{k: v.to(device) for k, v in tg.items()} for tg in targets]
-        model.roi_heads.set_progress(it, t.iterations)  # rules with a warm-up (objectness_mining)
+        (model.roi_heads if hasattr(model, "roi_heads") else model.head).set_progress(it, t.iterations)  # warm-ups
         with autocast(t, device):
             losses = ddp_model(images, targets)
         loss = sum(losses.values())

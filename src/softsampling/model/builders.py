@@ -1,7 +1,9 @@
-"""Model builders: a small CPU model for the digit benchmark and the paper's ResNet-50-FPN.
+"""Model builders: small CPU models for the digit benchmark and the paper's ResNet-50-FPN.
 
-Both return a plain torchvision ``FasterRCNN``; install a strategy with
-:func:`softsampling.model.use_strategy`.
+:func:`build_digits_model` and :func:`build_paper_model` return a plain
+torchvision ``FasterRCNN``; :func:`build_digits_retinanet`,
+:func:`build_digits_fcos` and :func:`build_one_stage_model` a plain ``RetinaNet``
+or ``FCOS``. Install a strategy with :func:`softsampling.model.use_strategy`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torchvision.models.detection import FasterRCNN
+from torchvision.models.detection import FCOS, FasterRCNN, RetinaNet, fcos_resnet50_fpn, retinanet_resnet50_fpn
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
@@ -115,6 +117,83 @@ def build_digits_model(
         box_predictor=FastRCNNPredictor(representation_size, num_classes),
         **settings,
     )
+
+
+def _digits_transform(image_size: int) -> dict[str, Any]:
+    return {"min_size": image_size, "max_size": image_size, "image_mean": [0.5, 0.5, 0.5],
+            "image_std": [0.5, 0.5, 0.5], "detections_per_img": 50, "score_thresh": 0.05}
+
+
+def build_digits_retinanet(
+    num_classes: int = 11,
+    *,
+    image_size: int = 128,
+    widths: tuple[int, int, int] = (16, 32, 64),
+    anchor_sizes: tuple[int, ...] = (16, 24, 32, 48),
+    aspect_ratios: tuple[float, ...] = (1.0, 1.5),
+    **retinanet_kwargs: Any,
+) -> RetinaNet:
+    """A small RetinaNet for the digit scenes: :class:`DigitsBackbone` (one stride-8 map) and the digit anchors.
+
+    torchvision's ``RetinaNetHead`` (four 3x3 convs per branch at the backbone's
+    width), anchors as in :func:`build_digits_model`, images not resized, score
+    threshold 0.05, 50 detections per image. ``num_classes`` includes background
+    (class ids are the focal loss's columns, as in torchvision).
+
+    Example:
+        >>> model = build_digits_retinanet().eval()
+        >>> with torch.no_grad():
+        ...     out = model([torch.rand(3, 128, 128)])
+        >>> sorted(out[0])
+        ['boxes', 'labels', 'scores']
+    """
+    backbone = DigitsBackbone(widths)
+    anchors = AnchorGenerator(sizes=(tuple(anchor_sizes),), aspect_ratios=(tuple(aspect_ratios),))
+    settings = {**_digits_transform(image_size), **retinanet_kwargs}
+    return RetinaNet(backbone, num_classes, anchor_generator=anchors, **settings)
+
+
+def build_digits_fcos(
+    num_classes: int = 11,
+    *,
+    image_size: int = 128,
+    widths: tuple[int, int, int] = (16, 32, 64),
+    **fcos_kwargs: Any,
+) -> FCOS:
+    """A small FCOS for the digit scenes: :class:`DigitsBackbone` (one stride-8 map, 16x16 locations at 128 px).
+
+    One location "anchor" of 8 px (the stride) per cell, as torchvision's FCOS
+    expects; with a single level every object size trains on it (torchvision
+    opens the scale range of the first and last level). torchvision's ``FCOSHead``
+    (GroupNorm of 32 groups: ``widths[-1]`` must be a multiple of 32), images not
+    resized, score threshold 0.05, 50 detections per image.
+    """
+    backbone = DigitsBackbone(widths)
+    anchors = AnchorGenerator(sizes=((8,),), aspect_ratios=((1.0,),))
+    settings = {**_digits_transform(image_size), **fcos_kwargs}
+    return FCOS(backbone, num_classes, anchor_generator=anchors, **settings)
+
+
+ONE_STAGE_BUILDERS = {"digits_retinanet": build_digits_retinanet, "digits_fcos": build_digits_fcos,
+                      "retinanet_resnet50_fpn": retinanet_resnet50_fpn, "fcos_resnet50_fpn": fcos_resnet50_fpn}
+
+
+def build_one_stage_model(name: str, num_classes: int, **kwargs: Any) -> RetinaNet | FCOS:
+    """A one-stage detector by ``model.name``: the digit models above, or torchvision's ResNet-50-FPN builders.
+
+    ``retinanet_resnet50_fpn`` and ``fcos_resnet50_fpn`` are torchvision's own,
+    built without any weights (batch norm trains, all stages train); ``kwargs``
+    go to the builder (``min_size``, ``score_thresh``, ...).
+
+    Raises:
+        SoftSamplingError: unknown name.
+    """
+    if name not in ONE_STAGE_BUILDERS:
+        raise SoftSamplingError(f"unknown one-stage model {name!r}", fix=f"use {', '.join(ONE_STAGE_BUILDERS)}")
+    builder = ONE_STAGE_BUILDERS[name]
+    if name.endswith("resnet50_fpn"):
+        return builder(weights=None, weights_backbone=None, num_classes=num_classes, **kwargs)
+    return builder(num_classes, **kwargs)
 
 
 # --------------------------------------------------------------------------- paper

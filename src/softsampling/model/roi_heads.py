@@ -31,10 +31,13 @@ from typing import Any, NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torchvision.models.detection.fcos import FCOS
 from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
+from torchvision.models.detection.retinanet import RetinaNet
 from torchvision.models.detection.roi_heads import RoIHeads, maskrcnn_loss
 from torchvision.models.detection.rpn import RegionProposalNetwork
 
+from softsampling.model.one_stage import TWO_STAGE_ONLY, is_one_stage, use_one_stage_strategy
 from softsampling.model.soft_nms import SoftNMS
 from softsampling.sampling import (
     NORMALIZATIONS,
@@ -222,6 +225,7 @@ class SoftSamplingRoIHeads(RoIHeads):
         bg_iou_thresh = float(params.pop("bg_iou", bg_iou_thresh))
         # resolved and checked once, here; applied to every image of every step
         composition = resolve_strategy(strategy, {**params, "fg_iou": fg_iou_thresh, "bg_iou": bg_iou_thresh})
+        composition.check_detector("two_stage")
         if "prior_scores" in composition.needs and (prior is None or thresholds is None):
             raise ValueError(f"strategy {composition.name!r} needs prior=<the detector trained in round one on the "
                              "curated data> and thresholds=<per-class T>")
@@ -316,7 +320,8 @@ class SoftSamplingRoIHeads(RoIHeads):
                 positive_fraction=self.fg_bg_sampler.positive_fraction,
                 generator=self.generator,
             )
-            state = Assignment(labels[keep], result.weights[keep], result.overlaps[keep], result.matched_gt[keep])
+            state = Assignment(labels[keep], result.weights[keep], result.overlaps[keep], result.matched_gt[keep],
+                               result.recalibrate[keep])
             contexts.append(replace(ctx, proposals=image_proposals[keep], objectness=None))
             states.append(state)
             sampled.proposals.append(image_proposals[keep])
@@ -458,7 +463,7 @@ class SoftSamplingRoIHeads(RoIHeads):
 
 
 def use_strategy(
-    detector: GeneralizedRCNN,
+    detector: GeneralizedRCNN | RetinaNet | FCOS,
     strategy: str | Sequence[str],
     *,
     sampling: str = "balanced",
@@ -470,12 +475,15 @@ def use_strategy(
     thresholds: Tensor | None = None,
     generator: torch.Generator | None = None,
     **params: Any,
-) -> GeneralizedRCNN:
+) -> GeneralizedRCNN | RetinaNet | FCOS:
     """Install a :class:`SoftSamplingRoIHeads` with ``strategy`` into a torchvision two-stage detector.
 
     Works with ``FasterRCNN`` (any backbone, torchvision's own builders included)
     and ``MaskRCNN`` (the box branch gets the strategy; the mask loss stays
-    torchvision's). The existing ``box_roi_pool``, ``box_head``,
+    torchvision's). One-stage detectors (``RetinaNet``, ``FCOS``) get the strategy
+    in their head instead (:func:`softsampling.model.one_stage.use_one_stage_strategy`:
+    every anchor trains, so ``sampling`` does not apply; the RoI-head arguments
+    ``batch_size_per_image`` ... ``generator`` must stay unset). The existing ``box_roi_pool``, ``box_head``,
     ``box_predictor`` and mask modules are reused (same objects, same weights);
     IoU thresholds, sampler sizes, box-coder weights and inference settings are
     copied unless overridden here. Calling it again replaces the strategy.
@@ -506,6 +514,14 @@ def use_strategy(
         >>> type(model.roi_heads).__name__, model.roi_heads.strategy
         ('SoftSamplingRoIHeads', 'overlap_soft')
     """
+    if is_one_stage(detector):
+        given = {"batch_size_per_image": batch_size_per_image, "positive_fraction": positive_fraction,
+                 "soft_nms": soft_nms, "prior": prior, "thresholds": thresholds, "generator": generator}
+        extra = [name for name in TWO_STAGE_ONLY if given[name] is not None]
+        if extra:
+            raise ValueError(f"{', '.join(extra)} apply to two-stage detectors only; "
+                             f"{type(detector).__name__} trains every anchor")
+        return use_one_stage_strategy(detector, strategy, normalization=normalization, **params)
     old = getattr(detector, "roi_heads", None)
     if not isinstance(old, RoIHeads):
         raise ValueError(f"use_strategy needs a torchvision two-stage detector with RoIHeads, got {type(detector).__name__}")
@@ -548,7 +564,7 @@ def use_strategy(
     if prior_scorer is not None:
         head._capture_hook = detector.transform.register_forward_hook(head.capture_images)
     if head.composition.needs & {"dropped_boxes", "pseudo_boxes"}:
-        head._rescale_hook = detector.transform.register_forward_hook(_rescale_extra_boxes)
+        head._rescale_hook = detector.transform.register_forward_hook(rescale_extra_boxes)
     if head.composition.params.get("pseudo_rpn", False):
         head._rpn_pseudo_hook = detector.rpn.register_forward_pre_hook(_rpn_with_pseudo_boxes)
     if "objectness" in head.composition.needs:
@@ -566,7 +582,7 @@ def use_strategy(
 EXTRA_BOX_KEYS = ("dropped_boxes", "pseudo_boxes")
 
 
-def _rescale_extra_boxes(module: nn.Module, inputs: tuple, output: tuple) -> None:
+def rescale_extra_boxes(module: nn.Module, inputs: tuple, output: tuple) -> None:
     """Forward hook on the transform: resize ``dropped_boxes``/``pseudo_boxes`` as it resized ``boxes``."""
     images, targets = inputs[0], inputs[1] if len(inputs) > 1 else None
     image_list, new_targets = output

@@ -9,6 +9,7 @@ See docs/strategies.md.
 from softsampling.sampling.assign import (
     Composition,
     assign,
+    from_matches,
     image_context,
     match,
     parameter_defaults,
@@ -16,16 +17,26 @@ from softsampling.sampling.assign import (
     resolve_strategy,
     strategy_name,
 )
-from softsampling.sampling.boxes import group_of_coverage
+from softsampling.sampling.boxes import centered_box_iou, group_of_coverage
 from softsampling.sampling.pseudo import merge_flip_detections, select_pseudo_boxes
-from softsampling.sampling.rules import COMMON_PARAMS, PRIOR_RULES, RULES, STRATEGIES, Assignment, ImageContext, RuleSpec
-from softsampling.sampling.loss import NORMALIZATIONS, weighted_fastrcnn_loss
+from softsampling.sampling.rules import (
+    COMMON_PARAMS,
+    DETECTORS,
+    PRIOR_RULES,
+    RULES,
+    STRATEGIES,
+    Assignment,
+    ImageContext,
+    RuleSpec,
+)
+from softsampling.sampling.loss import NORMALIZATIONS, weighted_fastrcnn_loss, weighted_focal_loss
 from softsampling.sampling.sampler import SAMPLING_MODES, keep_first_candidates, sample_rois
 from softsampling.sampling.weights import gompertz_weight, median_thresholds, score_weight
 
 __all__ = [
     "parameter_defaults",
     "COMMON_PARAMS",
+    "DETECTORS",
     "NORMALIZATIONS",
     "SAMPLING_MODES",
     "PRIOR_RULES",
@@ -36,6 +47,8 @@ __all__ = [
     "ImageContext",
     "RuleSpec",
     "assign",
+    "centered_box_iou",
+    "from_matches",
     "gompertz_weight",
     "group_of_coverage",
     "image_context",
@@ -50,4 +63,5 @@ __all__ = [
     "score_weight",
     "strategy_name",
     "weighted_fastrcnn_loss",
+    "weighted_focal_loss",
 ]

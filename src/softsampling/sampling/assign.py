@@ -45,6 +45,9 @@ parameters and defaults). Named strategies (PAPER.md, Table 1, then later work):
 - ``pseudo_label``: RoIs matching a teacher's pseudo box train as its class.
 - ``objectness_mining``: background RoIs the RPN finds object-like, far from
   every annotation, are ignored after a warm-up.
+- ``brl`` (one-stage detectors only): background anchors far from every
+  annotation get the Background Recalibration Loss (see
+  :func:`softsampling.sampling.loss.weighted_focal_loss`).
 
 A composition is a list of rule names, e.g. ``["overlap_soft", "pseudo_label"]``.
 :func:`resolve_strategy` checks it and its parameters once and returns a
@@ -60,11 +63,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from softsampling.sampling.boxes import check_boxes, group_of_coverage, max_iou
-from softsampling.sampling.rules import COMMON_PARAMS, REQUIRED, RULES, STRATEGIES, Assignment, ImageContext
+from softsampling.sampling.boxes import check_boxes, group_of_coverage
+from softsampling.sampling.rules import COMMON_PARAMS, DETECTORS, REQUIRED, RULES, STRATEGIES, Assignment, ImageContext
 
-__all__ = ["Assignment", "Composition", "ImageContext", "assign", "group_of_coverage", "image_context", "match",
-           "resolve_params", "resolve_strategy", "strategy_name"]
+__all__ = ["Assignment", "Composition", "ImageContext", "assign", "from_matches", "group_of_coverage", "image_context",
+           "match", "resolve_params", "resolve_strategy", "strategy_name"]
 
 Step = tuple[Callable[..., Assignment], dict[str, Any]]
 
@@ -126,6 +129,18 @@ class Composition:
     def assign_after_sampling(self, state: Assignment, ctx: ImageContext) -> Assignment:
         """The ``after_sampling`` rules (weights only) on ``state``, RoIs ``ctx.proposals``."""
         return _apply(state, ctx, self.after_sampling) if self.after_sampling else state
+
+    def apply_rules(self, state: Assignment, ctx: ImageContext) -> Assignment:
+        """Every rule in order on a state another matcher made (one-stage detectors: :func:`from_matches`)."""
+        return _apply(state, ctx, self.before_sampling + self.after_sampling)
+
+    def check_detector(self, kind: str) -> None:
+        """Raise ``ValueError`` naming the first rule that does not work in a ``kind`` detector (see ``DETECTORS``)."""
+        for rule in self.rules:
+            allowed = RULES[rule].detectors
+            if kind not in allowed:
+                raise ValueError(f"rule {rule!r} of strategy {self.name!r} needs {DETECTORS[allowed[0]]}; "
+                                 f"this is {DETECTORS[kind].split(' (')[0]}")
 
 
 def _apply(state: Assignment, ctx: ImageContext, steps: tuple[Step, ...]) -> Assignment:
@@ -244,21 +259,59 @@ def image_context(
 
 def match(ctx: ImageContext, fg_iou: float, bg_iou: float, group_of_threshold: float) -> Assignment:
     """The common IoU matcher (torchvision's ``Matcher`` rule) plus the group-of rule; every weight 1."""
-    proposals, gt_boxes = ctx.proposals, ctx.gt_boxes
-    n = proposals.shape[0]
-    device = proposals.device
-    overlaps, best_gt = max_iou(proposals, gt_boxes)
+    n = ctx.proposals.shape[0]
+    device = ctx.proposals.device
+    overlaps, best_gt = ctx.max_overlap(ctx.gt_boxes)
     foreground = overlaps >= fg_iou
     labels = torch.zeros(n, dtype=torch.int64, device=device)
     labels[foreground] = ctx.gt_labels[best_gt[foreground]]
     labels[(overlaps >= bg_iou) & ~foreground] = -1
     matched_gt = torch.where(foreground, best_gt, torch.full_like(best_gt, -1))
-    group_of = ctx.group_of
-    if group_of is not None and bool(group_of.any()) and n:
-        coverage = group_of_coverage(proposals.float(), gt_boxes[group_of].float()).max(dim=1).values
-        labels[(labels == 0) & (coverage > group_of_threshold)] = -1
+    _ignore_inside_group_of(labels, ctx, group_of_threshold)
     weights = torch.ones(n, dtype=torch.float32, device=device)
-    return Assignment(labels=labels, weights=weights, overlaps=overlaps.float(), matched_gt=matched_gt)
+    return Assignment(labels=labels, weights=weights, overlaps=overlaps.float(), matched_gt=matched_gt,
+                      recalibrate=torch.zeros(n, dtype=torch.bool, device=device))
+
+
+def _ignore_inside_group_of(labels: Tensor, ctx: ImageContext, group_of_threshold: float) -> None:
+    """Background RoIs covered more than ``group_of_threshold`` by a group-of box become ignored (in place)."""
+    group_of = ctx.group_of
+    if group_of is not None and bool(group_of.any()) and labels.shape[0]:
+        coverage = group_of_coverage(ctx.proposals.float(), ctx.gt_boxes[group_of].float()).max(dim=1).values
+        labels[(labels == 0) & (coverage > group_of_threshold)] = -1
+
+
+def from_matches(ctx: ImageContext, matched_idxs: Tensor, group_of_threshold: float) -> Assignment:
+    """The state a detector's own matcher left (torchvision's ``matched_idxs``), plus the group-of rule.
+
+    ``matched_idxs[i] >= 0``: foreground of annotated box ``matched_idxs[i]``;
+    ``-1``: background; ``-2`` (torchvision's ``BETWEEN_THRESHOLDS``): ignored.
+    ``overlaps`` are ``ctx.max_overlap(gt_boxes)``; every weight 1. One-stage
+    detectors (RetinaNet, FCOS) keep their own matcher this way, then apply a
+    strategy's rules with :meth:`Composition.apply_rules`.
+
+    Example:
+        >>> ctx = image_context(torch.tensor([[0., 0., 10., 10.], [0., 0., 10., 6.], [50., 50., 60., 60.]]),
+        ...                     torch.tensor([[0., 0., 10., 10.]]), torch.tensor([4]))
+        >>> a = from_matches(ctx, torch.tensor([0, -2, -1]), 0.9)
+        >>> a.labels.tolist(), a.matched_gt.tolist(), [round(o, 2) for o in a.overlaps.tolist()]
+        ([4, -1, 0], [0, -1, -1], [1.0, 0.6, 0.0])
+    """
+    n = ctx.proposals.shape[0]
+    device = ctx.proposals.device
+    matched_idxs = matched_idxs.to(device)
+    if matched_idxs.shape != (n,):
+        raise ValueError(f"matched_idxs must have one entry per anchor (N={n}), got {tuple(matched_idxs.shape)}")
+    overlaps, _ = ctx.max_overlap(ctx.gt_boxes)
+    foreground = matched_idxs >= 0
+    labels = torch.zeros(n, dtype=torch.int64, device=device)
+    labels[foreground] = ctx.gt_labels[matched_idxs[foreground]]
+    labels[matched_idxs < -1] = -1
+    matched_gt = torch.where(foreground, matched_idxs, torch.full_like(matched_idxs, -1))
+    _ignore_inside_group_of(labels, ctx, group_of_threshold)
+    weights = torch.ones(n, dtype=torch.float32, device=device)
+    return Assignment(labels=labels, weights=weights, overlaps=overlaps.float(), matched_gt=matched_gt,
+                      recalibrate=torch.zeros(n, dtype=torch.bool, device=device))
 
 
 def assign(

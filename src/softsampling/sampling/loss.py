@@ -1,9 +1,13 @@
-"""The Fast R-CNN loss with a per-RoI classification weight.
+"""Classification losses with a per-RoI (per-anchor) weight.
 
-Like torchvision's ``fastrcnn_loss``, a plain function beside the RoI head.
-The only change is the weight ``w_i`` on each RoI's cross-entropy; the box
-regression loss is torchvision's (foreground only, unweighted, smooth-L1 with
-beta 1/9, summed and divided by the number of sampled RoIs).
+- :func:`weighted_fastrcnn_loss`: like torchvision's ``fastrcnn_loss``, a plain
+  function beside the RoI head. The only change is the weight ``w_i`` on each
+  RoI's cross-entropy; the box regression loss is torchvision's (foreground
+  only, unweighted, smooth-L1 with beta 1/9, summed and divided by the number
+  of sampled RoIs).
+- :func:`weighted_focal_loss`: torchvision's sigmoid focal loss of one-stage
+  detectors (RetinaNet, FCOS) with a weight per anchor and, for the anchors
+  the ``brl`` rule marks, the Background Recalibration Loss.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torchvision.ops import sigmoid_focal_loss
 
 NORMALIZATIONS: tuple[str, ...] = ("count", "weight_sum")
 
@@ -85,3 +90,64 @@ def weighted_fastrcnn_loss(
     deltas = box_regression.reshape(n, -1, 4)[foreground, labels[foreground]]
     loss_box_reg = F.smooth_l1_loss(deltas, regression_targets[foreground], beta=1 / 9, reduction="sum") / n
     return loss_classifier, loss_box_reg
+
+
+def weighted_focal_loss(
+    logits: Tensor,
+    labels: Tensor,
+    weights: Tensor,
+    recalibrate: Tensor | None = None,
+    *,
+    alpha: float = 0.25,
+    gamma: float = 2.0,
+    beta: float = 1.0,
+) -> Tensor:
+    """Summed sigmoid focal loss of anchors, each weighted; BRL on the marked background anchors.
+
+    Per anchor ``i`` and class column ``k`` (torchvision's one-stage layout:
+    column ``k`` is class id ``k``), with ``p = sigmoid(logits[i, k])`` and
+    target ``t = 1`` for the anchor's class, else 0, the term is torchvision's
+    ``sigmoid_focal_loss``: ``-alpha (1-p)^gamma log(p)`` for ``t = 1``,
+    ``-(1-alpha) p^gamma log(1-p)`` for ``t = 0``. For a background anchor with
+    ``recalibrate[i]`` and ``p >= 0.5`` the negative term is replaced by the
+    mirrored ``-(1-alpha) beta (1-p)^gamma log(p)`` (Background Recalibration
+    Loss, ICASSP 2020): a confident detection far from every annotation is
+    probably an unannotated object, so it is pushed up, not down.
+
+    Args:
+        logits: float [N, K] class logits of N anchors.
+        labels: int64 [N]: ``> 0`` class, ``0`` background, ``-1`` ignored (left out).
+        weights: float [N] classification-loss weight per anchor.
+        recalibrate: bool [N] or None: confusion anchors (only background ones count).
+        alpha, gamma: focal loss parameters (torchvision's RetinaNet and FCOS: 0.25, 2).
+        beta: the mirrored term's factor.
+
+    Returns:
+        ``sum_i w_i sum_k term_ik``, a scalar; the caller normalises it (torchvision
+        divides by the number of foreground anchors). With every weight 1 and no
+        recalibration it equals ``sigmoid_focal_loss(..., reduction="sum")`` over
+        the non-ignored anchors exactly.
+
+    Example:
+        >>> logits = torch.tensor([[0.0, 2.0], [0.0, 2.0]])  # p = 0.5, 0.881
+        >>> focal = weighted_focal_loss(logits, torch.tensor([0, 0]), torch.tensor([1.0, 0.5]))
+        >>> brl = weighted_focal_loss(logits, torch.tensor([0, 0]), torch.ones(2), torch.tensor([True, False]))
+        >>> round(focal.item(), 4), round(brl.item(), 4)
+        (2.0513, 1.4988)
+    """
+    n = labels.shape[0]
+    if logits.dim() != 2 or logits.shape[0] != n or weights.shape != (n,):
+        raise ValueError(f"logits must be [N, K] and labels, weights [N]: got {tuple(logits.shape)}, "
+                         f"{tuple(labels.shape)}, {tuple(weights.shape)}")
+    valid = labels >= 0
+    targets = torch.zeros_like(logits)
+    foreground = torch.where(labels > 0)[0]
+    targets[foreground, labels[foreground]] = 1.0
+    terms = sigmoid_focal_loss(logits[valid], targets[valid], alpha=alpha, gamma=gamma, reduction="none")
+    if recalibrate is not None:
+        x = logits[valid]
+        p = torch.sigmoid(x)
+        mirrored = (1 - alpha) * beta * (1 - p) ** gamma * -F.logsigmoid(x)
+        confusion = (recalibrate[valid] & (labels[valid] == 0))[:, None] & (p >= 0.5)
+        terms = torch.where(confusion, mirrored, terms)
+    return (terms * weights[valid].to(terms.dtype)[:, None]).sum()

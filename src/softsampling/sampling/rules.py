@@ -43,6 +43,9 @@ class Assignment(NamedTuple):
     weights: Tensor  # float32 [N]: classification-loss weight; 0 where ignored
     overlaps: Tensor  # float32 [N]: max IoU with any annotated box (0 without annotations)
     matched_gt: Tensor  # int64 [N]: box it is foreground for, -1 otherwise; G + j means pseudo box j
+    # bool [N]: background anchors whose focal term is recalibrated (rule ``brl``; one-stage heads read it).
+    # The matcher sets all False; None only where an older caller built an Assignment without it.
+    recalibrate: Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,12 @@ class ImageContext:
     objectness: Tensor | None = None  # float [N] RPN objectness probability (objectness_mining)
     iteration: int | None = None  # current training iteration (0-based)
     iterations: int | None = None  # total training iterations
+    # overlap of the RoIs with boxes -> (max [N], argmax [N]); None: IoU (max_iou). FCOS: centered_box_iou
+    overlap: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None
+
+    def max_overlap(self, boxes: Tensor) -> tuple[Tensor, Tensor]:
+        """Max overlap of each RoI with ``boxes`` and the argmax (the detector's measure; IoU by default)."""
+        return (self.overlap or max_iou)(self.proposals, boxes)
 
 
 def _need(ctx: ImageContext, name: str, rule: str, what: str) -> Tensor:
@@ -120,7 +129,7 @@ def upper_bound(state: Assignment, ctx: ImageContext, *, fg_iou: float) -> Assig
     """RoIs that would be foreground of a dropped box (IoU >= fg_iou, above every annotated box) are ignored."""
     dropped = _need(ctx, "dropped_boxes", "upper_bound", "float [K, 4]; pass an empty [0, 4] tensor for none")
     check_boxes("dropped_boxes", dropped)
-    dropped_overlaps, _ = max_iou(ctx.proposals, dropped.to(ctx.proposals.device))
+    dropped_overlaps, _ = ctx.max_overlap(dropped.to(ctx.proposals.device))
     hit = (dropped_overlaps >= fg_iou) & (dropped_overlaps > state.overlaps)
     labels, matched = state.labels.clone(), state.matched_gt.clone()
     labels[hit] = -1
@@ -144,7 +153,7 @@ def pseudo_label(state: Assignment, ctx: ImageContext, *, fg_iou: float, pseudo_
     if boxes.shape[0] == 0 or state.labels.shape[0] == 0:
         return state
     device = ctx.proposals.device
-    iou, index = max_iou(ctx.proposals, boxes.to(device))
+    iou, index = ctx.max_overlap(boxes.to(device))
     hit = (state.labels <= 0) & (iou >= fg_iou) & (iou > state.overlaps)
     labels, weights, matched = state.labels.clone(), state.weights.clone(), state.matched_gt.clone()
     labels[hit] = labels_p.to(device=device, dtype=torch.int64)[index[hit]]
@@ -168,8 +177,24 @@ def objectness_mining(
     return state._replace(labels=labels)
 
 
+def brl(state: Assignment, ctx: ImageContext, *, brl_iou: float) -> Assignment:
+    """Background anchors with ``overlap < brl_iou`` are confusion anchors (Background Recalibration Loss).
+
+    The rule only marks them (``recalibrate``); the one-stage head's
+    :func:`~softsampling.sampling.loss.weighted_focal_loss` then replaces their
+    negative focal term by the mirrored one where the class probability is >= 0.5.
+    """
+    return state._replace(recalibrate=(state.labels == 0) & (state.overlaps < brl_iou))
+
+
 # --------------------------------------------------------------------------- the table
 REQUIRED = object()  # a parameter without default
+# The kinds of detector a rule can work in, and how errors and docs name them.
+DETECTORS: dict[str, str] = {
+    "two_stage": "a two-stage detector (Faster R-CNN, Mask R-CNN: model.name digits, resnet50_fpn, resnet50_fpn_v2)",
+    "one_stage": "a one-stage detector (RetinaNet, FCOS: model.name digits_retinanet, digits_fcos, "
+                 "retinanet_resnet50_fpn, fcos_resnet50_fpn)",
+}
 # Parameters of the common matcher (every strategy accepts them).
 COMMON_PARAMS: dict[str, Any] = {"fg_iou": 0.5, "bg_iou": None, "group_of_threshold": 0.9}
 
@@ -182,7 +207,8 @@ class RuleSpec:
     the training engine (not per RoI); ``common`` names the matcher parameters
     ``apply`` also receives; ``needs`` the :class:`ImageContext` fields it reads
     beyond the boxes; an ``after_sampling`` rule changes only weights, runs on
-    the sampled RoIs and must come last (its inputs are costly per RoI).
+    the sampled RoIs and must come last (its inputs are costly per RoI);
+    ``detectors`` the kinds of detector it works in (:data:`DETECTORS`).
     """
 
     apply: Callable[..., Assignment]
@@ -194,6 +220,7 @@ class RuleSpec:
     needs: tuple[str, ...] = ()
     after_sampling: bool = False
     check: Callable[[dict[str, Any]], None] | None = None
+    detectors: tuple[str, ...] = ("two_stage", "one_stage")
 
 
 def _in_range(p: dict[str, Any], name: str, low: float, high: float) -> None:
@@ -226,6 +253,12 @@ def _check_pseudo_label(p: dict[str, Any]) -> None:
         _in_range(p, name, 0.0, 1.0)
 
 
+def _check_brl(p: dict[str, Any]) -> None:
+    _in_range(p, "brl_iou", 0.0, float(p["fg_iou"]))
+    if isinstance(p["brl_beta"], bool) or not isinstance(p["brl_beta"], (int, float)) or float(p["brl_beta"]) < 0:
+        raise ValueError(f"brl_beta must be a number >= 0, got {p['brl_beta']!r}")
+
+
 def _check_objectness_mining(p: dict[str, Any]) -> None:
     _in_range(p, "tau", 0.0, 1.0)
     _in_range(p, "mining_iou", 0.0, float(p["fg_iou"]))
@@ -242,7 +275,7 @@ RULES: dict[str, RuleSpec] = {
     "score_soft": RuleSpec(
         score_soft, "background weight a + (1-a) exp(-b exp(-c (T[k] - s))) from a prior detector",
         "Soft Sampling (BMVC 2019)", params={"a": DEFAULT_A, "b": DEFAULT_B, "c": DEFAULT_C},
-        needs=("prior_scores", "thresholds"), after_sampling=True, check=_check_curve),
+        needs=("prior_scores", "thresholds"), after_sampling=True, check=_check_curve, detectors=("two_stage",)),
     "upper_bound": RuleSpec(
         upper_bound, "RoIs that match a dropped box are ignored (needs the curation manifest)",
         "Soft Sampling (BMVC 2019)", common=("fg_iou",), needs=("dropped_boxes",)),
@@ -256,7 +289,12 @@ RULES: dict[str, RuleSpec] = {
     "objectness_mining": RuleSpec(
         objectness_mining, "after warm-up, background RoIs with RPN objectness >= tau and o <= mining_iou are ignored",
         "SparseDet (ICCV 2023)", params={"tau": 0.8, "mining_iou": 0.2, "mining_warmup": 0.2},
-        needs=("objectness",), check=_check_objectness_mining),
+        needs=("objectness",), check=_check_objectness_mining, detectors=("two_stage",)),
+    "brl": RuleSpec(
+        brl, "background anchors with o < brl_iou: where p >= 0.5 the focal term -(1-alpha) p^gamma log(1-p) "
+        "becomes -(1-alpha) brl_beta (1-p)^gamma log(p)",
+        "Background Recalibration Loss (ICASSP 2020)", params={"brl_iou": 0.1}, options={"brl_beta": 1.0},
+        check=_check_brl, detectors=("one_stage",)),
 }
 
 # Named strategies: what ``strategy: NAME`` means. A list of rule names is a composition.
@@ -274,7 +312,8 @@ def describe_strategies() -> str:
     lines = ["strategies (--set strategy=NAME, or a list of rules: --set strategy=[overlap_soft,pseudo_label]):",
              "  baseline: the common IoU matcher alone (every strategy starts with it)"]
     for name, spec in RULES.items():
-        lines.append(f"  {name}: {spec.summary}")
+        only = "" if len(spec.detectors) > 1 else f" [{spec.detectors[0].replace('_', '-')} detectors only]"
+        lines.append(f"  {name}: {spec.summary}{only}")
         defaults = {**spec.params, **spec.options}
         if defaults:
             lines.append("      params: " + ", ".join(f"{k}={v}" for k, v in defaults.items()))
@@ -293,5 +332,9 @@ def strategies_markdown() -> str:
         params = ", ".join(f"`{k}` {v}" for k, v in {**spec.params, **spec.options}.items()) or "–"
         needs = "a prior run" if name in PRIOR_RULES else "dropped boxes" if "dropped_boxes" in spec.needs else (
             "RPN objectness" if "objectness" in spec.needs else "–")
+        if spec.detectors == ("one_stage",):
+            needs = "a one-stage detector"
+        elif name in PRIOR_RULES and spec.detectors == ("two_stage",):
+            needs += " (two-stage)"
         lines.append(f"| `{name}` | {spec.summary} | {params} | {needs} | {spec.source} |")
     return "\n".join(lines)
