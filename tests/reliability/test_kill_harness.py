@@ -1,12 +1,16 @@
-"""Crashes and faults: SIGKILL at random moments, and outputs that cannot be written.
+"""Crashes and faults: SIGKILL at chosen points, and outputs that cannot be written.
 
-Training: :func:`run_kill_soak` trains a tiny digit set once without
-interruption, then again while killing the process with SIGKILL at seeded
-random moments -- during start-up, inside the training loop, and while
-``last.pt`` is being written -- resuming with ``--resume`` after each kill.
-After every kill ``last.pt`` must load with ``torch.load(weights_only=True)``;
-at the end the weights must equal the uninterrupted run's bit for bit.
-bench/kill_soak.py runs the same harness longer.
+Training: :func:`run_kill_plan` trains a tiny digit set once without
+interruption, then again while the process kills itself with SIGKILL at the
+points of :data:`KILL_PLAN` -- after an iteration's step but before its
+checkpoint, and inside checkpoint writes between the temp file and the rename
+-- resuming with ``--resume`` after each kill. The points are set with the
+test-only ``SOFTSAMPLING_TEST_KILL_AT`` (softsampling.engine.faults), so where
+each kill lands does not depend on the machine's speed or load. After every
+kill ``last.pt`` must load with ``torch.load(weights_only=True)`` and hold the
+iteration before the kill point; at the end the weights and the loss log must
+equal the uninterrupted run's bit for bit. bench/kill_soak.py kills at random
+wall-clock moments instead (a longer soak, not run in CI).
 
 Curation and evaluation killed mid-way: every visible output is either absent
 or complete (byte-identical to an uninterrupted run's). A kill inside an
@@ -19,22 +23,31 @@ resuming from finished cells by tests/experiments/test_grid.py.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import torch
 
+from softsampling.engine.faults import KILL_AT_ENV
 from tests.conftest import REPO
 from tests.reliability.helpers import BAD, assert_one_line_error, files_under, run_cli
 
 CLI = [sys.executable, "-m", "softsampling.cli"]
+
+# The 10 kill points of the CI harness for a 12-iteration run with a checkpoint every iteration: before the
+# first checkpoint exists, inside the first and the last checkpoint write, twice in a row at the first write
+# after a resume (ckpt:4, ckpt:5), twice in a row after a step (iter:7, iter:8).
+KILL_PLAN = ("iter:1", "ckpt:1", "ckpt:2", "iter:3", "ckpt:4", "ckpt:5", "iter:7", "iter:8", "ckpt:10", "ckpt:12")
+PLAN_ITERATIONS = 12
 
 
 # ------------------------------------------------------------------ the training kill harness
@@ -46,126 +59,115 @@ def make_tiny_digits(root: Path) -> Path:
 
 
 def train_args(train_json: Path, iterations: int) -> list[str]:
-    return ["train", "--config", str(REPO / "configs" / "digits.yaml"), "--set", f"data.train={train_json}",
-            "--set", "data.val=null", "--set", "data.test=null", "--set", f"train.iterations={iterations}",
-            "--set", "train.batch_size=2", "--set", "train.checkpoint_every=1", "--set", "train.log_every=1",
-            "--set", "train.warmup_iterations=2", "--set", "train.threads=1", "--no-progress"]
+    settings = {
+        "data.train": train_json,
+        "data.val": "null",
+        "data.test": "null",
+        "train.iterations": iterations,
+        "train.batch_size": 2,
+        "train.checkpoint_every": 1,
+        "train.log_every": 1,
+        "train.warmup_iterations": 2,
+        "train.threads": 1,
+    }
+    args = ["train", "--config", str(REPO / "configs" / "digits.yaml"), "--no-progress"]
+    for key, value in settings.items():
+        args += ["--set", f"{key}={value}"]
+    return args
 
 
-def _temp_files(run: Path) -> set[str]:
+def temp_files(run: Path) -> set[str]:
+    """The hidden temp files (``.NAME.XXXX.tmp``) in ``run``; empty if it does not exist."""
     try:
         return {e.name for e in os.scandir(run) if e.name.startswith(".") and e.name.endswith(".tmp")}
     except FileNotFoundError:
         return set()
 
 
-def _kill_at_random_moment(proc: subprocess.Popen, run: Path, mode: str, rng: random.Random,
-                           launched_ns: int, window_s: float) -> bool:
-    """SIGKILL ``proc`` at a moment chosen by ``mode``; False if it exited first.
-
-    ``startup``: 0.2..2.5 s after launch (reading data, building the model);
-    ``loop``: 0..window_s after the training loop started (config.yaml rewritten);
-    ``write``: while the n-th checkpoint of this launch (n = 1..3) is being written,
-    i.e. while its temp file ``.last.pt.XXXX.tmp`` exists.
-    """
-    config = run / "config.yaml"
-    seen: set[str] = set(_temp_files(run))
-    wanted = rng.randint(1, 3)
-    deadline = time.monotonic() + (rng.uniform(0.2, 2.5) if mode == "startup" else 600.0)
-    loop_deadline = None
-    while proc.poll() is None:
-        now = time.monotonic()
-        if mode == "startup" and now >= deadline:
-            break
-        if mode == "loop":
-            if loop_deadline is None and config.exists() and config.stat().st_mtime_ns >= launched_ns:
-                loop_deadline = now + rng.uniform(0.0, window_s)
-            if loop_deadline is not None and now >= loop_deadline:
-                break
-        if mode == "write":
-            new = {n for n in _temp_files(run) if n.startswith(".last.pt.")} - seen
-            if new:
-                seen |= new
-                wanted -= 1
-                if wanted == 0:
-                    break
-        time.sleep(0.0005 if mode == "write" else 0.005)
-    if proc.poll() is not None:
-        return False
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    return True
+def _env(kill_at: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != KILL_AT_ENV}
+    if kill_at is not None:
+        env[KILL_AT_ENV] = kill_at
+    return env
 
 
-def run_kill_soak(train_json: Path, work: Path, *, kills: int, iterations: int, seed: int = 0,
-                  window_s: float = 0.6, log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
-    """Train once straight, once with ``kills`` SIGKILLs and resumes; return the measured figures.
+def _metrics_without_timing(path: Path) -> list[dict[str, Any]]:
+    """The loss log without its wall-clock field, which differs between any two runs."""
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    return [{k: v for k, v in line.items() if k != "sec_per_iter"} for line in lines]
 
-    Raises AssertionError if a checkpoint is unreadable, a resume fails, or the final weights differ.
+
+def run_kill_plan(
+    train_json: Path,
+    work: Path,
+    *,
+    plan: tuple[str, ...] = KILL_PLAN,
+    iterations: int = PLAN_ITERATIONS,
+    log: Callable[[str], None] = lambda s: None,
+) -> list[dict]:
+    """Train once straight, once killed at each point of ``plan`` and resumed; return one record per kill.
+
+    Raises AssertionError if a kill does not land where planned, a checkpoint is unreadable or not the
+    one before the kill point, a resume fails, or the final weights or loss log differ.
     """
     args = train_args(train_json, iterations)
-    started = time.perf_counter()
     straight = work / "straight"
-    subprocess.run([*CLI, *args, "--out", str(straight)], check=True, capture_output=True, timeout=600)
-    straight_s = time.perf_counter() - started
-    log(f"uninterrupted run: {iterations} iterations in {straight_s:.1f} s")
-
+    subprocess.run([*CLI, *args, "--out", str(straight)], check=True, capture_output=True, timeout=600, env=_env(None))
     run = work / "killed"
-    rng = random.Random(seed)
     records: list[dict[str, Any]] = []
-    soak_started = time.perf_counter()
-    last_iteration = 0
-    while len(records) < kills:
-        mode = rng.choices(["startup", "loop", "write"], weights=[1, 2, 2])[0]
-        stale = _temp_files(run)
-        launched_ns = time.time_ns()
-        errors = work / "stderr.txt"
-        with open(errors, "wb") as err:
-            proc = subprocess.Popen([*CLI, *args, "--out", str(run), "--resume"], stdout=subprocess.DEVNULL,
-                                    stderr=err)
-            killed = _kill_at_random_moment(proc, run, mode, rng, launched_ns, window_s)
-        if not killed:
-            assert proc.returncode == 0, errors.read_text()
-            raise AssertionError(f"the run finished after {len(records)} kills; raise iterations above {iterations}")
-        mid_write = any(n.startswith(".last.pt.") for n in _temp_files(run) - stale)  # this launch's write
+    for point in plan:
+        kind, n = point.split(":")
+        stale = temp_files(run)
+        proc = subprocess.run(
+            [*CLI, *args, "--out", str(run), "--resume"], capture_output=True, timeout=600, env=_env(point)
+        )
+        stderr = proc.stderr.decode()
+        assert proc.returncode == -signal.SIGKILL, f"{point}: exit {proc.returncode}, not killed:\n{stderr}"
         iteration = 0
         if (run / "last.pt").exists():
-            state = torch.load(run / "last.pt", weights_only=True)  # must never be torn
-            iteration = int(state["iteration"])
-        assert iteration >= last_iteration, "a resume went backwards"
-        last_iteration = iteration
-        records.append({"mode": mode, "iteration": iteration, "mid_write": mid_write})
-        log(f"kill {len(records):2d}: {mode:<7} last.pt at iteration {iteration:3d}"
-            f"{'  (killed inside a checkpoint write)' if mid_write else ''}")
-    final = subprocess.run([*CLI, *args, "--out", str(run), "--resume"], capture_output=True, timeout=600)
+            iteration = int(torch.load(run / "last.pt", weights_only=True)["iteration"])  # must never be torn
+        assert iteration == int(n) - 1, f"{point}: last.pt holds iteration {iteration}, expected {int(n) - 1}"
+        new_temps = sorted(temp_files(run) - stale)
+        if kind == "ckpt":  # killed between the complete temp file and its rename
+            assert len(new_temps) == 1 and new_temps[0].startswith(".last.pt."), f"{point}: temp files {new_temps}"
+            pending = torch.load(run / new_temps[0], weights_only=True)
+            assert int(pending["iteration"]) == int(n), f"{point}: the temp file holds {pending['iteration']}"
+        else:  # killed after the step and its metrics line, before the checkpoint
+            assert new_temps == [], f"{point}: temp files {new_temps}"
+            assert _metrics_without_timing(run / "metrics.jsonl")[-1]["iteration"] == int(n)
+        records.append({"point": point, "last_pt_iteration": iteration, "temp_files": len(new_temps)})
+        log(f"kill {len(records):2d} at {point:<8} last.pt at iteration {iteration:2d}")
+    final = subprocess.run(
+        [*CLI, *args, "--out", str(run), "--resume"], capture_output=True, timeout=600, env=_env(None)
+    )
     assert final.returncode == 0, final.stderr.decode()
-    soak_s = time.perf_counter() - soak_started
 
     a = torch.load(straight / "model.pt", weights_only=True)["model"]
     b = torch.load(run / "model.pt", weights_only=True)["model"]
     assert a.keys() == b.keys()
     differing = [k for k in a if not torch.equal(a[k], b[k])]
     assert not differing, f"weights differ from the uninterrupted run: {differing[:5]}"
-    assert (straight / "metrics.jsonl").read_text().count("\n") == (run / "metrics.jsonl").read_text().count("\n")
-    assert _temp_files(run) == set(), "resume removes temp files that kills left behind"
-    summary = {
-        "kills": len(records), "mid_write_kills": sum(r["mid_write"] for r in records),
-        "modes": {m: sum(r["mode"] == m for r in records) for m in ("startup", "loop", "write")},
-        "iterations_at_kills": [r["iteration"] for r in records], "iterations": iterations,
-        "straight_seconds": round(straight_s, 1), "soak_seconds": round(soak_s, 1),
-        "seconds_per_kill": round(soak_s / len(records), 1), "identical_weights": True,
-    }
-    log(f"{summary}")
-    return summary
+    assert _metrics_without_timing(run / "metrics.jsonl") == _metrics_without_timing(straight / "metrics.jsonl")
+    assert temp_files(run) == set(), "resume removes temp files that kills left behind"
+    return records
 
 
 @pytest.mark.slow
 def test_training_survives_10_sigkills_and_ends_bit_identical(tmp_path):
     train_json = make_tiny_digits(tmp_path / "digits")
-    summary = run_kill_soak(train_json, tmp_path, kills=10, iterations=30, seed=0, log=print)
-    assert summary["kills"] == 10
-    assert summary["mid_write_kills"] >= 1, "at least one kill must land inside a checkpoint write"
-    assert summary["modes"]["loop"] >= 1 and summary["modes"]["startup"] >= 1
+    records = run_kill_plan(train_json, tmp_path, log=print)
+    assert [r["point"] for r in records] == list(KILL_PLAN)
+    assert sum(r["temp_files"] for r in records) == sum(p.startswith("ckpt:") for p in KILL_PLAN)
+
+
+@pytest.mark.parametrize(
+    ("kill_at", "killed"),
+    [("iter:5", True), ("ckpt:12, iter:5", True), ("iter:4,ckpt:5", False), ("", False), (None, False)],
+)
+def test_kill_point_fires_only_at_the_named_point(kill_at, killed):
+    code = "from softsampling.engine.faults import kill_point; kill_point('iter', 5); print('alive')"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=_env(kill_at))
+    assert (proc.returncode, proc.stdout) == ((-signal.SIGKILL, "") if killed else (0, "alive\n")), proc.stderr
 
 
 def test_a_torn_metrics_line_and_stale_temp_files_do_not_stop_a_resume(tmp_path):
@@ -215,8 +217,19 @@ def _kill_midway(argv: list[str], out: Path, *, kills: int, seed: int) -> dict[s
 @pytest.mark.slow
 def test_curate_killed_midway_leaves_complete_files_or_none(coco128_json, tmp_path):
     out = tmp_path / "out"
-    argv = ["curate", "--input", str(coco128_json), "--format", "coco", "--drop-rate", "0.5", "--seed", "0",
-            "--out", str(out / "curated.json")]
+    argv = [
+        "curate",
+        "--input",
+        str(coco128_json),
+        "--format",
+        "coco",
+        "--drop-rate",
+        "0.5",
+        "--seed",
+        "0",
+        "--out",
+        str(out / "curated.json"),
+    ]
     counts = _kill_midway(argv, out, kills=4, seed=1)
     print(counts)
     assert counts["complete"] + counts["absent"] == 4 * 2
@@ -225,9 +238,19 @@ def test_curate_killed_midway_leaves_complete_files_or_none(coco128_json, tmp_pa
 @pytest.mark.slow
 def test_evaluate_killed_midway_leaves_complete_files_or_none(cartucho_dir, tmp_path):
     out = tmp_path / "out"
-    argv = ["evaluate", "--gt", str(cartucho_dir / "ground-truth"), "--gt-format", "txt",
-            "--detections", str(cartucho_dir / "detection-results"), "--out", str(out / "results.json"),
-            "--plot", str(out / "sweep.png")]
+    argv = [
+        "evaluate",
+        "--gt",
+        str(cartucho_dir / "ground-truth"),
+        "--gt-format",
+        "txt",
+        "--detections",
+        str(cartucho_dir / "detection-results"),
+        "--out",
+        str(out / "results.json"),
+        "--plot",
+        str(out / "sweep.png"),
+    ]
     counts = _kill_midway(argv, out, kills=4, seed=2)
     print(counts)
     assert counts["complete"] + counts["absent"] == 4 * 2
@@ -247,12 +270,40 @@ def _unwritable_folder(tmp_path: Path) -> Path:
 def _outputs_under(base: Path) -> dict[str, list]:
     good = BAD / "coco_good.json"
     return {
-        "curate": ["curate", "--input", good, "--format", "coco", "--drop-rate", "0.5", "--seed", "0",
-                   "--out", base / "curated.json"],
-        "train": ["train", "--config", REPO / "configs" / "digits.yaml", "--set", f"data.train={good}",
-                  "--out", base / "run", "--no-progress"],
-        "evaluate": ["evaluate", "--gt", good, "--gt-format", "coco", "--detections", BAD / "det_good.json",
-                     "--out", base / "results.json"],
+        "curate": [
+            "curate",
+            "--input",
+            good,
+            "--format",
+            "coco",
+            "--drop-rate",
+            "0.5",
+            "--seed",
+            "0",
+            "--out",
+            base / "curated.json",
+        ],
+        "train": [
+            "train",
+            "--config",
+            REPO / "configs" / "digits.yaml",
+            "--set",
+            f"data.train={good}",
+            "--out",
+            base / "run",
+            "--no-progress",
+        ],
+        "evaluate": [
+            "evaluate",
+            "--gt",
+            good,
+            "--gt-format",
+            "coco",
+            "--detections",
+            BAD / "det_good.json",
+            "--out",
+            base / "results.json",
+        ],
         "data": ["data", "digits", "--out", base / "digits", "--train", "2000"],
     }
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from softsampling.engine.faults import kill_point
 from softsampling.errors import SoftSamplingError
 from softsampling.io import atomic_write, check_input_file
 
@@ -23,6 +24,9 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     """Atomically write ``state`` (tensors, numbers, strings, lists, dicts) to ``path``."""
     with atomic_write(path, "wb") as f:
         torch.save(state, f)
+        if "iteration" in state:  # a resumable checkpoint: the kill tests may stop here, before the rename
+            f.flush()
+            kill_point("ckpt", state["iteration"])
 
 
 # What each kind of checkpoint must hold: the final weights (model.pt) and the resumable state (last.pt).

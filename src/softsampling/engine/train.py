@@ -31,6 +31,7 @@ from softsampling.data.records import DetectionDataset
 from softsampling.engine.checkpoint import RESUME_KEYS, load_checkpoint, load_state, save_checkpoint
 from softsampling.engine.config import RunConfig, composition_of, save_config
 from softsampling.engine.distributed import distributed_context
+from softsampling.engine.faults import kill_point
 from softsampling.engine.data import DetectionTrainingSet, LabelMap, collate, dropped_by_image
 from softsampling.engine.gpu import apply_gpu_settings, autocast, check_gpu_settings, grad_scaler
 from softsampling.errors import SoftSamplingError
@@ -458,6 +459,7 @@ def _train(cfg: RunConfig, out_dir: Path, *, resume: bool, progress: bool, allow
             _append_metrics(metrics_path, record)
             bar.set_postfix(loss=f"{values[0]:.3f}", s_it=f"{record['sec_per_iter']:.2f}")
             tic = time.perf_counter()
+        kill_point("iter", done)  # test only (SOFTSAMPLING_TEST_KILL_AT): a kill between step and checkpoint
         if done % t.checkpoint_every == 0 or done == t.iterations:
             checkpoint(done)
     bar.close()
