@@ -19,8 +19,8 @@ from softsampling.data.openimages import (
     read_openimages,
     write_openimages,
 )
-from softsampling.data.records import Category, DetectionDataset
 from softsampling.errors import SoftSamplingError
+from softsampling.structures.records import Category, DetectionDataset
 
 HEADER = "ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax,IsOccluded,IsTruncated,IsGroupOf,IsDepiction,IsInside\n"
 # line 2..6; img_b is 200 x 100, img_a 640 x 480

@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from softsampling.cli import main
-from softsampling.data.records import Category, DetectionDataset
 from softsampling.engine.predict_command import read_thresholds
 from softsampling.errors import SoftSamplingError
+from softsampling.structures.records import Category, DetectionDataset
 from softsampling.evaluation.calibrate import (
     calibrate_thresholds,
     choose_threshold,
@@ -23,9 +23,9 @@ from softsampling.evaluation.calibrate import (
     parse_criterion,
 )
 from softsampling.evaluation.calibrate_command import thresholds_document
-from softsampling.evaluation.detections import Detections
 from softsampling.evaluation.voc_metric import average_precision, voc_ap
 from softsampling.io import write_json
+from softsampling.structures.detections import Detections
 
 T, F = True, False
 

@@ -61,7 +61,7 @@ def test_csv_detections_against_txt_ground_truth(cartucho_dir, tmp_path, capsys)
 
 def test_coco_metric_on_coco128(coco128_json, tmp_path, capsys):
     from softsampling.data.coco import read_coco
-    from softsampling.evaluation.detections import Detections
+    from softsampling.structures.detections import Detections
 
     gt = read_coco(coco128_json)
     keep = ~gt.iscrowd

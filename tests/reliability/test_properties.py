@@ -22,10 +22,10 @@ import torchvision
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from softsampling.data.records import Category, DetectionDataset
-from softsampling.evaluation.detections import Detections
 from softsampling.evaluation.voc_metric import box_iou_pairs
 from softsampling.experiments.overlap_analysis import box_iou
+from softsampling.structures.detections import Detections
+from softsampling.structures.records import Category, DetectionDataset
 
 coord = st.floats(0.0, 500.0, allow_nan=False, width=32)
 size = st.floats(0.5, 300.0, allow_nan=False, width=32)

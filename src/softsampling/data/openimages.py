@@ -90,11 +90,11 @@ import numpy as np
 
 from softsampling.data.images import check_images as _check_image_files
 from softsampling.data.images import image_size, resolve_image_path
-from softsampling.data.records import Category, DetectionDataset
 from softsampling.data.validate import POLICIES, ValidationReport, box_problems, check_unique, validate_boxes
 from softsampling.errors import SoftSamplingError
 from softsampling.io import atomic_write
 from softsampling.parsing import ascii_float
+from softsampling.structures.records import Category, DetectionDataset
 
 BOX_COLUMNS = (
     "ImageID", "Source", "LabelName", "Confidence", "XMin", "XMax", "YMin", "YMax",

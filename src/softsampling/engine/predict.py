@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from softsampling.data.records import DetectionDataset
 from softsampling.engine.checkpoint import FINAL_KEYS, load_checkpoint, load_state
 from softsampling.engine.config import RunConfig, config_from_dict
 from softsampling.engine.data import LabelMap, load_image
 from softsampling.errors import SoftSamplingError
-from softsampling.evaluation.detections import Detections
+from softsampling.structures.detections import Detections
+from softsampling.structures.records import DetectionDataset
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, LabelMap, RunConfig]:

@@ -27,15 +27,15 @@ import torch.distributed as torch_dist
 from tqdm import tqdm
 
 from softsampling.data.formats import load_dataset
-from softsampling.data.records import DetectionDataset
 from softsampling.engine.checkpoint import RESUME_KEYS, load_checkpoint, load_state, save_checkpoint
 from softsampling.engine.config import RunConfig, composition_of, save_config
-from softsampling.engine.distributed import distributed_context
 from softsampling.engine.data import DetectionTrainingSet, LabelMap, collate, dropped_by_image
+from softsampling.engine.distributed import distributed_context
 from softsampling.engine.gpu import apply_gpu_settings, autocast, check_gpu_settings, grad_scaler
 from softsampling.errors import SoftSamplingError
 from softsampling.io import atomic_write, check_can_write, remove_stale_temp_files, write_json
 from softsampling.sampling import strategy_name
+from softsampling.structures.records import DetectionDataset
 
 LAST = "last.pt"
 FINAL = "model.pt"

@@ -43,11 +43,11 @@ from typing import Any
 
 import numpy as np
 
-from softsampling.data.records import DetectionDataset
 from softsampling.data.validate import add_invalid_options
 from softsampling.errors import SoftSamplingError
-from softsampling.evaluation.detections import Detections
 from softsampling.io import check_output_path, check_outputs_apart, commit_together, output_lock, write_json
+from softsampling.structures.detections import Detections
+from softsampling.structures.records import DetectionDataset
 
 GT_FORMATS = ("voc", "coco", "openimages", "txt")
 METRICS = ("voc", "voc07", "voc07_exact", "coco", "openimages")
