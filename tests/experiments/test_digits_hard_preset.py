@@ -11,7 +11,7 @@ import torch
 from softsampling.cli import main
 from softsampling.engine.config import apply_overrides
 from softsampling.engine.train import train
-from softsampling.experiments import reproduce_command
+from softsampling.commands import reproduce as reproduce_command
 from softsampling.experiments.grid import base_config, build_cells, prepare_data
 from softsampling.experiments.presets import DigitsData, digit_defaults, get_preset
 

@@ -129,7 +129,7 @@ def coco(gt, dets):
 
 
 def openimages(gt, dets):
-    from softsampling.evaluation.command import _exhaustive_labels
+    from softsampling.commands.evaluate import _exhaustive_labels
     from softsampling.evaluation.openimages_metric import openimages_metric
 
     return openimages_metric(gt, dets, image_labels=_exhaustive_labels(gt))
