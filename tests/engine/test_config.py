@@ -69,7 +69,7 @@ def test_lr_schedule_warms_up_then_steps():
 
 
 def test_model_options_reach_the_builder_for_the_papers_hard_negative_setting():
-    from softsampling.engine.train import build_model
+    from softsampling.engine.build import build_model
 
     cfg = apply_overrides(RunConfig(), ["strategy=hard_negative", "strategy_params.hard_negative_topk=300",
                                         "model.options={rpn_post_nms_top_n_train: 6000, rpn_pre_nms_top_n_train: 6000}"])
@@ -100,7 +100,7 @@ def test_strategy_compositions_from_set_and_yaml(tmp_path):
 
 
 def test_head_options_stay_allowed_in_strategy_params():
-    from softsampling.engine.train import build_model
+    from softsampling.engine.build import build_model
 
     cfg = apply_overrides(RunConfig(), ["strategy=overlap_soft", "strategy_params.batch_size_per_image=64",
                                         "strategy_params.positive_fraction=0.5"])

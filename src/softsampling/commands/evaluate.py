@@ -122,7 +122,7 @@ def check_outputs(args: argparse.Namespace) -> None:
     inputs = [args.gt, args.detections, args.images, args.labels, args.classes, args.hierarchy]
     datasets = [p for p in (args.gt, args.detections) if p is not None and p.is_dir()]  # VOC, txt folders
     if args.run is not None:
-        from softsampling.engine.train import FINAL
+        from softsampling.engine.checkpoint import FINAL
 
         inputs.append(args.run / FINAL)
     for path, option in ((args.out, "--out"), (args.plot, "--plot")):
@@ -219,9 +219,10 @@ def load_inputs(args: argparse.Namespace, notes: list[str]) -> tuple[DetectionDa
 
 def _predict_with_run(args: argparse.Namespace) -> tuple[DetectionDataset, Detections]:
     """Ground truth of the run's split (or --gt) and the run's model's detections on it."""
+    from softsampling.engine.device import pick_device
     from softsampling.engine.distributed import distributed_context
     from softsampling.engine.predict import load_run, predict_dataset
-    from softsampling.engine.train import pick_device, split_dataset
+    from softsampling.engine.splits import split_dataset
 
     if args.detections is not None:
         raise SoftSamplingError("--run and --detections exclude each other", fix="pass one of them")
@@ -249,7 +250,7 @@ def _load_gt(args: argparse.Namespace) -> DetectionDataset:
     if args.images is not None:
         options["image_root"] = args.images
     if args.run is not None:  # the run's model will read the images: check them first
-        from softsampling.engine.train import image_check_options
+        from softsampling.engine.splits import image_check_options
 
         options.update(image_check_options(args.gt_format, args.images, args.allow_outside_root))
     split = voc_split(args)

@@ -102,7 +102,7 @@ def prepare_pseudo_boxes(cfg, train_set: DetectionTrainingSet, out_dir: Path | N
     from softsampling.engine.config import composition_of
     from softsampling.engine.data import load_image
     from softsampling.engine.predict import load_run
-    from softsampling.engine.train import split_dataset
+    from softsampling.engine.splits import split_dataset
     from softsampling.evaluation.calibrate import calibrate_thresholds
     from softsampling.sampling.pseudo import select_pseudo_boxes
     from softsampling.structures.detections import Detections
@@ -246,7 +246,7 @@ def check_prior_transform(cfg, prior: torch.nn.Module, prior_dir: Path) -> None:
     """The prior must see images as this run's model will (same resize and normalisation)."""
     import dataclasses
 
-    from softsampling.engine.train import build_model
+    from softsampling.engine.build import build_model
 
     ours = build_model(dataclasses.replace(cfg, strategy="baseline", prior_run=None, strategy_params={}), 2,
                        load_weights=False).transform
