@@ -129,10 +129,10 @@ def coco(gt, dets):
 
 
 def openimages(gt, dets):
-    from softsampling.commands.evaluate import _exhaustive_labels
+    from softsampling.evaluation.metrics import exhaustive_labels
     from softsampling.evaluation.openimages_metric import openimages_metric
 
-    return openimages_metric(gt, dets, image_labels=_exhaustive_labels(gt))
+    return openimages_metric(gt, dets, image_labels=exhaustive_labels(gt))
 
 
 def per_class_ap(result) -> dict:
