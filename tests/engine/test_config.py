@@ -32,6 +32,24 @@ def test_bad_overrides_explain_the_fix(bad, match):
         apply_overrides(RunConfig(), [bad])
 
 
+@pytest.mark.parametrize(("key", "owner", "name"), [
+    ("sampling", "softsampling.sampling", "SAMPLING_MODES"),
+    ("normalization", "softsampling.sampling", "NORMALIZATIONS"),
+    ("data.format", "softsampling.data.formats", "FORMATS"),
+    ("model.name", "softsampling.model.builders", "MODEL_NAMES"),
+    ("model.soft_nms", "softsampling.model.soft_nms", "METHODS"),
+])
+def test_config_takes_its_lists_of_names_from_the_modules_that_own_them(key, owner, name, monkeypatch):
+    import importlib
+
+    module = importlib.import_module(owner)
+    names = getattr(module, name)
+    with pytest.raises(SoftSamplingError, match=f"config {key}: unknown .* 'new_name'.*use .*{names[-1]}"):
+        apply_overrides(RunConfig(), [f"{key}=new_name"])
+    monkeypatch.setattr(module, name, (*names, "new_name"))  # the owner learns a name: the config accepts it
+    assert apply_overrides(RunConfig(), [f"{key}=new_name"]) is not None
+
+
 def test_config_file_round_trip_and_errors(tmp_path):
     cfg = apply_overrides(RunConfig(), ["strategy=overlap_soft", "strategy_params.a=0.3", "seed=4"])
     save_config(cfg, tmp_path / "c.yaml")
