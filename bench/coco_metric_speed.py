@@ -44,8 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _machine import cpu_model  # noqa: E402
 
-from softsampling.data.records import Category, DetectionDataset  # noqa: E402
-from softsampling.evaluation.detections import Detections  # noqa: E402
+from softsampling.structures.detections import Detections  # noqa: E402
+from softsampling.structures.records import Category, DetectionDataset  # noqa: E402
 
 RUNS = ("ours", "fce", "fce-lib", "pycocotools", "sweep")
 SWEEP = [round(0.1 * k, 10) for k in range(10)]

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from softsampling.data.openimages import BOX_COLUMNS, read_openimages, write_openimages
-from softsampling.data.records import Category, DetectionDataset
+from softsampling.structures.records import Category, DetectionDataset
 
 from _machine import cpu_model  # noqa: E402 (bench/ helper, beside this script)
 

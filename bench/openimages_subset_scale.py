@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from softsampling.data.openimages import LABEL_COLUMNS, _join_columns, write_openimages
+from softsampling.data.openimages import LABEL_COLUMNS, join_columns, write_openimages
 
 from _machine import cpu_model  # noqa: E402 (bench/ helpers, beside this script)
 from curate_openimages_scale import synthetic_dataset  # noqa: E402
@@ -52,7 +52,7 @@ def _write_labels(ds, path: Path) -> int:
         step = 1_000_000
         for s in range(0, n, step):
             m = min(n, s + step) - s
-            f.write(_join_columns([ids[s : s + m], np.full(m, b"verification"), names[s : s + m], np.full(m, b"1")]))
+            f.write(join_columns([ids[s : s + m], np.full(m, b"verification"), names[s : s + m], np.full(m, b"1")]))
     return n
 
 

@@ -25,9 +25,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.evaluation.test_voc_metric
 
-from softsampling.data.records import Category, DetectionDataset  # noqa: E402
-from softsampling.evaluation.detections import Detections  # noqa: E402
 from softsampling.evaluation.voc_metric import voc_ap  # noqa: E402
+from softsampling.structures.detections import Detections  # noqa: E402
+from softsampling.structures.records import Category, DetectionDataset  # noqa: E402
 from tests.evaluation.test_voc_metric import devkit_reference  # noqa: E402
 
 

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from softsampling.data.records import Category, DetectionDataset
 from softsampling.data.validate import validate_boxes
 from softsampling.errors import SoftSamplingError
+from softsampling.structures.records import Category, DetectionDataset
 
 
 def _ds() -> DetectionDataset:

@@ -1,6 +1,6 @@
 """The ``softsampling`` command: one entry point, one sub-command per stage.
 
-Each sub-command lives beside the code it drives, in a module that exposes
+Each sub-command is a module of ``softsampling.commands`` that exposes
 ``register(parser)`` (adds its arguments) and ``run(args) -> int``. This file
 only wires them together and turns :class:`SoftSamplingError` into a one-line
 message and exit status 2 (``--debug`` shows the traceback instead); Ctrl-C
@@ -20,14 +20,14 @@ from softsampling.io import Terminated, raise_on_sigterm
 
 # name -> (module, one-line help). Order is the order of the workflow.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "data": ("softsampling.data.commands", "build datasets (the digit-scene benchmark, Open Images subsets)"),
-    "curate": ("softsampling.data.curate_command", "drop annotations reproducibly to simulate missing labels"),
-    "train": ("softsampling.engine.train_command", "train Faster R-CNN with a label-assignment strategy"),
-    "predict": ("softsampling.engine.predict_command", "run a trained model on images"),
-    "evaluate": ("softsampling.evaluation.command", "score detections: VOC, COCO and Open Images metrics"),
-    "calibrate": ("softsampling.evaluation.calibrate_command", "choose per-class score thresholds on a validation split"),
-    "analyze": ("softsampling.experiments.analyze_command", "analyses of missing labels (overlap vs. dropped objects)"),
-    "reproduce": ("softsampling.experiments.reproduce_command", "reproduce the paper's Table 1 and figures"),
+    "data": ("softsampling.commands.data", "build datasets (the digit-scene benchmark, Open Images subsets)"),
+    "curate": ("softsampling.commands.curate", "drop annotations reproducibly to simulate missing labels"),
+    "train": ("softsampling.commands.train", "train Faster R-CNN with a label-assignment strategy"),
+    "predict": ("softsampling.commands.predict", "run a trained model on images"),
+    "evaluate": ("softsampling.commands.evaluate", "score detections: VOC, COCO and Open Images metrics"),
+    "calibrate": ("softsampling.commands.calibrate", "choose per-class score thresholds on a validation split"),
+    "analyze": ("softsampling.commands.analyze", "analyses of missing labels (overlap vs. dropped objects)"),
+    "reproduce": ("softsampling.commands.reproduce", "reproduce the paper's Table 1 and figures"),
 }
 
 

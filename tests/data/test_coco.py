@@ -22,8 +22,8 @@ from softsampling.data.coco import (
 )
 from softsampling.data.formats import load_dataset, save_dataset
 from softsampling.data.images import image_size
-from softsampling.data.records import Category, DetectionDataset
 from softsampling.errors import SoftSamplingError
+from softsampling.structures.records import Category, DetectionDataset
 
 
 # ------------------------------------------------------------------ coco128

@@ -20,8 +20,8 @@ from softsampling.data.curate import (
     sha256_of_input,
     write_manifest,
 )
-from softsampling.data.records import Category, DetectionDataset
 from softsampling.errors import SoftSamplingError
+from softsampling.structures.records import Category, DetectionDataset
 
 
 # ------------------------------------------------------------------ helpers

@@ -11,16 +11,14 @@ from PIL import Image
 from softsampling.data.formats import load_dataset, save_dataset
 from softsampling.data.openimages import (
     NO_TEXT,
-    _format_fixed,
     _format_new,
-    _parse_decimal,
     image_level_labels,
     labels_path_for,
     read_openimages,
     write_openimages,
 )
-from softsampling.data.records import Category, DetectionDataset
 from softsampling.errors import SoftSamplingError
+from softsampling.structures.records import Category, DetectionDataset
 
 HEADER = "ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax,IsOccluded,IsTruncated,IsGroupOf,IsDepiction,IsInside\n"
 # line 2..6; img_b is 200 x 100, img_a 640 x 480
@@ -381,41 +379,6 @@ def test_bad_policy_and_missing_file(tmp_path, files):
 
 
 # ------------------------------------------------------------------ number texts
-def test_parse_decimal_matches_python_float_and_flags_odd_texts():
-    texts = ["0", "1", "0.5", "-0.25", "0.012500", "123.456", "-0.0", "00.5", ".5", "1.", "1e-3", "+1", " 1", "", "abc",
-             "0.1234567890123456", "1.2.3", "-"]
-    value, decimals, odd = _parse_decimal(np.array([t.encode() for t in texts], dtype="S"))
-    assert odd.tolist() == [False] * 7 + [True] * 11
-    assert value[:7].tolist() == [float(t) for t in texts[:7]]
-    assert np.signbit(value[6])
-    assert decimals[:7].tolist() == [0, 0, 1, 2, 6, 3, 1]
-    assert _format_fixed(value[:7], decimals[:7]).tolist() == [t.encode() for t in texts[:7]]
-
-
-def test_format_fixed_round_trips_random_decimal_texts():
-    rng = np.random.default_rng(0)
-    texts = [f"{v:.{d}f}".encode() for v, d in zip(rng.uniform(-50, 50, 2000), rng.integers(0, 10, 2000))]
-    value, decimals, odd = _parse_decimal(np.array(texts, dtype="S"))
-    assert not odd.any()
-    assert _format_fixed(value, decimals).tolist() == texts
-
-
 def test_format_new_uses_ten_decimals_without_trailing_zeros():
     got = _format_new(np.array([0.5, 1 / 3, 0.0, 1.0, -0.25, 2 / 3, np.nan]))
     assert got.tolist() == [b"0.5", b"0.3333333333", b"0.0", b"1.0", b"-0.25", b"0.6666666667", b"nan"]
-
-
-@pytest.mark.parametrize(
-    ("texts", "values", "decimals", "odd"),
-    [
-        (["0.012500", "1.000000", "0.987654"], [0.0125, 1.0, 0.987654], [6, 6, 6], [False] * 3),  # one layout
-        (["12", "40", "99"], [12.0, 40.0, 99.0], [0, 0, 0], [False] * 3),
-        (["05", "12"], [np.nan, 12.0], [0, 0], [True, False]),  # leading zero is not plain
-        (["0.5", "1.5", "-0.5"], [0.5, 1.5, -0.5], [1, 1, 1], [False] * 3),  # a sign: general path
-        (["0.5", "0,5"], [0.5, np.nan], [1, 0], [False, True]),
-    ],
-)
-def test_parse_decimal_uniform_and_mixed_columns(texts, values, decimals, odd):
-    value, dec, is_odd = _parse_decimal(np.array([t.encode() for t in texts], dtype="S"))
-    np.testing.assert_array_equal(value, values)
-    assert dec.tolist() == decimals and is_odd.tolist() == odd

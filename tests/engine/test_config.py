@@ -32,6 +32,24 @@ def test_bad_overrides_explain_the_fix(bad, match):
         apply_overrides(RunConfig(), [bad])
 
 
+@pytest.mark.parametrize(("key", "owner", "name"), [
+    ("sampling", "softsampling.sampling", "SAMPLING_MODES"),
+    ("normalization", "softsampling.sampling", "NORMALIZATIONS"),
+    ("data.format", "softsampling.data.formats", "FORMATS"),
+    ("model.name", "softsampling.model.builders", "MODEL_NAMES"),
+    ("model.soft_nms", "softsampling.model.soft_nms", "METHODS"),
+])
+def test_config_takes_its_lists_of_names_from_the_modules_that_own_them(key, owner, name, monkeypatch):
+    import importlib
+
+    module = importlib.import_module(owner)
+    names = getattr(module, name)
+    with pytest.raises(SoftSamplingError, match=f"config {key}: unknown .* 'new_name'.*use .*{names[-1]}"):
+        apply_overrides(RunConfig(), [f"{key}=new_name"])
+    monkeypatch.setattr(module, name, (*names, "new_name"))  # the owner learns a name: the config accepts it
+    assert apply_overrides(RunConfig(), [f"{key}=new_name"]) is not None
+
+
 def test_config_file_round_trip_and_errors(tmp_path):
     cfg = apply_overrides(RunConfig(), ["strategy=overlap_soft", "strategy_params.a=0.3", "seed=4"])
     save_config(cfg, tmp_path / "c.yaml")
@@ -69,7 +87,7 @@ def test_lr_schedule_warms_up_then_steps():
 
 
 def test_model_options_reach_the_builder_for_the_papers_hard_negative_setting():
-    from softsampling.engine.train import build_model
+    from softsampling.engine.build import build_model
 
     cfg = apply_overrides(RunConfig(), ["strategy=hard_negative", "strategy_params.hard_negative_topk=300",
                                         "model.options={rpn_post_nms_top_n_train: 6000, rpn_pre_nms_top_n_train: 6000}"])
@@ -100,7 +118,7 @@ def test_strategy_compositions_from_set_and_yaml(tmp_path):
 
 
 def test_head_options_stay_allowed_in_strategy_params():
-    from softsampling.engine.train import build_model
+    from softsampling.engine.build import build_model
 
     cfg = apply_overrides(RunConfig(), ["strategy=overlap_soft", "strategy_params.batch_size_per_image=64",
                                         "strategy_params.positive_fraction=0.5"])

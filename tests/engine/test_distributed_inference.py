@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from softsampling.cli import main
+from softsampling.engine.build import build_model
 from softsampling.engine.checkpoint import save_checkpoint
 from softsampling.engine.config import RunConfig, apply_overrides
 from softsampling.engine.data import LabelMap
-from softsampling.engine.train import build_model
 from tests.conftest import REPO
 
 

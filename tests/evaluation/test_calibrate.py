@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from softsampling.cli import main
-from softsampling.data.records import Category, DetectionDataset
-from softsampling.engine.predict_command import read_thresholds
+from softsampling.commands.predict import read_thresholds
 from softsampling.errors import SoftSamplingError
+from softsampling.structures.records import Category, DetectionDataset
 from softsampling.evaluation.calibrate import (
     calibrate_thresholds,
     choose_threshold,
@@ -22,10 +22,10 @@ from softsampling.evaluation.calibrate import (
     operating_point,
     parse_criterion,
 )
-from softsampling.evaluation.calibrate_command import thresholds_document
-from softsampling.evaluation.detections import Detections
+from softsampling.commands.calibrate import thresholds_document
 from softsampling.evaluation.voc_metric import average_precision, voc_ap
 from softsampling.io import write_json
+from softsampling.structures.detections import Detections
 
 T, F = True, False
 
@@ -336,7 +336,7 @@ def test_calibrate_end_to_end_then_predict(tiny_run, tmp_path, capsys):
 def test_split_without_val_annotations_and_foreign_classes_are_user_errors(tmp_path):
     from types import SimpleNamespace
 
-    from softsampling.evaluation.calibrate_command import _check_classes, _load_split
+    from softsampling.commands.calibrate import _check_classes, _load_split
 
     cfg = SimpleNamespace(data=SimpleNamespace(format="coco", train="t.json", val=None, images=None, val_images=None,
                                                split="trainval", val_split="val"))

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from softsampling.data.records import Category, DetectionDataset
 from softsampling.errors import SoftSamplingError
 from softsampling.evaluation.coco_metric import COCO_STAT_NAMES, coco_metric, coco_results
-from softsampling.evaluation.detections import Detections
+from softsampling.structures.detections import Detections
+from softsampling.structures.records import Category, DetectionDataset
 
 
 # ----------------------------------------------------------------------------- fixtures

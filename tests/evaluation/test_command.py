@@ -61,7 +61,7 @@ def test_csv_detections_against_txt_ground_truth(cartucho_dir, tmp_path, capsys)
 
 def test_coco_metric_on_coco128(coco128_json, tmp_path, capsys):
     from softsampling.data.coco import read_coco
-    from softsampling.evaluation.detections import Detections
+    from softsampling.structures.detections import Detections
 
     gt = read_coco(coco128_json)
     keep = ~gt.iscrowd
@@ -158,7 +158,7 @@ def test_voc_ground_truth_defaults_to_the_test_split_and_says_so(tmp_path, capsy
 
 
 def test_coco_table_prints_a_dash_where_pycocotools_has_no_ground_truth():
-    from softsampling.evaluation.command import format_table
+    from softsampling.commands.evaluate import format_table
 
     result = {"metric": "coco", "per_class": {1: {"name": "cat", "ap": 0.5, "ap50": 0.75, "num_gt": 3, "num_det": 4}},
               "AP": 0.5, "AP50": 0.75, "APs": -1.0, "APm": 0.25, "ARs": -1.0}

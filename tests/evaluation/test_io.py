@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from softsampling.data.records import Category, DetectionDataset
 from softsampling.errors import SoftSamplingError
-from softsampling.evaluation.detections import Detections
+from softsampling.structures.detections import Detections
+from softsampling.structures.records import Category, DetectionDataset
 from softsampling.evaluation.io import (
     read_detections,
     read_txt_layout,

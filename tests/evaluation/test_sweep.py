@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from softsampling.data.records import Category, DetectionDataset
 from softsampling.errors import SoftSamplingError
-from softsampling.evaluation.detections import Detections
 from softsampling.evaluation.io import read_txt_layout
 from softsampling.evaluation.sweep import parse_thresholds, plot_sweep, score_threshold_sweep
 from softsampling.evaluation.voc_metric import voc_ap
+from softsampling.structures.detections import Detections
+from softsampling.structures.records import Category, DetectionDataset
 
 
 def four_boxes():

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from softsampling.data.records import Category, DetectionDataset
 from softsampling.errors import SoftSamplingError
-from softsampling.evaluation.detections import Detections
 from softsampling.evaluation.voc_metric import average_precision, voc_ap
+from softsampling.structures.detections import Detections
+from softsampling.structures.records import Category, DetectionDataset
 
 # ---------------------------------------------------------------------------
 # Independent reference: a line-by-line port of the devkit's logic

@@ -9,7 +9,7 @@ import pytest
 from softsampling.cli import main
 from softsampling.errors import SoftSamplingError
 from softsampling.experiments.presets import digit_defaults, get_preset
-from softsampling.experiments.reproduce_command import parse_seeds
+from softsampling.commands.reproduce import parse_seeds
 
 
 def test_parse_seeds():

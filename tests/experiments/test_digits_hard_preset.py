@@ -9,9 +9,9 @@ import json
 import torch
 
 from softsampling.cli import main
+from softsampling.commands import reproduce as reproduce_command
 from softsampling.engine.config import apply_overrides
 from softsampling.engine.train import train
-from softsampling.experiments import reproduce_command
 from softsampling.experiments.grid import base_config, build_cells, prepare_data
 from softsampling.experiments.presets import DigitsData, digit_defaults, get_preset
 
@@ -56,7 +56,7 @@ def test_a_digits_hard_cell_trains_and_predicts(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # cell paths are relative to the study folder
     weights = train(cfg, tmp_path / "run", progress=False)
     assert weights.exists()
-    from softsampling.engine.train import build_model
+    from softsampling.engine.build import build_model
 
     model = build_model(cfg, num_classes=11).eval()
     assert model.transform.min_size == (160,) and model.rpn.anchor_generator.sizes == ((16, 24, 32, 48, 64),)

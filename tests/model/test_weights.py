@@ -15,8 +15,8 @@ import torch
 import torch.hub
 from torchvision.models import get_weight
 
+from softsampling.engine.build import build_model
 from softsampling.engine.config import RunConfig, apply_overrides
-from softsampling.engine.train import build_model
 from softsampling.errors import SoftSamplingError
 from softsampling.model import build_digits_model, build_paper_model
 from softsampling.model.weights import is_weights_name

@@ -309,7 +309,7 @@ def test_a_second_run_into_the_same_output_stops(tmp_path, capsys):
 
 # ------------------------------------------------------------------ interrupts
 def test_ctrl_c_between_curated_file_and_manifest_leaves_neither(tmp_path, capsys, monkeypatch):
-    import softsampling.data.curate_command as cc
+    import softsampling.commands.curate as cc
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -325,7 +325,7 @@ def test_sigterm_during_curate_removes_temp_files_and_leaves_no_half_output(tmp_
     """A real process: SIGTERM arrives while the curated file is written but not yet committed."""
     script = (
         "import os, signal, sys, time\n"
-        "import softsampling.data.curate_command as cc\n"
+        "import softsampling.commands.curate as cc\n"
         "real = cc.write_manifest\n"
         "def slow(*a, **k):\n"
         "    os.kill(os.getpid(), signal.SIGTERM); time.sleep(5); real(*a, **k)\n"

@@ -22,10 +22,10 @@ import torchvision
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from softsampling.data.records import Category, DetectionDataset
-from softsampling.evaluation.detections import Detections
 from softsampling.evaluation.voc_metric import box_iou_pairs
 from softsampling.experiments.overlap_analysis import box_iou
+from softsampling.structures.detections import Detections
+from softsampling.structures.records import Category, DetectionDataset
 
 coord = st.floats(0.0, 500.0, allow_nan=False, width=32)
 size = st.floats(0.5, 300.0, allow_nan=False, width=32)
@@ -129,10 +129,10 @@ def coco(gt, dets):
 
 
 def openimages(gt, dets):
-    from softsampling.evaluation.command import _exhaustive_labels
+    from softsampling.evaluation.metrics import exhaustive_labels
     from softsampling.evaluation.openimages_metric import openimages_metric
 
-    return openimages_metric(gt, dets, image_labels=_exhaustive_labels(gt))
+    return openimages_metric(gt, dets, image_labels=exhaustive_labels(gt))
 
 
 def per_class_ap(result) -> dict:

@@ -55,11 +55,11 @@ import numpy as np
 
 from softsampling.data.images import DEFAULT_MAX_PIXELS
 from softsampling.data.images import check_images as _check_image_files
-from softsampling.data.records import Category, DetectionDataset
 from softsampling.data.validate import POLICIES, check_unique, validate_boxes
 from softsampling.errors import SoftSamplingError
 from softsampling.io import atomic_write
 from softsampling.parsing import parse_json
+from softsampling.structures.records import Category, DetectionDataset
 
 CORE_KEYS = ("images", "annotations", "categories")
 IMAGE_KEYS = ("id", "file_name", "width", "height")

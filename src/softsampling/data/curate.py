@@ -63,9 +63,9 @@ from typing import Any
 import numpy as np
 
 from softsampling import __version__
-from softsampling.data.records import DetectionDataset
 from softsampling.errors import SoftSamplingError
 from softsampling.io import atomic_write
+from softsampling.structures.records import DetectionDataset
 
 PRESETS = ("uniform", "easy", "hard", "extreme", "keep1")
 """Curation protocols. ``uniform``: the paper's per-class rate (needs ``rate``).
@@ -450,7 +450,7 @@ def eligible_boxes(ds: DetectionDataset) -> np.ndarray:
 def curate(ds: DetectionDataset, *, rate: float | None, seed: int, preset: str = "uniform") -> CurationResult:
     """Drop boxes of ``ds`` by :func:`choose_drops`; return the curated dataset and a per-class summary.
 
-    >>> from softsampling.data.records import Category
+    >>> from softsampling.structures.records import Category
     >>> ds = DetectionDataset.from_lists(
     ...     images=[{"id": i, "file_name": f"{i}.jpg", "width": 10, "height": 10} for i in range(2)],
     ...     boxes=[{"image_index": i // 2, "bbox": [0, 0, 5, 5], "label": 1} for i in range(4)],

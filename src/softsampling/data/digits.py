@@ -50,9 +50,9 @@ from tqdm import tqdm
 
 from softsampling import __version__
 from softsampling.data.coco import write_coco
-from softsampling.data.records import Category, DetectionDataset
 from softsampling.errors import SoftSamplingError
 from softsampling.io import check_output_path, give_usual_permissions, replace_dir
+from softsampling.structures.records import Category, DetectionDataset
 
 SPLITS = ("train", "val", "test")
 NUM_CLASSES = 10

@@ -13,9 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from softsampling.data.records import DetectionDataset
 from softsampling.errors import SoftSamplingError
 from softsampling.io import check_input_dir, check_input_file
+from softsampling.structures.records import DetectionDataset
 
 FORMATS = ("voc", "coco", "openimages")
 

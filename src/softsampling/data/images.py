@@ -36,8 +36,8 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-from softsampling.data.records import DetectionDataset
 from softsampling.errors import SoftSamplingError
+from softsampling.structures.records import DetectionDataset
 
 # Pillow itself refuses to open images above 2 * Image.MAX_IMAGE_PIXELS (about 179 Mpx);
 # we use the same number so the two limits agree. Pass a smaller max_pixels to be stricter.

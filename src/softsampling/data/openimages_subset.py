@@ -71,20 +71,17 @@ from typing import Any
 
 import numpy as np
 
-from softsampling.data.openimages import (
-    BOX_COLUMNS,
-    DEFAULT_CHUNK_BYTES,
-    LABEL_COLUMNS,
-    _codes,
-    _csv_field,
-    _iter_rows,
-    _join_columns,
-    _key_rows,
-    _open,
-    _parse_flag,
-    _read_classes,
-    _read_header,
+from softsampling.data.csv_bytes import (
+    csv_field,
+    intern_codes,
+    iter_rows,
+    join_columns,
+    key_rows,
+    open_csv,
+    parse_flag,
+    read_header,
 )
+from softsampling.data.openimages import BOX_COLUMNS, DEFAULT_CHUNK_BYTES, LABEL_COLUMNS, _read_classes
 from softsampling.errors import SoftSamplingError
 from softsampling.io import atomic_write, check_can_write, write_json
 
@@ -162,12 +159,12 @@ def _scan_boxes(path: Path, class_vocab: dict[bytes, int], *, chunk_bytes: int) 
     name = str(path)
     image_index: dict[bytes, int] = {}
     parts: dict[str, list[np.ndarray]] = {"image": [], "class": [], "group_of": []}
-    with _open(path) as f:
-        header = _read_header(f, path, BOX_COLUMNS, what="Open Images boxes")
-        for first_row, cols in _iter_rows(f, header, file=name, chunk_bytes=chunk_bytes):
-            parts["image"].append(_key_rows(cols["ImageID"], image_index).astype(np.int32))
-            parts["class"].append(_codes(cols["LabelName"], class_vocab).astype(np.int32))
-            parts["group_of"].append(_parse_flag(cols["IsGroupOf"], "IsGroupOf", name, first_row) == 1)
+    with open_csv(path) as f:
+        header = read_header(f, path, BOX_COLUMNS, what="Open Images boxes")
+        for first_row, cols in iter_rows(f, header, file=name, chunk_bytes=chunk_bytes):
+            parts["image"].append(key_rows(cols["ImageID"], image_index).astype(np.int32))
+            parts["class"].append(intern_codes(cols["LabelName"], class_vocab).astype(np.int32))
+            parts["group_of"].append(parse_flag(cols["IsGroupOf"], "IsGroupOf", name, first_row) == 1)
     cat = {k: np.concatenate(v) if v else np.zeros(0, np.int32 if k != "group_of" else bool) for k, v in parts.items()}
     return _BoxScan(path, header, list(image_index), cat["image"], cat["class"], cat["group_of"])
 
@@ -313,7 +310,7 @@ def build_subset(
     with atomic_write(out / "classes.csv", "wb") as f:
         f.write(b"LabelName,DisplayName\n")
         for ln in sorted(s.label_name for s in chosen):
-            f.write(_csv_field(ln) + b"," + _csv_field(display[ln]) + b"\n")
+            f.write(csv_field(ln) + b"," + csv_field(display[ln]) + b"\n")
 
     result = _stats_json(stats, chosen, display, min_train=min_train, min_test=min_test, num_classes=num_classes,
                          kept_images=kept_images, box_counts=box_counts, label_rows=label_rows,
@@ -328,24 +325,24 @@ def build_subset(
 def _write_rows(scan: _BoxScan, keep: np.ndarray, path: Path, *, chunk_bytes: int) -> None:
     """Second pass over ``scan.path``: write the kept rows with their texts and the file's header."""
     name = str(scan.path)
-    with _open(scan.path) as f, atomic_write(path, "wb") as w:
-        header = _read_header(f, scan.path, BOX_COLUMNS, what="Open Images boxes")
+    with open_csv(scan.path) as f, atomic_write(path, "wb") as w:
+        header = read_header(f, scan.path, BOX_COLUMNS, what="Open Images boxes")
         if header != scan.header:
             raise SoftSamplingError("file changed while it was read", file=name, fix="run the command again")
         w.write((",".join(header) + "\n").encode("utf-8"))
-        for first_row, cols in _iter_rows(f, header, file=name, chunk_bytes=chunk_bytes):
+        for first_row, cols in iter_rows(f, header, file=name, chunk_bytes=chunk_bytes):
             n = len(cols[header[0]])
             sel = keep[first_row : first_row + n]
             if len(sel) != n:
                 raise SoftSamplingError("file changed while it was read", file=name, fix="run the command again")
             if sel.any():
-                w.write(_join_columns([_quoted(cols[c][sel]) for c in header]))
+                w.write(join_columns([_quoted(cols[c][sel]) for c in header]))
 
 
 def _quoted(values: np.ndarray) -> np.ndarray:
-    """``values`` ready for :func:`_join_columns`: fields holding a comma or quote get CSV quotes."""
+    """``values`` ready for :func:`join_columns`: fields holding a comma or quote get CSV quotes."""
     if len(values) and ((np.char.find(values, b",") >= 0) | (np.char.find(values, b'"') >= 0)).any():
-        return np.array([_csv_field(v.decode("utf-8")) for v in values.tolist()], dtype="S")
+        return np.array([csv_field(v.decode("utf-8")) for v in values.tolist()], dtype="S")
     return values
 
 
@@ -361,9 +358,9 @@ def _write_labels(paths: Sequence[str | Path], kept_images: list[np.ndarray], ch
             w.write((",".join(LABEL_COLUMNS) + "\n").encode())
         for p in paths:
             path = Path(p)
-            with _open(path) as f:
-                header = _read_header(f, path, LABEL_COLUMNS, what="Open Images image-level labels")
-                for _, cols in _iter_rows(f, header, file=str(path), chunk_bytes=chunk_bytes):
+            with open_csv(path) as f:
+                header = read_header(f, path, LABEL_COLUMNS, what="Open Images image-level labels")
+                for _, cols in iter_rows(f, header, file=str(path), chunk_bytes=chunk_bytes):
                     of_class = np.isin(cols["LabelName"], chosen)
                     for s, ids in enumerate(sorted_ids):
                         if len(ids) == 0:
@@ -371,7 +368,7 @@ def _write_labels(paths: Sequence[str | Path], kept_images: list[np.ndarray], ch
                         pos = np.minimum(np.searchsorted(ids, cols["ImageID"]), len(ids) - 1)
                         sel = of_class & (ids[pos] == cols["ImageID"])
                         if sel.any():
-                            writers[s].write(_join_columns([_quoted(cols[c][sel]) for c in LABEL_COLUMNS]))
+                            writers[s].write(join_columns([_quoted(cols[c][sel]) for c in LABEL_COLUMNS]))
                             written[s] += int(sel.sum())
     return written
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from softsampling.data.records import DetectionDataset
 from softsampling.errors import SoftSamplingError
+from softsampling.structures.records import DetectionDataset
 
 POLICIES = ("error", "clip", "skip")
 

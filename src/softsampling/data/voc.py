@@ -59,11 +59,11 @@ import numpy as np
 
 from softsampling.data.images import DEFAULT_MAX_PIXELS
 from softsampling.data.images import check_images as _check_image_files
-from softsampling.data.records import Category, DetectionDataset
 from softsampling.data.validate import POLICIES, validate_boxes
 from softsampling.errors import SoftSamplingError
 from softsampling.io import give_usual_permissions, replace_dir
 from softsampling.parsing import parse_xml
+from softsampling.structures.records import Category, DetectionDataset
 
 VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",

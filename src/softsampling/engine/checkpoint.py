@@ -19,6 +19,10 @@ from softsampling.engine.faults import kill_point
 from softsampling.errors import SoftSamplingError
 from softsampling.io import atomic_write, check_input_file
 
+# A run folder's checkpoints: the resumable state (written every train.checkpoint_every) and the final weights.
+LAST = "last.pt"
+FINAL = "model.pt"
+
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     """Atomically write ``state`` (tensors, numbers, strings, lists, dicts) to ``path``."""

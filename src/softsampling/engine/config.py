@@ -29,10 +29,6 @@ from softsampling.errors import SoftSamplingError
 from softsampling.io import check_input_file
 from softsampling.parsing import parse_yaml
 
-MODEL_NAMES = ("digits", "resnet50_fpn", "resnet50_fpn_v2",
-               "digits_retinanet", "digits_fcos", "retinanet_resnet50_fpn", "fcos_resnet50_fpn")
-ONE_STAGE_MODELS = MODEL_NAMES[3:]  # RetinaNet and FCOS: the strategy goes into their head (docs/strategies.md)
-
 
 @dataclass
 class DataConfig:
@@ -431,7 +427,11 @@ def validate(cfg: RunConfig) -> RunConfig:
     def bad(key: str, msg: str, fix: str) -> SoftSamplingError:
         return SoftSamplingError(f"config {key}: {msg}", fix=fix)
 
-    from softsampling.sampling import PRIOR_RULES, STRATEGIES
+    # The valid names come from the modules that own them (imported here: they load torch, a config file does not).
+    from softsampling.data.formats import FORMATS
+    from softsampling.model.builders import MODEL_NAMES, ONE_STAGE_MODEL_NAMES
+    from softsampling.model.soft_nms import METHODS as SOFT_NMS_METHODS
+    from softsampling.sampling import NORMALIZATIONS, PRIOR_RULES, SAMPLING_MODES, STRATEGIES
 
     _check_types(cfg, "")
     if not isinstance(cfg.strategy_params, dict):
@@ -442,21 +442,21 @@ def validate(cfg: RunConfig) -> RunConfig:
     except ValueError as exc:
         raise bad("strategy", str(exc), f"strategies: {', '.join(STRATEGIES)}; compose rules as a list, e.g. "
                   "--set strategy=[overlap_soft,pseudo_label]; parameters: docs/strategies.md") from None
-    if cfg.sampling not in ("balanced", "all"):
-        raise bad("sampling", f"unknown mode {cfg.sampling!r}", "use balanced or all")
-    if cfg.normalization not in ("count", "weight_sum"):
-        raise bad("normalization", f"unknown mode {cfg.normalization!r}", "use count or weight_sum")
-    if cfg.data.format not in ("coco", "voc", "openimages"):
-        raise bad("data.format", f"unknown format {cfg.data.format!r}", "use coco, voc or openimages")
+    if cfg.sampling not in SAMPLING_MODES:
+        raise bad("sampling", f"unknown mode {cfg.sampling!r}", f"use {_one_of(SAMPLING_MODES)}")
+    if cfg.normalization not in NORMALIZATIONS:
+        raise bad("normalization", f"unknown mode {cfg.normalization!r}", f"use {_one_of(NORMALIZATIONS)}")
+    if cfg.data.format not in FORMATS:
+        raise bad("data.format", f"unknown format {cfg.data.format!r}", f"use {_one_of(FORMATS)}")
     if cfg.model.name not in MODEL_NAMES:
         raise bad("model.name", f"unknown model {cfg.model.name!r}", f"use {', '.join(MODEL_NAMES)}")
     try:
-        composition.check_detector("one_stage" if cfg.model.name in ONE_STAGE_MODELS else "two_stage")
+        composition.check_detector("one_stage" if cfg.model.name in ONE_STAGE_MODEL_NAMES else "two_stage")
     except ValueError as exc:
         raise bad("strategy", str(exc), "choose another model.name or strategy (docs/strategies.md, One-stage "
                   "detectors)") from None
-    if cfg.model.soft_nms not in (None, "gaussian", "linear"):
-        raise bad("model.soft_nms", f"unknown method {cfg.model.soft_nms!r}", "use null, gaussian or linear")
+    if cfg.model.soft_nms is not None and cfg.model.soft_nms not in SOFT_NMS_METHODS:
+        raise bad("model.soft_nms", f"unknown method {cfg.model.soft_nms!r}", f"use {_one_of(('null', *SOFT_NMS_METHODS))}")
     if cfg.train.device not in ("auto", "cpu", "cuda"):
         raise bad("train.device", f"unknown device {cfg.train.device!r}", "use auto, cpu or cuda")
     needs_prior = [rule for rule in composition.rules if rule in PRIOR_RULES]
@@ -466,6 +466,11 @@ def validate(cfg: RunConfig) -> RunConfig:
     if cfg.model.options:
         _check_model_options(cfg)
     return cfg
+
+
+def _one_of(names: tuple[str, ...]) -> str:
+    """``a, b or c``."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
 def _check_model_options(cfg: RunConfig) -> None:

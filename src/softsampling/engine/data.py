@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from softsampling.data.records import DetectionDataset
 from softsampling.errors import SoftSamplingError
 from softsampling.io import is_regular_file
+from softsampling.structures.records import DetectionDataset
 
 
 @dataclass(frozen=True)

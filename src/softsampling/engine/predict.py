@@ -8,18 +8,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from softsampling.data.records import DetectionDataset
-from softsampling.engine.checkpoint import FINAL_KEYS, load_checkpoint, load_state
+from softsampling.engine.build import build_model
+from softsampling.engine.checkpoint import FINAL, FINAL_KEYS, load_checkpoint, load_state
 from softsampling.engine.config import RunConfig, config_from_dict
 from softsampling.engine.data import LabelMap, load_image
 from softsampling.errors import SoftSamplingError
-from softsampling.evaluation.detections import Detections
+from softsampling.structures.detections import Detections
+from softsampling.structures.records import DetectionDataset
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, LabelMap, RunConfig]:
     """The trained model (eval mode, on ``device``), its label map and config, from ``run_dir/model.pt``."""
-    from softsampling.engine.train import FINAL, build_model
-
     path = Path(run_dir) / FINAL
     state = load_checkpoint(path, required=FINAL_KEYS)
     try:

@@ -99,13 +99,13 @@ def prepare_pseudo_boxes(cfg, train_set: DetectionTrainingSet, out_dir: Path | N
                          ) -> dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """The teacher's pseudo boxes per training image row: (boxes [P, 4], model labels [P], scores [P])."""
     from softsampling.data.curate import find_manifest, read_manifest
+    from softsampling.engine.config import composition_of
     from softsampling.engine.data import load_image
     from softsampling.engine.predict import load_run
-    from softsampling.engine.train import split_dataset
+    from softsampling.engine.splits import split_dataset
     from softsampling.evaluation.calibrate import calibrate_thresholds
-    from softsampling.evaluation.detections import Detections
-    from softsampling.engine.config import composition_of
     from softsampling.sampling.pseudo import select_pseudo_boxes
+    from softsampling.structures.detections import Detections
 
     params = composition_of(cfg).params
     teacher_dir = Path(cfg.prior_run)
@@ -246,7 +246,7 @@ def check_prior_transform(cfg, prior: torch.nn.Module, prior_dir: Path) -> None:
     """The prior must see images as this run's model will (same resize and normalisation)."""
     import dataclasses
 
-    from softsampling.engine.train import build_model
+    from softsampling.engine.build import build_model
 
     ours = build_model(dataclasses.replace(cfg, strategy="baseline", prior_run=None, strategy_params={}), 2,
                        load_weights=False).transform

@@ -27,20 +27,19 @@ import torch.distributed as torch_dist
 from tqdm import tqdm
 
 from softsampling.data.formats import load_dataset
-from softsampling.data.records import DetectionDataset
-from softsampling.engine.checkpoint import RESUME_KEYS, load_checkpoint, load_state, save_checkpoint
+from softsampling.engine.build import build_model
+from softsampling.engine.checkpoint import FINAL, LAST, RESUME_KEYS, load_checkpoint, load_state, save_checkpoint
 from softsampling.engine.config import RunConfig, composition_of, save_config
+from softsampling.engine.data import DetectionTrainingSet, LabelMap, collate, dropped_by_image
+from softsampling.engine.device import pick_device
 from softsampling.engine.distributed import distributed_context
 from softsampling.engine.faults import kill_point
-from softsampling.engine.data import DetectionTrainingSet, LabelMap, collate, dropped_by_image
 from softsampling.engine.gpu import apply_gpu_settings, autocast, check_gpu_settings, grad_scaler
+from softsampling.engine.splits import image_check_options, split_dataset
 from softsampling.errors import SoftSamplingError
 from softsampling.io import atomic_write, check_can_write, remove_stale_temp_files, write_json
 from softsampling.sampling import strategy_name
-
-LAST = "last.pt"
-FINAL = "model.pt"
-
+from softsampling.structures.records import DetectionDataset
 
 # --------------------------------------------------------------------------- helpers
 def global_batch(seed: int, iteration: int, batch_size: int, num_images: int) -> np.ndarray:
@@ -60,38 +59,6 @@ def lr_factor(iteration: int, cfg: RunConfig) -> float:
     warm = min(1.0, (iteration + 1) / t.warmup_iterations) if t.warmup_iterations > 0 else 1.0
     steps = sum(iteration >= int(s * t.iterations) for s in t.lr_steps)
     return warm * (0.1**steps)
-
-
-def pick_device(name: str) -> torch.device:
-    """``auto`` (CUDA if available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``; anything else is refused."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    kind, _, index = name.partition(":")
-    if name != "cpu" and not (kind == "cuda" and (index == "" or index.isdecimal())):
-        raise SoftSamplingError(f"unknown device {name!r}", fix="use auto, cpu, cuda or cuda:N")
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise SoftSamplingError(f"device {name} asked for, but no CUDA GPU is available", fix="use the cpu device")
-    if index and int(index) >= torch.cuda.device_count():
-        raise SoftSamplingError(f"device {name} asked for, but there are {torch.cuda.device_count()} CUDA GPU(s)",
-                                fix="use cuda:0 ... or auto")
-    return torch.device(name)
-
-
-def image_check_options(fmt: str, images: str | Path | None, allow_outside_root: bool) -> dict[str, Any]:
-    """Reader options that check every image before training or prediction reads it.
-
-    The reader then refuses, with the annotation record named, image paths that
-    leave the image folder (``..``, absolute, symlinks out) unless
-    ``allow_outside_root``, missing or unreadable image files, decompression
-    bombs and sizes that disagree with the annotation. Headers only: no pixels
-    are decoded. (Open Images needs ``images`` to know where its images are.)
-    """
-    options: dict[str, Any] = {"allow_outside_root": allow_outside_root}
-    if images:
-        options["image_root"] = images
-    if fmt != "openimages" or images:
-        options["check_images"] = True
-    return options
 
 
 def load_training_data(cfg: RunConfig, *, allow_outside_root: bool = False
@@ -123,63 +90,6 @@ def _rules(cfg: RunConfig) -> tuple[str, ...]:
     return composition_of(cfg).rules
 
 
-def build_model(cfg: RunConfig, num_classes: int, *, prior: torch.nn.Module | None = None,
-                thresholds: torch.Tensor | None = None, load_weights: bool = True) -> torch.nn.Module:
-    """The detector of ``cfg.model`` with the label-assignment strategy of ``cfg`` installed.
-
-    ``score_soft`` also needs the round-one detector (``prior``) and the per-class ``thresholds``
-    (see :mod:`softsampling.engine.prior`); both are passed beside, not inside, the strategy's parameters.
-    ``load_weights=False`` builds the same layout without reading ``model.weights`` /
-    ``model.backbone_weights`` (a trained run's ``model.pt`` holds every weight). What loading
-    detector weights skipped is in ``model.weights_report`` (``None`` without ``model.weights``).
-    """
-    from softsampling.engine.config import ONE_STAGE_MODELS
-    from softsampling.model import (build_digits_model, build_one_stage_model, build_paper_model,
-                                    train_rpn_on_full_annotations, use_strategy)
-    from softsampling.model.weights import load_detector_weights
-
-    m = cfg.model
-    size = {k: v for k, v in (("min_size", m.min_size), ("max_size", m.max_size)) if v is not None}
-    size.update(m.options)
-    try:
-        if m.name in ONE_STAGE_MODELS:
-            unsupported = {"model.weights": m.weights, "model.backbone_weights": m.backbone_weights,
-                           "model.soft_nms": m.soft_nms, "model.deformable_conv5": m.deformable_conv5,
-                           "rpn_full_annotations": cfg.rpn_full_annotations}
-            given = [key for key, value in unsupported.items() if value]
-            if given:
-                raise SoftSamplingError(f"{', '.join(given)} not supported for the one-stage model {m.name}",
-                                        fix="leave them unset (one-stage models train from scratch here)")
-            model = build_one_stage_model(m.name, num_classes, **size)
-            model.weights_report = None
-        elif m.name == "digits":
-            if m.backbone_weights is not None:
-                raise SoftSamplingError("model.backbone_weights applies to model.name=resnet50_fpn or resnet50_fpn_v2",
-                                        fix="leave it null for the digits model (model.weights loads a whole detector)")
-            model = build_digits_model(num_classes=num_classes, **size)
-            model.weights_report = None
-            if m.weights is not None and load_weights:
-                model.weights_report = load_detector_weights(model, m.weights, model_name="digits")
-        else:
-            pretrained = m.weights is not None or m.backbone_weights is not None
-            model = build_paper_model(num_classes, backbone_weights=m.backbone_weights if load_weights else None,
-                                      weights=m.weights if load_weights else None,
-                                      version=2 if m.name == "resnet50_fpn_v2" else 1, frozen_batch_norm=pretrained,
-                                      deformable_conv5=m.deformable_conv5, soft_nms=m.soft_nms, **size)
-    except (TypeError, ValueError) as exc:
-        if not m.options:
-            raise
-        raise SoftSamplingError(f"config model.options {m.options}: the {m.name} builder refused them ({exc})",
-                                fix="check the option values against torchvision's FasterRCNN arguments") from None
-    if m.name in ONE_STAGE_MODELS:  # every anchor trains: no RoI sampling
-        return use_strategy(model, cfg.strategy, normalization=cfg.normalization, **cfg.strategy_params)
-    model = use_strategy(model, cfg.strategy, sampling=cfg.sampling, normalization=cfg.normalization,
-                         prior=prior, thresholds=thresholds, **cfg.strategy_params)
-    if cfg.rpn_full_annotations:
-        train_rpn_on_full_annotations(model)
-    return model
-
-
 def _append_metrics(path: Path, record: dict[str, Any]) -> None:
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
@@ -201,25 +111,6 @@ def _iteration_of(line: str) -> float:
         return json.loads(line).get("iteration", -1)
     except (json.JSONDecodeError, AttributeError):
         return math.inf
-
-
-def split_dataset(cfg: RunConfig, split: str, *, allow_outside_root: bool = False) -> DetectionDataset:
-    """The annotations of a run's ``train``, ``val`` or other split named in its config (images checked)."""
-    if split == "train":
-        path, images, voc_split = cfg.data.train, cfg.data.images, cfg.data.split
-    elif split == "val":
-        path, images, voc_split = cfg.data.val, cfg.data.val_images, cfg.data.val_split
-    elif split == "test":
-        path, images, voc_split = cfg.data.test, cfg.data.test_images, cfg.data.test_split
-    else:
-        raise SoftSamplingError(f"unknown split {split!r}", fix="use train, val or test (or pass the annotations explicitly)")
-    if not path:
-        raise SoftSamplingError(f"the run's config has no data.{split}",
-                                fix=f"pass the {split} annotations explicitly, or train with --set data.{split}=PATH")
-    options = image_check_options(cfg.data.format, images, allow_outside_root)
-    if cfg.data.format == "voc":
-        options["split"] = voc_split
-    return load_dataset(path, cfg.data.format, option=f"data.{split}", **options)
 
 
 def evaluate_split(model: torch.nn.Module, cfg: RunConfig, label_map: LabelMap, split: str,

@@ -58,9 +58,9 @@ from typing import Any
 
 import numpy as np
 
-from softsampling.data.records import DetectionDataset
 from softsampling.errors import SoftSamplingError
-from softsampling.evaluation.detections import Detections
+from softsampling.structures.detections import Detections
+from softsampling.structures.records import DetectionDataset
 
 # The VOC metric's matching, so that calibration and mAP agree on what a true positive is.
 from softsampling.evaluation.voc_metric import DetectionMatches, match_detections  # noqa: F401 (re-exported)

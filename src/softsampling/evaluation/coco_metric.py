@@ -32,8 +32,8 @@ What the metric sees, and why it matters (all backends):
 
 Example:
     >>> import numpy as np
-    >>> from softsampling.data.records import Category, DetectionDataset
-    >>> from softsampling.evaluation.detections import Detections
+    >>> from softsampling.structures.records import Category, DetectionDataset
+    >>> from softsampling.structures.detections import Detections
     >>> gt = DetectionDataset.from_lists(
     ...     images=[{"id": 1, "file_name": "a.jpg", "width": 100, "height": 100}],
     ...     boxes=[{"image_index": 0, "bbox": [10, 10, 60, 60], "label": 3}],
@@ -54,9 +54,9 @@ from typing import Any
 
 import numpy as np
 
-from softsampling.data.records import DetectionDataset
 from softsampling.errors import SoftSamplingError
-from softsampling.evaluation.detections import Detections
+from softsampling.structures.detections import Detections
+from softsampling.structures.records import DetectionDataset
 
 COCO_BACKENDS = ("numpy", "faster-coco-eval", "pycocotools")
 

@@ -70,11 +70,11 @@ from typing import Any
 import numpy as np
 
 from softsampling.data.images import image_size
-from softsampling.data.records import Category, DetectionDataset
 from softsampling.errors import SoftSamplingError
-from softsampling.evaluation.detections import Detections
 from softsampling.io import atomic_write, check_input_dir, check_input_file, write_json
 from softsampling.parsing import ascii_float, parse_json, read_utf8
+from softsampling.structures.detections import Detections
+from softsampling.structures.records import Category, DetectionDataset
 
 DETECTION_FORMATS = ("coco", "csv")
 CSV_COLUMNS = ("image", "label", "score", "xmin", "ymin", "xmax", "ymax")

@@ -69,8 +69,8 @@ Example (one image; class 1 verified by its box, class 2 verified absent,
 class 3 not verified):
 
     >>> import numpy as np
-    >>> from softsampling.data.records import Category, DetectionDataset
-    >>> from softsampling.evaluation.detections import Detections
+    >>> from softsampling.structures.records import Category, DetectionDataset
+    >>> from softsampling.structures.detections import Detections
     >>> gt = DetectionDataset.from_lists(
     ...     images=[{"id": "img0", "file_name": "img0.jpg", "width": 100, "height": 100}],
     ...     boxes=[{"image_index": 0, "bbox": [0, 0, 50, 50], "label": 1}],
@@ -95,11 +95,11 @@ from typing import Any, Union
 
 import numpy as np
 
-from softsampling.data.records import Category, DetectionDataset
 from softsampling.errors import SoftSamplingError
-from softsampling.io import check_input_file
 from softsampling.evaluation.coco_metric import check_detections
-from softsampling.evaluation.detections import Detections
+from softsampling.io import check_input_file
+from softsampling.structures.detections import Detections
+from softsampling.structures.records import Category, DetectionDataset
 
 #: Per image and class, only this many top-scoring detections are evaluated (the reference's NMS cap).
 MAX_DETECTIONS_PER_IMAGE_AND_CLASS = 10_000

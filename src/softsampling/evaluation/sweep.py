@@ -10,8 +10,8 @@ one evaluation.
 
 Example:
     >>> from functools import partial
-    >>> from softsampling.data.records import Category, DetectionDataset
-    >>> from softsampling.evaluation.detections import Detections
+    >>> from softsampling.structures.records import Category, DetectionDataset
+    >>> from softsampling.structures.detections import Detections
     >>> from softsampling.evaluation.voc_metric import voc_ap
     >>> gt = DetectionDataset.from_lists(
     ...     images=[{"id": 0, "file_name": "a.jpg", "width": 50, "height": 50}],
@@ -32,10 +32,10 @@ from typing import Any
 
 import numpy as np
 
-from softsampling.data.records import DetectionDataset
 from softsampling.errors import SoftSamplingError
-from softsampling.evaluation.detections import Detections
 from softsampling.io import atomic_write
+from softsampling.structures.detections import Detections
+from softsampling.structures.records import DetectionDataset
 
 MAX_THRESHOLDS = 1001  # 0:1:0.001 still fits; each threshold re-runs the metric, so 0:1:1e-7 would be 10 million runs
 MetricFn = Callable[[DetectionDataset, Detections], Mapping[str, Any]]

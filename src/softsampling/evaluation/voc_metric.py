@@ -53,8 +53,8 @@ image and class; Python loops run over classes and thresholds only.
 
 Example (one image, one "cat"; a duplicate and a miss):
     >>> import numpy as np
-    >>> from softsampling.data.records import Category, DetectionDataset
-    >>> from softsampling.evaluation.detections import Detections
+    >>> from softsampling.structures.records import Category, DetectionDataset
+    >>> from softsampling.structures.detections import Detections
     >>> gt = DetectionDataset.from_lists(
     ...     images=[{"id": "a", "file_name": "a.jpg", "width": 100, "height": 100}],
     ...     boxes=[{"image_index": 0, "bbox": [0, 0, 10, 10], "label": 1},
@@ -74,9 +74,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from softsampling.data.records import DetectionDataset
 from softsampling.errors import SoftSamplingError
-from softsampling.evaluation.detections import Detections
+from softsampling.structures.detections import Detections
+from softsampling.structures.records import DetectionDataset
 
 # Largest number of (detection, box) pairs held in memory at once.
 _PAIR_CHUNK = 4_000_000
@@ -371,7 +371,7 @@ def match_detections(gt: DetectionDataset, dets: Detections, iou: float = 0.5) -
     score (ties in input order) and each takes its best-IoU box; the first
     detection to take a non-difficult box is a TP, later ones are duplicates (FP).
 
-    >>> from softsampling.data.records import Category
+    >>> from softsampling.structures.records import Category
     >>> gt = DetectionDataset.from_lists(
     ...     images=[{"id": 0, "file_name": "a.png", "width": 50, "height": 50}],
     ...     boxes=[{"image_index": 0, "bbox": [0, 0, 10, 10], "label": 1}],

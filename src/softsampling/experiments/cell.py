@@ -113,11 +113,11 @@ def run_cell(spec_path: Path) -> int:
     import torch
     import torch.distributed as dist
 
-    from softsampling.engine.config import RunConfig, _from_dict, validate
+    from softsampling.engine.config import RunConfig, config_from_dict
     from softsampling.engine.train import train
 
     spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
-    cfg: RunConfig = validate(_from_dict(RunConfig, spec["config"], ""))
+    cfg: RunConfig = config_from_dict(spec["config"])
     run_dir = Path(spec["run_dir"])
     timing_path = run_dir / "timing.json"
     rank = int(os.environ.get("RANK", "0"))  # set by torchrun

@@ -24,7 +24,10 @@ from softsampling.model.roi_heads import use_strategy
 from softsampling.model.soft_nms import SoftNMS
 from softsampling.model.weights import BACKBONE_ENUMS, load_detector_weights, read_detector_weights, read_state_dict
 
-MODEL_NAMES = {1: "resnet50_fpn", 2: "resnet50_fpn_v2"}  # model.name of each build_paper_model version
+PAPER_MODEL_NAMES = {1: "resnet50_fpn", 2: "resnet50_fpn_v2"}  # model.name of each build_paper_model version
+# RetinaNet and FCOS (the strategy goes into their head: docs/strategies.md); builders below
+ONE_STAGE_MODEL_NAMES = ("digits_retinanet", "digits_fcos", "retinanet_resnet50_fpn", "fcos_resnet50_fpn")
+MODEL_NAMES: tuple[str, ...] = ("digits", *PAPER_MODEL_NAMES.values(), *ONE_STAGE_MODEL_NAMES)  # every model.name
 
 RESNET50_WEIGHTS_HINT = (
     "pass a torchvision weights name such as ResNet50_Weights.IMAGENET1K_V2 (torchvision downloads it once into its "
@@ -174,8 +177,8 @@ def build_digits_fcos(
     return FCOS(backbone, num_classes, anchor_generator=anchors, **settings)
 
 
-ONE_STAGE_BUILDERS = {"digits_retinanet": build_digits_retinanet, "digits_fcos": build_digits_fcos,
-                      "retinanet_resnet50_fpn": retinanet_resnet50_fpn, "fcos_resnet50_fpn": fcos_resnet50_fpn}
+ONE_STAGE_BUILDERS = dict(zip(ONE_STAGE_MODEL_NAMES, (build_digits_retinanet, build_digits_fcos,
+                                                     retinanet_resnet50_fpn, fcos_resnet50_fpn), strict=True))
 
 
 def build_one_stage_model(name: str, num_classes: int, **kwargs: Any) -> RetinaNet | FCOS:
@@ -339,7 +342,7 @@ def build_paper_model(
     pretrained = backbone_weights is not None or weights is not None
     # read (and for names, download) the weights before the slow model construction, so bad input fails fast
     backbone_state = _read_backbone_state(backbone_weights) if backbone_weights is not None else None
-    detector_state = read_detector_weights(weights, model_name=MODEL_NAMES[version]) if weights is not None else None
+    detector_state = read_detector_weights(weights, model_name=PAPER_MODEL_NAMES[version]) if weights is not None else None
     frozen = pretrained if frozen_batch_norm is None else frozen_batch_norm
     norm_layer = FrozenBatchNorm2d if frozen else nn.BatchNorm2d
     layers = trainable_layers if trainable_layers is not None else (3 if pretrained else 5)
@@ -354,7 +357,7 @@ def build_paper_model(
     model = FasterRCNN(backbone, num_classes=num_classes, **{**parts, **faster_rcnn_kwargs})
     model.weights_report = None
     if detector_state is not None:  # before conv5 turns deformable, so conv5 keys keep torchvision's names
-        model.weights_report = load_detector_weights(model, detector_state, model_name=MODEL_NAMES[version])
+        model.weights_report = load_detector_weights(model, detector_state, model_name=PAPER_MODEL_NAMES[version])
     if deformable_conv5:
         make_conv5_deformable(backbone.body)
     if soft_nms is not None:

@@ -56,8 +56,8 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from softsampling.engine.checkpoint import FINAL
     from softsampling.engine.distributed import distributed_context
-    from softsampling.engine.train import FINAL
     from softsampling.io import check_output_path, output_lock
 
     parse_criterion(args.criterion)
@@ -77,8 +77,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _calibrate(args: argparse.Namespace, out: Path, rank: int) -> int:
+    from softsampling.engine.device import pick_device
     from softsampling.engine.predict import load_run, predict_dataset
-    from softsampling.engine.train import pick_device
     from softsampling.evaluation.calibrate import calibrate_thresholds, format_calibration
     from softsampling.io import check_outputs_apart, write_json
 
@@ -128,7 +128,7 @@ def thresholds_document(results: list[ClassCalibration], *, criterion: str, iou:
 def _load_split(args: argparse.Namespace, cfg: Any) -> tuple[Any, Path]:
     """The annotations to calibrate on, and their path."""
     from softsampling.data.formats import load_dataset
-    from softsampling.engine.train import image_check_options
+    from softsampling.engine.splits import image_check_options
 
     d = cfg.data
     option = "--gt" if args.gt is not None else f"the run's data.{args.split}"

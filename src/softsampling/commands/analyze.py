@@ -51,9 +51,10 @@ def run(args: argparse.Namespace) -> int:
         raise SoftSamplingError("choose an analysis", fix="softsampling analyze overlap --help")
     from softsampling.data.curate import find_manifest, read_manifest
     from softsampling.data.formats import load_dataset
+    from softsampling.engine.checkpoint import FINAL
     from softsampling.engine.data import dropped_by_image
     from softsampling.engine.predict import load_run
-    from softsampling.engine.train import FINAL, image_check_options
+    from softsampling.engine.splits import image_check_options
     from softsampling.experiments.figures import plot_overlap
     from softsampling.experiments.overlap_analysis import analyze_overlap
     from softsampling.io import (

@@ -36,25 +36,21 @@ import contextlib
 import os
 import math
 import sys
-from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from softsampling.data.records import DetectionDataset
 from softsampling.data.validate import add_invalid_options
 from softsampling.errors import SoftSamplingError
-from softsampling.evaluation.detections import Detections
+from softsampling.evaluation.metrics import METRICS, metric_function
 from softsampling.io import check_output_path, check_outputs_apart, commit_together, output_lock, write_json
+from softsampling.structures.detections import Detections
+from softsampling.structures.records import DetectionDataset
 
 GT_FORMATS = ("voc", "coco", "openimages", "txt")
-METRICS = ("voc", "voc07", "voc07_exact", "coco", "openimages")
 # The VOC image set evaluate reads without --split: detectors are scored on test (readers default to trainval).
 EVALUATE_VOC_SPLIT = "test"
-
-Metric = Callable[[DetectionDataset, Detections], dict[str, Any]]
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -122,7 +118,7 @@ def check_outputs(args: argparse.Namespace) -> None:
     inputs = [args.gt, args.detections, args.images, args.labels, args.classes, args.hierarchy]
     datasets = [p for p in (args.gt, args.detections) if p is not None and p.is_dir()]  # VOC, txt folders
     if args.run is not None:
-        from softsampling.engine.train import FINAL
+        from softsampling.engine.checkpoint import FINAL
 
         inputs.append(args.run / FINAL)
     for path, option in ((args.out, "--out"), (args.plot, "--plot")):
@@ -219,9 +215,10 @@ def load_inputs(args: argparse.Namespace, notes: list[str]) -> tuple[DetectionDa
 
 def _predict_with_run(args: argparse.Namespace) -> tuple[DetectionDataset, Detections]:
     """Ground truth of the run's split (or --gt) and the run's model's detections on it."""
+    from softsampling.engine.device import pick_device
     from softsampling.engine.distributed import distributed_context
     from softsampling.engine.predict import load_run, predict_dataset
-    from softsampling.engine.train import pick_device, split_dataset
+    from softsampling.engine.splits import split_dataset
 
     if args.detections is not None:
         raise SoftSamplingError("--run and --detections exclude each other", fix="pass one of them")
@@ -249,7 +246,7 @@ def _load_gt(args: argparse.Namespace) -> DetectionDataset:
     if args.images is not None:
         options["image_root"] = args.images
     if args.run is not None:  # the run's model will read the images: check them first
-        from softsampling.engine.train import image_check_options
+        from softsampling.engine.splits import image_check_options
 
         options.update(image_check_options(args.gt_format, args.images, args.allow_outside_root))
     split = voc_split(args)
@@ -285,63 +282,6 @@ def _sweep_thresholds(args: argparse.Namespace) -> list[float]:
     if args.score_thresholds is not None:
         return parse_thresholds(args.score_thresholds)
     return parse_thresholds("0:0.9:0.1") if args.plot is not None else []
-
-
-def _parse_iou(text: str | None) -> list[float] | None:
-    if text is None:
-        return None
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        values = []
-    if not values or any(not 0.0 <= v <= 1.0 for v in values):
-        raise SoftSamplingError(f"cannot read --iou {text!r}", fix="give thresholds in [0, 1], e.g. --iou 0.5,0.75")
-    return values
-
-
-# ------------------------------------------------------------------ metrics
-def metric_function(name: str, gt: DetectionDataset, *, iou: str | None = None,
-                    hierarchy: Path | None = None, exhaustive: bool = True, coco_backend: str = "numpy") -> Metric:
-    """``metric(gt, dets) -> dict`` for ``--metric name`` with its options bound.
-
-    ``exhaustive`` (openimages metric only): the ground truth annotates every
-    class in every image (VOC, COCO, txt), so every class counts as verified
-    everywhere; otherwise the verified labels come from the Open Images
-    reader's image-level labels (``--labels``).
-    """
-    ious = _parse_iou(iou)
-    if hierarchy is not None and name != "openimages":
-        raise SoftSamplingError("--hierarchy applies to --metric openimages only", fix="leave --hierarchy out")
-    if name in ("voc", "voc07", "voc07_exact"):
-        from softsampling.evaluation.voc_metric import voc_ap
-
-        return partial(voc_ap, iou_thresholds=tuple(ious or (0.5,)), use_07_metric=name != "voc",
-                       exact_tenths=name == "voc07_exact")
-    if name == "coco":
-        if ious is not None:
-            raise SoftSamplingError("--metric coco uses COCO's fixed IoU thresholds 0.50:0.05:0.95",
-                                    fix="leave --iou out (AP50 and AP75 are among its numbers)")
-        from softsampling.evaluation.coco_metric import coco_metric
-
-        return partial(coco_metric, backend=coco_backend)
-    if name == "openimages":
-        if ious is not None and len(ious) != 1:
-            raise SoftSamplingError("--metric openimages takes one IoU threshold", fix="e.g. --iou 0.5")
-        from softsampling.evaluation.openimages_metric import ImageLabels, openimages_metric
-
-        labels = _exhaustive_labels(gt) if exhaustive else ImageLabels.from_dataset(gt)
-        return partial(openimages_metric, image_labels=labels, iou=(ious or [0.5])[0], hierarchy=hierarchy)
-    raise SoftSamplingError(f"unknown metric {name!r}", fix=f"use one of {', '.join(METRICS)}")
-
-
-def _exhaustive_labels(gt: DetectionDataset) -> dict[int, tuple[list[int], list[int]]]:
-    """Image-level labels for an exhaustively annotated dataset: every class is verified in every image,
-    positive where it has a box, negative elsewhere."""
-    all_ids = [c.id for c in gt.categories]
-    present: list[set[int]] = [set() for _ in range(gt.num_images)]
-    for row, label in zip(gt.box_image.tolist(), gt.labels.tolist()):
-        present[row].add(label)
-    return {row: (sorted(p), [c for c in all_ids if c not in p]) for row, p in enumerate(present)}
 
 
 # ------------------------------------------------------------------ output

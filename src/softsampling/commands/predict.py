@@ -116,9 +116,9 @@ def read_thresholds(path: Path, names: tuple[str, ...]) -> dict[str, float]:
 
 def run(args: argparse.Namespace) -> int:
 
+    from softsampling.engine.checkpoint import FINAL
     from softsampling.engine.distributed import distributed_context
     from softsampling.engine.predict_stream import read_image_list
-    from softsampling.engine.train import FINAL
     from softsampling.io import check_output_path, output_lock
 
     if args.chunk_size < 1:
@@ -150,9 +150,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _predict(args: argparse.Namespace, files: Iterable[Path], num_images: int, source: dict, out_json: Path,
              rank: int) -> int:
+    from softsampling.engine.device import pick_device
     from softsampling.engine.predict import load_run
     from softsampling.engine.predict_stream import predict_to_file
-    from softsampling.engine.train import pick_device
 
     device = pick_device(args.device)
     model, label_map, _ = load_run(args.run, device)

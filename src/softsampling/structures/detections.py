@@ -1,7 +1,7 @@
 """Detections: the columnar counterpart of a dataset's boxes, plus a score.
 
 Detections refer to images by *row index* of the ground-truth
-:class:`~softsampling.data.records.DetectionDataset` they are evaluated
+:class:`~softsampling.structures.records.DetectionDataset` they are evaluated
 against, and to classes by that dataset's category ids. Readers that map file
 names / image ids / class names to those indices live in ``evaluation/io.py``.
 """

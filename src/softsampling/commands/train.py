@@ -61,7 +61,8 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from softsampling.engine.train import FINAL, LAST, train
+    from softsampling.engine.checkpoint import FINAL, LAST
+    from softsampling.engine.train import train
     from softsampling.sampling import strategy_name
 
     if args.allow_config_change and not args.resume:
