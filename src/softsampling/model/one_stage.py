@@ -37,6 +37,7 @@ from torchvision.models.detection import _utils as det_utils
 from torchvision.models.detection.fcos import FCOS, FCOSHead
 from torchvision.models.detection.retinanet import RetinaNet, RetinaNetHead
 
+from softsampling.model.extra_boxes import rescale_extra_boxes
 from softsampling.sampling import (
     Assignment,
     Composition,
@@ -243,7 +244,6 @@ def use_one_stage_strategy(
     head.composition = composition
     head._rescale_hook = None
     if composition.needs & {"dropped_boxes", "pseudo_boxes"}:
-        from softsampling.model.roi_heads import rescale_extra_boxes
 
         head._rescale_hook = detector.transform.register_forward_hook(rescale_extra_boxes)
     return detector

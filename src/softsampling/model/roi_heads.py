@@ -37,6 +37,7 @@ from torchvision.models.detection.retinanet import RetinaNet
 from torchvision.models.detection.roi_heads import RoIHeads, maskrcnn_loss
 from torchvision.models.detection.rpn import RegionProposalNetwork
 
+from softsampling.model.extra_boxes import rescale_extra_boxes
 from softsampling.model.one_stage import TWO_STAGE_ONLY, is_one_stage, use_one_stage_strategy
 from softsampling.model.soft_nms import SoftNMS
 from softsampling.sampling import (
@@ -577,25 +578,6 @@ def use_strategy(
         detector.rpn.objectness_record = None
     detector.roi_heads = head
     return detector
-
-
-EXTRA_BOX_KEYS = ("dropped_boxes", "pseudo_boxes")
-
-
-def rescale_extra_boxes(module: nn.Module, inputs: tuple, output: tuple) -> None:
-    """Forward hook on the transform: resize ``dropped_boxes``/``pseudo_boxes`` as it resized ``boxes``."""
-    images, targets = inputs[0], inputs[1] if len(inputs) > 1 else None
-    image_list, new_targets = output
-    if targets is None or new_targets is None:
-        return
-    for image, size, target in zip(images, image_list.image_sizes, new_targets):
-        h, w = image.shape[-2:]
-        if (h, w) == tuple(size):
-            continue
-        scale = torch.tensor([size[1] / w, size[0] / h, size[1] / w, size[0] / h])
-        for key in EXTRA_BOX_KEYS:
-            if key in target and target[key].shape[0]:
-                target[key] = target[key] * scale.to(target[key])
 
 
 def _rpn_with_pseudo_boxes(module: nn.Module, args: tuple) -> tuple | None:
