@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("softsampling.engine.predict_command", "run a trained model on images"),
     "evaluate": ("softsampling.evaluation.command", "score detections: VOC, COCO and Open Images metrics"),
     "calibrate": ("softsampling.evaluation.calibrate_command", "choose per-class score thresholds on a validation split"),
+    "audit": ("softsampling.evaluation.audit_command", "find missing annotations: rank unannotated detections for review"),
+    "audit-merge": ("softsampling.evaluation.audit_merge_command", "add the boxes accepted in an audit's review.html"),
     "analyze": ("softsampling.experiments.analyze_command", "analyses of missing labels (overlap vs. dropped objects)"),
     "reproduce": ("softsampling.experiments.reproduce_command", "reproduce the paper's Table 1 and figures"),
 }
