@@ -26,7 +26,7 @@ import torch
 import torch.distributed as torch_dist
 from tqdm import tqdm
 
-from softsampling.data.formats import load_dataset
+from softsampling.data.formats import image_check_options, load_dataset
 from softsampling.data.records import DetectionDataset
 from softsampling.engine.checkpoint import RESUME_KEYS, load_checkpoint, load_state, save_checkpoint
 from softsampling.engine.config import RunConfig, composition_of, save_config
@@ -74,23 +74,6 @@ def pick_device(name: str) -> torch.device:
         raise SoftSamplingError(f"device {name} asked for, but there are {torch.cuda.device_count()} CUDA GPU(s)",
                                 fix="use cuda:0 ... or auto")
     return torch.device(name)
-
-
-def image_check_options(fmt: str, images: str | Path | None, allow_outside_root: bool) -> dict[str, Any]:
-    """Reader options that check every image before training or prediction reads it.
-
-    The reader then refuses, with the annotation record named, image paths that
-    leave the image folder (``..``, absolute, symlinks out) unless
-    ``allow_outside_root``, missing or unreadable image files, decompression
-    bombs and sizes that disagree with the annotation. Headers only: no pixels
-    are decoded. (Open Images needs ``images`` to know where its images are.)
-    """
-    options: dict[str, Any] = {"allow_outside_root": allow_outside_root}
-    if images:
-        options["image_root"] = images
-    if fmt != "openimages" or images:
-        options["check_images"] = True
-    return options
 
 
 def load_training_data(cfg: RunConfig, *, allow_outside_root: bool = False

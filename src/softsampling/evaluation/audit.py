@@ -368,7 +368,7 @@ class ClassSummary:
 
     def to_json(self) -> dict[str, Any]:
         def r(v: float | None) -> float | None:
-            return None if v is None else round(float(v), 4)
+            return None if v is None or not math.isfinite(v) else round(float(v), 4)
 
         return {"category_id": self.category_id, "name": self.name, "annotated": self.annotated,
                 "candidates": self.candidates, "expected_missing": r(self.expected_missing),

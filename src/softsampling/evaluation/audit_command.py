@@ -176,7 +176,7 @@ def _load(path: Path, fmt: str, images: Path | None, args: argparse.Namespace, o
 
     options: dict[str, Any] = {}
     if check_images:
-        from softsampling.engine.train import image_check_options
+        from softsampling.data.formats import image_check_options
 
         options.update(image_check_options(fmt, images, args.allow_outside_root))
     elif images is not None:
