@@ -35,6 +35,9 @@ def test_unannotated_any_class_and_same_class():
 def test_isotonic_pools_violators_and_fills_empty_bins():
     fit = audit.isotonic_increasing(np.array([0.0, 0.8, 0.2, 0.0, 1.0]), np.array([1.0, 1.0, 3.0, 0.0, 2.0]))
     np.testing.assert_allclose(fit, [0.0, 0.35, 0.35, 0.35, 1.0])
+    # a violator pooling into a block of several points, then more points after it
+    fit = audit.isotonic_increasing(np.array([0.5, 0.6, 0.7, 0.0, 0.9, 1.0]), np.ones(6))
+    np.testing.assert_allclose(fit, [0.45, 0.45, 0.45, 0.45, 0.9, 1.0])
 
 
 def test_validation_calibration_maps_scores_to_local_precision():
@@ -107,3 +110,27 @@ def test_candidates_json_is_coco_results_best_first():
     assert entries[1] == {"image_id": 1, "file_name": "im0.png", "category_id": 1, "bbox": [0.0, 0.0, 10.0, 20.0],
                           "score": pytest.approx(0.3), "rank": 2, "detector_score": pytest.approx(0.3),
                           "support": 1}
+
+
+@pytest.mark.parametrize("same_class", [False, True])
+def test_unannotated_equals_brute_force_iou(same_class):
+    rng = np.random.default_rng(3)
+    xy = rng.uniform(0, 40, size=(60, 2))
+    gt = dataset([(int(rng.integers(0, 5)), [*p, *(p + rng.uniform(2, 20, 2))], int(rng.integers(1, 3))) for p in xy],
+                 images=6)
+    d_xy = rng.uniform(0, 40, size=(300, 2))
+    dets = Detections(rng.integers(0, 6, 300), np.concatenate([d_xy, d_xy + rng.uniform(2, 20, (300, 2))], 1),
+                      rng.integers(1, 3, 300), rng.random(300))
+    expected = []
+    for row, box, label in zip(dets.image_index, dets.boxes.astype(np.float64), dets.labels):
+        best = 0.0
+        for g, gl in zip(gt.boxes[gt.box_image == row].astype(np.float64), gt.labels[gt.box_image == row]):
+            if same_class and gl != label:
+                continue
+            iw = max(0.0, min(box[2], g[2]) - max(box[0], g[0]))
+            ih = max(0.0, min(box[3], g[3]) - max(box[1], g[1]))
+            union = (box[2] - box[0]) * (box[3] - box[1]) + (g[2] - g[0]) * (g[3] - g[1]) - iw * ih
+            best = max(best, iw * ih / union)
+        expected.append(best < 0.3)
+    assert 50 < sum(expected) < 300  # both kinds occur
+    assert audit.unannotated(gt, dets, iou=0.3, same_class=same_class).tolist() == expected

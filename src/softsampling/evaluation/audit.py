@@ -51,25 +51,73 @@ import numpy as np
 
 from softsampling.data.records import DetectionDataset
 from softsampling.evaluation.detections import Detections
-from softsampling.evaluation.voc_metric import best_overlaps, box_iou_pairs, match_detections
+from softsampling.evaluation.voc_metric import box_iou_pairs, match_detections
 
 DEFAULT_BINS = 200
 
 
 # ------------------------------------------------------------------ candidates
 def unannotated(gt: DetectionDataset, dets: Detections, *, iou: float = 0.5, same_class: bool = False) -> np.ndarray:
-    """bool [D]: detections whose best IoU with an annotated box of their image is ``< iou``.
+    """bool [D]: detections whose IoU with every annotated box of their image is ``< iou``.
 
-    Every annotated box counts (difficult, crowd and group-of boxes too).
+    Every annotated box counts (difficult, crowd and group-of boxes too); with
+    ``same_class`` only boxes of the detection's class. Vectorised over the
+    (detection, box of its image) pairs in slots: slot ``j`` compares every
+    detection whose image has more than ``j`` boxes with its ``j``-th box, so
+    the work is the number of pairs, in float32, with no division.
 
     >>> from softsampling.data.records import Category
     >>> gt = DetectionDataset.from_lists(images=[{"id": 1, "file_name": "a.png", "width": 50, "height": 50}],
     ...     boxes=[{"image_index": 0, "bbox": [0, 0, 10, 10], "label": 1}], categories=[Category(1, "a")])
-    >>> unannotated(gt, Detections([0, 0], [[0, 0, 10, 10], [20, 20, 30, 30]], [1, 1], [0.9, 0.8])).tolist()
+    >>> unannotated(gt, Detections([0, 0], [[0, 0, 10, 10], [20, 20, 30, 30]], [1, 1], [0.9, 0.8]), iou=0.5).tolist()
     [False, True]
     """
-    best_iou, _ = best_overlaps(gt, dets, same_class=same_class)
-    return best_iou < iou
+    n = len(dets)
+    if len(dets) and (dets.image_index.min() < 0 or dets.image_index.max() >= gt.num_images):
+        raise ValueError("detections refer to image rows the dataset does not have")
+    if same_class:
+        class_ids, gt_cls = np.unique(gt.labels, return_inverse=True)
+        key = gt.box_image * max(len(class_ids), 1) + gt_cls
+        order = np.argsort(key, kind="stable")
+        det_cls = np.searchsorted(class_ids, dets.labels)
+        det_cls_ok = det_cls < len(class_ids)
+        det_cls_ok[det_cls_ok] = class_ids[det_cls[det_cls_ok]] == dets.labels[det_cls_ok]
+        det_key = dets.image_index * max(len(class_ids), 1) + np.minimum(det_cls, max(len(class_ids) - 1, 0))
+        start = np.searchsorted(key[order], det_key, side="left")
+        count = np.where(det_cls_ok, np.searchsorted(key[order], det_key, side="right") - start, 0)
+    else:
+        order = np.argsort(gt.box_image, kind="stable")
+        per_image = np.bincount(gt.box_image, minlength=gt.num_images)
+        offsets = np.concatenate([[0], np.cumsum(per_image)[:-1]])
+        start = offsets[dets.image_index]
+        count = per_image[dets.image_index]
+    # columns, contiguous float32: gathers of 1-D columns are the cheapest; areas pre-multiplied by iou
+    t = np.float32(iou)
+    g_cols = [np.ascontiguousarray(gt.boxes[order, k], dtype=np.float32) for k in range(4)]
+    g_area = (g_cols[2] - g_cols[0]) * (g_cols[3] - g_cols[1]) * t
+    d_cols = [np.ascontiguousarray(dets.boxes[:, k], dtype=np.float32) for k in range(4)]
+    d_area = (d_cols[2] - d_cols[0]) * (d_cols[3] - d_cols[1]) * t
+    covered = np.zeros(n, dtype=bool)
+    active = np.flatnonzero(count > 0)
+    j = 0
+    while active.size:
+        whole = active.size == n  # slot 0 of a dataset whose images all have boxes: no gather
+        d = d_cols if whole else [c[active] for c in d_cols]
+        g = start + j if whole else start[active] + j
+        gx1, gy1, gx2, gy2 = (c[g] for c in g_cols)
+        iw = np.minimum(d[2], gx2)
+        iw -= np.maximum(d[0], gx1)
+        ih = np.minimum(d[3], gy2)
+        ih -= np.maximum(d[1], gy1)
+        np.maximum(iw, 0, out=iw)
+        np.maximum(ih, 0, out=ih)
+        iw *= ih  # the intersection
+        # IoU >= t  <=>  inter * (1 + t) >= t * (area + gt_area), with a positive intersection
+        hit = (iw * np.float32(1 + iou) >= (d_area if whole else d_area[active]) + g_area[g]) & (iw > 0)
+        covered[active[hit]] = True
+        j += 1
+        active = active[(count[active] > j) & ~covered[active]]
+    return ~covered
 
 
 # ------------------------------------------------------------------ calibration
@@ -100,7 +148,8 @@ def isotonic_increasing(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
             m2, m1 = means.pop(), means[-1]
             means[-1] = (m1 * w1 + m2 * w2) / (w1 + w2)
             sums[-1] = w1 + w2
-            sizes[-1] += sizes.pop()
+            size = sizes.pop()
+            sizes[-1] += size
     fitted = np.repeat(np.array(means), np.array(sizes))
     # zero-weight points: carry the last fitted value forward, the first one backward
     position = np.searchsorted(used, np.arange(len(values)), side="right") - 1
@@ -227,21 +276,23 @@ def fit_validation_calibration(val_gt: DetectionDataset, val_dets: Detections, c
 
 
 def fit_unlabeled_calibration(gt: DetectionDataset, dets: Detections, category_ids: list[int] | np.ndarray, *,
-                              iou: float = 0.5, bins: int = DEFAULT_BINS,
-                              score_range: tuple[float, float] | None = None) -> Calibration:
-    """Positive-unlabelled calibration on the training detections themselves (no validation split).
+                              iou: float = 0.5, same_class: bool = False, bins: int = DEFAULT_BINS,
+                              score_range: tuple[float, float] | None = None,
+                              candidate: np.ndarray | None = None) -> Calibration:
+    """Positive-unlabelled calibration on the audited detections themselves (no validation split).
 
-    ``g`` = per-class isotonic P(matched | score) with matches flagged as the
-    VOC metric does; ``c`` = mean of ``g`` over matched detections; the table
-    holds ``P(real | score, unmatched) = (1 - c) / c * g / (1 - g)``, clipped to
-    [0, 1]. A class without matched detections keeps the identity.
+    A detection is *labelled* when it overlaps an annotated box (the complement
+    of :func:`unannotated` with the same ``iou`` and ``same_class``; pass that
+    mask as ``candidate`` to reuse it). ``g`` = per-class isotonic
+    P(labelled | score); ``c`` = mean of ``g`` over labelled detections; the
+    table holds ``P(real | score, unlabelled) = (1 - c) / c * g / (1 - g)``,
+    clipped to [0, 1]. A class without labelled detections keeps the identity.
     """
     ids = np.unique(np.asarray(category_ids, dtype=np.int64))
     low, high = score_range if score_range is not None else _score_range(dets.scores)
-    matches = match_detections(gt, dets, iou=iou)
-    keep = ~matches.ignored
-    cal, total, pos = _binned_isotonic(ids, dets.labels, dets.scores, matches.tp, low, high, bins,
-                                       weights=keep.astype(np.float64))
+    if candidate is None:
+        candidate = unannotated(gt, dets, iou=iou, same_class=same_class)
+    cal, total, pos = _binned_isotonic(ids, dets.labels, dets.scores, ~candidate, low, high, bins)
     centres = low + (np.arange(bins) + 0.5) / bins * (high - low)
     frequency = {}
     for k, cid in enumerate(ids.tolist()):
@@ -264,7 +315,7 @@ def fit_unlabeled_calibration(gt: DetectionDataset, dets: Detections, category_i
 # ------------------------------------------------------------------ ranking
 @dataclass
 class Candidates:
-    """``N`` candidate missing boxes, best first.
+    """``N`` candidate missing boxes (best first after :func:`rank`).
 
     ``image_index`` int64 [N] (rows of the audited dataset), ``boxes`` float32
     [N, 4] xyxy, ``labels`` int64 [N] (category ids), ``score`` float64 [N]
@@ -302,19 +353,26 @@ def _same_group_pairs(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return order[first[keep]], order[second[keep]]
 
 
-def rank_candidates(gt: DetectionDataset, detection_sets: list[Detections], calibrations: list[Calibration], *,
-                    iou: float = 0.5, same_class: bool = False, agreement_iou: float = 0.5) -> Candidates:
-    """Candidates of one or more detection sets on ``gt``'s images, best first (see the module docstring).
+def score_candidates(gt: DetectionDataset, detection_sets: list[Detections], calibrations: list[Calibration], *,
+                     iou: float = 0.5, same_class: bool = False, agreement_iou: float = 0.5,
+                     masks: list[np.ndarray] | None = None) -> Candidates:
+    """The candidates of one or more detection sets on ``gt``'s images with their scores, in input order.
 
-    ``calibrations[r]`` calibrates ``detection_sets[r]``. Ties in the ranking
-    score are broken by the raw detector score, then by image row.
+    ``calibrations[r]`` calibrates ``detection_sets[r]``; ``masks[r]`` may give
+    :func:`unannotated` of set ``r`` if already computed. See the module
+    docstring for how several sets combine; :func:`rank` sorts the result.
     """
     if len(detection_sets) != len(calibrations) or not detection_sets:
         raise ValueError("give one calibration per detection set, and at least one set")
     parts = []
     for r, (dets, cal) in enumerate(zip(detection_sets, calibrations)):
-        cand = dets.select(unannotated(gt, dets, iou=iou, same_class=same_class))
+        mask = masks[r] if masks is not None else unannotated(gt, dets, iou=iou, same_class=same_class)
+        cand = dets.select(mask)
         parts.append((cand, cal(cand.labels, cand.scores), np.full(len(cand), r, dtype=np.int64)))
+    if len(parts) == 1:
+        cand, prob, source = parts[0]
+        return Candidates(cand.image_index, cand.boxes, cand.labels, prob, cand.scores,
+                          np.ones(len(prob), dtype=np.int64), source)
     image_index = np.concatenate([c.image_index for c, _, _ in parts])
     boxes = np.concatenate([c.boxes for c, _, _ in parts]).reshape(-1, 4)
     labels = np.concatenate([c.labels for c, _, _ in parts])
@@ -322,10 +380,10 @@ def rank_candidates(gt: DetectionDataset, detection_sets: list[Detections], cali
     prob = np.concatenate([p for _, p, _ in parts])
     source = np.concatenate([s for _, _, s in parts])
     n_sets = len(detection_sets)
+    keep = np.ones(len(prob), dtype=bool)
     score = prob.copy()
     support = np.ones(len(prob), dtype=np.int64)
-    keep = np.ones(len(prob), dtype=bool)
-    if n_sets > 1 and len(prob):
+    if len(prob):
         _, label_rank = np.unique(labels, return_inverse=True)
         key = image_index * (int(label_rank.max()) + 1) + label_rank
         i, j = _same_group_pairs(key)
@@ -343,10 +401,37 @@ def rank_candidates(gt: DetectionDataset, detection_sets: list[Detections], cali
         # keep only the best of each group: drop i when an overlapping j of another set ranks higher
         beaten = (score[j] > score[i]) | ((score[j] == score[i]) & ((raw[j] > raw[i]) | ((raw[j] == raw[i]) & (j < i))))
         keep[i[beaten]] = False
-    order = np.lexsort((np.arange(len(score)), image_index, -raw.astype(np.float64), -score))
-    order = order[keep[order]]
-    return Candidates(image_index[order], boxes[order].astype(np.float32), labels[order], score[order],
-                      raw[order].astype(np.float32), support[order], source[order])
+    return Candidates(image_index[keep], boxes[keep], labels[keep], score[keep], raw[keep], support[keep],
+                      source[keep])
+
+
+def rank(candidates: Candidates, limit: int | None = None) -> Candidates:
+    """``candidates`` best first (score, then raw detector score, then input order); only the best ``limit``.
+
+    With ``limit`` the order is found with a partition plus a sort of the top
+    ``limit``, so ranking 100M candidates for a top 100,000 costs ``O(N)``.
+    """
+    n = len(candidates)
+    index = np.arange(n)
+    if limit is not None and limit < n:
+        # everything strictly better than the limit-th score, plus ties at it (sorted below)
+        cut = np.partition(-candidates.score, limit - 1)[limit - 1]
+        index = np.flatnonzero(-candidates.score <= cut)
+    order = index[np.lexsort((index, -candidates.detector_score[index].astype(np.float64),
+                              -candidates.score[index]))]
+    if limit is not None:
+        order = order[:limit]
+    c = candidates
+    return Candidates(c.image_index[order], c.boxes[order].astype(np.float32), c.labels[order], c.score[order],
+                      c.detector_score[order].astype(np.float32), c.support[order], c.source[order])
+
+
+def rank_candidates(gt: DetectionDataset, detection_sets: list[Detections], calibrations: list[Calibration], *,
+                    iou: float = 0.5, same_class: bool = False, agreement_iou: float = 0.5,
+                    limit: int | None = None) -> Candidates:
+    """:func:`score_candidates` then :func:`rank`: the candidates, best first."""
+    return rank(score_candidates(gt, detection_sets, calibrations, iou=iou, same_class=same_class,
+                                 agreement_iou=agreement_iou), limit)
 
 
 # ------------------------------------------------------------------ summary

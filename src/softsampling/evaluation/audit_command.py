@@ -71,6 +71,9 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="compare a detection with annotated boxes of its own class only (default: any class)")
     parser.add_argument("--agreement-iou", type=float, default=0.5,
                         help="several models: IoU at which their candidates are the same object (default 0.5)")
+    parser.add_argument("--max-candidates", type=int, default=100_000,
+                        help="candidates written to candidates.json, best first (default 100000; 0: all); "
+                             "the summary always counts all of them")
     parser.add_argument("--review-top", type=int, default=500,
                         help="candidates shown in review.html, best first (default 500)")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
@@ -90,8 +93,9 @@ def run(args: argparse.Namespace) -> int:
         if not 0.0 <= value <= 1.0:
             raise SoftSamplingError(f"--{name.replace('_', '-')} must lie in [0, 1], got {value}",
                                     fix="pass e.g. 0.5")
-    if args.review_top < 0 or args.batch_size < 1:
-        raise SoftSamplingError("--review-top must be >= 0 and --batch-size >= 1", fix="pass e.g. --review-top 500")
+    if args.review_top < 0 or args.max_candidates < 0 or args.batch_size < 1:
+        raise SoftSamplingError("--review-top and --max-candidates must be >= 0, --batch-size >= 1",
+                                fix="pass e.g. --review-top 500")
     if args.detections is not None and args.gt is None:
         raise SoftSamplingError("--detections needs --gt and --gt-format", fix="pass the annotations the detections belong to")
     if args.detections is not None and args.gt_format is None:
@@ -124,19 +128,19 @@ def _audit(args: argparse.Namespace) -> int:
     if method == "validation" and val_gt is None:
         raise SoftSamplingError("--calibration validation needs a validation split",
                                 fix="pass --val-gt (and --val-detections with --detections), or train the run with data.val")
+    masks = [audit.unannotated(gt, dets, iou=args.iou, same_class=args.same_class) for dets in sets]
     calibrations = []
     for r, dets in enumerate(sets):
         if method == "validation":
             cal = audit.fit_validation_calibration(val_gt, val_sets[r], ids, iou=args.iou)
         elif method == "unlabeled":
-            cal = audit.fit_unlabeled_calibration(gt, dets, ids, iou=args.iou)
+            cal = audit.fit_unlabeled_calibration(gt, dets, ids, candidate=masks[r])
         else:
             cal = audit.identity_calibration(ids)
         calibrations.append(cal)
-    cands = audit.rank_candidates(gt, sets, calibrations, iou=args.iou, same_class=args.same_class,
-                                  agreement_iou=args.agreement_iou)
-    recall = _mean_recall(calibrations)
-    rows = audit.summarize(gt, cands, detector_recall=recall)
+    scored = audit.score_candidates(gt, sets, calibrations, agreement_iou=args.agreement_iou, masks=masks)
+    rows = audit.summarize(gt, scored, detector_recall=_mean_recall(calibrations))
+    cands = audit.rank(scored, args.max_candidates or None)
 
     entries = audit.candidates_to_json(gt, cands)
     text = json.dumps(entries, ensure_ascii=False, allow_nan=False) + "\n"
@@ -146,7 +150,8 @@ def _audit(args: argparse.Namespace) -> int:
     write_json(args.out / "summary.json", {
         "annotations": str(args.gt), "sources": [str(p) for p in (args.run or args.detections)],
         "calibration": [c.to_json() for c in calibrations], "iou": args.iou, "same_class": args.same_class,
-        "images": gt.num_images, "annotated_boxes": gt.num_boxes, "candidates": len(cands),
+        "images": gt.num_images, "annotated_boxes": gt.num_boxes, "candidates": len(scored),
+        "candidates_written": len(cands),
         "candidates_sha256": digest, "classes": [r.to_json() for r in rows],
     })
     items = review_items(gt, entries, limit=args.review_top)
@@ -157,7 +162,8 @@ def _audit(args: argparse.Namespace) -> int:
     print(f"{gt.num_images} images, {gt.num_boxes} annotated boxes, {sum(len(s) for s in sets)} detections "
           f"from {len(sets)} model(s); calibration: {method}")
     print(audit.format_summary(rows))
-    print(f"wrote {args.out / 'candidates.json'} ({len(cands)} candidates), {args.out / 'summary.json'}, "
+    more = f"; {len(scored) - len(cands)} more not written, see --max-candidates" if len(scored) > len(cands) else ""
+    print(f"wrote {args.out / 'candidates.json'} ({len(cands)} candidates{more}), {args.out / 'summary.json'}, "
           f"{args.out / 'review.html'} (top {len(items)})")
     return 0
 

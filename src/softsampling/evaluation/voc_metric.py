@@ -255,23 +255,6 @@ def box_iou_pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(overlap, iou, -np.inf)
 
 
-def best_overlaps(gt: DetectionDataset, dets: Detections, *, same_class: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Each detection's best IoU with a ground-truth box of its image (of its class if ``same_class``).
-
-    Returns ``best_iou`` float64 [D] (``-inf`` when nothing overlaps) and
-    ``best_box`` int64 [D] (the gt row, -1 when nothing overlaps), in input
-    order; vectorised like the metric (every box counts, difficult or not).
-    """
-    _check_image_index(gt, dets)
-    if same_class:
-        class_ids = _class_ids(gt, dets)
-        gt_cls, det_cls = np.searchsorted(class_ids, gt.labels), np.searchsorted(class_ids, dets.labels)
-        num_classes = len(class_ids)
-    else:
-        gt_cls, det_cls, num_classes = np.zeros(gt.num_boxes, np.int64), np.zeros(len(dets), np.int64), 1
-    return _best_overlaps(gt, gt_cls, dets, det_cls, np.arange(len(dets)), num_classes)
-
-
 # ----------------------------------------------------------------- internals
 def _class_ids(gt: DetectionDataset, dets: Detections) -> np.ndarray:
     """Sorted category ids: the dataset's categories plus any label seen in boxes or detections."""
