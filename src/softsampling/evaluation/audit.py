@@ -481,16 +481,27 @@ def summarize(gt: DetectionDataset, candidates: Candidates, *, detector_recall: 
     >>> s.expected_missing, round(s.annotation_recall, 3)
     (1.5, 0.4)
     """
+    ids = np.array(sorted({c.id for c in gt.categories}), dtype=np.int64)
+
+    def per_class(labels: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+        row = np.searchsorted(ids, labels)
+        ok = row < len(ids)
+        ok[ok] = ids[row[ok]] == labels[ok]
+        return np.bincount(row[ok], weights=None if weights is None else weights[ok], minlength=len(ids))
+
+    p = candidates.score.astype(np.float64)
+    counts, sums, variances = per_class(candidates.labels), per_class(candidates.labels, p), \
+        per_class(candidates.labels, p * (1 - p))
+    annotated = per_class(gt.labels)
     rows = []
     total = [0, 0, 0.0, 0.0]
     for cat in gt.categories:
-        mask = candidates.labels == cat.id
-        p = candidates.score[mask]
+        k = int(np.searchsorted(ids, cat.id))
         r = (detector_recall or {}).get(cat.id, 1.0) or 1.0
-        n = int((gt.labels == cat.id).sum())
-        m, var = float(p.sum()) / r, float((p * (1 - p)).sum()) / r**2
-        rows.append(_class_row(cat.id, cat.name, n, int(mask.sum()), m, var, z, r))
-        total = [total[0] + n, total[1] + int(mask.sum()), total[2] + m, total[3] + var]
+        n, count = int(annotated[k]), int(counts[k])
+        m, var = float(sums[k]) / r, float(variances[k]) / r**2
+        rows.append(_class_row(cat.id, cat.name, n, count, m, var, z, r))
+        total = [total[0] + n, total[1] + count, total[2] + m, total[3] + var]
     rows.append(_class_row(0, "all", total[0], total[1], total[2], total[3], z, float("nan")))
     return rows
 
