@@ -99,6 +99,11 @@ def test_summary_known_answer():
     cat2 = audit.summarize(gt, c, detector_recall={1: 0.5})[0]
     assert cat2.expected_missing == pytest.approx(4.0) and cat2.missing_high == pytest.approx(4 + 2 * half)
     assert "cat" in audit.format_summary([cat, dog, total])
+    # a detector that finds none of the class's validation boxes cannot say how many are missing
+    blind, _, total = audit.summarize(gt, c, detector_recall={1: 0.0})
+    assert math.isnan(blind.expected_missing) and blind.annotation_recall is None
+    assert blind.to_json()["expected_missing"] is None and math.isnan(total.expected_missing)
+    assert "unknown" in audit.format_summary([blind])
 
 
 def test_candidates_json_is_coco_results_best_first():

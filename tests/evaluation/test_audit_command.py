@@ -174,3 +174,32 @@ def test_merge_bad_input_writes_nothing(coco, tmp_path, capsys):
     assert main(["audit-merge", "--gt", str(gt), "--gt-format", "coco", "--decisions", str(dec), "--out", str(gt),
                  "--force"]) == 2
     assert "overwrite an input" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_audit_run_with_flip_tta_then_merge_and_retrain(tmp_path, capsys):
+    """The whole loop on a 2-iteration digits run: audit --run (twice the same run: agreement), merge, retrain."""
+    config = Path(__file__).resolve().parents[2] / "configs" / "digits.yaml"
+    data, run_dir = tmp_path / "digits", tmp_path / "run"
+    train = data / "annotations" / "train.json"
+    assert main(["data", "digits", "--out", str(data), "--train", "6", "--val", "4", "--test", "1", "--size", "64"]) == 0
+    common = ["--config", str(config), "--no-progress", "--set", "train.iterations=2", "--set", "train.batch_size=2",
+              "--set", f"data.val={data / 'annotations' / 'val.json'}"]
+    assert main(["train", "--out", str(run_dir), "--set", f"data.train={train}", *common]) == 0
+    out = tmp_path / "audit"
+    assert main(["audit", "--run", str(run_dir), str(run_dir), "--out", str(out), "--no-progress",
+                 "--iou", "0.3"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["calibration"][0]["method"] == "validation" and summary["annotations"] == str(train)
+    candidates = json.loads((out / "candidates.json").read_text())
+    assert candidates, "an untrained detector fires everywhere"
+    assert {c["support"] for c in candidates} == {2}  # the same model twice agrees with itself
+    assert [c["rank"] for c in candidates] == list(range(1, len(candidates) + 1))
+    dec = tmp_path / "decisions.json"
+    dec.write_text(json.dumps(decisions_for(candidates, [1], [], summary["candidates_sha256"])))
+    merged = tmp_path / "train_audited.json"
+    assert main(["audit-merge", "--gt", str(train), "--gt-format", "coco", "--decisions", str(dec),
+                 "--candidates", str(out / "candidates.json"), "--out", str(merged)]) == 0
+    assert len(json.loads(merged.read_text())["annotations"]) == len(json.loads(train.read_text())["annotations"]) + 1
+    assert main(["train", "--out", str(tmp_path / "run2"), "--set", f"data.train={merged}",
+                 "--set", f"data.images={data / 'images' / 'train'}", *common]) == 0

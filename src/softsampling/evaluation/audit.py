@@ -470,7 +470,9 @@ def summarize(gt: DetectionDataset, candidates: Candidates, *, detector_recall: 
     ``M = sum(p) / r`` over the class's candidates with ``r`` the detector's
     recall (1 when ``detector_recall`` lacks the class), interval
     ``M +- z * sqrt(sum p (1 - p)) / r`` clipped at 0; annotation recall
-    ``n / (n + M)`` with the interval's ends mapped the same way.
+    ``n / (n + M)`` with the interval's ends mapped the same way. A class whose
+    detector recall is 0 (it finds none of the validation boxes) gets ``nan``
+    (``null`` in JSON, ``unknown`` in the table), and so does the ``all`` row.
 
     >>> from softsampling.data.records import Category
     >>> gt = DetectionDataset.from_lists(images=[{"id": 1, "file_name": "a.png", "width": 9, "height": 9}],
@@ -497,21 +499,22 @@ def summarize(gt: DetectionDataset, candidates: Candidates, *, detector_recall: 
     total = [0, 0, 0.0, 0.0]
     for cat in gt.categories:
         k = int(np.searchsorted(ids, cat.id))
-        r = (detector_recall or {}).get(cat.id, 1.0) or 1.0
+        r = (detector_recall or {}).get(cat.id, 1.0)
         n, count = int(annotated[k]), int(counts[k])
-        m, var = float(sums[k]) / r, float(variances[k]) / r**2
+        # a detector that finds none of the class's validation boxes cannot estimate what is missing
+        m, var = (float(sums[k]) / r, float(variances[k]) / r**2) if r > 0 else (float("nan"), float("nan"))
         rows.append(_class_row(cat.id, cat.name, n, count, m, var, z, r))
-        total = [total[0] + n, total[1] + count, total[2] + m, total[3] + var]
+        total = [total[0] + n, total[1] + count, total[2] + m, total[3] + var]  # nan if any class is unknown
     rows.append(_class_row(0, "all", total[0], total[1], total[2], total[3], z, float("nan")))
     return rows
 
 
 def _class_row(cid: int, name: str, n: int, count: int, m: float, var: float, z: float, r: float) -> ClassSummary:
-    half = z * math.sqrt(max(var, 0.0))
-    low, high = max(0.0, m - half), m + half
+    half = z * math.sqrt(max(var, 0.0)) if math.isfinite(var) else float("nan")
+    low, high = (max(0.0, m - half), m + half) if math.isfinite(m) else (float("nan"), float("nan"))
 
     def recall(missing: float) -> float | None:
-        return n / (n + missing) if n + missing > 0 else None
+        return n / (n + missing) if math.isfinite(missing) and n + missing > 0 else None
 
     return ClassSummary(cid, name, n, count, m, low, high, recall(m), recall(high), recall(low),
                         r if math.isfinite(r) else float("nan"))
@@ -526,7 +529,10 @@ def format_summary(rows: list[ClassSummary]) -> str:
         interval = f"[{s.missing_low:.1f}, {s.missing_high:.1f}]"
         rec = "-" if s.annotation_recall is None else f"{100 * s.annotation_recall:.1f}%"
         det = "-" if not math.isfinite(s.detector_recall) else f"{100 * s.detector_recall:.1f}%"
-        lines.append(f"{s.name[:16]:<16} {s.annotated:>9} {s.candidates:>10} {s.expected_missing:>12.1f} "
+        missing = f"{s.expected_missing:.1f}" if math.isfinite(s.expected_missing) else "unknown"
+        if not math.isfinite(s.expected_missing):
+            interval = "-"
+        lines.append(f"{s.name[:16]:<16} {s.annotated:>9} {s.candidates:>10} {missing:>12} "
                      f"{interval:>17} {rec:>13} {det:>11}")
     return "\n".join(lines)
 
