@@ -56,6 +56,26 @@ from softsampling.evaluation.voc_metric import box_iou_pairs, match_detections
 DEFAULT_BINS = 200
 
 
+def class_rows(category_ids: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """int64 [D]: the row of each label in the sorted ``category_ids``, -1 for a label not among them.
+
+    A lookup table when the ids are small (the usual case), else a binary search.
+
+    >>> class_rows(np.array([1, 5, 9]), np.array([5, 1, 7, 9])).tolist()
+    [1, 0, -1, 2]
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    if not len(category_ids):
+        return np.full(len(labels), -1, dtype=np.int64)
+    low, high = int(category_ids[0]), int(category_ids[-1])
+    if 0 <= low and high < 1 << 22:
+        lut = np.full(high + 2, -1, dtype=np.int64)
+        lut[category_ids] = np.arange(len(category_ids))
+        return lut[np.clip(labels, 0, high + 1)]
+    row = np.minimum(np.searchsorted(category_ids, labels), len(category_ids) - 1)
+    return np.where(category_ids[row] == labels, row, -1)
+
+
 # ------------------------------------------------------------------ candidates
 def unannotated(gt: DetectionDataset, dets: Detections, *, iou: float = 0.5, same_class: bool = False) -> np.ndarray:
     """bool [D]: detections whose IoU with every annotated box of their image is ``< iou``.
@@ -188,10 +208,8 @@ class Calibration:
         """float64 [D]: calibrated probabilities; a class outside the table keeps its raw score clipped to [0, 1]."""
         labels = np.asarray(labels, dtype=np.int64)
         scores = np.asarray(scores, dtype=np.float64)
-        row = np.searchsorted(self.category_ids, labels)
-        row = np.minimum(row, max(len(self.category_ids) - 1, 0))
-        known = (len(self.category_ids) > 0) & (self.category_ids[row] == labels) if len(self.category_ids) else \
-            np.zeros(len(labels), dtype=bool)
+        row = class_rows(self.category_ids, labels)
+        known = row >= 0
         out = np.clip(scores, 0.0, 1.0)
         if self.method != "identity" and known.any():
             out[known] = self.table[row[known], self.bin_of(scores[known])]
@@ -229,9 +247,8 @@ def _binned_isotonic(category_ids: np.ndarray, labels: np.ndarray, scores: np.nd
                      weights: np.ndarray | None = None) -> tuple[Calibration, np.ndarray, np.ndarray]:
     """Per-class isotonic P(positive | score) on score bins; also the per-bin totals and positives [K, bins]."""
     cal = Calibration(category_ids, low, high, np.zeros((len(category_ids), bins)), "")
-    row = np.searchsorted(category_ids, labels)
-    ok = (row < len(category_ids))
-    ok[ok] = category_ids[row[ok]] == labels[ok]
+    row = class_rows(category_ids, labels)
+    ok = row >= 0
     if weights is not None:
         ok &= weights > 0
     key = row[ok] * bins + cal.bin_of(scores[ok])
@@ -486,9 +503,8 @@ def summarize(gt: DetectionDataset, candidates: Candidates, *, detector_recall: 
     ids = np.array(sorted({c.id for c in gt.categories}), dtype=np.int64)
 
     def per_class(labels: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-        row = np.searchsorted(ids, labels)
-        ok = row < len(ids)
-        ok[ok] = ids[row[ok]] == labels[ok]
+        row = class_rows(ids, labels)
+        ok = row >= 0
         return np.bincount(row[ok], weights=None if weights is None else weights[ok], minlength=len(ids))
 
     p = candidates.score.astype(np.float64)
