@@ -139,3 +139,13 @@ def test_unannotated_equals_brute_force_iou(same_class):
         expected.append(best < 0.3)
     assert 50 < sum(expected) < 300  # both kinds occur
     assert audit.unannotated(gt, dets, iou=0.3, same_class=same_class).tolist() == expected
+
+
+def test_unannotated_in_parallel_chunks_equals_one_pass(monkeypatch):
+    rng = np.random.default_rng(4)
+    gt = dataset([(int(rng.integers(0, 4)), [*p, *(p + 10)], 1) for p in rng.uniform(0, 30, (20, 2))], images=4)
+    xy = rng.uniform(0, 30, (500, 2))
+    dets = Detections(rng.integers(0, 4, 500), np.concatenate([xy, xy + 10], 1), np.ones(500), rng.random(500))
+    one = audit.unannotated(gt, dets, threads=1)
+    monkeypatch.setattr(audit, "_CHUNK", 37)
+    assert audit.unannotated(gt, dets, threads=3).tolist() == one.tolist() and 0 < one.sum() < 500

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +55,15 @@ from softsampling.evaluation.detections import Detections
 from softsampling.evaluation.voc_metric import box_iou_pairs, match_detections
 
 DEFAULT_BINS = 200
+_CHUNK = 1 << 20  # detections per chunk of the overlap test
+
+
+def default_threads() -> int:
+    """Threads for the overlap test: ``OMP_NUM_THREADS`` when set, else the CPUs this process may use."""
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if env.isdecimal() and int(env) > 0:
+        return int(env)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def class_rows(category_ids: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -77,14 +87,16 @@ def class_rows(category_ids: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ candidates
-def unannotated(gt: DetectionDataset, dets: Detections, *, iou: float = 0.5, same_class: bool = False) -> np.ndarray:
+def unannotated(gt: DetectionDataset, dets: Detections, *, iou: float = 0.5, same_class: bool = False,
+                threads: int | None = None) -> np.ndarray:
     """bool [D]: detections whose IoU with every annotated box of their image is ``< iou``.
 
     Every annotated box counts (difficult, crowd and group-of boxes too); with
     ``same_class`` only boxes of the detection's class. Vectorised over the
     (detection, box of its image) pairs in slots: slot ``j`` compares every
     detection whose image has more than ``j`` boxes with its ``j``-th box, so
-    the work is the number of pairs, in float32, with no division.
+    the work is the number of pairs, in float32, with no division. Detections
+    go in chunks of 1M over ``threads`` threads (default :func:`default_threads`).
 
     >>> from softsampling.data.records import Category
     >>> gt = DetectionDataset.from_lists(images=[{"id": 1, "file_name": "a.png", "width": 50, "height": 50}],
@@ -115,28 +127,43 @@ def unannotated(gt: DetectionDataset, dets: Detections, *, iou: float = 0.5, sam
     t = np.float32(iou)
     g_cols = [np.ascontiguousarray(gt.boxes[order, k], dtype=np.float32) for k in range(4)]
     g_area = (g_cols[2] - g_cols[0]) * (g_cols[3] - g_cols[1]) * t
-    d_cols = [np.ascontiguousarray(dets.boxes[:, k], dtype=np.float32) for k in range(4)]
-    d_area = (d_cols[2] - d_cols[0]) * (d_cols[3] - d_cols[1]) * t
     covered = np.zeros(n, dtype=bool)
-    active = np.flatnonzero(count > 0)
-    j = 0
-    while active.size:
-        whole = active.size == n  # slot 0 of a dataset whose images all have boxes: no gather
-        d = d_cols if whole else [c[active] for c in d_cols]
-        g = start + j if whole else start[active] + j
-        gx1, gy1, gx2, gy2 = (c[g] for c in g_cols)
-        iw = np.minimum(d[2], gx2)
-        iw -= np.maximum(d[0], gx1)
-        ih = np.minimum(d[3], gy2)
-        ih -= np.maximum(d[1], gy1)
-        np.maximum(iw, 0, out=iw)
-        np.maximum(ih, 0, out=ih)
-        iw *= ih  # the intersection
-        # IoU >= t  <=>  inter * (1 + t) >= t * (area + gt_area), with a positive intersection
-        hit = (iw * np.float32(1 + iou) >= (d_area if whole else d_area[active]) + g_area[g]) & (iw > 0)
-        covered[active[hit]] = True
-        j += 1
-        active = active[(count[active] > j) & ~covered[active]]
+
+    def chunk(lo: int, hi: int) -> None:
+        """Mark ``covered[lo:hi]``; chunks bound the temporaries and run in parallel (numpy releases the GIL)."""
+        d_cols = [np.ascontiguousarray(dets.boxes[lo:hi, k], dtype=np.float32) for k in range(4)]
+        d_area = (d_cols[2] - d_cols[0]) * (d_cols[3] - d_cols[1]) * t
+        first, cnt, done = start[lo:hi], count[lo:hi], covered[lo:hi]
+        active = np.flatnonzero(cnt > 0)
+        j = 0
+        while active.size:
+            whole = active.size == hi - lo  # slot 0 when every image has boxes: no gather
+            d = d_cols if whole else [c[active] for c in d_cols]
+            g = first + j if whole else first[active] + j
+            gx1, gy1, gx2, gy2 = (c[g] for c in g_cols)
+            iw = np.minimum(d[2], gx2)
+            iw -= np.maximum(d[0], gx1)
+            ih = np.minimum(d[3], gy2)
+            ih -= np.maximum(d[1], gy1)
+            np.maximum(iw, 0, out=iw)
+            np.maximum(ih, 0, out=ih)
+            iw *= ih  # the intersection
+            # IoU >= t  <=>  inter * (1 + t) >= t * (area + gt_area), with a positive intersection
+            hit = (iw * np.float32(1 + iou) >= (d_area if whole else d_area[active]) + g_area[g]) & (iw > 0)
+            done[active[hit]] = True
+            j += 1
+            active = active[(cnt[active] > j) & ~done[active]]
+
+    bounds = [(lo, min(lo + _CHUNK, n)) for lo in range(0, n, _CHUNK)]
+    workers = min(len(bounds), threads if threads is not None else default_threads())
+    if workers <= 1:
+        for lo, hi in bounds:
+            chunk(lo, hi)
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(lambda b: chunk(*b), bounds))
     return ~covered
 
 
