@@ -149,3 +149,15 @@ def test_unannotated_in_parallel_chunks_equals_one_pass(monkeypatch):
     one = audit.unannotated(gt, dets, threads=1)
     monkeypatch.setattr(audit, "_CHUNK", 37)
     assert audit.unannotated(gt, dets, threads=3).tolist() == one.tolist() and 0 < one.sum() < 500
+
+
+def test_ranking_quality_against_dropped_boxes():
+    missing = dataset([(0, [0, 0, 10, 10], 1), (0, [50, 50, 60, 60], 2), (1, [0, 0, 10, 10], 1)])
+    # ranked: hit, duplicate of the same box, wrong class on a missing box, false, hit; box 3 never listed
+    q = audit.ranking_quality(missing, np.array([0, 0, 0, 1, 1]),
+                              np.array([[0, 0, 10, 10], [1, 0, 11, 10], [50, 50, 60, 60], [70, 70, 80, 80],
+                                        [0, 0, 10, 10]], dtype=np.float32),
+                              np.array([1, 1, 1, 1, 1]))
+    assert (q.true_positives, q.missing, q.k) == (2, 3, 3)
+    assert q.recall_at_k == pytest.approx(1 / 3)
+    assert q.average_precision == pytest.approx((1.0 + 2 / 5) / 3)

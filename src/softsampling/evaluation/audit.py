@@ -672,3 +672,52 @@ def _extend_column(key: str, column: Any, ds: DetectionDataset, image: np.ndarra
         fill = b"" if column.dtype.kind == "S" else ("" if column.dtype.kind == "U" else 0)
         return np.concatenate([column, np.full((n, *column.shape[1:]), fill, dtype=column.dtype)])
     return list(column) + [None] * n
+
+
+# ------------------------------------------------------------------ quality against known missing boxes
+@dataclass
+class RankingQuality:
+    """How well a ranking finds known missing boxes (e.g. a curation manifest's dropped boxes)."""
+
+    average_precision: float
+    recall_at_k: float
+    k: int
+    true_positives: int
+    missing: int
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def ranking_quality(missing: DetectionDataset, image_index: np.ndarray, boxes: np.ndarray, labels: np.ndarray, *,
+                    iou: float = 0.5) -> RankingQuality:
+    """AP and recall at K = #missing of a ranking (rows best first) against the boxes truly ``missing``.
+
+    A ranked box is a true positive when it has the class of a missing box of
+    its image and IoU ``>= iou``; each missing box counts once, taken by the
+    best-ranked box (the VOC metric's greedy rule). AP is all-point
+    interpolated over the ranking, with every missing box as a positive
+    (a box the ranking never lists lowers the recall).
+
+    >>> from softsampling.data.records import Category
+    >>> miss = DetectionDataset.from_lists(images=[{"id": 1, "file_name": "a.png", "width": 50, "height": 50}],
+    ...     boxes=[{"image_index": 0, "bbox": [0, 0, 10, 10], "label": 1}], categories=[Category(1, "a")])
+    >>> q = ranking_quality(miss, np.array([0, 0]), np.array([[30, 30, 40, 40], [0, 0, 10, 10]]), np.array([1, 1]))
+    >>> q.average_precision, q.recall_at_k
+    (0.5, 0.0)
+    """
+    n = len(labels)
+    ranks = np.arange(n)
+    dets = Detections(image_index, boxes, labels, (n - ranks).astype(np.float64) / max(n, 1))
+    tp = match_detections(missing, dets, iou=iou).tp if n else np.zeros(0, dtype=bool)
+    total = missing.num_boxes
+    if total == 0:
+        return RankingQuality(float("nan"), float("nan"), 0, 0, 0)
+    hits = np.cumsum(tp)
+    recall = hits / total
+    precision = hits / (ranks + 1)
+    # all-point interpolation: precision made non-increasing from the right, summed over recall steps
+    envelope = np.maximum.accumulate(precision[::-1])[::-1] if n else precision
+    ap = float(np.sum(envelope[tp]) / total)
+    k = total
+    return RankingQuality(ap, float(hits[min(k, n) - 1] / total) if n else 0.0, k, int(tp.sum()), total)
