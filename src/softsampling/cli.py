@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("softsampling.commands.predict", "run a trained model on images"),
     "evaluate": ("softsampling.commands.evaluate", "score detections: VOC, COCO and Open Images metrics"),
     "calibrate": ("softsampling.commands.calibrate", "choose per-class score thresholds on a validation split"),
+    "audit": ("softsampling.commands.audit", "find missing annotations: rank unannotated detections for review"),
+    "audit-merge": ("softsampling.commands.audit_merge", "add the boxes accepted in an audit's review.html"),
     "analyze": ("softsampling.commands.analyze", "analyses of missing labels (overlap vs. dropped objects)"),
     "reproduce": ("softsampling.commands.reproduce", "reproduce the paper's Table 1 and figures"),
 }

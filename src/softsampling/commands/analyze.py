@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from softsampling.engine.checkpoint import FINAL
     from softsampling.engine.data import dropped_by_image
     from softsampling.engine.predict import load_run
-    from softsampling.engine.splits import image_check_options
+    from softsampling.data.formats import image_check_options
     from softsampling.experiments.figures import plot_overlap
     from softsampling.experiments.overlap_analysis import analyze_overlap
     from softsampling.io import (

@@ -128,7 +128,7 @@ def thresholds_document(results: list[ClassCalibration], *, criterion: str, iou:
 def _load_split(args: argparse.Namespace, cfg: Any) -> tuple[Any, Path]:
     """The annotations to calibrate on, and their path."""
     from softsampling.data.formats import load_dataset
-    from softsampling.engine.splits import image_check_options
+    from softsampling.data.formats import image_check_options
 
     d = cfg.data
     option = "--gt" if args.gt is not None else f"the run's data.{args.split}"

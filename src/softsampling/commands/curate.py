@@ -85,7 +85,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                      help="openimages: image sizes CSV (ImageID,width,height)")
 
 
-def _reader_options(args: argparse.Namespace) -> dict[str, Any]:
+def reader_options(args: argparse.Namespace) -> dict[str, Any]:
     """Keyword arguments for the format's reader, from the options the user gave."""
     options: dict[str, Any] = {"invalid": args.invalid}
     for flag, keyword in _READER_OPTIONS.items():
@@ -104,7 +104,7 @@ def _reader_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
-def _writer_options(args: argparse.Namespace) -> dict[str, Any]:
+def writer_options(args: argparse.Namespace) -> dict[str, Any]:
     """Keyword arguments for the format's writer: VOC writes the split file it read."""
     if args.format == "voc" and args.split is not None:
         return {"split": args.split}
@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     src: Path = args.input
     out: Path = args.out
     out_is_dir = args.format == "voc"
-    options = _reader_options(args)
+    options = reader_options(args)
     check_dataset_path(src, args.format, option="--input")
     manifest = manifest_path_for(out, is_dir=out_is_dir)
     outputs = [out, manifest]
@@ -155,7 +155,7 @@ def _curate(args: argparse.Namespace, src: Path, out: Path, manifest: Path, opti
     input_sha256 = sha256_of_input(src)
     ds = load_dataset(src, args.format, option="--input", **options)
     result = curate(ds, rate=args.drop_rate, seed=args.seed, preset=args.preset)
-    save_dataset(result.dataset, out, args.format, **_writer_options(args))
+    save_dataset(result.dataset, out, args.format, **writer_options(args))
     recorded = {k: str(v) for k, v in options.items()}
     write_manifest(manifest, ds, result, input_path=src, input_format=args.format,
                    input_sha256=input_sha256, options=recorded)

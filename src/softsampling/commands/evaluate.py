@@ -246,7 +246,7 @@ def _load_gt(args: argparse.Namespace) -> DetectionDataset:
     if args.images is not None:
         options["image_root"] = args.images
     if args.run is not None:  # the run's model will read the images: check them first
-        from softsampling.engine.splits import image_check_options
+        from softsampling.data.formats import image_check_options
 
         options.update(image_check_options(args.gt_format, args.images, args.allow_outside_root))
     split = voc_split(args)

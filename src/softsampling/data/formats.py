@@ -36,6 +36,23 @@ def check_dataset_path(path: str | Path, fmt: str, *, option: str) -> Path:
     return check_input_file(path, option=option, what=DATASET_KINDS.get(fmt, "file"))
 
 
+def image_check_options(fmt: str, images: str | Path | None, allow_outside_root: bool) -> dict[str, Any]:
+    """Reader options that check every image before training or prediction reads it.
+
+    The reader then refuses, with the annotation record named, image paths that
+    leave the image folder (``..``, absolute, symlinks out) unless
+    ``allow_outside_root``, missing or unreadable image files, decompression
+    bombs and sizes that disagree with the annotation. Headers only: no pixels
+    are decoded. (Open Images needs ``images`` to know where its images are.)
+    """
+    options: dict[str, Any] = {"allow_outside_root": allow_outside_root}
+    if images:
+        options["image_root"] = images
+    if fmt != "openimages" or images:
+        options["check_images"] = True
+    return options
+
+
 def load_dataset(path: str | Path, fmt: str, *, option: str = "the dataset path", **options: Any) -> DetectionDataset:
     """Read ``path`` in format ``fmt``; ``options`` go to the format's reader.
 

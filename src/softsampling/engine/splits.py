@@ -1,9 +1,8 @@
 """The annotations of a run's splits, read with every image checked first.
 
 Training reads its ``train`` split, ``evaluate --run`` and the pseudo-label
-round a ``val`` or ``test`` split (:func:`split_dataset`); the image checks of
-:func:`image_check_options` also guard what ``calibrate``, ``analyze`` and
-``evaluate --gt`` read.
+round a ``val`` or ``test`` split (:func:`split_dataset`), with the image checks
+of :func:`softsampling.data.formats.image_check_options`.
 """
 
 from __future__ import annotations
@@ -11,27 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from softsampling.data.formats import load_dataset
+from softsampling.data.formats import image_check_options, load_dataset
 from softsampling.engine.config import RunConfig
 from softsampling.errors import SoftSamplingError
 from softsampling.structures.records import DetectionDataset
-
-
-def image_check_options(fmt: str, images: str | Path | None, allow_outside_root: bool) -> dict[str, Any]:
-    """Reader options that check every image before training or prediction reads it.
-
-    The reader then refuses, with the annotation record named, image paths that
-    leave the image folder (``..``, absolute, symlinks out) unless
-    ``allow_outside_root``, missing or unreadable image files, decompression
-    bombs and sizes that disagree with the annotation. Headers only: no pixels
-    are decoded. (Open Images needs ``images`` to know where its images are.)
-    """
-    options: dict[str, Any] = {"allow_outside_root": allow_outside_root}
-    if images:
-        options["image_root"] = images
-    if fmt != "openimages" or images:
-        options["check_images"] = True
-    return options
 
 
 def split_dataset(cfg: RunConfig, split: str, *, allow_outside_root: bool = False) -> DetectionDataset:

@@ -35,7 +35,7 @@ from softsampling.engine.device import pick_device
 from softsampling.engine.distributed import distributed_context
 from softsampling.engine.faults import kill_point
 from softsampling.engine.gpu import apply_gpu_settings, autocast, check_gpu_settings, grad_scaler
-from softsampling.engine.splits import image_check_options, split_dataset
+from softsampling.engine.splits import split_dataset
 from softsampling.errors import SoftSamplingError
 from softsampling.io import atomic_write, check_can_write, remove_stale_temp_files, write_json
 from softsampling.sampling import strategy_name
