@@ -26,7 +26,7 @@ import torch
 import torch.distributed as torch_dist
 from tqdm import tqdm
 
-from softsampling.data.formats import load_dataset
+from softsampling.data.formats import image_check_options, load_dataset
 from softsampling.engine.build import build_model
 from softsampling.engine.checkpoint import FINAL, LAST, RESUME_KEYS, load_checkpoint, load_state, save_checkpoint
 from softsampling.engine.config import RunConfig, composition_of, save_config
