@@ -19,11 +19,19 @@ Timed, each from in-memory records to the result dict:
                 summarize on prebuilt dictionaries (building them is not timed)
   pycocotools   ``coco_metric(gt, dets, backend="pycocotools")``
   sweep         ``coco_metric_sweep(gt, dets, 0:0.9:0.1)`` (10 thresholds, numpy)
+  voc, voc-sweep                ``voc_ap`` once, and ``voc_ap_sweep`` over the same 10 thresholds
+  openimages, openimages-sweep  ``openimages_metric`` and ``openimages_metric_sweep`` likewise; verified
+                image labels: each image's ground-truth classes positive, the other classes it has
+                detections of negative (so every detection is evaluated, as in VOC and COCO)
+
+``--repeat N`` runs the whole list N times, interleaved, and prints each
+sweep / single-evaluation ratio per repetition (same machine load for both).
 
 Run from the repository root (takes a few minutes; pycocotools alone ~1 min):
 
     .venv/bin/python bench/coco_metric_speed.py
     .venv/bin/python bench/coco_metric_speed.py --images 500 --skip pycocotools
+    .venv/bin/python bench/coco_metric_speed.py --skip fce fce-lib pycocotools --repeat 3
 """
 
 from __future__ import annotations
@@ -47,7 +55,9 @@ from _machine import cpu_model  # noqa: E402
 from softsampling.structures.detections import Detections  # noqa: E402
 from softsampling.structures.records import Category, DetectionDataset  # noqa: E402
 
-RUNS = ("ours", "fce", "fce-lib", "pycocotools", "sweep")
+RUNS = ("ours", "fce", "fce-lib", "pycocotools", "sweep", "voc", "voc-sweep", "openimages", "openimages-sweep")
+#: sweep run -> the single evaluation it is compared with
+SWEEP_OF = {"sweep": "ours", "voc-sweep": "voc", "openimages-sweep": "openimages"}
 SWEEP = [round(0.1 * k, 10) for k in range(10)]
 
 
@@ -112,12 +122,25 @@ def make_set(num_images: int, num_boxes: int, dets_per_image: int, num_classes: 
     return gt, dets
 
 
+def image_labels(gt: DetectionDataset, dets: Detections) -> dict[int, tuple[set[int], set[int]]]:
+    """Verified labels for the Open Images metric: ground-truth classes positive, other detected classes negative."""
+    positive: dict[int, set[int]] = {i: set() for i in range(gt.num_images)}
+    for i, c in set(zip(gt.box_image.tolist(), gt.labels.tolist(), strict=True)):
+        positive[i].add(c)
+    negative: dict[int, set[int]] = {i: set() for i in range(gt.num_images)}
+    for i, c in set(zip(dets.image_index.tolist(), dets.labels.tolist(), strict=True)):
+        if c not in positive[i]:
+            negative[i].add(c)
+    return {i: (positive[i], negative[i]) for i in range(gt.num_images)}
+
+
 def _worker(run: str, data: Path, out: Path) -> None:
     """One timed run in this process; writes {"seconds", "peak_rss_mb", "stats", "per_class_ap"} to ``out``."""
     from softsampling.evaluation.coco_metric import coco_metric, coco_metric_sweep
 
     args = json.loads(data.with_suffix(".json").read_text())
     gt, dets = make_set(**args)
+    labels = image_labels(gt, dets) if run.startswith("openimages") else None
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result: dict | None = None
     if run == "fce-lib":
@@ -136,6 +159,22 @@ def _worker(run: str, data: Path, out: Path) -> None:
         ev.summarize()
         seconds = time.perf_counter() - t0
         stats = [float(s) for s in ev.stats]
+    elif run.startswith(("voc", "openimages")):
+        from softsampling.evaluation.openimages_metric import openimages_metric, openimages_metric_sweep
+        from softsampling.evaluation.voc_metric import voc_ap, voc_ap_sweep
+
+        t0 = time.perf_counter()
+        if run == "voc":
+            result = voc_ap(gt, dets)
+        elif run == "voc-sweep":
+            sweep = voc_ap_sweep(gt, dets, SWEEP)
+        elif run == "openimages":
+            result = openimages_metric(gt, dets, image_labels=labels)
+        else:
+            sweep = openimages_metric_sweep(gt, dets, SWEEP, image_labels=labels)
+        seconds = time.perf_counter() - t0
+        result = sweep[0] if result is None else result
+        stats = [result["mAP"]]
     else:
         t0 = time.perf_counter()
         if run == "sweep":
@@ -148,8 +187,9 @@ def _worker(run: str, data: Path, out: Path) -> None:
         stats = [result[k] for k in ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs",
                                      "ARm", "ARl")]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    per_class = None if result is None else {str(c): v["ap"] for c, v in result["per_class"].items()}
-    sweep_maps = [r["mAP"] for r in sweep] if run == "sweep" else None
+    coco = run in ("ours", "fce", "fce-lib", "pycocotools", "sweep")
+    per_class = None if result is None or not coco else {str(c): v["ap"] for c, v in result["per_class"].items()}
+    sweep_maps = [r["mAP"] for r in sweep] if run in SWEEP_OF else None
     out.write_text(json.dumps({"seconds": seconds, "peak_rss_mb": peak, "rss_before_mb": before, "stats": stats,
                                "per_class_ap": per_class, "sweep": sweep_maps}))
 
@@ -162,6 +202,7 @@ def main() -> int:
     parser.add_argument("--classes", type=int, default=80)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip", nargs="*", default=[], choices=RUNS, help="runs to leave out")
+    parser.add_argument("--repeat", type=int, default=1, help="run the list this many times (interleaved)")
     parser.add_argument("--worker", choices=RUNS, help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -183,24 +224,35 @@ def main() -> int:
           f"seed {args.seed}")
     del gt, dets
     results: dict[str, dict] = {}
+    seconds: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "set"
         data.with_suffix(".json").write_text(json.dumps(spec))
-        for run in RUNS:
-            if run in args.skip:
-                continue
-            out = Path(tmp) / f"{run}.json"
-            subprocess.run([sys.executable, __file__, "--worker", run, "--data", str(data), "--out", str(out)],
-                           check=True)
-            results[run] = json.loads(out.read_text())
-            r = results[run]
-            print(f"{run:12s} {r['seconds']:8.2f} s   peak RSS {r['peak_rss_mb']:7.0f} MB "
-                  f"(set in memory before timing: {r['rss_before_mb']:.0f} MB)   AP {r['stats'][0]:.6f}", flush=True)
+        for repetition in range(args.repeat):
+            for run in RUNS:
+                if run in args.skip:
+                    continue
+                out = Path(tmp) / f"{run}.json"
+                subprocess.run([sys.executable, __file__, "--worker", run, "--data", str(data), "--out", str(out)],
+                               check=True)
+                results[run] = json.loads(out.read_text())
+                r = results[run]
+                seconds.setdefault(run, []).append(r["seconds"])
+                print(f"{run:16s} {r['seconds']:8.2f} s   peak RSS {r['peak_rss_mb']:7.0f} MB "
+                      f"(set in memory before timing: {r['rss_before_mb']:.0f} MB)   "
+                      f"{'AP' if r['per_class_ap'] is not None or run == 'fce-lib' else 'mAP'} {r['stats'][0]:.6f}",
+                      flush=True)
+            for sweep_run, single in SWEEP_OF.items():
+                if sweep_run in seconds and single in seconds:
+                    print(f"repetition {repetition + 1}: {sweep_run} / {single}: "
+                          f"{seconds[sweep_run][-1] / seconds[single][-1]:.2f}", flush=True)
 
     status = 0
     ref = results.get("pycocotools")
     if ref is not None:
         for run, r in results.items():
+            if run not in ("ours", "fce", "fce-lib", "pycocotools", "sweep"):
+                continue
             diff = max(abs(a - b) for a, b in zip(r["stats"], ref["stats"]))
             if r["per_class_ap"] is not None:
                 diff = max([diff] + [abs(a - ref["per_class_ap"][c]) for c, a in r["per_class_ap"].items()
@@ -209,14 +261,19 @@ def main() -> int:
             status |= diff > 1e-6
     if "ours" in results:
         ours = results["ours"]["seconds"]
-        for run in ("fce", "fce-lib", "pycocotools", "sweep"):
+        for run in ("fce", "fce-lib", "pycocotools"):
             if run in results:
                 print(f"{run} / ours time ratio: {results[run]['seconds'] / ours:.2f}")
         if "fce-lib" in results:
             print(f"ours / faster-coco-eval (library only): {ours / results['fce-lib']['seconds']:.2f} (target <= 1.2)")
-        if "sweep" in results:
-            print(f"10-threshold sweep / single evaluation: {results['sweep']['seconds'] / ours:.2f} (target <= 2)")
-            print("sweep mAP:", " ".join(f"{m:.4f}" for m in results["sweep"]["sweep"]))
+    for sweep_run, single in SWEEP_OF.items():
+        if sweep_run in seconds and single in seconds:
+            ratios = sorted(s / o for s, o in zip(seconds[sweep_run], seconds[single], strict=True))
+            print(f"10-threshold {sweep_run} / {single} (single evaluation): "
+                  f"median {ratios[len(ratios) // 2]:.2f} of {', '.join(f'{q:.2f}' for q in ratios)} (target <= 2); "
+                  f"single {min(seconds[single]):.2f} s, sweep {min(seconds[sweep_run]):.2f} s (best)")
+            print(f"{sweep_run} mAP:", " ".join(f"{m:.4f}" for m in results[sweep_run]["sweep"]))
+            status |= results[sweep_run]["sweep"][0] != results[single]["stats"][0]
     return int(status)
 
 

@@ -112,3 +112,18 @@ def test_sweep_with_other_callables_evaluates_each_threshold():
 
     assert score_threshold_sweep(gt, dets, [0.0, 0.6], metric) == [(0.0, 4.0), (0.6, 2.0)]
     assert calls == [4, 2]
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("max_dets", [(1, 10, 100), (1, 2, 3), (5, 3, 1), (2, 2, 2)])
+def test_coco_sweep_equals_each_threshold_from_scratch(seed, max_dets):
+    """Thresholds on tied scores, between them, keeping all and keeping nothing; per-image maxDets
+    below and above the number of detections an image keeps; one sweep over more thresholds than the
+    numpy backend handles at once."""
+    from softsampling.evaluation.coco_metric import coco_metric, coco_metric_sweep
+
+    gt, dets = _random_voc_like(seed)
+    thresholds = [*SCORES, 0.7, 0.99, 1.5, *np.linspace(0.05, 0.95, 12).tolist()]
+    swept = coco_metric_sweep(gt, dets, thresholds, max_dets=max_dets)
+    assert swept == [coco_metric(gt, dets.above(t), max_dets=max_dets) for t in thresholds]
+    assert swept[thresholds.index(1.5)]["AP50"] == 0.0  # nothing kept

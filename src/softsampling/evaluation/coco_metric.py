@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -59,6 +59,7 @@ from softsampling.structures.detections import Detections
 from softsampling.structures.records import DetectionDataset
 
 COCO_BACKENDS = ("numpy", "faster-coco-eval", "pycocotools")
+_SWEEP_CHUNK = 16  # score thresholds accumulated together (memory: ~8 MB of curves each for 80 classes)
 
 # pycocotools' default parameters (``Params.setDetParams``), built the same way so they are bit-identical.
 _IOU_THRS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
@@ -196,7 +197,7 @@ def coco_metric(
         return coco_metric_sweep(gt, dets, None, max_dets=max_dets)[0]
     check_detections(gt, dets)
     evaluator = _library_evaluator(gt, dets, max_dets=max_dets, backend=backend, verbose=verbose)
-    return _result(gt, dets, np.asarray(evaluator.stats, dtype=np.float64), evaluator.eval["precision"],
+    return _result(gt, dets.labels, np.asarray(evaluator.stats, dtype=np.float64), evaluator.eval["precision"],
                    [int(c) for c in evaluator.params.catIds], tuple(max_dets))
 
 
@@ -214,8 +215,12 @@ def coco_metric_sweep(
 
     COCOeval matches each image's detections of a class greedily in score
     order, so the detections kept by a score threshold (a prefix of that
-    order) are matched exactly as in the full set: the numpy backend matches
-    once and re-runs only the accumulation per threshold. ``thresholds=None``
+    order) are matched exactly as in the full set; and it accumulates each
+    class's detections in score order, so a threshold keeps a prefix of that
+    list too, whose running counts and precisions are those of the full list.
+    The numpy backend therefore matches once and accumulates once; per
+    threshold it only cuts each precision/recall curve where that class's
+    kept detections end (see ``_CocoMatches.accumulate``). ``thresholds=None``
     means one evaluation of all detections. The other backends evaluate each
     threshold from scratch.
     """
@@ -226,13 +231,13 @@ def coco_metric_sweep(
                             verbose=verbose) for t in ([None] if thresholds is None else thresholds)]
     max_dets = tuple(sorted(int(m) for m in max_dets))  # COCOeval.evaluate() sorts them
     matches = _CocoMatches.build(gt, dets, max_dets)
+    # the same test as Detections.above
+    keeps = [None if t is None else dets.scores >= float(t) for t in ([None] if thresholds is None else thresholds)]
     results = []
-    for t in [None] if thresholds is None else thresholds:
-        keep = None if t is None else dets.scores >= float(t)  # the same test as Detections.above
-        precision, recall = matches.accumulate(keep)
+    for keep, (precision, recall) in zip(keeps, matches.accumulate(keeps), strict=True):
         stats = _summarize(precision, recall, max_dets)
-        kept = dets if keep is None else dets.select(keep)
-        results.append(_result(gt, kept, stats, precision, matches.cat_ids.tolist(), max_dets))
+        labels = dets.labels if keep is None else dets.labels[keep]
+        results.append(_result(gt, labels, stats, precision, matches.cat_ids.tolist(), max_dets))
     return results
 
 
@@ -285,15 +290,18 @@ def _library_evaluator(gt: DetectionDataset, dets: Detections, *, max_dets: Sequ
     return evaluator
 
 
-def _result(gt: DetectionDataset, dets: Detections, stats: np.ndarray, precision: np.ndarray,
+def _result(gt: DetectionDataset, det_labels: np.ndarray, stats: np.ndarray, precision: np.ndarray,
             cat_ids: list[int], max_dets: tuple[int, ...]) -> dict[str, Any]:
-    """The result dict from COCOeval's ``stats`` and ``eval["precision"]`` [T, R, K, A, M]."""
+    """The result dict from COCOeval's ``stats`` and ``eval["precision"]`` [T, R, K, A, M];
+    ``det_labels``: the category id of each evaluated detection."""
     out: dict[str, Any] = {"metric": "coco", "mAP": float(stats[0])}
     out.update(zip(coco_stat_names(tuple(max_dets)), (float(s) for s in stats)))
     iou50 = int(np.argmin(np.abs(_IOU_THRS - 0.5)))
     column = {cid: k for k, cid in enumerate(cat_ids)}
     names = gt.category_names
     non_crowd = ~gt.iscrowd
+    label, count = np.unique(det_labels, return_counts=True)
+    num_det = dict(zip(label.tolist(), count.tolist(), strict=True))
     per_class: dict[int, dict[str, Any]] = {}
     for c in gt.categories:
         k = column[int(c.id)]
@@ -302,7 +310,7 @@ def _result(gt: DetectionDataset, dets: Detections, stats: np.ndarray, precision
             "ap": _mean_valid(precision[:, :, k, 0, -1]),
             "ap50": _mean_valid(precision[iou50, :, k, 0, -1]),
             "num_gt": int(np.sum(non_crowd & (gt.labels == c.id))),
-            "num_det": int(np.sum(dets.labels == c.id)),
+            "num_det": num_det.get(int(c.id), 0),
         }
     out["per_class"] = per_class
     return out
@@ -376,27 +384,31 @@ class _CocoMatches:
                    matched_ignored=matched_ignored[:, :, by_position], num_positive=num_positive,
                    max_dets=max_dets)
 
-    def accumulate(self, keep: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """COCOeval's ``eval["precision"]`` [T, R, K, A, M] and ``eval["recall"]`` [T, K, A, M].
+    def accumulate(self, keeps: Sequence[np.ndarray | None]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """COCOeval's ``eval["precision"]`` [T, R, K, A, M] and ``eval["recall"]`` [T, K, A, M], per entry of ``keeps``.
 
-        ``keep`` (bool over the input detections) evaluates only those detections: a score
-        threshold keeps a prefix of every image's ranking, whose matches are unchanged.
+        Each ``keeps`` entry (bool over the input detections, ``None`` for all) evaluates only
+        those detections, and must be what a score threshold keeps: a prefix of every image's
+        ranking (whose matches are unchanged) and of every category's list in this order.
 
         Same numbers as pycocotools without its [T, D] cumulative sums: precision only
         matters at true positives (between two, it falls), so for the ``j``-th true positive
         of a row, with ``c`` the detections counted (not ignored) up to it, precision is
         ``j / (c + eps)``; recall ``j / npig`` is the same for every row, so the recall
-        points fall at the same ``j`` whatever the detections.
+        points fall at the same ``j`` whatever the detections. Cutting a category's list
+        after its first ``p`` detections changes neither ``j`` nor ``c`` of the true positives
+        before ``p`` (the rank in an image, hence maxDets, is unchanged too: the image's
+        detections after ``p`` score lower, so they ranked after), so the true positives and
+        their precisions are computed once for all detections; each entry only drops the true
+        positives at or after its cut and takes the precision envelope of what is left.
         """
-        num_thrs, num_rec, num_cats = len(_IOU_THRS), len(_REC_THRS), len(self.cat_ids)
+        num_thrs, num_cats = len(_IOU_THRS), len(self.cat_ids)
         num_areas, num_max = len(_AREA_RNG), len(self.max_dets)
-        precision = -np.ones((num_thrs, num_rec, num_cats, num_areas, num_max))
-        recall = -np.ones((num_thrs, num_cats, num_areas, num_max))
-        kept = np.ones(len(self.det_index), dtype=bool) if keep is None else keep[self.det_index]
-        # [M, D]: the detection takes part in the row (kept, within the row's maxDets)
-        take = kept[None, :] & (self.rank[None, :] < np.array(self.max_dets)[:, None])
+        num_det = len(self.det_index)
+        # [M, D]: the detection takes part in the row when all are kept (within the row's maxDets)
+        take = self.rank[None, :] < np.array(self.max_dets)[:, None]
         # running count of detections counted as if they matched nothing, [M, A, 1 + D]
-        plain = np.zeros((num_max, num_areas, len(take[0]) + 1), dtype=np.int64)
+        plain = np.zeros((num_max, num_areas, num_det + 1), dtype=np.int64)
         np.cumsum((take[:, None, :] & ~self.out_of_range[None, :, :]).astype(np.int64), axis=2, out=plain[:, :, 1:])
         cand_cat = np.searchsorted(self.cat_start, self.cand, side="right") - 1
         cand_take = take[:, self.cand][:, None, None, :]  # [M, 1, 1, C]
@@ -422,26 +434,50 @@ class _CocoMatches:
                    + correction)
         tp, fp = j.astype(np.float64), (counted - j).astype(np.float64)
         pr = tp / (fp + tp + np.spacing(1))
-        n_tp = np.bincount(row, minlength=num_max * num_areas * num_thrs * num_cats).reshape(
-            num_max, num_areas, num_thrs, num_cats)
-
+        position = self.cand[c_i]  # of each TP's detection; increasing inside a row
+        tp_key = row * (num_det + 1) + position
+        rows = np.arange(num_max * num_areas * num_thrs * num_cats)
+        row_start = np.searchsorted(row, rows, side="left")
         by_class = np.argsort(cand_cat[c_i] * num_areas + a_i, kind="stable")
         bounds = np.searchsorted((cand_cat[c_i] * num_areas + a_i)[by_class], np.arange(num_cats * num_areas + 1))
-        for k in range(num_cats):
-            for a in range(num_areas):
-                npig = int(self.num_positive[k, a])
-                if npig == 0:
-                    continue
-                sel = by_class[bounds[k * num_areas + a]: bounds[k * num_areas + a + 1]]
-                envelope = np.zeros((num_max, num_thrs, npig))
-                envelope[m_i[sel], t_i[sel], j[sel] - 1] = pr[sel]
-                envelope = np.maximum.accumulate(envelope[:, :, ::-1], axis=2)[:, :, ::-1]
-                # recall point r is reached at the first j with j / npig >= r
-                first = np.searchsorted(np.arange(1, npig + 1) / npig, _REC_THRS, side="left")
-                q = np.where(first < npig, envelope[:, :, np.minimum(first, npig - 1)], 0.0)  # [M, T, R]
-                precision[:, :, k, a, :] = q.transpose(1, 2, 0)
-                recall[:, k, a, :] = (n_tp[:, a, :, k] / npig).T
-        return precision, recall
+
+        for first_entry in range(0, len(keeps), _SWEEP_CHUNK):
+            chunk = keeps[first_entry: first_entry + _SWEEP_CHUNK]
+            cut = np.stack([self._cut(keep) for keep in chunk])  # [S, K]: first position not kept
+            num_sets = len(chunk)
+            # TPs kept per row: those before the row category's cut (a prefix of the row's TPs)
+            n_tp = (np.searchsorted(tp_key, rows * (num_det + 1) + cut[:, rows % num_cats], side="left")
+                    - row_start).reshape(num_sets, num_max, num_areas, num_thrs, num_cats)
+            precision = -np.ones((num_sets, num_thrs, len(_REC_THRS), num_cats, num_areas, num_max))
+            recall = -np.ones((num_sets, num_thrs, num_cats, num_areas, num_max))
+            for k in range(num_cats):
+                for a in range(num_areas):
+                    npig = int(self.num_positive[k, a])
+                    if npig == 0:
+                        continue
+                    sel = by_class[bounds[k * num_areas + a]: bounds[k * num_areas + a + 1]]
+                    kept_pr = np.where(position[sel][None, :] < cut[:, k, None], pr[sel][None, :], 0.0)  # [S, n]
+                    envelope = np.zeros((num_sets, num_max, num_thrs, npig))
+                    envelope[:, m_i[sel], t_i[sel], j[sel] - 1] = kept_pr
+                    envelope = np.maximum.accumulate(envelope[..., ::-1], axis=3)[..., ::-1]
+                    # recall point r is reached at the first j with j / npig >= r
+                    first = np.searchsorted(np.arange(1, npig + 1) / npig, _REC_THRS, side="left")
+                    q = np.where(first < npig, envelope[..., np.minimum(first, npig - 1)], 0.0)  # [S, M, T, R]
+                    precision[:, :, :, k, a, :] = q.transpose(0, 2, 3, 1)
+                    recall[:, :, k, a, :] = (n_tp[:, :, a, :, k] / npig).transpose(0, 2, 1)
+            for s in range(num_sets):
+                yield precision[s], recall[s]
+
+    def _cut(self, keep: np.ndarray | None) -> np.ndarray:
+        """[K]: the position (in this order) where each category's kept detections end."""
+        if keep is None:
+            return self.cat_start[1:]
+        kept = np.concatenate([[0], np.cumsum(keep[self.det_index], dtype=np.int64)])
+        count = kept[self.cat_start[1:]] - kept[self.cat_start[:-1]]
+        cut = self.cat_start[:-1] + count
+        if np.any(kept[cut] - kept[self.cat_start[:-1]] != count):
+            raise ValueError("accumulate() takes score-threshold selections: a prefix of each category's list")
+        return cut
 
 
 def _nonzero(array: np.ndarray) -> tuple[np.ndarray, ...]:
