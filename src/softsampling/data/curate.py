@@ -333,7 +333,8 @@ def choose_drops(
     Only eligible boxes are ever True. For every preset, an image with ``k >= 1``
     eligible boxes keeps at least one of them.
 
-    >>> labels = np.array([1, 1, 1, 2]); box_image = np.array([0, 0, 0, 0])
+    >>> labels = np.array([1, 1, 1, 2])
+    >>> box_image = np.array([0, 0, 0, 0])
     >>> ok = np.ones(4, dtype=bool)
     >>> choose_drops(labels, box_image, ok, 1, rate=None, seed=3, preset="extreme").sum()
     np.int64(3)

@@ -212,7 +212,9 @@ def split_source_digits(
 def crop_to_ink(digit: np.ndarray, threshold: int) -> np.ndarray:
     """The digit cut to its ink box (pixels >= ``threshold``) plus a 1-pixel margin of faint edge.
 
-    >>> d = np.zeros((5, 5), np.uint8); d[2, 1:4] = 200; d[1, 2] = 10
+    >>> d = np.zeros((5, 5), np.uint8)
+    >>> d[2, 1:4] = 200
+    >>> d[1, 2] = 10
     >>> crop_to_ink(d, 77).shape
     (3, 5)
     """
@@ -229,7 +231,10 @@ def crop_to_ink(digit: np.ndarray, threshold: int) -> np.ndarray:
 def ink_box(patch: np.ndarray, threshold: int) -> tuple[int, int, int, int] | None:
     """Tight box ``(x1, y1, x2, y2)`` (x2, y2 exclusive) of the pixels ``>= threshold``; None if there are none.
 
-    >>> p = np.zeros((4, 6), np.uint8); p[1, 2] = 90; p[2, 4] = 255; p[3, 0] = 50
+    >>> p = np.zeros((4, 6), np.uint8)
+    >>> p[1, 2] = 90
+    >>> p[2, 4] = 255
+    >>> p[3, 0] = 50
     >>> ink_box(p, 77)
     (2, 1, 5, 3)
     """

@@ -35,7 +35,8 @@ Example:
     >>> import tempfile
     >>> from pathlib import Path
     >>> voc = Path(tempfile.mkdtemp()) / "VOC2007"
-    >>> (voc / "Annotations").mkdir(parents=True); (voc / "ImageSets" / "Main").mkdir(parents=True)
+    >>> (voc / "Annotations").mkdir(parents=True)
+    >>> (voc / "ImageSets" / "Main").mkdir(parents=True)
     >>> _ = (voc / "ImageSets/Main/trainval.txt").write_text("000001\\n")
     >>> _ = (voc / "Annotations/000001.xml").write_text(
     ...     "<annotation><filename>000001.jpg</filename><size><width>50</width><height>40</height>"
