@@ -8,11 +8,15 @@ from softsampling.structures.records import Category, DetectionDataset
 
 def _ds() -> DetectionDataset:
     return DetectionDataset.from_lists(
-        images=[{"id": 1, "file_name": "a.png", "width": 100, "height": 50},
-                {"id": 2, "file_name": "b.png", "width": 100, "height": 50}],
-        boxes=[{"image_index": 1, "bbox": [0, 0, 10, 10], "label": 1, "id": 10},
-               {"image_index": 0, "bbox": [5, 5, 20, 20], "label": 2, "id": 11},
-               {"image_index": 1, "bbox": [30, 10, 99, 49], "label": 2, "id": 12, "iscrowd": True}],
+        images=[
+            {"id": 1, "file_name": "a.png", "width": 100, "height": 50},
+            {"id": 2, "file_name": "b.png", "width": 100, "height": 50},
+        ],
+        boxes=[
+            {"image_index": 1, "bbox": [0, 0, 10, 10], "label": 1, "id": 10},
+            {"image_index": 0, "bbox": [5, 5, 20, 20], "label": 2, "id": 11},
+            {"image_index": 1, "bbox": [30, 10, 99, 49], "label": 2, "id": 12, "iscrowd": True},
+        ],
         categories=[Category(1, "a"), Category(2, "b")],
     )
 

@@ -244,8 +244,12 @@ def test_existing_output_is_refused_unless_force(tiny, tmp_path):
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [({"train": -1}, "--train is -1"), ({"size": 16}, "--size is 16"), ({"seed": -2}, "--seed is -2"),
-     ({"train": 0, "val": 0, "test": 0}, "all splits are empty")],
+    [
+        ({"train": -1}, "--train is -1"),
+        ({"size": 16}, "--size is 16"),
+        ({"seed": -2}, "--seed is -2"),
+        ({"train": 0, "val": 0, "test": 0}, "all splits are empty"),
+    ],
 )
 def test_bad_arguments_are_user_errors(tmp_path, kwargs, message):
     with pytest.raises(SoftSamplingError, match=message):
@@ -275,16 +279,36 @@ def test_cli_exit_codes_and_statistics(tmp_path, capsys):
 
 def test_format_statistics_rows():
     stats = {
-        "splits": {"train": {"images": 2, "boxes": 3, "boxes_per_image": {"mean": 1.5, "min": 1, "max": 2},
-                             "box_sizes": {"0-12": 3}, "per_class": {"0": 3}}},
-        "total": {"images": 2, "boxes": 3, "boxes_per_image": {"mean": 1.5, "min": 1, "max": 2},
-                  "box_sizes": {"0-12": 3}, "per_class": {"0": 3}},
+        "splits": {
+            "train": {
+                "images": 2,
+                "boxes": 3,
+                "boxes_per_image": {"mean": 1.5, "min": 1, "max": 2},
+                "box_sizes": {"0-12": 3},
+                "per_class": {"0": 3},
+            }
+        },
+        "total": {
+            "images": 2,
+            "boxes": 3,
+            "boxes_per_image": {"mean": 1.5, "min": 1, "max": 2},
+            "box_sizes": {"0-12": 3},
+            "per_class": {"0": 3},
+        },
         "seconds": 0.3,
     }
     assert format_statistics(stats).splitlines() == [
-        "| | train | total |", "|---|---|---|", "| images | 2 | 2 |", "| boxes | 3 | 3 |",
-        "| boxes/image mean | 1.5 | 1.5 |", "| boxes/image min | 1 | 1 |", "| boxes/image max | 2 | 2 |",
-        "| sqrt(area) 0-12 px | 3 | 3 |", '| class "0" | 3 | 3 |', "", "generated in 0.3 s",
+        "| | train | total |",
+        "|---|---|---|",
+        "| images | 2 | 2 |",
+        "| boxes | 3 | 3 |",
+        "| boxes/image mean | 1.5 | 1.5 |",
+        "| boxes/image min | 1 | 1 |",
+        "| boxes/image max | 2 | 2 |",
+        "| sqrt(area) 0-12 px | 3 | 3 |",
+        '| class "0" | 3 | 3 |',
+        "",
+        "generated in 0.3 s",
     ]
 
 

@@ -23,8 +23,9 @@ def four_boxes():
         categories=[Category(1, "cat")],
     )
     # scores .9 (TP), .7 (FP), .5 (TP), .3 (TP)
-    dets = Detections([0] * 4, [[0, 0, 10, 10], [0, 50, 10, 60], [20, 0, 30, 10], [40, 0, 50, 10]],
-                      [1] * 4, [0.9, 0.7, 0.5, 0.3])
+    dets = Detections(
+        [0] * 4, [[0, 0, 10, 10], [0, 50, 10, 60], [20, 0, 30, 10], [40, 0, 50, 10]], [1] * 4, [0.9, 0.7, 0.5, 0.3]
+    )
     return gt, dets
 
 
@@ -64,8 +65,11 @@ def test_parse_thresholds():
 
 def test_plot_sweep_writes_a_png(tmp_path):
     path = tmp_path / "out" / "sweep.png"
-    plot_sweep({"baseline": [(0.0, 0.8), (0.5, 0.6), (0.9, 0.2)], "soft sampling": [(0.0, 0.82), (0.5, 0.75)]},
-               path, "mAP vs. threshold")
+    plot_sweep(
+        {"baseline": [(0.0, 0.8), (0.5, 0.6), (0.9, 0.2)], "soft sampling": [(0.0, 0.82), (0.5, 0.75)]},
+        path,
+        "mAP vs. threshold",
+    )
     with Image.open(path) as im:
         assert im.format == "PNG" and im.size == (720, 480)
         pixels = np.asarray(im.convert("L"))
@@ -79,7 +83,7 @@ def _random_voc_like(seed: int):
 
     gt, dets = _random_case(seed)
     gt.difficult[: gt.num_boxes // 5] = True
-    gt.group_of[gt.num_boxes // 2:: 4] = True
+    gt.group_of[gt.num_boxes // 2 :: 4] = True
     return gt, dets
 
 
@@ -94,9 +98,14 @@ def test_each_metric_sweep_equals_evaluating_each_threshold(seed):
 
     gt, dets = _random_voc_like(seed)
     labels = {i: ({1, 2}, {3, 4}) for i in range(gt.num_images)}
-    metrics = [partial(voc_ap, iou_thresholds=(0.5, 0.7)), partial(voc_ap, use_07_metric=True), voc_ap,
-               coco_metric, partial(coco_metric, max_dets=(1, 2, 3)),
-               partial(openimages_metric, image_labels=labels, iou=0.5)]
+    metrics = [
+        partial(voc_ap, iou_thresholds=(0.5, 0.7)),
+        partial(voc_ap, use_07_metric=True),
+        voc_ap,
+        coco_metric,
+        partial(coco_metric, max_dets=(1, 2, 3)),
+        partial(openimages_metric, image_labels=labels, iou=0.5),
+    ]
     for metric in metrics:
         swept = sweep_results(gt, dets, SCORES, metric)
         assert swept == [metric(gt, dets.above(t)) for t in SCORES], metric

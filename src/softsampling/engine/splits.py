@@ -25,10 +25,14 @@ def split_dataset(cfg: RunConfig, split: str, *, allow_outside_root: bool = Fals
     elif split == "test":
         path, images, voc_split = cfg.data.test, cfg.data.test_images, cfg.data.test_split
     else:
-        raise SoftSamplingError(f"unknown split {split!r}", fix="use train, val or test (or pass the annotations explicitly)")
+        raise SoftSamplingError(
+            f"unknown split {split!r}", fix="use train, val or test (or pass the annotations explicitly)"
+        )
     if not path:
-        raise SoftSamplingError(f"the run's config has no data.{split}",
-                                fix=f"pass the {split} annotations explicitly, or train with --set data.{split}=PATH")
+        raise SoftSamplingError(
+            f"the run's config has no data.{split}",
+            fix=f"pass the {split} annotations explicitly, or train with --set data.{split}=PATH",
+        )
     options = image_check_options(cfg.data.format, images, allow_outside_root)
     if cfg.data.format == "voc":
         options["split"] = voc_split

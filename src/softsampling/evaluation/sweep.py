@@ -15,9 +15,12 @@ Example:
     >>> from softsampling.evaluation.voc_metric import voc_ap
     >>> gt = DetectionDataset.from_lists(
     ...     images=[{"id": 0, "file_name": "a.jpg", "width": 50, "height": 50}],
-    ...     boxes=[{"image_index": 0, "bbox": [0, 0, 10, 10], "label": 1},
-    ...            {"image_index": 0, "bbox": [20, 20, 30, 30], "label": 1}],
-    ...     categories=[Category(1, "cat")])
+    ...     boxes=[
+    ...         {"image_index": 0, "bbox": [0, 0, 10, 10], "label": 1},
+    ...         {"image_index": 0, "bbox": [20, 20, 30, 30], "label": 1},
+    ...     ],
+    ...     categories=[Category(1, "cat")],
+    ... )
     >>> dets = Detections([0, 0], [[0, 0, 10, 10], [20, 20, 30, 30]], [1, 1], [0.9, 0.3])
     >>> score_threshold_sweep(gt, dets, [0.0, 0.5, 0.95], voc_ap)
     [(0.0, 1.0), (0.5, 0.5), (0.95, 0.0)]

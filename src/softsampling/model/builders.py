@@ -123,8 +123,14 @@ def build_digits_model(
 
 
 def _digits_transform(image_size: int) -> dict[str, Any]:
-    return {"min_size": image_size, "max_size": image_size, "image_mean": [0.5, 0.5, 0.5],
-            "image_std": [0.5, 0.5, 0.5], "detections_per_img": 50, "score_thresh": 0.05}
+    return {
+        "min_size": image_size,
+        "max_size": image_size,
+        "image_mean": [0.5, 0.5, 0.5],
+        "image_std": [0.5, 0.5, 0.5],
+        "detections_per_img": 50,
+        "score_thresh": 0.05,
+    }
 
 
 def build_digits_retinanet(
@@ -177,8 +183,13 @@ def build_digits_fcos(
     return FCOS(backbone, num_classes, anchor_generator=anchors, **settings)
 
 
-ONE_STAGE_BUILDERS = dict(zip(ONE_STAGE_MODEL_NAMES, (build_digits_retinanet, build_digits_fcos,
-                                                     retinanet_resnet50_fpn, fcos_resnet50_fpn), strict=True))
+ONE_STAGE_BUILDERS = dict(
+    zip(
+        ONE_STAGE_MODEL_NAMES,
+        (build_digits_retinanet, build_digits_fcos, retinanet_resnet50_fpn, fcos_resnet50_fpn),
+        strict=True,
+    )
+)
 
 
 def build_one_stage_model(name: str, num_classes: int, **kwargs: Any) -> RetinaNet | FCOS:
@@ -211,14 +222,25 @@ class DeformableConv3x3(nn.Module):
         super().__init__()
         kh, kw = conv.kernel_size
         self.offset = nn.Conv2d(
-            conv.in_channels, 2 * kh * kw, conv.kernel_size, stride=conv.stride, padding=conv.padding,
-            dilation=conv.dilation, bias=True,
+            conv.in_channels,
+            2 * kh * kw,
+            conv.kernel_size,
+            stride=conv.stride,
+            padding=conv.padding,
+            dilation=conv.dilation,
+            bias=True,
         )
         nn.init.zeros_(self.offset.weight)
         nn.init.zeros_(self.offset.bias)
         self.conv = DeformConv2d(
-            conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=conv.padding,
-            dilation=conv.dilation, groups=conv.groups, bias=conv.bias is not None,
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            stride=conv.stride,
+            padding=conv.padding,
+            dilation=conv.dilation,
+            groups=conv.groups,
+            bias=conv.bias is not None,
         )
         with torch.no_grad():
             self.conv.weight.copy_(conv.weight)
@@ -281,14 +303,16 @@ def _v2_parts(norm_layer: type[nn.Module], trainable_layers: int) -> tuple[nn.Mo
     from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
     from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, RPNHead, _default_anchorgen
 
-    backbone = _resnet_fpn_extractor(resnet50(weights=None, norm_layer=norm_layer), trainable_layers,
-                                     norm_layer=nn.BatchNorm2d)
+    backbone = _resnet_fpn_extractor(
+        resnet50(weights=None, norm_layer=norm_layer), trainable_layers, norm_layer=nn.BatchNorm2d
+    )
     anchors = _default_anchorgen()
     parts = {
         "rpn_anchor_generator": anchors,
         "rpn_head": RPNHead(backbone.out_channels, anchors.num_anchors_per_location()[0], conv_depth=2),
-        "box_head": FastRCNNConvFCHead((backbone.out_channels, 7, 7), [256, 256, 256, 256], [1024],
-                                       norm_layer=nn.BatchNorm2d),
+        "box_head": FastRCNNConvFCHead(
+            (backbone.out_channels, 7, 7), [256, 256, 256, 256], [1024], norm_layer=nn.BatchNorm2d
+        ),
     }
     return backbone, parts
 
@@ -342,13 +366,16 @@ def build_paper_model(
     pretrained = backbone_weights is not None or weights is not None
     # read (and for names, download) the weights before the slow model construction, so bad input fails fast
     backbone_state = _read_backbone_state(backbone_weights) if backbone_weights is not None else None
-    detector_state = read_detector_weights(weights, model_name=PAPER_MODEL_NAMES[version]) if weights is not None else None
+    detector_state = (
+        read_detector_weights(weights, model_name=PAPER_MODEL_NAMES[version]) if weights is not None else None
+    )
     frozen = pretrained if frozen_batch_norm is None else frozen_batch_norm
     norm_layer = FrozenBatchNorm2d if frozen else nn.BatchNorm2d
     layers = trainable_layers if trainable_layers is not None else (3 if pretrained else 5)
     if version == 1:
-        backbone = resnet_fpn_backbone(backbone_name="resnet50", weights=None, norm_layer=norm_layer,
-                                       trainable_layers=layers)
+        backbone = resnet_fpn_backbone(
+            backbone_name="resnet50", weights=None, norm_layer=norm_layer, trainable_layers=layers
+        )
         parts: dict[str, Any] = {}
     else:
         backbone, parts = _v2_parts(norm_layer, layers)

@@ -79,7 +79,9 @@ class PriorScorer:
         return self.detector.transform
 
     @torch.no_grad()
-    def score_proposals(self, images: Tensor, image_shapes: list[tuple[int, int]], proposals: list[Tensor]) -> list[Tensor]:
+    def score_proposals(
+        self, images: Tensor, image_shapes: list[tuple[int, int]], proposals: list[Tensor]
+    ) -> list[Tensor]:
         """Softmax class scores of RoIs on already transformed images.
 
         Args:
@@ -117,8 +119,10 @@ class PriorScorer:
         detector = self.detector.eval()
         device = next(detector.parameters()).device
         images = [image.to(device) for image in images]
-        targets = [{"boxes": b.to(device).float(), "labels": torch.zeros(b.shape[0], dtype=torch.int64, device=device)}
-                   for b in boxes]
+        targets = [
+            {"boxes": b.to(device).float(), "labels": torch.zeros(b.shape[0], dtype=torch.int64, device=device)}
+            for b in boxes
+        ]
         image_list, targets = detector.transform(images, targets)
         return self.score_proposals(image_list.tensors, image_list.image_sizes, [t["boxes"] for t in targets])
 
@@ -228,8 +232,10 @@ class SoftSamplingRoIHeads(RoIHeads):
         composition = resolve_strategy(strategy, {**params, "fg_iou": fg_iou_thresh, "bg_iou": bg_iou_thresh})
         composition.check_detector("two_stage")
         if "prior_scores" in composition.needs and (prior is None or thresholds is None):
-            raise ValueError(f"strategy {composition.name!r} needs prior=<the detector trained in round one on the "
-                             "curated data> and thresholds=<per-class T>")
+            raise ValueError(
+                f"strategy {composition.name!r} needs prior=<the detector trained in round one on the "
+                "curated data> and thresholds=<per-class T>"
+            )
         if sampling not in SAMPLING_MODES:
             raise ValueError(f"unknown sampling mode {sampling!r}; choose one of {', '.join(SAMPLING_MODES)}")
         if normalization not in NORMALIZATIONS:
@@ -299,14 +305,19 @@ class SoftSamplingRoIHeads(RoIHeads):
         contexts, states = [], []
         for i, (image_proposals, target, image_gt, n_rpn) in enumerate(zip(proposals, targets, gt_boxes, num_rpn)):
             ctx = image_context(
-                image_proposals, image_gt, target["labels"],
+                image_proposals,
+                image_gt,
+                target["labels"],
                 group_of=target.get("group_of"),
                 dropped_boxes=target.get("dropped_boxes"),
                 pseudo_boxes=target.get("pseudo_boxes"),
                 pseudo_labels=target.get("pseudo_labels"),
                 pseudo_scores=target.get("pseudo_scores"),
-                objectness=(None if objectness is None else
-                            torch.cat([objectness[i].to(device), torch.zeros(image_gt.shape[0], device=device)])),
+                objectness=(
+                    None
+                    if objectness is None
+                    else torch.cat([objectness[i].to(device), torch.zeros(image_gt.shape[0], device=device)])
+                ),
                 iteration=self.iteration,
                 iterations=self.iterations,
             )
@@ -321,15 +332,22 @@ class SoftSamplingRoIHeads(RoIHeads):
                 positive_fraction=self.fg_bg_sampler.positive_fraction,
                 generator=self.generator,
             )
-            state = Assignment(labels[keep], result.weights[keep], result.overlaps[keep], result.matched_gt[keep],
-                               result.recalibrate[keep])
+            state = Assignment(
+                labels[keep],
+                result.weights[keep],
+                result.overlaps[keep],
+                result.matched_gt[keep],
+                result.recalibrate[keep],
+            )
             contexts.append(replace(ctx, proposals=image_proposals[keep], objectness=None))
             states.append(state)
             sampled.proposals.append(image_proposals[keep])
         if composition.after_sampling:
             scores = self._prior_scores(sampled.proposals, image_shapes)
-            states = [composition.assign_after_sampling(state, replace(ctx, prior_scores=s, thresholds=self.thresholds))
-                      for state, ctx, s in zip(states, contexts, scores)]
+            states = [
+                composition.assign_after_sampling(state, replace(ctx, prior_scores=s, thresholds=self.thresholds))
+                for state, ctx, s in zip(states, contexts, scores)
+            ]
         regress_pseudo = bool(composition.params.get("pseudo_regress", False))
         matched_boxes = []
         for state, ctx, image_gt in zip(states, contexts, gt_boxes):
@@ -342,7 +360,9 @@ class SoftSamplingRoIHeads(RoIHeads):
             sampled.weights.append(state.weights)
             sampled.matched_idxs.append(matched)
             sampled.regress.append((state.labels > 0) & ((state.matched_gt < num_gt) | regress_pseudo))
-            matched_boxes.append((boxes if boxes.shape[0] else torch.zeros((1, 4), dtype=dtype, device=device))[matched])
+            matched_boxes.append(
+                (boxes if boxes.shape[0] else torch.zeros((1, 4), dtype=dtype, device=device))[matched]
+            )
         sampled.regression_targets.extend(self.box_coder.encode(matched_boxes, sampled.proposals))
         return sampled
 
@@ -358,7 +378,9 @@ class SoftSamplingRoIHeads(RoIHeads):
 
     def _prior_scores(self, proposals: list[Tensor], image_shapes: list[tuple[int, int]]) -> list[Tensor]:
         if self.prior is None:
-            raise ValueError(f"strategy {self.strategy!r} needs a prior detector: use_strategy(..., prior=trained_detector)")
+            raise ValueError(
+                f"strategy {self.strategy!r} needs a prior detector: use_strategy(..., prior=trained_detector)"
+            )
         if self._images is None:
             raise ValueError(
                 f"{self.strategy}: the head has not seen the transformed images; install it with "
@@ -428,8 +450,10 @@ class SoftSamplingRoIHeads(RoIHeads):
         targets: list[dict[str, Tensor]],
     ) -> Tensor:
         """torchvision's Mask R-CNN loss on the sampled foreground RoIs of annotated boxes (unweighted)."""
-        foreground = [torch.where((labels > 0) & (m < t["boxes"].shape[0]))[0]
-                      for labels, m, t in zip(sampled.labels, sampled.matched_idxs, targets)]
+        foreground = [
+            torch.where((labels > 0) & (m < t["boxes"].shape[0]))[0]
+            for labels, m, t in zip(sampled.labels, sampled.matched_idxs, targets)
+        ]
         mask_proposals = [p[i] for p, i in zip(sampled.proposals, foreground)]
         matched = [m[i] for m, i in zip(sampled.matched_idxs, foreground)]
         mask_logits = self.mask_predictor(self.mask_head(self.mask_roi_pool(features, mask_proposals, image_shapes)))
@@ -516,16 +540,25 @@ def use_strategy(
         ('SoftSamplingRoIHeads', 'overlap_soft')
     """
     if is_one_stage(detector):
-        given = {"batch_size_per_image": batch_size_per_image, "positive_fraction": positive_fraction,
-                 "soft_nms": soft_nms, "prior": prior, "thresholds": thresholds, "generator": generator}
+        given = {
+            "batch_size_per_image": batch_size_per_image,
+            "positive_fraction": positive_fraction,
+            "soft_nms": soft_nms,
+            "prior": prior,
+            "thresholds": thresholds,
+            "generator": generator,
+        }
         extra = [name for name in TWO_STAGE_ONLY if given[name] is not None]
         if extra:
-            raise ValueError(f"{', '.join(extra)} apply to two-stage detectors only; "
-                             f"{type(detector).__name__} trains every anchor")
+            raise ValueError(
+                f"{', '.join(extra)} apply to two-stage detectors only; {type(detector).__name__} trains every anchor"
+            )
         return use_one_stage_strategy(detector, strategy, normalization=normalization, **params)
     old = getattr(detector, "roi_heads", None)
     if not isinstance(old, RoIHeads):
-        raise ValueError(f"use_strategy needs a torchvision two-stage detector with RoIHeads, got {type(detector).__name__}")
+        raise ValueError(
+            f"use_strategy needs a torchvision two-stage detector with RoIHeads, got {type(detector).__name__}"
+        )
     if old.has_keypoint():
         raise ValueError("use_strategy does not support keypoint detectors (KeypointRCNN)")
     if soft_nms is None and isinstance(old, SoftSamplingRoIHeads):
@@ -570,8 +603,10 @@ def use_strategy(
         head._rpn_pseudo_hook = detector.rpn.register_forward_pre_hook(_rpn_with_pseudo_boxes)
     if "objectness" in head.composition.needs:
         if not isinstance(detector.rpn, RegionProposalNetwork):
-            raise ValueError(f"strategy {head.strategy!r} needs torchvision's RegionProposalNetwork, "
-                             f"got {type(detector.rpn).__name__}")
+            raise ValueError(
+                f"strategy {head.strategy!r} needs torchvision's RegionProposalNetwork, "
+                f"got {type(detector.rpn).__name__}"
+            )
         detector.rpn.__class__ = ObjectnessRecordingRPN
         detector.rpn.objectness_record = head.objectness
     elif isinstance(detector.rpn, ObjectnessRecordingRPN):
