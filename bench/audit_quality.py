@@ -34,10 +34,10 @@ import numpy as np
 
 from softsampling.data.curate import read_manifest
 from softsampling.data.formats import load_dataset
-from softsampling.structures.records import DetectionDataset
 from softsampling.evaluation import audit
-from softsampling.structures.detections import Detections
 from softsampling.evaluation.io import read_detections
+from softsampling.structures.detections import Detections
+from softsampling.structures.records import DetectionDataset
 
 
 def dropped_dataset(gt: DetectionDataset, manifest_path: Path | None) -> DetectionDataset:

@@ -31,9 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _machine import cpu_model  # noqa: E402
 
-from softsampling.structures.records import Category, DetectionDataset  # noqa: E402
 from softsampling.evaluation import audit  # noqa: E402
 from softsampling.structures.detections import Detections  # noqa: E402
+from softsampling.structures.records import Category, DetectionDataset  # noqa: E402
 
 
 def make_scene(num_images: int, per_image: int, num_classes: int, seed: int) -> tuple[DetectionDataset, Detections]:

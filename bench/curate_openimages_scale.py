@@ -34,11 +34,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _machine import cpu_model  # noqa: E402 (bench/ helper, beside this script)
 
 from softsampling.data.openimages import BOX_COLUMNS, read_openimages, write_openimages
 from softsampling.structures.records import Category, DetectionDataset
-
-from _machine import cpu_model  # noqa: E402 (bench/ helper, beside this script)
 
 HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 

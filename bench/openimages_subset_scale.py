@@ -32,11 +32,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from softsampling.data.openimages import LABEL_COLUMNS, join_columns, write_openimages
-
 from _machine import cpu_model  # noqa: E402 (bench/ helpers, beside this script)
 from curate_openimages_scale import synthetic_dataset  # noqa: E402
+
+from softsampling.data.openimages import LABEL_COLUMNS, join_columns, write_openimages
 
 
 def _write_labels(ds, path: Path) -> int:

@@ -57,7 +57,8 @@ def make_inputs(root: Path, num_images: int) -> Path:
 def predict(listing: Path, out: Path, chunk_size: int) -> None:
     """One prediction run in this process; prints a JSON line with images, detections, seconds, peak RSS."""
     from softsampling.engine.data import LabelMap
-    from softsampling.engine.predict_stream import predict_to_file, read_image_list as stream
+    from softsampling.engine.predict_stream import predict_to_file
+    from softsampling.engine.predict_stream import read_image_list as stream
 
     label_map = LabelMap((1, 2, 3), ("a", "b", "c"))
     cut = np.array([0.05, 0.05, 0.05, 0.05], dtype=np.float32)

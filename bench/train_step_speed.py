@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torchvision
+from _machine import cpu_model  # noqa: E402 (bench/ helper, beside this script)
 from torch import nn
 
 from softsampling.data.curate import curate
@@ -54,8 +55,6 @@ from softsampling.data.formats import load_dataset
 from softsampling.engine.data import DetectionTrainingSet, LabelMap, collate
 from softsampling.model import PriorScorer, build_digits_model, use_strategy
 from softsampling.sampling import median_thresholds
-
-from _machine import cpu_model  # noqa: E402 (bench/ helper, beside this script)
 
 Batch = tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]
 VARIANTS = ("stock", "baseline", "overlap_soft", "hard_negative", "upper_bound", "score_soft")
@@ -182,7 +181,8 @@ def profile(
     model: nn.Module, optimizer: torch.optim.Optimizer, batches: list[Batch], steps: int, top: int
 ) -> list[str]:
     """Top operators by self CPU time over ``steps`` training steps, and roi_align backward's share."""
-    from torch.profiler import ProfilerActivity, profile as torch_profile
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
 
     for b in batches[:2]:
         train_step(model, optimizer, b)

@@ -57,10 +57,9 @@ def test_atomic_write_keeps_old_file_on_error_and_uses_umask_permissions(tmp_pat
 
     target = tmp_path / "out.txt"
     target.write_text("old")
-    with pytest.raises(RuntimeError):
-        with atomic_write(target) as f:
-            f.write("half")
-            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError), atomic_write(target) as f:
+        f.write("half")
+        raise RuntimeError("killed")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]  # no temp file left behind
     with atomic_write(target) as f:

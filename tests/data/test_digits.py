@@ -146,7 +146,7 @@ def test_boxes_lie_inside_the_image_and_have_ink_on_every_edge(tiny):
         for a in coco["annotations"]:
             x, y, w, h = a["bbox"]
             assert a["area"] == w * h and a["iscrowd"] == 0
-            assert 0 <= x and 0 <= y and w >= 2 and h >= 2 and x + w <= size and y + h <= size
+            assert x >= 0 and y >= 0 and w >= 2 and h >= 2 and x + w <= size and y + h <= size
             img = np.asarray(Image.open(out / "images" / split / f"{a['image_id']:06d}.png"))
             region = img[y : y + h, x : x + w]
             for edge in (region[0], region[-1], region[:, 0], region[:, -1]):

@@ -149,7 +149,7 @@ def test_digit_sizes_span_at_least_a_4x_range(objects):
     assert heights.max() <= 58 and heights.min() >= 12
     p2, p98 = np.percentile(heights, [2, 98])
     assert p98 / p2 >= 3.2 and heights.max() / np.percentile(heights, 1) >= 4.0
-    assert 0.1 <= (heights >= 40).mean() and 0.2 <= (heights <= 20).mean()  # both ends are common
+    assert (heights >= 40).mean() >= 0.1 and (heights <= 20).mean() >= 0.2  # both ends are common
 
 
 def test_class_frequencies_are_zipf_like(objects):

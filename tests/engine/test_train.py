@@ -307,8 +307,8 @@ def test_pseudo_boxes_of_a_perfect_teacher_are_the_dropped_boxes(tiny_digits, tm
     from softsampling.data.coco import read_coco
     from softsampling.data.curate import read_manifest
     from softsampling.engine import prior
-    from softsampling.engine.data import DetectionTrainingSet, LabelMap
     from softsampling.engine.config import apply_overrides, load_config
+    from softsampling.engine.data import DetectionTrainingSet, LabelMap
 
     ann = tiny_digits / "annotations"
     val, curated = read_coco(ann / "val.json"), read_coco(ann / "train_drop50.json")

@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from softsampling.structures.records import Category, DetectionDataset
 from softsampling.evaluation import audit
 from softsampling.structures.detections import Detections
+from softsampling.structures.records import Category, DetectionDataset
 
 
 def dataset(boxes: list[tuple[int, list[float], int]], images: int = 2) -> DetectionDataset:

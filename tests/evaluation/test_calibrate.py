@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from softsampling.cli import main
+from softsampling.commands.calibrate import thresholds_document
 from softsampling.commands.predict import read_thresholds
 from softsampling.errors import SoftSamplingError
-from softsampling.structures.records import Category, DetectionDataset
 from softsampling.evaluation.calibrate import (
     calibrate_thresholds,
     choose_threshold,
@@ -22,10 +22,10 @@ from softsampling.evaluation.calibrate import (
     operating_point,
     parse_criterion,
 )
-from softsampling.commands.calibrate import thresholds_document
 from softsampling.evaluation.voc_metric import average_precision, voc_ap
 from softsampling.io import write_json
 from softsampling.structures.detections import Detections
+from softsampling.structures.records import Category, DetectionDataset
 
 T, F = True, False
 

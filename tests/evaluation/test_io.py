@@ -9,8 +9,6 @@ import numpy as np
 import pytest
 
 from softsampling.errors import SoftSamplingError
-from softsampling.structures.detections import Detections
-from softsampling.structures.records import Category, DetectionDataset
 from softsampling.evaluation.io import (
     read_detections,
     read_txt_layout,
@@ -18,6 +16,8 @@ from softsampling.evaluation.io import (
     write_detections_csv,
 )
 from softsampling.evaluation.voc_metric import voc_ap
+from softsampling.structures.detections import Detections
+from softsampling.structures.records import Category, DetectionDataset
 from tests.evaluation.test_voc_metric import devkit_reference
 
 

@@ -11,8 +11,6 @@ import numpy as np
 import pytest
 
 from softsampling.errors import SoftSamplingError
-from softsampling.structures.detections import Detections
-from softsampling.structures.records import Category, DetectionDataset
 from softsampling.evaluation.openimages_metric import (
     ImageLabels,
     average_precision,
@@ -20,6 +18,8 @@ from softsampling.evaluation.openimages_metric import (
     openimages_metric,
     precision_recall,
 )
+from softsampling.structures.detections import Detections
+from softsampling.structures.records import Category, DetectionDataset
 
 CATS = [Category(1, "/m/animal"), Category(2, "/m/dog"), Category(3, "/m/cat")]
 HIERARCHY = {

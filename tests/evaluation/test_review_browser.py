@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from softsampling.structures.records import Category, DetectionDataset
 from softsampling.evaluation.audit import Candidates, candidates_to_json
 from softsampling.evaluation.review import DECISIONS_FORMAT, render_review_html, review_items
+from softsampling.structures.records import Category, DetectionDataset
 
 INSTALL = "install Chromium to run it: apt-get install chromium chromium-driver (Debian), pip install selenium"
 

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from softsampling.cli import main
+from softsampling.commands.reproduce import parse_seeds
 from softsampling.errors import SoftSamplingError
 from softsampling.experiments.presets import digit_defaults, get_preset
-from softsampling.commands.reproduce import parse_seeds
 
 
 def test_parse_seeds():

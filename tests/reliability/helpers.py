@@ -56,8 +56,7 @@ def files_under(folder: Path) -> list[Path]:
 def save_tiny_run(run_dir: Path, class_names: tuple[str, ...] = ("cat", "dog")) -> Path:
     """A run folder with an untrained digits model (what `predict --run` loads); no training needed."""
     from softsampling.engine.build import build_model
-    from softsampling.engine.checkpoint import save_checkpoint
-    from softsampling.engine.checkpoint import FINAL
+    from softsampling.engine.checkpoint import FINAL, save_checkpoint
     from softsampling.engine.config import RunConfig, save_config
     from softsampling.engine.data import LabelMap
 

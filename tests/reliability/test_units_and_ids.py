@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from softsampling.data.formats import load_dataset
 from softsampling.commands.predict import collect_images
+from softsampling.data.formats import load_dataset
 from softsampling.evaluation.io import read_detections
 from tests.reliability.helpers import BAD, assert_one_line_error, run_cli
 

@@ -67,11 +67,10 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "analysis", None) != "overlap":
         raise SoftSamplingError("choose an analysis", fix="softsampling analyze overlap --help")
     from softsampling.data.curate import find_manifest, read_manifest
-    from softsampling.data.formats import load_dataset
+    from softsampling.data.formats import image_check_options, load_dataset
     from softsampling.engine.checkpoint import FINAL
     from softsampling.engine.data import dropped_by_image
     from softsampling.engine.predict import load_run
-    from softsampling.data.formats import image_check_options
     from softsampling.experiments.figures import plot_overlap
     from softsampling.experiments.overlap_analysis import analyze_overlap
     from softsampling.io import (

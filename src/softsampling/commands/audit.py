@@ -284,8 +284,8 @@ def _read_detections(args: argparse.Namespace) -> tuple[Any, Any, list[Any], lis
 
 def _predict_runs(args: argparse.Namespace) -> tuple[Any, Any, list[Any], list[Any]]:
     """Each run's flip-TTA detections on the audited images (and on the validation split)."""
-    from softsampling.engine.predict import load_run
     from softsampling.engine.device import pick_device
+    from softsampling.engine.predict import load_run
     from softsampling.io import check_outputs_apart
 
     device = pick_device(args.device)

@@ -96,8 +96,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _merge(args: argparse.Namespace, manifest: Path, options: dict[str, Any]) -> int:
-    from softsampling.data.curate import sha256_of_input
     from softsampling.commands.curate import writer_options
+    from softsampling.data.curate import sha256_of_input
     from softsampling.data.formats import load_dataset, save_dataset
     from softsampling.evaluation.audit import merge_boxes
     from softsampling.io import write_json

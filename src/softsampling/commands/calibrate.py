@@ -180,8 +180,7 @@ def thresholds_document(
 
 def _load_split(args: argparse.Namespace, cfg: Any) -> tuple[Any, Path]:
     """The annotations to calibrate on, and their path."""
-    from softsampling.data.formats import load_dataset
-    from softsampling.data.formats import image_check_options
+    from softsampling.data.formats import image_check_options, load_dataset
 
     d = cfg.data
     option = "--gt" if args.gt is not None else f"the run's data.{args.split}"

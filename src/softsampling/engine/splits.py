@@ -7,9 +7,6 @@ of :func:`softsampling.data.formats.image_check_options`.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 from softsampling.data.formats import image_check_options, load_dataset
 from softsampling.engine.config import RunConfig
 from softsampling.errors import SoftSamplingError

@@ -50,9 +50,9 @@ from typing import Any
 
 import numpy as np
 
-from softsampling.structures.records import DetectionDataset
-from softsampling.structures.detections import Detections
 from softsampling.evaluation.voc_metric import box_iou_pairs, match_detections
+from softsampling.structures.detections import Detections
+from softsampling.structures.records import DetectionDataset
 
 DEFAULT_BINS = 200
 _CHUNK = 1 << 20  # detections per chunk of the overlap test
@@ -78,7 +78,7 @@ def class_rows(category_ids: np.ndarray, labels: np.ndarray) -> np.ndarray:
     if not len(category_ids):
         return np.full(len(labels), -1, dtype=np.int64)
     low, high = int(category_ids[0]), int(category_ids[-1])
-    if 0 <= low and high < 1 << 22:
+    if low >= 0 and high < 1 << 22:
         lut = np.full(high + 2, -1, dtype=np.int64)
         lut[category_ids] = np.arange(len(category_ids))
         return lut[np.clip(labels, 0, high + 1)]

@@ -59,11 +59,11 @@ from typing import Any
 import numpy as np
 
 from softsampling.errors import SoftSamplingError
-from softsampling.structures.detections import Detections
-from softsampling.structures.records import DetectionDataset
 
 # The VOC metric's matching, so that calibration and mAP agree on what a true positive is.
 from softsampling.evaluation.voc_metric import DetectionMatches, match_detections  # noqa: F401 (re-exported)
+from softsampling.structures.detections import Detections
+from softsampling.structures.records import DetectionDataset
 
 CRITERIA_HELP = (
     "f1 (maximise F1), precision=P (highest recall with precision >= P), recall=R (fewest detections with recall >= R)"
