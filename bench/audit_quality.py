@@ -84,7 +84,7 @@ def cleanlab_ranking(
         )
         mine = np.flatnonzero(dets.image_index == row)
         per_class = []
-        for k, cid in enumerate(ids):
+        for cid in ids:
             sel = mine[dets.labels[mine] == cid]
             per_class.append(np.concatenate([dets.boxes[sel], dets.scores[sel, None]], axis=1).astype(np.float64))
             order.append(sel)  # cleanlab scores the boxes class by class, in this order

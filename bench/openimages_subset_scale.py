@@ -167,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         + f" (generated in {gen_s:.1f} s, not counted)"
     )
     print(
-        f"subset: {res['classes']} classes of {res['eligible_classes']} eligible; train {res['train_images']:,} images / "
+        f"subset: {res['classes']} classes of {res['eligible_classes']} eligible; "
+        f"train {res['train_images']:,} images / "
         f"{res['train_boxes']:,} boxes, test {res['test_images']:,} / {res['test_boxes']:,}; "
         f"label rows {res['train_label_rows']:,} + {res['test_label_rows']:,}"
     )

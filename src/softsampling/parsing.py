@@ -19,10 +19,10 @@ caller adds the file name when the function does not know it.
 Example:
     >>> parse_json('{"a": [1, 2]}', file="x.json")
     {'a': [1, 2]}
-    >>> parse_json("[" * 200 + "]" * 200, file="x.json")
+    >>> parse_json("[" * 200 + "]" * 200, file="x.json")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    softsampling.errors.SoftSamplingError: x.json: JSON nests deeper than 100 levels (fix: give a file of the documented layout; no such file nests this deep)
+    softsampling.errors.SoftSamplingError: x.json: JSON nests deeper than 100 levels (fix: give a file of the ...)
     >>> ascii_float("2.5e1"), ascii_float("１")
     (25.0, None)
 """

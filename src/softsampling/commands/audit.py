@@ -142,12 +142,13 @@ def run(args: argparse.Namespace) -> int:
         raise SoftSamplingError(
             "--gt-format is required with --detections", fix="pass --gt-format coco, voc or openimages"
         )
-    if args.val_detections is not None:
-        if args.detections is None or args.val_gt is None or len(args.val_detections) != len(args.detections):
-            raise SoftSamplingError(
-                "--val-detections needs --detections and --val-gt, one validation file per --detections file",
-                fix="give them in the same order",
-            )
+    if args.val_detections is not None and (
+        args.detections is None or args.val_gt is None or len(args.val_detections) != len(args.detections)
+    ):
+        raise SoftSamplingError(
+            "--val-detections needs --detections and --val-gt, one validation file per --detections file",
+            fix="give them in the same order",
+        )
     inputs = [
         args.gt,
         args.images,

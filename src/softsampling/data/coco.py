@@ -489,15 +489,19 @@ def shortest_xywh_array(boxes: np.ndarray) -> np.ndarray:
     boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
     out = np.empty(boxes.shape, dtype=np.float64)
     for lo_col, hi_col in ((0, 2), (1, 3)):
-        lo, hi = boxes[:, lo_col], boxes[:, hi_col]
-        start, _ = _fewest_decimals(lo.astype(np.float64), lambda c, i: c.astype(np.float32) == lo[i])
-        size, failed = _fewest_decimals(
-            hi.astype(np.float64) - start, lambda c, i: (start[i] + c).astype(np.float32) == hi[i]
-        )
-        start[failed] = lo[failed].astype(np.float64)  # exact fallback
-        size[failed] = hi[failed].astype(np.float64) - start[failed]
-        out[:, lo_col], out[:, hi_col] = start, size
+        out[:, lo_col], out[:, hi_col] = _shortest_start_size(boxes[:, lo_col], boxes[:, hi_col])
     return out
+
+
+def _shortest_start_size(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One axis of :func:`shortest_xywh_array`: the shortest ``start``, ``size`` that read back as ``lo``, ``hi``."""
+    start, _ = _fewest_decimals(lo.astype(np.float64), lambda c, i: c.astype(np.float32) == lo[i])
+    size, failed = _fewest_decimals(
+        hi.astype(np.float64) - start, lambda c, i: (start[i] + c).astype(np.float32) == hi[i]
+    )
+    start[failed] = lo[failed].astype(np.float64)  # exact fallback
+    size[failed] = hi[failed].astype(np.float64) - start[failed]
+    return start, size
 
 
 def _fewest_decimals(values: np.ndarray, reads_back: Any, max_digits: int = 12) -> tuple[np.ndarray, np.ndarray]:

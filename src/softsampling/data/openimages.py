@@ -2,10 +2,11 @@
 
 Files (see docs/formats.md, "Open Images CSV")::
 
-    boxes    ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax,IsOccluded,IsTruncated,IsGroupOf,IsDepiction,IsInside
-    labels   ImageID,Source,LabelName,Confidence        (image-level labels; Confidence 1 = present, 0 = verified absent)
-    classes  LabelName,DisplayName                      (the official file has no header; both are accepted)
-    sizes    ImageID,width,height                       (our own helper file; the header is required)
+    boxes    ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax,
+             IsOccluded,IsTruncated,IsGroupOf,IsDepiction,IsInside   (one header line)
+    labels   ImageID,Source,LabelName,Confidence   (image-level labels; Confidence 1 = present, 0 = verified absent)
+    classes  LabelName,DisplayName                 (the official file has no header; both are accepted)
+    sizes    ImageID,width,height                  (our own helper file; the header is required)
 
 Conventions:
 - coordinates in the file are normalised to [0, 1] and ordered XMin, XMax,
@@ -67,7 +68,8 @@ Example:
     >>> from pathlib import Path
     >>> folder = Path(tempfile.mkdtemp())
     >>> _ = (folder / "boxes.csv").write_text(
-    ...     "ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax,IsOccluded,IsTruncated,IsGroupOf,IsDepiction,IsInside\\n"
+    ...     "ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax,"
+    ...     "IsOccluded,IsTruncated,IsGroupOf,IsDepiction,IsInside\\n"
     ...     "img1,xclick,/m/01g317,1,0.25,0.5,0.1,0.9,0,1,0,0,0\\n"
     ... )
     >>> _ = (folder / "sizes.csv").write_text("ImageID,width,height\\nimg1,200,100\\n")
@@ -294,7 +296,7 @@ def image_level_labels(ds: DetectionDataset) -> tuple[np.ndarray, np.ndarray, np
 
 
 def labels_path_for(boxes_path: str | Path) -> Path:
-    """Where :func:`write_openimages` puts the image-level labels by default: ``<stem>-image-labels.csv`` beside the boxes."""
+    """Where :func:`write_openimages` puts the image-level labels by default: ``<stem>-image-labels.csv`` beside."""
     boxes_path = Path(boxes_path)
     return boxes_path.with_name(boxes_path.stem + LABELS_SUFFIX)
 
@@ -579,7 +581,7 @@ def _first_use(
 
 def _check_image_ids_stay_inside(image_ids: list[str], name: str) -> None:
     """ImageIDs become file names under image_root: refuse separators and '..' (path traversal)."""
-    for row, iid in enumerate(image_ids):
+    for iid in image_ids:
         if "/" in iid or "\\" in iid or iid.startswith(".."):
             raise SoftSamplingError(
                 f"ImageID {iid!r} is not a plain file stem; its image file would leave the image folder",

@@ -44,7 +44,10 @@ Example:
     >>> import json, tempfile
     >>> from pathlib import Path
     >>> d = Path(tempfile.mkdtemp())
-    >>> head = "ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax,IsOccluded,IsTruncated,IsGroupOf,IsDepiction,IsInside\\n"
+    >>> head = (
+    ...     "ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax,"
+    ...     "IsOccluded,IsTruncated,IsGroupOf,IsDepiction,IsInside\\n"
+    ... )
     >>> row = "{},xclick,{},1,0.1,0.2,0.1,0.2,0,0,{},0,0\\n"
     >>> _ = (d / "train.csv").write_text(
     ...     head + "".join(row.format(f"t{i}", c, 0) for i in range(3) for c in ("/m/a", "/m/b"))

@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -58,7 +59,9 @@ class ModelConfig:
     ``fcos_resnet50_fpn`` (torchvision's, built without weights).
     """
 
-    name: str = "digits"  # digits | resnet50_fpn | resnet50_fpn_v2 | digits_retinanet | digits_fcos | retinanet_resnet50_fpn | fcos_resnet50_fpn
+    # digits | resnet50_fpn | resnet50_fpn_v2 | digits_retinanet | digits_fcos | retinanet_resnet50_fpn
+    # | fcos_resnet50_fpn
+    name: str = "digits"
     # ImageNet ResNet-50 weights: torchvision name (ResNet50_Weights.IMAGENET1K_V2) or local file
     backbone_weights: str | None = None
     # the whole detector: torchvision name (FasterRCNN_ResNet50_FPN_V2_Weights.COCO_V1) or local file;
@@ -68,8 +71,8 @@ class ModelConfig:
     soft_nms: str | None = None  # None | gaussian | linear
     min_size: int | None = None  # resize (None: the builder's default)
     max_size: int | None = None
-    # other torchvision FasterRCNN (one-stage models: RetinaNet / FCOS) arguments for the builder, e.g. the paper's hard-negative setting
-    # {rpn_post_nms_top_n_train: 6000} with strategy_params.hard_negative_topk=300
+    # other torchvision FasterRCNN (one-stage models: RetinaNet / FCOS) arguments for the builder, e.g. the paper's
+    # hard-negative setting {rpn_post_nms_top_n_train: 6000} with strategy_params.hard_negative_topk=300
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -272,10 +275,8 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
         except SoftSamplingError as exc:  # a YAML alias
             raise SoftSamplingError(f"--set {key}: {exc.problem}", fix=exc.fix) from None
         if isinstance(value, str):  # YAML 1.1 reads 1e-3 as a string; users mean a number
-            try:
+            with contextlib.suppress(ValueError):
                 value = float(value)
-            except ValueError:
-                pass
         node[parts[-1]] = value
     return config_from_dict(values)
 

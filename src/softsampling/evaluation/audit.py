@@ -810,7 +810,6 @@ def ranking_quality(
     if total == 0:
         return RankingQuality(float("nan"), float("nan"), 0, 0, 0)
     hits = np.cumsum(tp)
-    recall = hits / total
     precision = hits / (ranks + 1)
     # all-point interpolation: precision made non-increasing from the right, summed over recall steps
     envelope = np.maximum.accumulate(precision[::-1])[::-1] if n else precision

@@ -572,7 +572,8 @@ def read_txt_layout(
                 raise SoftSamplingError(
                     f"no ground-truth file {path.stem}.txt for these detections",
                     file=path,
-                    fix=f"add an empty {gt_dir / (path.stem + '.txt')} if the image has no objects, or remove this file",
+                    fix=f"add an empty {gt_dir / (path.stem + '.txt')} if the image has no objects, "
+                    "or remove this file",
                 )
             row = row_of[path.stem]
             for line_no, fields in _lines(path):

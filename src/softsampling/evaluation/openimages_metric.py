@@ -95,7 +95,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -163,7 +163,7 @@ class ImageLabels:
         return cls(np.zeros(0), np.zeros(0), np.zeros(0))
 
 
-ImageLabelsLike = Union[ImageLabels, Mapping[int, tuple[Iterable[int], Iterable[int]]]]
+ImageLabelsLike = ImageLabels | Mapping[int, tuple[Iterable[int], Iterable[int]]]
 
 
 def as_image_labels(image_labels: ImageLabelsLike) -> ImageLabels:

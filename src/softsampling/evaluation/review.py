@@ -109,7 +109,8 @@ _PAGE = r"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>__TITLE__</title>
 <style>
 body{font-family:system-ui,sans-serif;margin:0;background:#f4f4f4;color:#222}
-header{position:sticky;top:0;background:#fff;border-bottom:1px solid #ccc;padding:8px 12px;display:flex;gap:14px;align-items:center;flex-wrap:wrap;z-index:2}
+header{position:sticky;top:0;background:#fff;border-bottom:1px solid #ccc;padding:8px 12px;
+  display:flex;gap:14px;align-items:center;flex-wrap:wrap;z-index:2}
 #grid{display:flex;flex-wrap:wrap;gap:10px;padding:12px}
 .card{background:#fff;border:3px solid #ddd;border-radius:6px;padding:6px;width:200px;font-size:12px}
 .card img{display:block;width:192px;height:auto;margin:auto}

@@ -40,7 +40,10 @@ SWEEP_THRESHOLDS: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(10)
 
 @dataclass(frozen=True)
 class DigitsData:
-    """Arguments of :func:`softsampling.data.digits.make_digit_scenes` (image counts, side in pixels, seed, scene preset)."""
+    """Arguments of :func:`softsampling.data.digits.make_digit_scenes`.
+
+    Image counts per split, image side in pixels, seed, scene preset.
+    """
 
     train: int
     val: int
@@ -51,7 +54,7 @@ class DigitsData:
 
 
 def digit_defaults(preset: str = "classic") -> DigitsData:
-    """The digit module's own defaults for scene preset ``preset`` (so the study follows the benchmark when it changes)."""
+    """The digit module's own defaults for scene preset ``preset`` (the study follows the benchmark when it changes)."""
     from softsampling.data.digits import SCENE_PRESETS, make_digit_scenes
 
     params = inspect.signature(make_digit_scenes).parameters
