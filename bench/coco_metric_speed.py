@@ -286,7 +286,7 @@ def main() -> int:
         for run, r in results.items():
             if run not in ("ours", "fce", "fce-lib", "pycocotools", "sweep"):
                 continue
-            diff = max(abs(a - b) for a, b in zip(r["stats"], ref["stats"]))
+            diff = max(abs(a - b) for a, b in zip(r["stats"], ref["stats"], strict=True))
             if r["per_class_ap"] is not None:
                 diff = max(
                     [diff] + [abs(a - ref["per_class_ap"][c]) for c, a in r["per_class_ap"].items() if a is not None]

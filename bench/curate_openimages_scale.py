@@ -118,7 +118,7 @@ def generate(folder: Path, num_images: int, num_boxes: int, num_classes: int, se
         sizes = rng.choice([(1024, 768), (1024, 683), (768, 1024), (1024, 1024)], size=num_images)
         with open(folder / "sizes.csv", "w", encoding="utf-8") as f:
             f.write("ImageID,width,height\n")
-            f.writelines(f"{i},{w},{h}\n" for i, (w, h) in zip(ds.image_ids, sizes.tolist()))
+            f.writelines(f"{i},{w},{h}\n" for i, (w, h) in zip(ds.image_ids, sizes.tolist(), strict=True))
 
 
 def csv_module_baseline(path: Path) -> float:

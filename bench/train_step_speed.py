@@ -106,7 +106,7 @@ def prior_thresholds(prior: nn.Module, batches: list[Batch], num_classes: int) -
     scorer = PriorScorer(copy.deepcopy(prior))
     scores, labels = [], []
     for images, targets in batches:
-        for s, t in zip(scorer.score_images(images, [t["boxes"] for t in targets]), targets):
+        for s, t in zip(scorer.score_images(images, [t["boxes"] for t in targets]), targets, strict=True):
             scores.append(s.gather(1, t["labels"].view(-1, 1)).view(-1))
             labels.append(t["labels"])
     return median_thresholds(torch.cat(scores), torch.cat(labels), num_classes)
@@ -148,7 +148,7 @@ def interleaved_times(variants: Variants, batches: list[Batch], rounds: int, war
 
 def paired_ratio(times: dict[str, list[float]], name: str, reference: str) -> float:
     """Median over rounds of ``time[name] / time[reference]`` (same round, same batch)."""
-    return statistics.median(a / b for a, b in zip(times[name], times[reference]))
+    return statistics.median(a / b for a, b in zip(times[name], times[reference], strict=True))
 
 
 def report(times: dict[str, list[float]], threads: int) -> list[str]:

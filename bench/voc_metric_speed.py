@@ -58,8 +58,8 @@ def make_scene(num_images: int, dets_per_image: int, num_classes: int, seed: int
     det_cls[copy] = gt_cls[src[copy]]
     scores = np.round(rng.random(d), 6)
 
-    gt_ref = list(zip(gt_image.tolist(), gt_cls.tolist(), *gt_box.T.tolist(), gt_diff.tolist()))
-    det_ref = list(zip(det_image.tolist(), det_cls.tolist(), scores.tolist(), *det_box.T.tolist()))
+    gt_ref = list(zip(gt_image.tolist(), gt_cls.tolist(), *gt_box.T.tolist(), gt_diff.tolist(), strict=True))
+    det_ref = list(zip(det_image.tolist(), det_cls.tolist(), scores.tolist(), *det_box.T.tolist(), strict=True))
     return gt_ref, det_ref
 
 

@@ -41,7 +41,7 @@ def test_rows_come_back_whole_whatever_the_chunk_size() -> None:
         got = chunks(text, chunk_bytes)
         firsts = [first for first, _ in got]
         assert firsts == sorted(firsts) and firsts[0] == 0
-        rows = [b",".join(r) for _, cols in got for r in zip(*(cols[h] for h in HEADER))]
+        rows = [b",".join(r) for _, cols in got for r in zip(*(cols[h] for h in HEADER), strict=True)]
         assert rows == lines
 
 
@@ -131,7 +131,7 @@ def test_parse_decimal_matches_python_float_and_flags_odd_texts():
 
 def test_format_fixed_round_trips_random_decimal_texts():
     rng = np.random.default_rng(0)
-    texts = [f"{v:.{d}f}".encode() for v, d in zip(rng.uniform(-50, 50, 2000), rng.integers(0, 10, 2000))]
+    texts = [f"{v:.{d}f}".encode() for v, d in zip(rng.uniform(-50, 50, 2000), rng.integers(0, 10, 2000), strict=True)]
     value, decimals, odd = parse_decimal(np.array(texts, dtype="S"))
     assert not odd.any()
     assert format_fixed(value, decimals).tolist() == texts

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -37,7 +38,7 @@ def random_dataset(
     boxes = [
         {"image_index": int(i), "bbox": [*p, *(p + 10)], "label": int(c), "id": 1000 + k, "iscrowd": bool(cr)}
         for k, (i, p, c, cr) in enumerate(
-            zip(box_image, xy, rng.integers(1, num_classes + 1, m), rng.random(m) < crowd_rate)
+            zip(box_image, xy, rng.integers(1, num_classes + 1, m), rng.random(m) < crowd_rate, strict=True)
         )
     ]
     images = [{"id": 10 + i, "file_name": f"img{i}.jpg", "width": 100, "height": 100} for i in range(num_images)]
@@ -109,7 +110,7 @@ def test_uniform_invariants_and_nesting(ds_seed, seed, rates):
     eligible = ~ds.iscrowd
     before = eligible_count_per_image(ds)
     masks = [drops(ds, rate=r, seed=seed) for r in sorted(rates)]
-    for rate, d in zip(sorted(rates), masks):
+    for rate, d in zip(sorted(rates), masks, strict=True):
         assert not d[~eligible].any()  # crowd boxes never dropped
         after = eligible_count_per_image(ds, ~d)
         assert np.all(after[before >= 1] >= 1)  # every image keeps a box
@@ -118,7 +119,7 @@ def test_uniform_invariants_and_nesting(ds_seed, seed, rates):
             n_c = int((eligible & (ds.labels == c)).sum())
             got = int(d[ds.labels == c].sum())
             assert got <= int(drop_targets(np.array([n_c]), rate)[0])
-    for lower, higher in zip(masks, masks[1:]):
+    for lower, higher in itertools.pairwise(masks):
         assert not (lower & ~higher).any()  # nested: dropped at lower rate => dropped at higher rate
 
 
@@ -434,7 +435,7 @@ def test_cli_voc_folder_end_to_end(tmp_path, capsys):
     assert m.num_dropped == sum(c["dropped"] for c in m.classes) > 0
 
     def rows(image_ids, labels, boxes):
-        return sorted((str(i), int(c), *map(float, b)) for i, c, b in zip(image_ids, labels, boxes))
+        return sorted((str(i), int(c), *map(float, b)) for i, c, b in zip(image_ids, labels, boxes, strict=True))
 
     all_rows = rows([original.image_ids[i] for i in original.box_image], original.labels, original.boxes)
     kept_rows = rows([curated.image_ids[i] for i in curated.box_image], curated.labels, curated.boxes)
@@ -457,7 +458,10 @@ def test_cli_voc_folder_end_to_end(tmp_path, capsys):
 def test_cli_openimages_csv_end_to_end(tmp_path, capsys):
     from softsampling.data.openimages import read_openimages
 
-    header = "ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax,IsOccluded,IsTruncated,IsGroupOf,IsDepiction,IsInside\n"
+    header = (
+        "ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax,"
+        "IsOccluded,IsTruncated,IsGroupOf,IsDepiction,IsInside\n"
+    )
     rows = []
     rng = np.random.default_rng(0)
     for i in range(30):

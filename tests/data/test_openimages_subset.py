@@ -186,7 +186,7 @@ def test_random_mode_is_seeded_and_splits_disjoint(tmp_path):
     kw = dict(num_classes=None, min_train=0, min_test=0, random_images=50, test_fraction=0.2)
     a = build_subset(f["train"], None, [f["labels"]], f["classes"], tmp_path / "a", seed=3, **kw)
     build_subset(f["train"], None, [f["labels"]], f["classes"], tmp_path / "b", seed=3, **kw)
-    c = build_subset(f["train"], None, [f["labels"]], f["classes"], tmp_path / "c", seed=4, **kw)
+    build_subset(f["train"], None, [f["labels"]], f["classes"], tmp_path / "c", seed=4, **kw)
     for name in ("train.csv", "test.csv", "train-image-labels.csv", "stats.json"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     train = set((tmp_path / "a" / "train-images.txt").read_text().split())

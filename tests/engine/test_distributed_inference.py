@@ -22,7 +22,7 @@ from tests.conftest import REPO
 
 @pytest.fixture(scope="module")
 def untrained_run(tmp_path_factory) -> tuple[Path, Path]:
-    """A run folder holding an untrained digit model (its scores still rank boxes), and 5 val scenes listed in a file."""
+    """A run folder holding an untrained digit model (its scores still rank boxes) and 5 val scenes listed in a file."""
     from softsampling.data.coco import read_coco
     from softsampling.data.digits import make_digit_scenes
 

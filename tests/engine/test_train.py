@@ -219,7 +219,7 @@ def test_torchrun_two_processes_follow_the_single_process_loss(tiny_digits, tmp_
     one = [r["loss"] for r in _metrics(single)]
     two = [r["loss"] for r in _metrics(ddp)]
     assert len(one) == len(two) == 6
-    rel = [abs(x - y) / x for x, y in zip(one, two)]
+    rel = [abs(x - y) / x for x, y in zip(one, two, strict=True)]
     assert sum(rel) / len(rel) < 0.15, (one, two)
 
 

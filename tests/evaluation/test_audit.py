@@ -161,9 +161,9 @@ def test_unannotated_equals_brute_force_iou(same_class):
         rng.random(300),
     )
     expected = []
-    for row, box, label in zip(dets.image_index, dets.boxes.astype(np.float64), dets.labels):
+    for row, box, label in zip(dets.image_index, dets.boxes.astype(np.float64), dets.labels, strict=True):
         best = 0.0
-        for g, gl in zip(gt.boxes[gt.box_image == row].astype(np.float64), gt.labels[gt.box_image == row]):
+        for g, gl in zip(gt.boxes[gt.box_image == row].astype(np.float64), gt.labels[gt.box_image == row], strict=True):
             if same_class and gl != label:
                 continue
             iw = max(0.0, min(box[2], g[2]) - max(box[0], g[0]))

@@ -230,7 +230,7 @@ def _random_case(seed: int) -> tuple[DetectionDataset, Detections]:
             "label": int(rng.integers(1, 4)),
             "iscrowd": bool(rng.random() < 0.15),
         }
-        for i, p, s in zip(box_image, xy, wh)
+        for i, p, s in zip(box_image, xy, wh, strict=True)
     ]
     gt = DetectionDataset.from_lists(
         images=[{"id": 100 - i, "file_name": f"{i}.jpg", "width": 300, "height": 300} for i in range(num_images)],

@@ -29,12 +29,12 @@ def raw_cartucho(cartucho_dir: Path):
     gt, dets = [], []
     for s in stems:
         for line in (cartucho_dir / "ground-truth" / f"{s}.txt").read_text().splitlines():
-            name, l, t, r, b = line.split()
-            gt.append((row[s], name, float(l), float(t), float(r), float(b), False))
+            name, left, t, r, b = line.split()
+            gt.append((row[s], name, float(left), float(t), float(r), float(b), False))
         det_file = cartucho_dir / "detection-results" / f"{s}.txt"
         for line in det_file.read_text().splitlines():
-            name, conf, l, t, r, b = line.split()
-            dets.append((row[s], name, float(conf), float(l), float(t), float(r), float(b)))
+            name, conf, left, t, r, b = line.split()
+            dets.append((row[s], name, float(conf), float(left), float(t), float(r), float(b)))
     return stems, gt, dets
 
 

@@ -275,6 +275,15 @@ def test_user_errors() -> None:
 
 
 # ----------------------------------------------------------------------------- agreement with a plain loop
+def overlap(b: np.ndarray, g: np.ndarray, over_det_area: bool) -> float:
+    """Intersection of detection ``b`` and ground truth ``g`` over ``b``'s area (group-of) or over their union."""
+    iw = max(0.0, min(b[2], g[2]) - max(b[0], g[0]))
+    ih = max(0.0, min(b[3], g[3]) - max(b[1], g[1]))
+    a_d = (b[2] - b[0]) * (b[3] - b[1])
+    a_g = (g[2] - g[0]) * (g[3] - g[1])
+    return iw * ih / a_d if over_det_area else iw * ih / (a_d + a_g - iw * ih)
+
+
 def _loop_reference(gt: DetectionDataset, dets: Detections, image_labels: dict, iou_thr: float = 0.5) -> dict:
     """The challenge metric written the slow, obvious way: per image, per class, per detection."""
     per_class: dict[int, list[tuple[float, bool]]] = {c.id: [] for c in gt.categories}
@@ -297,25 +306,17 @@ def _loop_reference(gt: DetectionDataset, dets: Detections, image_labels: dict, 
             for d in ds:
                 b = dets.boxes[d].astype(float)
                 score = float(dets.scores[d])
-
-                def overlap(g: np.ndarray, over_det_area: bool) -> float:
-                    iw = max(0.0, min(b[2], g[2]) - max(b[0], g[0]))
-                    ih = max(0.0, min(b[3], g[3]) - max(b[1], g[1]))
-                    a_d = (b[2] - b[0]) * (b[3] - b[1])
-                    a_g = (g[2] - g[0]) * (g[3] - g[1])
-                    return iw * ih / a_d if over_det_area else iw * ih / (a_d + a_g - iw * ih)
-
                 plain = [k for k in range(len(boxes)) if not group[k]]
                 if plain:
-                    k = max(plain, key=lambda k: (overlap(boxes[k], False), -k))
-                    if overlap(boxes[k], False) >= iou_thr and not taken[k]:
+                    k = max(plain, key=lambda k: (overlap(b, boxes[k], False), -k))
+                    if overlap(b, boxes[k], False) >= iou_thr and not taken[k]:
                         taken[k] = True
                         per_class[c].append((score, True))
                         continue
                 groups = [k for k in range(len(boxes)) if group[k]]
                 if groups:
-                    k = max(groups, key=lambda k: (overlap(boxes[k], True), -k))
-                    if overlap(boxes[k], True) >= iou_thr:
+                    k = max(groups, key=lambda k: (overlap(b, boxes[k], True), -k))
+                    if overlap(b, boxes[k], True) >= iou_thr:
                         group_best[k] = max(group_best[k], score)
                         continue
                 per_class[c].append((score, False))
@@ -378,7 +379,7 @@ def _random_case(seed: int) -> tuple[DetectionDataset, Detections, dict]:
         w, h = rng.uniform(-5, 80, size=2)
         rows.append((i, [x, y, x + w, y + h], int(rng.integers(1, 4))))
     scores = rng.permutation(len(rows)) / len(rows) + 0.001  # distinct scores: no tie-order questions
-    dets = _dets([(i, b, c, float(s)) for (i, b, c), s in zip(rows, scores)])
+    dets = _dets([(i, b, c, float(s)) for (i, b, c), s in zip(rows, scores, strict=True)])
     labels = {}
     for i in range(n_images):
         pos = {c for c in (1, 2, 3) if rng.random() < 0.3}
@@ -428,7 +429,7 @@ def test_with_the_open_images_reader(tmp_path: Path) -> None:
     )
     assert gt.image_ids == ["img0", "img1"] and gt.boxes.tolist() == [[0.0, 0.0, 100.0, 100.0]]
     labels = ImageLabels.from_dataset(gt)
-    assert sorted(zip(labels.image_index.tolist(), labels.labels.tolist(), labels.positive.tolist())) == [
+    assert sorted(zip(labels.image_index.tolist(), labels.labels.tolist(), labels.positive.tolist(), strict=True)) == [
         (0, 2, True),
         (1, 1, False),
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from functools import partial
 
 import numpy as np
@@ -50,7 +51,7 @@ def test_sweep_on_cartucho_never_rises(cartucho_dir):
     curve = score_threshold_sweep(gt, dets, parse_thresholds("0:0.9:0.1"), voc_ap)
     maps = [m for _, m in curve]
     assert maps[0] == pytest.approx(voc_ap(gt, dets)["mAP"])
-    assert all(b <= a + 1e-12 for a, b in zip(maps, maps[1:]))  # dropping the tail of a ranking cannot add area
+    assert all(b <= a + 1e-12 for a, b in itertools.pairwise(maps))  # dropping the tail of a ranking cannot add area
     assert maps[-1] < 0.5 * maps[0]
 
 

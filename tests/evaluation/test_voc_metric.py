@@ -76,7 +76,7 @@ def devkit_reference(gt_boxes, dets, iou_threshold=0.5, use_07_metric=False, exa
                 fp.append(1)
         rec, prec = [], []
         ctp = cfp = 0
-        for t, f in zip(tp, fp):
+        for t, f in zip(tp, fp, strict=True):
             ctp += t
             cfp += f
             rec.append(ctp / npos)
@@ -85,7 +85,7 @@ def devkit_reference(gt_boxes, dets, iou_threshold=0.5, use_07_metric=False, exa
             ap = 0.0
             points = [k / 10 for k in range(11)] if exact_tenths else np.arange(0.0, 1.1, 0.1)
             for t in points:
-                ps = [p for r, p in zip(rec, prec) if r >= t]
+                ps = [p for r, p in zip(rec, prec, strict=True) if r >= t]
                 ap += (max(ps) if ps else 0.0) / 11
         else:
             mrec = [0.0] + rec + [1.0]
@@ -161,10 +161,7 @@ def voc_eval_11_point(tp, npos):
     prec = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
     ap = 0.0
     for t in np.arange(0.0, 1.1, 0.1):
-        if np.sum(rec >= t) == 0:
-            p = 0
-        else:
-            p = np.max(prec[rec >= t])
+        p = 0 if np.sum(rec >= t) == 0 else np.max(prec[rec >= t])
         ap = ap + p / 11.0
     return ap
 
@@ -200,7 +197,8 @@ def test_voc07_equals_voc_eval_when_recalls_hit_tenths():
     assert r07["mAP"] == pytest.approx(voc_eval_11_point(tp, 10), abs=1e-12)
     # ranks T T T F T T T F T: recall .1 .2 .3 .3 .4 .5 .6 .6 .7, precision 1 1 1 .75 .8 .833 6/7 .75 7/9.
     # exact points: t=0..0.3 -> 1; t=.4,.5,.6 -> 6/7; t=.7 -> 7/9; t>=.8 -> 0.
-    # np.arange: t=0..0.2 -> 1; t=0.30000000000000004,.4,.5 -> 6/7; t=0.6000000000000001 -> 7/9; t>=0.7000000000000001 -> 0.
+    # np.arange: t=0..0.2 -> 1; t=0.30000000000000004,.4,.5 -> 6/7; t=0.6000000000000001 -> 7/9;
+    # t>=0.7000000000000001 -> 0.
     assert exact["mAP"] == pytest.approx((4 + 3 * 6 / 7 + 7 / 9) / 11, abs=1e-12)
     assert r07["mAP"] == pytest.approx((3 + 3 * 6 / 7 + 7 / 9) / 11, abs=1e-12)
     with pytest.raises(SoftSamplingError, match="11-point"):
@@ -463,7 +461,7 @@ def test_perfect_detections_score_one_and_order_does_not_matter(scene, seed):
     if all(g[6] for g in gt_ref):  # no scorable class
         return
     rng = np.random.default_rng(seed)
-    det_ref = [(g[0], g[1], float(s), *g[2:6]) for g, s in zip(gt_ref, rng.permutation(len(gt_ref)) + 1)]
+    det_ref = [(g[0], g[1], float(s), *g[2:6]) for g, s in zip(gt_ref, rng.permutation(len(gt_ref)) + 1, strict=True)]
     gt, dets = to_records(gt_ref, det_ref, num_images)
     for use_07 in (False, True):
         assert voc_ap(gt, dets, use_07_metric=use_07)["mAP"] == pytest.approx(1.0, abs=1e-12)

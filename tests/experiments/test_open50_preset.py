@@ -19,7 +19,7 @@ CLASSES = ("/m/aa", "/m/bb", "/m/cc")
 
 
 def make_open_images(root: Path) -> Path:
-    """Raw Open Images-style CSVs for 8 train and 4 test images with boxes of three classes; returns the subset folder."""
+    """Raw Open Images-style CSVs: 8 train and 4 test images with boxes of three classes; returns the subset folder."""
     rng = np.random.default_rng(0)
     root.mkdir()
     header = ",".join(BOX_COLUMNS)

@@ -50,7 +50,7 @@ def test_matches_reference(method: str, seed: int) -> None:
         boxes, scores, classes, method=method, sigma=0.5, iou_threshold=0.3, score_threshold=0.05
     )
     want = reference(boxes.tolist(), scores.tolist(), classes.tolist(), method, 0.5, 0.3, 0.05)
-    got = dict(zip(keep.tolist(), new_scores.tolist()))
+    got = dict(zip(keep.tolist(), new_scores.tolist(), strict=True))
     assert set(got) == set(want)
     for i in want:
         assert got[i] == pytest.approx(want[i], rel=1e-5, abs=1e-7)

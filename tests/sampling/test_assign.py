@@ -264,5 +264,5 @@ def test_properties(proposal_list: list, gt_list: list, fg_iou: float) -> None:
     # assignment is per RoI: a subset of proposals gets the subset of answers
     subset = torch.arange(0, proposals.shape[0], 2)
     part = assign("overlap_soft", proposals[subset], gt, labels, fg_iou=fg_iou)
-    for full_field, part_field in zip(soft, part):
+    for full_field, part_field in zip(soft, part, strict=True):
         assert torch.equal(full_field[subset], part_field)

@@ -24,7 +24,7 @@ def test_examples_run_and_print_documented_values() -> None:
             if line.strip().startswith("print(") and "# " in line
         ]
         assert len(printed) == len(documented)
-        for got, want in zip(printed, documented):
+        for got, want in zip(printed, documented, strict=True):
             assert got == want
 
 

@@ -123,7 +123,8 @@ def run(args: argparse.Namespace) -> int:
         f"{analysis.background} background proposals in {analysis.images} images, "
         f"{analysis.on_dropped} on dropped objects"
     )
-    for lo, n, p in zip(data["curve"]["edges"], data["curve"]["count"], data["curve"]["p_dropped"]):
+    curve = data["curve"]  # edges: one more than the bins; each bin is printed with its lower edge
+    for lo, n, p in zip(curve["edges"][:-1], curve["count"], curve["p_dropped"], strict=True):
         print(f"  overlap >= {lo:.2f}: {n:>7} proposals, P(dropped) = {'-' if p is None else f'{p:.3f}'}")
     if analysis.fitted:
         a, b, c = analysis.fitted

@@ -292,7 +292,7 @@ def _predict_runs(args: argparse.Namespace) -> tuple[Any, Any, list[Any], list[A
     device = pick_device(args.device)
     models = [load_run(r, device) for r in args.run]
     _, first_labels, cfg = models[0]
-    for r, (_, labels, _) in zip(args.run[1:], models[1:]):
+    for r, (_, labels, _) in zip(args.run[1:], models[1:], strict=True):
         if labels != first_labels:
             raise SoftSamplingError(
                 "the runs were trained on different classes", file=r, fix="audit with runs trained on the same dataset"
@@ -343,7 +343,7 @@ def flip_tta_dataset(model: Any, ds: Any, label_map: Any, *, batch_size: int, de
     ):
         rows = list(range(start, min(start + batch_size, ds.num_images)))
         images = [load_image(ds.image_path(r)).float().div_(255.0).to(device) for r in rows]
-        for r, (boxes, labels, scores) in zip(rows, flip_tta_predict(model, images)):
+        for r, (boxes, labels, scores) in zip(rows, flip_tta_predict(model, images), strict=True):
             parts.append(
                 Detections(np.full(len(scores), r), boxes.numpy(), label_map.to_dataset(labels.numpy()), scores.numpy())
             )
@@ -356,7 +356,11 @@ def flip_tta_dataset(model: Any, ds: Any, label_map: Any, *, batch_size: int, de
 
 def _check_classes(gt: Any, label_map: Any, source: Path) -> None:
     have = gt.category_names
-    wrong = [f"{cid} {name!r}" for cid, name in zip(label_map.category_ids, label_map.names) if have.get(cid) != name]
+    wrong = [
+        f"{cid} {name!r}"
+        for cid, name in zip(label_map.category_ids, label_map.names, strict=True)
+        if have.get(cid) != name
+    ]
     if wrong:
         raise SoftSamplingError(
             f"the annotations lack the run's class(es) {', '.join(wrong)} (as category id and name)",

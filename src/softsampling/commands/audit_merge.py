@@ -128,7 +128,7 @@ def _merge(args: argparse.Namespace, manifest: Path, options: dict[str, Any]) ->
                     "bbox": [a.box[0], a.box[1], a.box[2] - a.box[0], a.box[3] - a.box[1]],
                     "rank": a.rank,
                 }
-                for i, a in zip(new_ids.tolist(), additions)
+                for i, a in zip(new_ids.tolist(), additions, strict=True)
             ],
         },
     )

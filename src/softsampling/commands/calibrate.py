@@ -205,7 +205,7 @@ def _load_split(args: argparse.Namespace, cfg: Any) -> tuple[Any, Path]:
 def _check_classes(gt: Any, category_ids: tuple[int, ...], names: tuple[str, ...], source: Path) -> None:
     """The run's classes must be the annotations' classes (same id, same name)."""
     have = gt.category_names
-    wrong = [f"{cid} {name!r}" for cid, name in zip(category_ids, names) if have.get(cid) != name]
+    wrong = [f"{cid} {name!r}" for cid, name in zip(category_ids, names, strict=True) if have.get(cid) != name]
     if wrong:
         raise SoftSamplingError(
             f"the annotations lack the run's class(es) {', '.join(wrong)} (as category id and name)",

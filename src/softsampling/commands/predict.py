@@ -200,7 +200,7 @@ def _predict(
     def draw(path: Path, image, boxes, cats, scores) -> None:
         from softsampling.engine.draw import draw_detections
 
-        names = dict(zip(label_map.category_ids, label_map.names))
+        names = dict(zip(label_map.category_ids, label_map.names, strict=True))
         shown = scores >= args.draw_threshold
         draw_detections(
             image,

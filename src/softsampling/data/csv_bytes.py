@@ -249,7 +249,8 @@ def _check_field_lengths(lengths: np.ndarray, header: list[str], *, file: str, f
     if len(too_long):
         i, k = (int(v) for v in too_long[0])
         raise SoftSamplingError(
-            f"{header[k]} is {int(lengths[i, k])} bytes long, more than the {MAX_FIELD_BYTES} any Open Images value needs",
+            f"{header[k]} is {int(lengths[i, k])} bytes long, "
+            f"more than the {MAX_FIELD_BYTES} any Open Images value needs",
             file=file,
             record=f"line {first_row + i + 2}",
             fix="check the file: is it really an Open Images CSV?",
@@ -488,7 +489,7 @@ def join_columns(cols: list[np.ndarray]) -> bytes:
     mat = np.empty((n, total), dtype=np.uint8)
     keep = np.ones((n, total), dtype=bool)
     off = 0
-    for k, (c, width) in enumerate(zip(cols, widths)):
+    for k, (c, width) in enumerate(zip(cols, widths, strict=True)):
         mat[:, off : off + width] = np.ascontiguousarray(c).view(np.uint8).reshape(n, width)
         keep[:, off : off + width] = mat[:, off : off + width] != 0
         mat[:, off + width] = _NEWLINE if k == len(cols) - 1 else _COMMA

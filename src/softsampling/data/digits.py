@@ -772,7 +772,7 @@ def _scenes_dataset(
             "coco_bbox": xywh.tolist(),
             "coco_fields": [
                 {"area": int(w * h), "mnist_index": int(src)}
-                for (_, _, w, h), src in zip(xywh.tolist(), sources.tolist())
+                for (_, _, w, h), src in zip(xywh.tolist(), sources.tolist(), strict=True)
             ],
         },
         extra={"coco_key_order": ["info", "images", "annotations", "categories"], "coco_top_level": {"info": info}},
@@ -804,7 +804,7 @@ def _statistics_of(datasets: list[DetectionDataset]) -> dict[str, Any]:
     sides = np.sqrt((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))
     edges = [*SIZE_BIN_EDGES, np.inf]
     histogram = {}
-    for lo, hi in zip(edges[:-1], edges[1:]):
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
         key = f">={lo}" if hi == np.inf else f"{lo}-{hi}"
         histogram[key] = int(((sides >= lo) & (sides < hi)).sum())
     classes = np.bincount(labels - 1, minlength=NUM_CLASSES)

@@ -719,7 +719,7 @@ def _box_columns(
             if any(t is not None for t in texts):
                 width = max([text.dtype.itemsize] + [len(t.encode()) for t in texts if t is not None])
                 text = text.astype(f"S{width}")
-                for i, t in zip(verbatim, texts):
+                for i, t in zip(verbatim, texts, strict=True):
                     if t is not None:
                         text[i] = t.encode()
         cols[col] = text

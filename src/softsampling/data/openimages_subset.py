@@ -322,7 +322,7 @@ def build_subset(
 
     names = [k.decode("utf-8", errors="replace") for k in class_vocab]
     k = len(names)
-    counts = [_counts(s.box_image[m], s.box_class[m], s.group_of[m], k) for s, m in zip(scans, masks)]
+    counts = [_counts(s.box_image[m], s.box_class[m], s.group_of[m], k) for s, m in zip(scans, masks, strict=True)]
     stats = [
         ClassStats(
             names[c],
@@ -358,7 +358,7 @@ def build_subset(
     keep_class[[class_vocab[s.label_name.encode("utf-8")] for s in chosen]] = True
     kept_images: list[np.ndarray] = []
     box_counts: list[int] = []
-    for split, scan, mask in zip(SPLITS, scans, masks):
+    for split, scan, mask in zip(SPLITS, scans, masks, strict=True):
         keep = mask & keep_class[scan.box_class]
         box_counts.append(int(keep.sum()))
         kept_codes, first = np.unique(scan.box_image[keep], return_index=True)

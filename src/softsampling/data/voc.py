@@ -544,7 +544,7 @@ def _object_element(ds: DetectionDataset, box_row: int, name_of: dict[int, str])
 def _bndbox_nodes(box: np.ndarray, kept: list[Node]) -> list[Node]:
     """``<bndbox>`` children for a float32 xyxy ``box``: kept text where it still reads back as ``box``."""
     offsets = {"xmin": 1.0, "ymin": 1.0, "xmax": 0.0, "ymax": 0.0}
-    value = dict(zip(COORDS, (np.float32(v) for v in box)))
+    value = dict(zip(COORDS, (np.float32(v) for v in box), strict=True))
     kept_tags = [t for t, _ in kept]
     out = []
     for tag, text in kept + [[t, None] for t in COORDS if t not in kept_tags]:

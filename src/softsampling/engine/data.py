@@ -161,7 +161,7 @@ def dropped_by_image(
     """Group a curation manifest's dropped boxes by image row of ``ds`` (unknown images are an error)."""
     row_of = {im: r for r, im in enumerate(ds.image_ids)}
     out: dict[int, list[np.ndarray]] = {}
-    for im, box in zip(manifest_image_ids, np.asarray(manifest_boxes, dtype=np.float32).reshape(-1, 4)):
+    for im, box in zip(manifest_image_ids, np.asarray(manifest_boxes, dtype=np.float32).reshape(-1, 4), strict=True):
         r = row_of.get(im)
         if r is None:
             raise SoftSamplingError(
@@ -173,5 +173,5 @@ def dropped_by_image(
 
 
 def collate(batch: list) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
-    images, targets = zip(*batch)
+    images, targets = zip(*batch, strict=True)
     return list(images), list(targets)

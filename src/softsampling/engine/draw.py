@@ -39,7 +39,7 @@ def render_detections(
     width = max(1, round(side / 256))
     font = ImageFont.load_default(size=max(10, round(side / 32)))
     draw = ImageDraw.Draw(pil)
-    for b, n, s in zip(boxes, names, scores):
+    for b, n, s in zip(boxes, names, scores, strict=True):
         color = PALETTE[hash(n) % len(PALETTE)] if not n.isdigit() else PALETTE[int(n) % len(PALETTE)]
         x1, y1, x2, y2 = (float(v) * scale for v in b)
         draw.rectangle([x1, y1, x2, y2], outline=color, width=width)

@@ -78,7 +78,7 @@ def predict_dataset(
         rows = list(range(b * batch_size, min((b + 1) * batch_size, ds.num_images)))
         outs = predict_images(model, [load_image(ds.image_path(r)) for r in rows], device)
         parts = []
-        for r, out in zip(rows, outs):
+        for r, out in zip(rows, outs, strict=True):
             keep = out["scores"] >= score_threshold
             n = int(keep.sum())
             parts.append(

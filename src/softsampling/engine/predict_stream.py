@@ -63,7 +63,7 @@ def detection_entries(
 ) -> list[dict[str, Any]]:
     """COCO results entries of one image (``bbox`` ``[x, y, w, h]``, rounded to 0.01 px; scores to 1e-5)."""
     entries = []
-    for b, c, s in zip(boxes, category_ids, scores):
+    for b, c, s in zip(boxes, category_ids, scores, strict=True):
         x1, y1, x2, y2 = (round(float(v), 2) for v in b)
         entries.append(
             {

@@ -60,7 +60,7 @@ def prepare_prior(
             images.append(image)
             boxes.append(target["boxes"])
             cls.append(target["labels"])
-        for s, c in zip(scorer.score_images(images, boxes), cls):
+        for s, c in zip(scorer.score_images(images, boxes), cls, strict=True):
             scores.append(s.cpu().gather(1, c.view(-1, 1)).view(-1))
             labels.append(c)
     gt_scores = torch.cat(scores) if scores else torch.zeros(0)
@@ -73,7 +73,7 @@ def prepare_prior(
             {
                 "prior_run": str(prior_dir),
                 "rule": "T = median prior score of the annotated training boxes of each class",
-                "thresholds": {n: round(float(t), 6) for n, t in zip(names, thresholds[1:].tolist())},
+                "thresholds": {n: round(float(t), 6) for n, t in zip(names, thresholds[1:].tolist(), strict=True)},
                 "boxes_scored": {n: int((gt_labels == i + 1).sum()) for i, n in enumerate(names)},
             },
         )
@@ -95,7 +95,7 @@ def flip_tta_predict(
     plain = model(images)
     flipped = model([image.flip(-1) for image in images])
     out = []
-    for image, a, b in zip(images, plain, flipped):
+    for image, a, b in zip(images, plain, flipped, strict=True):
         a = {k: v.cpu() for k, v in a.items()}
         b = {k: v.cpu() for k, v in b.items()}
         back = flip_boxes(b["boxes"], image.shape[-1])
@@ -144,7 +144,7 @@ def prepare_pseudo_boxes(
     for start in range(0, val_ds.num_images, batch_size):
         rows = list(range(start, min(start + batch_size, val_ds.num_images)))
         images = [load_image(val_ds.image_path(r)).float().div_(255.0).to(device) for r in rows]
-        for r, (boxes, labels, scores) in zip(rows, flip_tta_predict(teacher, images)):
+        for r, (boxes, labels, scores) in zip(rows, flip_tta_predict(teacher, images), strict=True):
             parts.append(
                 Detections(np.full(len(scores), r), boxes.numpy(), label_map.to_dataset(labels.numpy()), scores.numpy())
             )
@@ -170,7 +170,7 @@ def prepare_pseudo_boxes(
         rows = list(range(start, min(start + batch_size, len(train_set))))
         samples = [train_set[r] for r in rows]
         predictions = flip_tta_predict(teacher, [image.to(device) for image, _ in samples])
-        for r, (_, target), (boxes, labels, scores) in zip(rows, samples, predictions):
+        for r, (_, target), (boxes, labels, scores) in zip(rows, samples, predictions, strict=True):
             keep = select_pseudo_boxes(
                 boxes,
                 labels,
@@ -206,7 +206,9 @@ def _write_pseudo_boxes(
     annotations = []
     for r in sorted(pseudo):
         boxes, labels, scores = pseudo[r]
-        for box, cid, score in zip(boxes.tolist(), label_map.to_dataset(labels.numpy()).tolist(), scores.tolist()):
+        for box, cid, score in zip(
+            boxes.tolist(), label_map.to_dataset(labels.numpy()).tolist(), scores.tolist(), strict=True
+        ):
             x1, y1, x2, y2 = box
             annotations.append(
                 {
@@ -225,10 +227,12 @@ def _write_pseudo_boxes(
             "info": {"description": f"pseudo boxes of teacher {teacher_dir} ({criterion} on val, flip TTA)"},
             "images": [
                 {"id": _json_id(i), "file_name": f, "width": int(w), "height": int(h)}
-                for i, f, w, h in zip(ds.image_ids, ds.file_names, ds.widths, ds.heights)
+                for i, f, w, h in zip(ds.image_ids, ds.file_names, ds.widths, ds.heights, strict=True)
             ],
             "annotations": annotations,
-            "categories": [{"id": int(c), "name": n} for c, n in zip(label_map.category_ids, label_map.names)],
+            "categories": [
+                {"id": int(c), "name": n} for c, n in zip(label_map.category_ids, label_map.names, strict=True)
+            ],
         },
     )
     found = _match_dropped(ds, pseudo, label_map, manifest) if manifest is not None else None
@@ -282,7 +286,7 @@ def _match_dropped(ds, pseudo: dict, label_map, manifest) -> dict[int, list[int]
     dropped = dropped_by_image(ds, list(manifest.image_ids), manifest.boxes)
     row_of = {im: r for r, im in enumerate(ds.image_ids)}
     dropped_labels: dict[int, list[int]] = {}
-    for im, cid in zip(manifest.image_ids.tolist(), manifest.labels.tolist()):
+    for im, cid in zip(manifest.image_ids.tolist(), manifest.labels.tolist(), strict=True):
         dropped_labels.setdefault(row_of[im], []).append(int(cid))
     counts = {k: [0, 0, 0] for k in range(1, label_map.num_classes)}
     for r in set(dropped) | set(pseudo):

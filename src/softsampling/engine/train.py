@@ -429,7 +429,7 @@ def _train(
             record = {
                 "iteration": done,
                 "loss": values[0],
-                **dict(zip(losses.keys(), values[1:])),
+                **dict(zip(losses.keys(), values[1:], strict=True)),
                 "lr": optimizer.param_groups[0]["lr"],
                 "sec_per_iter": round(elapsed / t.log_every, 4),
             }

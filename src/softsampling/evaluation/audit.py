@@ -190,7 +190,7 @@ def isotonic_increasing(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     means: list[float] = []
     sums: list[float] = []
     sizes: list[int] = []
-    for v, w in zip(values[used].tolist(), weights[used].tolist()):
+    for v, w in zip(values[used].tolist(), weights[used].tolist(), strict=True):
         means.append(v)
         sums.append(w)
         sizes.append(1)
@@ -445,7 +445,7 @@ def score_candidates(
     if len(detection_sets) != len(calibrations) or not detection_sets:
         raise ValueError("give one calibration per detection set, and at least one set")
     parts = []
-    for r, (dets, cal) in enumerate(zip(detection_sets, calibrations)):
+    for r, (dets, cal) in enumerate(zip(detection_sets, calibrations, strict=True)):
         mask = masks[r] if masks is not None else unannotated(gt, dets, iou=iou, same_class=same_class)
         cand = dets.select(mask)
         parts.append((cand, cal(cand.labels, cand.scores), np.full(len(cand), r, dtype=np.int64)))

@@ -317,7 +317,7 @@ def _result(
     """The result dict from COCOeval's ``stats`` and ``eval["precision"]`` [T, R, K, A, M];
     ``det_labels``: the category id of each evaluated detection."""
     out: dict[str, Any] = {"metric": "coco", "mAP": float(stats[0])}
-    out.update(zip(coco_stat_names(tuple(max_dets)), (float(s) for s in stats)))
+    out.update(zip(coco_stat_names(tuple(max_dets)), (float(s) for s in stats), strict=True))
     iou50 = int(np.argmin(np.abs(_IOU_THRS - 0.5)))
     column = {cid: k for k, cid in enumerate(cat_ids)}
     names = gt.category_names

@@ -88,10 +88,10 @@ class _ImageLookup:
         self.by_id: dict[Any, int] = {}
         # Checked in this order; a key claimed by two images is ambiguous (row -1).
         self.by_name: list[dict[str, int]] = [{}, {}, {}, {}]
-        for row, (iid, fname) in enumerate(zip(gt.image_ids, gt.file_names)):
+        for row, (iid, fname) in enumerate(zip(gt.image_ids, gt.file_names, strict=True)):
             self.by_id.setdefault(iid, row)
             p = PurePosixPath(str(fname).replace("\\", "/"))
-            for table, key in zip(self.by_name, (str(fname), p.name, p.stem, str(iid))):
+            for table, key in zip(self.by_name, (str(fname), p.name, p.stem, str(iid)), strict=True):
                 table[key] = row if table.get(key, row) == row else -1
 
     def find_name(self, name: str) -> int | None:
@@ -486,7 +486,9 @@ def write_detections_coco(dets: Detections, gt: DetectionDataset, path: str | Pa
     :func:`read_detections` gives the same float32 boxes and scores.
     """
     out = []
-    for row, label, box, score in zip(dets.image_index.tolist(), dets.labels.tolist(), dets.boxes, dets.scores):
+    for row, label, box, score in zip(
+        dets.image_index.tolist(), dets.labels.tolist(), dets.boxes, dets.scores, strict=True
+    ):
         x1, y1, x2, y2 = (float(v) for v in box)
         image_id = gt.image_ids[row]
         out.append(
@@ -510,7 +512,9 @@ def write_detections_csv(dets: Detections, gt: DetectionDataset, path: str | Pat
     with atomic_write(path) as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(CSV_COLUMNS)
-        for row, label, box, score in zip(dets.image_index.tolist(), dets.labels.tolist(), dets.boxes, dets.scores):
+        for row, label, box, score in zip(
+            dets.image_index.tolist(), dets.labels.tolist(), dets.boxes, dets.scores, strict=True
+        ):
             w.writerow([gt.file_names[row], names.get(label, str(label)), num(score), *(num(v) for v in box)])
 
 

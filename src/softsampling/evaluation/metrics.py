@@ -87,6 +87,6 @@ def exhaustive_labels(gt: DetectionDataset) -> dict[int, tuple[list[int], list[i
     positive where it has a box, negative elsewhere."""
     all_ids = [c.id for c in gt.categories]
     present: list[set[int]] = [set() for _ in range(gt.num_images)]
-    for row, label in zip(gt.box_image.tolist(), gt.labels.tolist()):
+    for row, label in zip(gt.box_image.tolist(), gt.labels.tolist(), strict=True):
         present[row].add(label)
     return {row: (sorted(p), [c for c in all_ids if c not in p]) for row, p in enumerate(present)}

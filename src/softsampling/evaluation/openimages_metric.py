@@ -143,7 +143,7 @@ class ImageLabels:
             rows += [(int(image), int(c), False) for c in sorted(neg)]
         if not rows:
             return cls(np.zeros(0), np.zeros(0), np.zeros(0))
-        image_index, labels, positive = zip(*rows)
+        image_index, labels, positive = zip(*rows, strict=True)
         return cls(np.array(image_index), np.array(labels), np.array(positive))
 
     @classmethod

@@ -57,7 +57,7 @@ def score_threshold_sweep(
     ``functools.partial``, e.g. ``partial(voc_ap, use_07_metric=True)``).
     """
     results = sweep_results(gt, dets, thresholds, metric_fn)
-    return [(float(t), float(r["mAP"])) for t, r in zip(thresholds, results)]
+    return [(float(t), float(r["mAP"])) for t, r in zip(thresholds, results, strict=True)]
 
 
 def sweep_results(

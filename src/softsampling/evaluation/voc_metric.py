@@ -418,4 +418,4 @@ def match_detections(gt: DetectionDataset, dets: Detections, iou: float = 0.5) -
     ignored = np.zeros(len(dets), dtype=bool)
     tp[order] = tp_ranked
     ignored[order] = ignored_ranked
-    return DetectionMatches(tp, ignored, {int(c): int(n) for c, n in zip(class_ids, num_gt)})
+    return DetectionMatches(tp, ignored, {int(c): int(n) for c, n in zip(class_ids, num_gt, strict=True)})

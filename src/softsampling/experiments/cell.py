@@ -75,7 +75,7 @@ def check_same_classes(label_map: Any, gt: Any, path: str) -> None:
     from softsampling.errors import SoftSamplingError
 
     have = [(c.id, c.name) for c in gt.categories]
-    trained = list(zip(label_map.category_ids, label_map.names))
+    trained = list(zip(label_map.category_ids, label_map.names, strict=True))
     if have != trained:
         raise SoftSamplingError(
             f"the model was trained on {len(trained)} classes that differ from the {len(have)} classes of the "

@@ -40,7 +40,8 @@ def plot_score_threshold(
     """
     fig = _figure(5.2 * max(1, len(panels)), 4)
     axes = fig.subplots(1, max(1, len(panels)), squeeze=False)
-    for ax, (panel, curves) in zip(axes[0], panels.items()):
+    # strict=False: with no panels there is still one (empty) axes
+    for ax, (panel, curves) in zip(axes[0], panels.items(), strict=False):
         for label, (t, m, s) in curves.items():
             t_arr, m_arr = np.asarray(t, float), np.asarray(m, float)
             ax.plot(t_arr, m_arr, marker="o", ms=3, label=label)

@@ -144,7 +144,7 @@ def overlap_curve(o: np.ndarray, on_dropped: np.ndarray, edges: tuple[float, ...
     inside = (o >= e[0]) & (o <= e[-1])
     count = np.bincount(idx[inside], minlength=len(e) - 1)
     dropped = np.bincount(idx[inside], weights=on_dropped[inside].astype(np.float64), minlength=len(e) - 1)
-    p = [float(d / n) if n else None for d, n in zip(dropped, count)]
+    p = [float(d / n) if n else None for d, n in zip(dropped, count, strict=True)]
     return {
         "edges": [float(x) for x in e],
         "centers": [float(x) for x in (e[:-1] + e[1:]) / 2],
@@ -191,7 +191,7 @@ class OverlapAnalysis:
     on_dropped: int
 
     def to_json(self) -> dict[str, Any]:
-        fit = None if self.fitted is None else dict(zip("abc", self.fitted))
+        fit = None if self.fitted is None else dict(zip("abc", self.fitted, strict=True))
         return {
             "target": "w*(o) = 1 - P(proposal on a dropped object | background, overlap o)",
             "images": self.images,
@@ -200,7 +200,7 @@ class OverlapAnalysis:
             "background_on_dropped": self.on_dropped,
             "curve": self.curve,
             "fitted": fit,
-            "paper": dict(zip("abc", self.paper)),
+            "paper": dict(zip("abc", self.paper, strict=True)),
         }
 
 
@@ -228,7 +228,7 @@ def analyze_overlap(
     for start in range(0, n, batch_size):
         chunk = rows[start : start + batch_size].tolist()
         props = rpn_proposals(model, [load_image(ds.image_path(r)) for r in chunk])
-        for r, p in zip(chunk, props):
+        for r, p in zip(chunk, props, strict=True):
             total += len(p)
             keep = ~(ds.iscrowd[ds.box_indices_of(r)])
             o, d = background_overlaps(p, ds.boxes_of(r)[keep], dropped.get(r, np.zeros((0, 4), np.float32)))

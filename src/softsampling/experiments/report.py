@@ -155,7 +155,7 @@ def _pct(v: Any) -> str:
 
 def _at(part: dict[str, Any], threshold: float) -> float | None:
     sweep = part.get("sweep") or {}
-    for t, m in zip(sweep.get("thresholds", []), sweep.get("mAP", [])):
+    for t, m in zip(sweep.get("thresholds", []), sweep.get("mAP", []), strict=True):
         if abs(float(t) - threshold) < 1e-6:
             return float(m)
     return None
@@ -280,8 +280,8 @@ def make_fig5(
     for outcome, _ in runs:
         model, label_map, _ = load_run(out / outcome.cell.run_dir)
         preds = predict_images(model, images)
-        names = dict(zip(label_map.category_ids, label_map.names))
-        for i, (im, p) in enumerate(zip(images, preds)):
+        names = dict(zip(label_map.category_ids, label_map.names, strict=True))
+        for i, (im, p) in enumerate(zip(images, preds, strict=True)):
             keep = p["scores"] >= score_threshold
             labels = label_map.to_dataset(p["labels"][keep].numpy())
             rendered[i].append(
@@ -294,7 +294,10 @@ def make_fig5(
                 )
             )
     plot_examples(
-        [(f"test {test.file_names[r]} ({int(n_boxes[r])} objects)", ims) for r, ims in zip(rows_idx, rendered)],
+        [
+            (f"test {test.file_names[r]} ({int(n_boxes[r])} objects)", ims)
+            for r, ims in zip(rows_idx, rendered, strict=True)
+        ],
         out / "fig5_examples.png",
         column_titles=[t for _, t in runs],
     )

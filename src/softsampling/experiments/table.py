@@ -91,7 +91,7 @@ class Scores:
             key = (str(r["method"]), float(r["rate"]))
             scores.values.setdefault((*key, None), {})[int(r["seed"])] = 100.0 * float(part["mAP"])
             sweep = part.get("sweep") or {}
-            for t, m in zip(sweep.get("thresholds", []), sweep.get("mAP", [])):
+            for t, m in zip(sweep.get("thresholds", []), sweep.get("mAP", []), strict=True):
                 scores.values.setdefault((*key, round(float(t), 6)), {})[int(r["seed"])] = 100.0 * float(m)
         return scores
 

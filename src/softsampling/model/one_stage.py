@@ -79,7 +79,7 @@ class OneStageStrategy:
         """Per image: torchvision's matches, then the strategy's rules (labels, weights, BRL marks)."""
         params = self.composition.params
         states = []
-        for anchors_per_image, target, matched in zip(anchors, targets, matched_idxs):
+        for anchors_per_image, target, matched in zip(anchors, targets, matched_idxs, strict=True):
             ctx = image_context(
                 anchors_per_image,
                 target["boxes"],
@@ -108,7 +108,7 @@ class OneStageStrategy:
         """
         pseudo_regress = bool(self.composition.params.get("pseudo_regress", False))
         out_targets, out_matched = [], []
-        for target, state in zip(targets, states):
+        for target, state in zip(targets, states, strict=True):
             num_gt = target["boxes"].shape[0]
             regress = (state.labels > 0) & (state.matched_gt >= 0)
             if pseudo_regress and "pseudo_boxes" in target:
@@ -152,7 +152,7 @@ class SoftSamplingRetinaNetHead(OneStageStrategy, RetinaNetHead):
         states = self.assign_anchors(targets, anchors, matched_idxs)
         losses = [
             self.focal(logits, s.labels, s.weights, s.recalibrate) / max(1, (s.labels > 0).sum())
-            for logits, s in zip(head_outputs["cls_logits"], states)
+            for logits, s in zip(head_outputs["cls_logits"], states, strict=True)
         ]
         reg_targets, reg_matched = self.regression_targets(targets, states)
         return {

@@ -303,7 +303,9 @@ class SoftSamplingRoIHeads(RoIHeads):
         proposals = self.add_gt_proposals(proposals, gt_boxes)
         sampled = SampledRoIs([], [], [], [], [], [])
         contexts, states = [], []
-        for i, (image_proposals, target, image_gt, n_rpn) in enumerate(zip(proposals, targets, gt_boxes, num_rpn)):
+        for i, (image_proposals, target, image_gt, n_rpn) in enumerate(
+            zip(proposals, targets, gt_boxes, num_rpn, strict=True)
+        ):
             ctx = image_context(
                 image_proposals,
                 image_gt,
@@ -346,11 +348,11 @@ class SoftSamplingRoIHeads(RoIHeads):
             scores = self._prior_scores(sampled.proposals, image_shapes)
             states = [
                 composition.assign_after_sampling(state, replace(ctx, prior_scores=s, thresholds=self.thresholds))
-                for state, ctx, s in zip(states, contexts, scores)
+                for state, ctx, s in zip(states, contexts, scores, strict=True)
             ]
         regress_pseudo = bool(composition.params.get("pseudo_regress", False))
         matched_boxes = []
-        for state, ctx, image_gt in zip(states, contexts, gt_boxes):
+        for state, ctx, image_gt in zip(states, contexts, gt_boxes, strict=True):
             num_gt = image_gt.shape[0]
             boxes = image_gt
             if ctx.pseudo_boxes is not None and ctx.pseudo_boxes.shape[0]:
@@ -452,10 +454,10 @@ class SoftSamplingRoIHeads(RoIHeads):
         """torchvision's Mask R-CNN loss on the sampled foreground RoIs of annotated boxes (unweighted)."""
         foreground = [
             torch.where((labels > 0) & (m < t["boxes"].shape[0]))[0]
-            for labels, m, t in zip(sampled.labels, sampled.matched_idxs, targets)
+            for labels, m, t in zip(sampled.labels, sampled.matched_idxs, targets, strict=True)
         ]
-        mask_proposals = [p[i] for p, i in zip(sampled.proposals, foreground)]
-        matched = [m[i] for m, i in zip(sampled.matched_idxs, foreground)]
+        mask_proposals = [p[i] for p, i in zip(sampled.proposals, foreground, strict=True)]
+        matched = [m[i] for m, i in zip(sampled.matched_idxs, foreground, strict=True)]
         mask_logits = self.mask_predictor(self.mask_head(self.mask_roi_pool(features, mask_proposals, image_shapes)))
         return maskrcnn_loss(
             mask_logits, mask_proposals, [t["masks"] for t in targets], [t["labels"] for t in targets], matched
@@ -480,7 +482,7 @@ class SoftSamplingRoIHeads(RoIHeads):
             )
         finally:
             self.nms_thresh, self.detections_per_img = saved
-        for i, (boxes, scores, labels) in enumerate(zip(all_boxes, all_scores, all_labels)):
+        for i, (boxes, scores, labels) in enumerate(zip(all_boxes, all_scores, all_labels, strict=True)):
             keep, new_scores = self.soft_nms(boxes, scores, labels)
             keep, new_scores = keep[: self.detections_per_img], new_scores[: self.detections_per_img]
             all_boxes[i], all_scores[i], all_labels[i] = boxes[keep], new_scores, labels[keep]

@@ -205,7 +205,7 @@ def resolve_strategy(strategy: str | Sequence[str], params: dict[str, Any] | Non
     for spec in specs:
         if spec.check is not None:
             spec.check(resolved)
-    late = [r for r, spec in zip(rules, specs) if spec.after_sampling]
+    late = [r for r, spec in zip(rules, specs, strict=True) if spec.after_sampling]
     if late and rules[-len(late) :] != tuple(late):
         raise ValueError(f"rule {late[0]!r} must come last in strategy {name!r} (it weights the sampled RoIs)")
     steps = tuple((spec.apply, {k: resolved[k] for k in (*spec.common, *spec.params)}) for spec in specs)

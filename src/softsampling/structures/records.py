@@ -232,4 +232,4 @@ class DetectionDataset:
 def _take(column: Any, mask: np.ndarray) -> Any:
     if isinstance(column, np.ndarray):
         return column[mask]
-    return [v for v, k in zip(column, mask) if k]
+    return [v for v, k in zip(column, mask, strict=True) if k]

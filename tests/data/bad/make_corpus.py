@@ -114,7 +114,7 @@ def voc_xml(
 
 
 def voc_object(name: str = "dog", box: tuple = ("21", "11", "28", "18"), extra: str = "") -> str:
-    coords = "".join(f"<{t}>{v}</{t}>" for t, v in zip(("xmin", "ymin", "xmax", "ymax"), box))
+    coords = "".join(f"<{t}>{v}</{t}>" for t, v in zip(("xmin", "ymin", "xmax", "ymax"), box, strict=True))
     return f"\t<object>\n\t\t<name>{name}</name>{extra}\n\t\t<bndbox>{coords}</bndbox>\n\t</object>\n"
 
 
