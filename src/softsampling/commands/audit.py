@@ -301,7 +301,7 @@ def _predict_runs(args: argparse.Namespace) -> tuple[Any, Any, list[Any], list[A
     check_outputs_apart([args.out], [d.train, d.val, d.manifest])
     fmt = args.gt_format or d.format
     gt_path = args.gt if args.gt is not None else Path(d.train)
-    images = args.images if args.gt is not None else (d.images or None)
+    images = args.images if args.gt is not None else (Path(d.images) if d.images else None)
     args.gt = gt_path
     gt = _load(gt_path, fmt, images, args, "--gt" if args.gt is not None else "the run's data.train", check_images=True)
     _check_classes(gt, first_labels, gt_path)
@@ -309,10 +309,11 @@ def _predict_runs(args: argparse.Namespace) -> tuple[Any, Any, list[Any], list[A
     if args.calibration in ("auto", "validation"):
         if args.val_gt is not None:
             val_gt = _load(args.val_gt, fmt, args.val_images, args, "--val-gt", check_images=True)
+            _check_classes(val_gt, first_labels, args.val_gt)
         elif d.val:
-            val_gt = _load(Path(d.val), fmt, d.val_images or None, args, "the run's data.val", check_images=True)
-        if val_gt is not None:
-            _check_classes(val_gt, first_labels, args.val_gt or Path(d.val))
+            val_images = Path(d.val_images) if d.val_images else None
+            val_gt = _load(Path(d.val), fmt, val_images, args, "the run's data.val", check_images=True)
+            _check_classes(val_gt, first_labels, Path(d.val))
     sets, val_sets = [], []
     for model, labels, _ in models:
         sets.append(

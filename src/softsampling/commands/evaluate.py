@@ -374,6 +374,7 @@ def format_table(result: dict[str, Any]) -> str:
     """Per-class table (class, AP column(s), #GT, #det) and the mean, as plain text."""
     per_class = result.get("per_class", {})
     ious = result.get("iou_thresholds") or []
+    ap_cols: list[tuple[str, str | int]]  # (column title, key of the per-class AP or its index)
     if result.get("metric") == "coco":
         ap_cols = [("AP", "ap"), ("AP50", "ap50")]
     elif len(ious) > 1:

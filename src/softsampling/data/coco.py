@@ -464,9 +464,9 @@ def _bbox_lists(ds: DetectionDataset) -> list[list[float]]:
             fix="remove or fix the box before writing",
         )
     original = ds.box_extra.get("coco_bbox")
-    unchanged = np.zeros(ds.num_boxes, dtype=bool)
-    if original is not None and ds.num_boxes:
-        unchanged = (xywh_to_xyxy(np.array(original, dtype=np.float64)) == ds.boxes).all(axis=1)
+    if original is None or not ds.num_boxes:
+        return shortest_xywh_array(ds.boxes).tolist()
+    unchanged = (xywh_to_xyxy(np.array(original, dtype=np.float64)) == ds.boxes).all(axis=1)
     computed = shortest_xywh_array(ds.boxes[~unchanged]).tolist()
     changed_rows = iter(computed)
     return [original[row] if unchanged[row] else next(changed_rows) for row in range(ds.num_boxes)]

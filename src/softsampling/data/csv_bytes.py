@@ -170,7 +170,7 @@ def _split_fast(data: bytes, header: list[str], *, file: str, first_row: int) ->
     """
     buf = np.frombuffer(data, dtype=np.uint8)
     n_fields = len(header)
-    seps = np.flatnonzero((buf == _COMMA) | (buf == _NEWLINE))
+    seps: np.ndarray = np.flatnonzero((buf == _COMMA) | (buf == _NEWLINE))  # [S], then [n, n_fields]
     sep_char = buf[seps]
     n = int(np.count_nonzero(sep_char == _NEWLINE))
     pattern_ok = len(seps) == n * n_fields

@@ -428,13 +428,14 @@ def render_scene(
     n_clutter = int(rng.integers(style.clutter[0], style.clutter[1] + 1))
     for _ in range(n_clutter):
         height = _log_uniform(rng, h_lo, float(np.sqrt(h_lo * h_hi)))
+        stroke: np.ndarray | None
         if rng.random() < 0.5:
-            patch = _render_fragment(rng, digits[int(not_ones[rng.integers(len(not_ones))])], height, style)
+            stroke = _render_fragment(rng, digits[int(not_ones[rng.integers(len(not_ones))])], height, style)
         else:
-            patch = _render_curve(rng, height, style)
-        if patch is None or patch.shape[0] > size or patch.shape[1] > size:
+            stroke = _render_curve(rng, height, style)
+        if stroke is None or stroke.shape[0] > size or stroke.shape[1] > size:
             continue
-        ph, pw = patch.shape
+        ph, pw = stroke.shape
         for _attempt in range(10):
             x, y = int(rng.integers(0, size - pw + 1)), int(rng.integers(0, size - ph + 1))
             if len(keep_out):
@@ -442,7 +443,7 @@ def render_scene(
                 ih = np.minimum(y + ph, keep_out[:, 3]) - np.maximum(y, keep_out[:, 1])
                 if ((iw > 0) & (ih > 0)).any():
                     continue
-            _paste_max(image, patch, x, y)
+            _paste_max(image, stroke, x, y)
             break
 
     if style.noise > 0:

@@ -248,7 +248,7 @@ def build_subset(
     train_boxes = Path(train_boxes)
     out = Path(out)
     random_mode = random_images is not None
-    if random_mode:
+    if random_images is not None:
         if test_boxes is not None:
             raise SoftSamplingError(
                 "random mode draws both splits from --train-boxes",
@@ -291,8 +291,8 @@ def build_subset(
     class_vocab: dict[bytes, int] = {}
     say(f"scanning {train_boxes}")
     train_scan = _scan_boxes(train_boxes, class_vocab, chunk_bytes=chunk_bytes)
-    if random_mode:
-        assert random_images is not None and test_fraction is not None
+    if random_images is not None:
+        assert test_fraction is not None  # checked above
         n_images = len(train_scan.image_ids)
         if random_images > n_images:
             raise SoftSamplingError(

@@ -7,6 +7,8 @@ model sees images as this one will.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from softsampling.engine.config import RunConfig
@@ -40,7 +42,7 @@ def build_model(
     from softsampling.model.weights import load_detector_weights
 
     m = cfg.model
-    size = {k: v for k, v in (("min_size", m.min_size), ("max_size", m.max_size)) if v is not None}
+    size: dict[str, Any] = {k: v for k, v in (("min_size", m.min_size), ("max_size", m.max_size)) if v is not None}
     size.update(m.options)
     try:
         if m.name in ONE_STAGE_MODEL_NAMES:

@@ -228,7 +228,7 @@ def _allowed_types(hint: Any) -> tuple[Any, ...]:
 def _field_hint(key: str) -> Any:
     """The type of dotted config key ``key`` (``train.lr`` -> float); None for keys inside free mappings."""
     parts = key.split(".")
-    cls: type = RunConfig
+    cls: type | None = RunConfig
     for part in parts[:-1]:
         cls = _SECTIONS.get(part) if cls is RunConfig else None
         if cls is None:

@@ -34,7 +34,7 @@ def render_detections(
     """
     pil = Image.fromarray(image.permute(1, 2, 0).numpy())
     if scale != 1:
-        pil = pil.resize((pil.width * scale, pil.height * scale), Image.NEAREST)
+        pil = pil.resize((pil.width * scale, pil.height * scale), Image.Resampling.NEAREST)
     side = min(pil.width, pil.height)
     width = max(1, round(side / 256))
     font = ImageFont.load_default(size=max(10, round(side / 32)))

@@ -203,7 +203,7 @@ def _write_pseudo_boxes(
 ) -> None:
     """``pseudo_boxes.json`` (COCO with scores) and ``pseudo_boxes_summary.json``."""
     ds, label_map = train_set.ds, train_set.label_map
-    annotations = []
+    annotations: list[dict[str, Any]] = []
     for r in sorted(pseudo):
         boxes, labels, scores = pseudo[r]
         for box, cid, score in zip(

@@ -15,6 +15,7 @@ from softsampling.structures.records import DetectionDataset
 
 def split_dataset(cfg: RunConfig, split: str, *, allow_outside_root: bool = False) -> DetectionDataset:
     """The annotations of a run's ``train``, ``val`` or other split named in its config (images checked)."""
+    path: str | None
     if split == "train":
         path, images, voc_split = cfg.data.train, cfg.data.images, cfg.data.split
     elif split == "val":

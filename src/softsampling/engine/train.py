@@ -19,7 +19,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -41,12 +41,27 @@ from softsampling.io import atomic_write, check_can_write, remove_stale_temp_fil
 from softsampling.sampling import strategy_name
 from softsampling.structures.records import DetectionDataset
 
+if TYPE_CHECKING:
+    from softsampling.model.one_stage import OneStageStrategy
+    from softsampling.model.roi_heads import SoftSamplingRoIHeads
+
 
 # --------------------------------------------------------------------------- helpers
+def _strategy_head(model: torch.nn.Module) -> SoftSamplingRoIHeads | OneStageStrategy:
+    """The module whose strategy rules read the training progress: ``roi_heads`` (two-stage) or ``head``."""
+    from softsampling.model.one_stage import OneStageStrategy
+    from softsampling.model.roi_heads import SoftSamplingRoIHeads
+
+    head = model.get_submodule("roi_heads" if hasattr(model, "roi_heads") else "head")
+    if not isinstance(head, (SoftSamplingRoIHeads, OneStageStrategy)):
+        raise TypeError(f"{type(head).__name__} has no strategy installed (build the model with build_model)")
+    return head
+
+
 def global_batch(seed: int, iteration: int, batch_size: int, num_images: int) -> np.ndarray:
     """Image rows of the global batch at ``iteration``: consecutive slices of per-epoch seeded permutations."""
     start = iteration * batch_size
-    out = []
+    out: list[int] = []
     while len(out) < batch_size:
         epoch, offset = divmod(start + len(out), num_images)
         perm = np.random.default_rng([seed, epoch]).permutation(num_images)
@@ -310,8 +325,9 @@ def _train(
     model = build_model(
         cfg, label_map.num_classes, prior=prior, thresholds=thresholds, load_weights=not (resume and last_path.exists())
     )
-    if is_main and progress and getattr(model, "weights_report", None) is not None:
-        print(model.weights_report.summary())
+    weights_report = getattr(model, "weights_report", None)  # set by build_model
+    if is_main and progress and weights_report is not None:
+        print(weights_report.summary())
     model.to(device)
     model = apply_gpu_settings(model, t)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -400,7 +416,7 @@ def _train(
         images, targets = collate([train_set[int(r)] for r in rows])
         images = [im.to(device) for im in images]
         targets = [{k: v.to(device) for k, v in tg.items()} for tg in targets]
-        (model.roi_heads if hasattr(model, "roi_heads") else model.head).set_progress(it, t.iterations)  # warm-ups
+        _strategy_head(model).set_progress(it, t.iterations)  # warm-ups
         with autocast(t, device):
             losses = ddp_model(images, targets)
         loss = sum(losses.values())

@@ -609,7 +609,7 @@ def summarize(
     )
     annotated = per_class(gt.labels)
     rows = []
-    total = [0, 0, 0.0, 0.0]
+    total_n, total_count, total_m, total_var = 0, 0, 0.0, 0.0  # m and var: nan if any class is unknown
     for cat in gt.categories:
         k = int(np.searchsorted(ids, cat.id))
         r = (detector_recall or {}).get(cat.id, 1.0)
@@ -617,8 +617,8 @@ def summarize(
         # a detector that finds none of the class's validation boxes cannot estimate what is missing
         m, var = (float(sums[k]) / r, float(variances[k]) / r**2) if r > 0 else (float("nan"), float("nan"))
         rows.append(_class_row(cat.id, cat.name, n, count, m, var, z, r))
-        total = [total[0] + n, total[1] + count, total[2] + m, total[3] + var]  # nan if any class is unknown
-    rows.append(_class_row(0, "all", total[0], total[1], total[2], total[3], z, float("nan")))
+        total_n, total_count, total_m, total_var = total_n + n, total_count + count, total_m + m, total_var + var
+    rows.append(_class_row(0, "all", total_n, total_count, total_m, total_var, z, float("nan")))
     return rows
 
 

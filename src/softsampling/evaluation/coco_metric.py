@@ -192,7 +192,7 @@ def coco_metric(
         ``AP``. ``num_gt`` counts non-crowd boxes, ``num_det`` detections.
     """
     _check_options(iou_type, max_dets, backend)
-    max_dets = tuple(sorted(int(m) for m in max_dets))  # COCOeval.evaluate() sorts them
+    max_dets = _sorted_max_dets(max_dets)
     if backend == "numpy":
         return coco_metric_sweep(gt, dets, None, max_dets=max_dets)[0]
     check_detections(gt, dets)
@@ -203,7 +203,7 @@ def coco_metric(
         np.asarray(evaluator.stats, dtype=np.float64),
         evaluator.eval["precision"],
         [int(c) for c in evaluator.params.catIds],
-        tuple(max_dets),
+        max_dets,
     )
 
 
@@ -239,7 +239,7 @@ def coco_metric_sweep(
             )
             for t in ([None] if thresholds is None else thresholds)
         ]
-    max_dets = tuple(sorted(int(m) for m in max_dets))  # COCOeval.evaluate() sorts them
+    max_dets = _sorted_max_dets(max_dets)
     matches = _CocoMatches.build(gt, dets, max_dets)
     # the same test as Detections.above
     keeps = [None if t is None else dets.scores >= float(t) for t in ([None] if thresholds is None else thresholds)]
@@ -249,6 +249,12 @@ def coco_metric_sweep(
         labels = dets.labels if keep is None else dets.labels[keep]
         results.append(_result(gt, labels, stats, precision, matches.cat_ids.tolist(), max_dets))
     return results
+
+
+def _sorted_max_dets(max_dets: Sequence[int]) -> tuple[int, int, int]:
+    """The three limits in increasing order, as COCOeval.evaluate() sorts them (:func:`_check_options` counted them)."""
+    low, mid, high = sorted(int(m) for m in max_dets)
+    return low, mid, high
 
 
 def _check_options(iou_type: str, max_dets: Sequence[int], backend: str) -> None:
@@ -312,12 +318,12 @@ def _result(
     stats: np.ndarray,
     precision: np.ndarray,
     cat_ids: list[int],
-    max_dets: tuple[int, ...],
+    max_dets: tuple[int, int, int],
 ) -> dict[str, Any]:
     """The result dict from COCOeval's ``stats`` and ``eval["precision"]`` [T, R, K, A, M];
     ``det_labels``: the category id of each evaluated detection."""
     out: dict[str, Any] = {"metric": "coco", "mAP": float(stats[0])}
-    out.update(zip(coco_stat_names(tuple(max_dets)), (float(s) for s in stats), strict=True))
+    out.update(zip(coco_stat_names(max_dets), (float(s) for s in stats), strict=True))
     iou50 = int(np.argmin(np.abs(_IOU_THRS - 0.5)))
     column = {cid: k for k, cid in enumerate(cat_ids)}
     names = gt.category_names
@@ -523,7 +529,7 @@ def _greedy_match(
     g_xywh: np.ndarray,
     g_crowd: np.ndarray,
     g_ignored: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """COCOeval's greedy matching (``evaluateImg``) of all (image, category) groups at once.
 
     ``d_key`` sorted, each group's detections in rank order; ``g_key`` sorted. Returns the

@@ -62,7 +62,7 @@ import io
 import json
 import math
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -363,8 +363,8 @@ def _read_csv(path: Path, gt: DetectionDataset, notes: list[str] | None) -> Dete
                     fix="fill every column",
                 )
             image, label, *numbers = (fields[c].strip() for c in col)
-            values = [ascii_float(v) for v in numbers]
-            if any(v is None for v in values):
+            values = [v for v in map(ascii_float, numbers) if v is not None]
+            if len(values) != len(numbers):
                 raise SoftSamplingError(
                     f"score and coordinates must be numbers, got {numbers}",
                     file=path,
@@ -393,7 +393,7 @@ def _read_csv(path: Path, gt: DetectionDataset, notes: list[str] | None) -> Dete
     return _report_unknown_labels(dets, unknown, path, notes, "class")
 
 
-def _csv_rows(f: io.StringIO, path: Path) -> Iterable[tuple[int, list[str]]]:
+def _csv_rows(f: io.StringIO, path: Path) -> Iterator[tuple[int, list[str]]]:
     """``(line number, fields)`` of each CSV row; a quote left open or a value spanning lines is an error.
 
     Python's csv module reads an unterminated quote to the end of the file as
@@ -629,7 +629,7 @@ def read_txt_layout(
         image_root=None if images_dir is None else Path(images_dir),
         extra={"format": "txt", "source": str(gt_dir)},
     )
-    if dets is not None:
+    if dets is not None and det_dir is not None:  # dets are read only from a det_dir
         check_same_units(gt, dets, det_dir)
     return gt, dets
 

@@ -65,7 +65,7 @@ def sweep_results(
     dets: Detections,
     thresholds: Sequence[float],
     metric_fn: MetricFn,
-) -> list[Mapping[str, Any]]:
+) -> Sequence[Mapping[str, Any]]:
     """``[metric_fn(gt, dets.above(t)) for t in thresholds]``, the full result per threshold.
 
     The package's metrics (:func:`voc_ap`, :func:`coco_metric`,

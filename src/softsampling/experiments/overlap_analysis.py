@@ -37,12 +37,15 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from softsampling.errors import SoftSamplingError
+
+if TYPE_CHECKING:
+    from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 
 PAPER_ABC = (0.25, 50.0, 20.0)
 DEFAULT_EDGES = tuple(round(0.05 * i, 2) for i in range(11))  # 0, 0.05, ..., 0.5
@@ -155,7 +158,7 @@ def overlap_curve(o: np.ndarray, on_dropped: np.ndarray, edges: tuple[float, ...
 
 
 @torch.no_grad()
-def rpn_proposals(model: torch.nn.Module, images: list[torch.Tensor]) -> list[np.ndarray]:
+def rpn_proposals(model: GeneralizedRCNN, images: list[torch.Tensor]) -> list[np.ndarray]:
     """Post-NMS RPN proposals (``float32 [P, 4]`` xyxy in original image pixels) of a torchvision two-stage detector.
 
     ``images``: ``uint8 [3, H, W]``. Uses the detector's own ``transform``,

@@ -173,7 +173,7 @@ def make_fig2(out: Path, outcomes: list[CellOutcome], preset: Preset) -> Path:
             ("baseline", 0.0, "baseline, full annotations"),
             ("baseline", low, f"baseline, {column_label(low)} dropped"),
         ]
-        splits = (("train", "train (full annotations)"), ("test", "test"))
+        splits: tuple[tuple[str, str], ...] = (("train", "train (full annotations)"), ("test", "test"))
     else:  # no drop rates (open50): every method on test
         wanted = [(m, 0.0, ROW_LABEL.get(m, m)) for m in preset.methods]
         splits = (("test", "test"),)
@@ -269,8 +269,8 @@ def make_fig5(
         ]
     else:
         wanted = [(m, 0.0, ROW_LABEL.get(m, m)) for m in preset.methods]
-    runs = [(_find(outcomes, seed, m, r), title) for m, r, title in wanted]
-    runs = [(o, t) for o, t in runs if o is not None]
+    found = [(_find(outcomes, seed, m, r), title) for m, r, title in wanted]
+    runs = [(o, t) for o, t in found if o is not None]
     test = layout.test.load(out)
     n_boxes = test.boxes_per_image()
     rows_idx = sorted(np.argsort(-n_boxes, kind="stable")[: preset.example_images].tolist())

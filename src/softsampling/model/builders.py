@@ -224,13 +224,14 @@ class DeformableConv3x3(nn.Module):
         self.offset = nn.Conv2d(
             conv.in_channels,
             2 * kh * kw,
-            conv.kernel_size,
-            stride=conv.stride,
-            padding=conv.padding,
-            dilation=conv.dilation,
+            (kh, kw),
+            stride=_pair(conv.stride),
+            padding=conv.padding if isinstance(conv.padding, str) else _pair(conv.padding),
+            dilation=_pair(conv.dilation),
             bias=True,
         )
         nn.init.zeros_(self.offset.weight)
+        assert self.offset.bias is not None  # bias=True
         nn.init.zeros_(self.offset.bias)
         self.conv = DeformConv2d(
             conv.in_channels,
@@ -255,10 +256,19 @@ class DeformableConv3x3(nn.Module):
 def make_conv5_deformable(resnet: nn.Module) -> int:
     """Replace the 3x3 convs of ``resnet.layer4`` (conv5) by :class:`DeformableConv3x3`; return how many."""
     count = 0
-    for block in resnet.layer4:
-        block.conv2 = DeformableConv3x3(block.conv2)
+    for block in resnet.get_submodule("layer4").children():
+        conv = block.get_submodule("conv2")
+        if not isinstance(conv, nn.Conv2d):
+            raise TypeError(f"layer4's conv2 is a {type(conv).__name__}, not an nn.Conv2d (already deformable?)")
+        block.conv2 = DeformableConv3x3(conv)
         count += 1
     return count
+
+
+def _pair(value: tuple[int, ...]) -> tuple[int, int]:
+    """A 2-d conv's (height, width) setting, as the pair nn.Conv2d's signature names."""
+    h, w = value
+    return h, w
 
 
 def load_backbone_weights(resnet: nn.Module, source: str | Path) -> None:

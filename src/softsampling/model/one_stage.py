@@ -142,7 +142,7 @@ class SoftSamplingRetinaNetHead(OneStageStrategy, RetinaNetHead):
     ``RetinaNetRegressionHead.compute_loss`` on the final foreground anchors.
     """
 
-    def compute_loss(  # type: ignore[override]
+    def compute_loss(
         self,
         targets: list[dict[str, Tensor]],
         head_outputs: dict[str, Tensor],
@@ -151,7 +151,7 @@ class SoftSamplingRetinaNetHead(OneStageStrategy, RetinaNetHead):
     ) -> dict[str, Tensor]:
         states = self.assign_anchors(targets, anchors, matched_idxs)
         losses = [
-            self.focal(logits, s.labels, s.weights, s.recalibrate) / max(1, (s.labels > 0).sum())
+            self.focal(logits, s.labels, s.weights, s.recalibrate) / max(1, int((s.labels > 0).sum()))
             for logits, s in zip(head_outputs["cls_logits"], states, strict=True)
         ]
         reg_targets, reg_matched = self.regression_targets(targets, states)
@@ -159,6 +159,13 @@ class SoftSamplingRetinaNetHead(OneStageStrategy, RetinaNetHead):
             "classification": sum(losses) / len(targets),
             "bbox_regression": self.regression_head.compute_loss(reg_targets, head_outputs, anchors, reg_matched),
         }
+
+
+def _recalibrated(state: Assignment) -> Tensor:
+    """``state.recalibrate``, or all False where the Assignment was built without it."""
+    if state.recalibrate is None:
+        return torch.zeros_like(state.labels, dtype=torch.bool)
+    return state.recalibrate
 
 
 class SoftSamplingFCOSHead(OneStageStrategy, FCOSHead):
@@ -174,7 +181,7 @@ class SoftSamplingFCOSHead(OneStageStrategy, FCOSHead):
 
     overlap = staticmethod(centered_box_iou)
 
-    def compute_loss(  # type: ignore[override]
+    def compute_loss(
         self,
         targets: list[dict[str, Tensor]],
         head_outputs: dict[str, Tensor],
@@ -190,7 +197,7 @@ class SoftSamplingFCOSHead(OneStageStrategy, FCOSHead):
             cls_logits.flatten(0, 1),
             labels,
             torch.cat([s.weights for s in states]),
-            torch.cat([s.recalibrate for s in states]),
+            torch.cat([_recalibrated(s) for s in states]),
         )
         losses["classification"] = loss / max(1, int((labels > 0).sum()))
         return losses

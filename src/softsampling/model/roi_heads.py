@@ -151,7 +151,7 @@ class ObjectnessRecordingRPN(RegionProposalNetwork):
 
     objectness_record: ObjectnessRecord | None = None
 
-    def filter_proposals(self, proposals, objectness, image_shapes, num_anchors_per_level):  # type: ignore[override]
+    def filter_proposals(self, proposals, objectness, image_shapes, num_anchors_per_level):
         boxes, scores = super().filter_proposals(proposals, objectness, image_shapes, num_anchors_per_level)
         if self.training and self.objectness_record is not None:
             self.objectness_record.scores = [s.detach() for s in scores]
@@ -198,6 +198,10 @@ class SoftSamplingRoIHeads(RoIHeads):
     progress, set with :meth:`set_progress` (the training loop does; without it the rule
     always applies).
     """
+
+    # set by torchvision's RoIHeads.__init__; postprocess_detections swaps them for one call
+    nms_thresh: float
+    detections_per_img: int
 
     def __init__(
         self,
@@ -339,7 +343,7 @@ class SoftSamplingRoIHeads(RoIHeads):
                 result.weights[keep],
                 result.overlaps[keep],
                 result.matched_gt[keep],
-                result.recalibrate[keep],
+                None if result.recalibrate is None else result.recalibrate[keep],
             )
             contexts.append(replace(ctx, proposals=image_proposals[keep], objectness=None))
             states.append(state)
@@ -392,7 +396,7 @@ class SoftSamplingRoIHeads(RoIHeads):
         self._images = None
         return scores
 
-    def select_training_samples(self, proposals, targets):  # type: ignore[override]
+    def select_training_samples(self, proposals, targets):
         """torchvision's contract (4-tuple), with this head's strategy and sampling (weights dropped).
 
         Not used by this head's own ``forward``; ``score_soft`` needs ``select_weighted_samples``
@@ -464,7 +468,7 @@ class SoftSamplingRoIHeads(RoIHeads):
         )
 
     # ----------------------------------------------------------------- inference
-    def postprocess_detections(self, class_logits, box_regression, proposals, image_shapes):  # type: ignore[override]
+    def postprocess_detections(self, class_logits, box_regression, proposals, image_shapes):
         """torchvision's post-processing, with Soft-NMS instead of hard NMS when ``soft_nms`` is set.
 
         torchvision decodes, clips, thresholds by ``score_thresh`` and drops tiny

@@ -183,7 +183,9 @@ def load_detector_weights(
     own = model.state_dict()
     skipped: dict[str, str] = {}
     kept: dict[str, Tensor] = {}
-    classes = model.roi_heads.box_predictor.cls_score.out_features
+    cls_score = model.get_submodule("roi_heads.box_predictor.cls_score")
+    assert isinstance(cls_score, nn.Linear)  # torchvision's FastRCNNPredictor
+    classes = cls_score.out_features
     for key, value in state.items():
         if key.startswith(PREDICTOR_PREFIX):
             shape = f"{tuple(value.shape)} -> {tuple(own[key].shape)}, " if key in own else ""

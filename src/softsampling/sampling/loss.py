@@ -146,7 +146,7 @@ def weighted_focal_loss(
     targets = torch.zeros_like(logits)
     foreground = torch.where(labels > 0)[0]
     targets[foreground, labels[foreground]] = 1.0
-    terms = sigmoid_focal_loss(logits[valid], targets[valid], alpha=alpha, gamma=gamma, reduction="none")
+    terms: Tensor = sigmoid_focal_loss(logits[valid], targets[valid], alpha=alpha, gamma=gamma, reduction="none")
     if recalibrate is not None:
         x = logits[valid]
         p = torch.sigmoid(x)

@@ -78,7 +78,7 @@ class ImageContext:
 
 
 def _need(ctx: ImageContext, name: str, rule: str, what: str) -> Tensor:
-    value = getattr(ctx, name)
+    value: Tensor | None = getattr(ctx, name)  # one of the optional Tensor fields
     if value is None:
         raise ValueError(f"strategy {rule!r} needs {name} ({what})")
     return value
