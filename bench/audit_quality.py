@@ -34,10 +34,10 @@ import numpy as np
 
 from softsampling.data.curate import read_manifest
 from softsampling.data.formats import load_dataset
-from softsampling.structures.records import DetectionDataset
 from softsampling.evaluation import audit
-from softsampling.structures.detections import Detections
 from softsampling.evaluation.io import read_detections
+from softsampling.structures.detections import Detections
+from softsampling.structures.records import DetectionDataset
 
 
 def dropped_dataset(gt: DetectionDataset, manifest_path: Path | None) -> DetectionDataset:
@@ -46,14 +46,26 @@ def dropped_dataset(gt: DetectionDataset, manifest_path: Path | None) -> Detecti
     row_of = {im: r for r, im in enumerate(gt.image_ids)}
     rows = np.array([row_of[im] for im in manifest.image_ids.tolist()], dtype=np.int64)
     m = len(rows)
-    return DetectionDataset(image_ids=gt.image_ids, file_names=gt.file_names, widths=gt.widths, heights=gt.heights,
-                            box_image=rows, boxes=manifest.boxes, labels=manifest.labels, box_ids=np.arange(m),
-                            iscrowd=np.zeros(m, bool), difficult=np.zeros(m, bool), group_of=np.zeros(m, bool),
-                            truncated=np.zeros(m, bool), categories=gt.categories)
+    return DetectionDataset(
+        image_ids=gt.image_ids,
+        file_names=gt.file_names,
+        widths=gt.widths,
+        heights=gt.heights,
+        box_image=rows,
+        boxes=manifest.boxes,
+        labels=manifest.labels,
+        box_ids=np.arange(m),
+        iscrowd=np.zeros(m, bool),
+        difficult=np.zeros(m, bool),
+        group_of=np.zeros(m, bool),
+        truncated=np.zeros(m, bool),
+        categories=gt.categories,
+    )
 
 
-def cleanlab_ranking(gt: DetectionDataset, dets: Detections, threshold: float | None = None
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+def cleanlab_ranking(
+    gt: DetectionDataset, dets: Detections, threshold: float | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """cleanlab's overlooked-box ranking of ``dets`` (image rows, boxes, labels; most likely overlooked first)."""
     try:
         from cleanlab.object_detection.rank import compute_overlooked_box_scores
@@ -64,18 +76,21 @@ def cleanlab_ranking(gt: DetectionDataset, dets: Detections, threshold: float | 
     labels, predictions, order = [], [], []
     for row in range(gt.num_images):
         box_rows = gt.box_indices_of(row)
-        labels.append({"bboxes": gt.boxes[box_rows].astype(np.float64),
-                       "labels": np.array([index_of[c] for c in gt.labels[box_rows]], dtype=np.int64)})
+        labels.append(
+            {
+                "bboxes": gt.boxes[box_rows].astype(np.float64),
+                "labels": np.array([index_of[c] for c in gt.labels[box_rows]], dtype=np.int64),
+            }
+        )
         mine = np.flatnonzero(dets.image_index == row)
         per_class = []
-        for k, cid in enumerate(ids):
+        for cid in ids:
             sel = mine[dets.labels[mine] == cid]
             per_class.append(np.concatenate([dets.boxes[sel], dets.scores[sel, None]], axis=1).astype(np.float64))
             order.append(sel)  # cleanlab scores the boxes class by class, in this order
         predictions.append(per_class)
     # cleanlab scores only predictions above high_probability_threshold (its default 0.95) that overlap no label
-    scores = compute_overlooked_box_scores(labels=labels, predictions=predictions,
-                                           high_probability_threshold=threshold)
+    scores = compute_overlooked_box_scores(labels=labels, predictions=predictions, high_probability_threshold=threshold)
     flat_scores = np.concatenate([np.asarray(s, dtype=np.float64).reshape(-1) for s in scores])
     flat_index = np.concatenate(order)
     keep = np.isfinite(flat_scores)
@@ -91,9 +106,13 @@ def main() -> None:
     parser.add_argument("--val-gt", type=Path, help="validation annotations (COCO) for the calibration")
     parser.add_argument("--val-detections", type=Path, nargs="+", help="each model's detections on --val-gt")
     parser.add_argument("--iou", type=float, default=0.5)
-    parser.add_argument("--cleanlab-threshold", type=float, default=None,
-                        help="cleanlab's high_probability_threshold: only predictions above it are scored "
-                             "(default: cleanlab's, 0.95 in cleanlab 2.9)")
+    parser.add_argument(
+        "--cleanlab-threshold",
+        type=float,
+        default=None,
+        help="cleanlab's high_probability_threshold: only predictions above it are scored "
+        "(default: cleanlab's, 0.95 in cleanlab 2.9)",
+    )
     parser.add_argument("--out", type=Path, help="write the figures as JSON")
     args = parser.parse_args()
 
@@ -112,23 +131,31 @@ def main() -> None:
     rows = audit.summarize(gt, scored, detector_recall=cals[0].detector_recall)
     ours = audit.ranking_quality(missing, ranked.image_index, ranked.boxes, ranked.labels)
     total = rows[-1]
-    result = {"dropped": missing.num_boxes, "ours": ours.to_json(),
-              "estimated_missing": None if math.isnan(total.expected_missing) else total.expected_missing,
-              "estimated_interval": [total.missing_low, total.missing_high],
-              "calibration": cals[0].method}
+    result = {
+        "dropped": missing.num_boxes,
+        "ours": ours.to_json(),
+        "estimated_missing": None if math.isnan(total.expected_missing) else total.expected_missing,
+        "estimated_interval": [total.missing_low, total.missing_high],
+        "calibration": cals[0].method,
+    }
     print(f"dropped boxes (truth): {missing.num_boxes}; candidates: {len(scored)}")
-    print(f"ours:     AP {100 * ours.average_precision:5.1f}  recall@{ours.k} {100 * ours.recall_at_k:5.1f}  "
-          f"estimated missing {total.expected_missing:.1f} [{total.missing_low:.1f}, {total.missing_high:.1f}] "
-          f"vs true {missing.num_boxes}")
+    print(
+        f"ours:     AP {100 * ours.average_precision:5.1f}  recall@{ours.k} {100 * ours.recall_at_k:5.1f}  "
+        f"estimated missing {total.expected_missing:.1f} [{total.missing_low:.1f}, {total.missing_high:.1f}] "
+        f"vs true {missing.num_boxes}"
+    )
     theirs = cleanlab_ranking(gt, sets[0], args.cleanlab_threshold)
     if theirs is None:
         print("cleanlab: not installed (pip install cleanlab; it is in the bench/test extra)")
     else:
         q = audit.ranking_quality(missing, *theirs)
         result["cleanlab"] = q.to_json()
-        print(f"cleanlab: AP {100 * q.average_precision:5.1f}  recall@{q.k} {100 * q.recall_at_k:5.1f}  "
-              f"(compute_overlooked_box_scores on the first --detections)")
+        print(
+            f"cleanlab: AP {100 * q.average_precision:5.1f}  recall@{q.k} {100 * q.recall_at_k:5.1f}  "
+            f"(compute_overlooked_box_scores on the first --detections)"
+        )
     if args.out is not None:
+
         def clean(value):
             if isinstance(value, dict):
                 return {k: clean(v) for k, v in value.items()}

@@ -31,9 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _machine import cpu_model  # noqa: E402
 
-from softsampling.structures.records import Category, DetectionDataset  # noqa: E402
 from softsampling.evaluation import audit  # noqa: E402
 from softsampling.structures.detections import Detections  # noqa: E402
+from softsampling.structures.records import Category, DetectionDataset  # noqa: E402
 
 
 def make_scene(num_images: int, per_image: int, num_classes: int, seed: int) -> tuple[DetectionDataset, Detections]:
@@ -46,11 +46,20 @@ def make_scene(num_images: int, per_image: int, num_classes: int, seed: int) -> 
     gt_boxes = np.concatenate([xy, xy + wh], axis=1)
     gt_labels = rng.integers(1, num_classes + 1, size=m)
     gt = DetectionDataset(
-        image_ids=list(range(num_images)), file_names=[f"{i}.jpg" for i in range(num_images)],
-        widths=np.full(num_images, 500), heights=np.full(num_images, 500), box_image=gt_image, boxes=gt_boxes,
-        labels=gt_labels, box_ids=np.arange(m), iscrowd=np.zeros(m, bool), difficult=np.zeros(m, bool),
-        group_of=np.zeros(m, bool), truncated=np.zeros(m, bool),
-        categories=[Category(k, str(k)) for k in range(1, num_classes + 1)])
+        image_ids=list(range(num_images)),
+        file_names=[f"{i}.jpg" for i in range(num_images)],
+        widths=np.full(num_images, 500),
+        heights=np.full(num_images, 500),
+        box_image=gt_image,
+        boxes=gt_boxes,
+        labels=gt_labels,
+        box_ids=np.arange(m),
+        iscrowd=np.zeros(m, bool),
+        difficult=np.zeros(m, bool),
+        group_of=np.zeros(m, bool),
+        truncated=np.zeros(m, bool),
+        categories=[Category(k, str(k)) for k in range(1, num_classes + 1)],
+    )
     d = num_images * per_image
     det_image = np.repeat(np.arange(num_images), per_image)
     copy = rng.random(d) < 1 / 3
@@ -80,8 +89,10 @@ def main() -> None:
     t = time.perf_counter()
     gt, dets = make_scene(args.images, args.per_image, args.classes, args.seed)
     val_gt, val_dets = make_scene(max(1, args.images // 10), args.per_image, args.classes, args.seed + 1)
-    print(f"scene: {args.images:,} images, {len(dets):,} detections, {gt.num_boxes:,} annotated boxes; "
-          f"validation {val_gt.num_images:,} images ({time.perf_counter() - t:.1f} s to build, not timed)")
+    print(
+        f"scene: {args.images:,} images, {len(dets):,} detections, {gt.num_boxes:,} annotated boxes; "
+        f"validation {val_gt.num_images:,} images ({time.perf_counter() - t:.1f} s to build, not timed)"
+    )
     ids = [c.id for c in gt.categories]
     timings: dict[str, float] = {}
     cpu: dict[str, float] = {}
@@ -90,34 +101,50 @@ def main() -> None:
     timings["validation calibration"], cpu["validation calibration"] = time.perf_counter() - t, time.process_time() - c
     t, c = time.perf_counter(), time.process_time()
     mask = audit.unannotated(gt, dets)
-    timings["candidates (IoU with the annotations)"], cpu["candidates (IoU with the annotations)"] = time.perf_counter() - t, time.process_time() - c
+    timings["candidates (IoU with the annotations)"], cpu["candidates (IoU with the annotations)"] = (
+        time.perf_counter() - t,
+        time.process_time() - c,
+    )
     t, c = time.perf_counter(), time.process_time()
     audit.fit_unlabeled_calibration(gt, dets, ids, candidate=mask)
-    timings["unlabelled calibration (alternative)"], cpu["unlabelled calibration (alternative)"] = time.perf_counter() - t, time.process_time() - c
+    timings["unlabelled calibration (alternative)"], cpu["unlabelled calibration (alternative)"] = (
+        time.perf_counter() - t,
+        time.process_time() - c,
+    )
     t, c = time.perf_counter(), time.process_time()
     scored = audit.score_candidates(gt, [dets], [cal], masks=[mask])
     timings["calibrated scores"], cpu["calibrated scores"] = time.perf_counter() - t, time.process_time() - c
     t, c = time.perf_counter(), time.process_time()
     cands = audit.rank(scored, args.top)
-    timings[f"rank (top {args.top:,})"], cpu[f"rank (top {args.top:,})"] = time.perf_counter() - t, time.process_time() - c
+    timings[f"rank (top {args.top:,})"], cpu[f"rank (top {args.top:,})"] = (
+        time.perf_counter() - t,
+        time.process_time() - c,
+    )
     t, c = time.perf_counter(), time.process_time()
     audit.summarize(gt, scored, detector_recall=cal.detector_recall)
     timings["summary"], cpu["summary"] = time.perf_counter() - t, time.process_time() - c
     main_path = sum(v for k, v in timings.items() if not k.startswith("unlabelled"))
+    unlabelled_path = main_path - timings["validation calibration"] + timings["unlabelled calibration (alternative)"]
     main_cpu = sum(v for k, v in cpu.items() if not k.startswith("unlabelled"))
     scale = 1_000_000 * 100 / len(dets)
-    print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs visible, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, "
-          f"Python {platform.python_version()}, numpy {np.__version__}; load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"machine: {cpu_model()}, {os.cpu_count()} CPUs visible, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, "
+        f"Python {platform.python_version()}, numpy {np.__version__}; load average {os.getloadavg()[0]:.1f}"
+    )
     print(f"  {'step':<40} {'wall':>8}   {'CPU (this process)':>18}")
     for name, seconds in timings.items():
         print(f"  {name:<40} {seconds:8.2f} s {cpu[name]:8.2f} s")
-    print(f"  {'audit (all but the unlabelled fit)':<40} {main_path:8.2f} s for {len(dets):,} detections; "
-          f"(CPU {main_cpu:.2f} s); {len(scored):,} candidates, top {len(cands):,} ranked")
+    print(
+        f"  {'audit (all but the unlabelled fit)':<40} {main_path:8.2f} s for {len(dets):,} detections; "
+        f"(CPU {main_cpu:.2f} s); {len(scored):,} candidates, top {len(cands):,} ranked"
+    )
     if scale != 1:
-        print(f"  extrapolated to 1M images x 100 detections (x{scale:g}, linear): {main_path * scale:.1f} s wall, "
-              f"{main_cpu * scale:.1f} s CPU "
-              f"(target < 60 s); with the unlabelled fit instead: "
-              f"{(main_path - timings['validation calibration'] + timings['unlabelled calibration (alternative)']) * scale:.1f} s")
+        print(
+            f"  extrapolated to 1M images x 100 detections (x{scale:g}, linear): {main_path * scale:.1f} s wall, "
+            f"{main_cpu * scale:.1f} s CPU "
+            f"(target < 60 s); with the unlabelled fit instead: "
+            f"{unlabelled_path * scale:.1f} s"
+        )
 
 
 if __name__ == "__main__":

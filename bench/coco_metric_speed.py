@@ -61,8 +61,9 @@ SWEEP_OF = {"sweep": "ours", "voc-sweep": "voc", "openimages-sweep": "openimages
 SWEEP = [round(0.1 * k, 10) for k in range(10)]
 
 
-def make_set(num_images: int, num_boxes: int, dets_per_image: int, num_classes: int, seed: int
-             ) -> tuple[DetectionDataset, Detections]:
+def make_set(
+    num_images: int, num_boxes: int, dets_per_image: int, num_classes: int, seed: int
+) -> tuple[DetectionDataset, Detections]:
     """The seeded synthetic set described in the module docstring."""
     rng = np.random.default_rng(seed)
     width, height = 640.0, 480.0
@@ -79,9 +80,15 @@ def make_set(num_images: int, num_boxes: int, dets_per_image: int, num_classes: 
     gt = DetectionDataset(
         image_ids=list(range(1, num_images + 1)),
         file_names=[f"{i:012d}.jpg" for i in range(1, num_images + 1)],
-        widths=np.full(num_images, int(width)), heights=np.full(num_images, int(height)),
-        box_image=box_image, boxes=boxes, labels=labels, box_ids=np.arange(1, num_boxes + 1),
-        iscrowd=iscrowd, difficult=np.zeros(num_boxes, dtype=bool), group_of=np.zeros(num_boxes, dtype=bool),
+        widths=np.full(num_images, int(width)),
+        heights=np.full(num_images, int(height)),
+        box_image=box_image,
+        boxes=boxes,
+        labels=labels,
+        box_ids=np.arange(1, num_boxes + 1),
+        iscrowd=iscrowd,
+        difficult=np.zeros(num_boxes, dtype=bool),
+        group_of=np.zeros(num_boxes, dtype=bool),
         truncated=np.zeros(num_boxes, dtype=bool),
         categories=[Category(c, f"class{c}") for c in range(1, num_classes + 1)],
     )
@@ -184,14 +191,25 @@ def _worker(run: str, data: Path, out: Path) -> None:
             backend = {"ours": "numpy", "fce": "faster-coco-eval", "pycocotools": "pycocotools"}[run]
             result = coco_metric(gt, dets, backend=backend)
         seconds = time.perf_counter() - t0
-        stats = [result[k] for k in ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs",
-                                     "ARm", "ARl")]
+        stats = [
+            result[k] for k in ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+        ]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     coco = run in ("ours", "fce", "fce-lib", "pycocotools", "sweep")
     per_class = None if result is None or not coco else {str(c): v["ap"] for c, v in result["per_class"].items()}
     sweep_maps = [r["mAP"] for r in sweep] if run in SWEEP_OF else None
-    out.write_text(json.dumps({"seconds": seconds, "peak_rss_mb": peak, "rss_before_mb": before, "stats": stats,
-                               "per_class_ap": per_class, "sweep": sweep_maps}))
+    out.write_text(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "peak_rss_mb": peak,
+                "rss_before_mb": before,
+                "stats": stats,
+                "per_class_ap": per_class,
+                "sweep": sweep_maps,
+            }
+        )
+    )
 
 
 def main() -> int:
@@ -211,17 +229,26 @@ def main() -> int:
         _worker(args.worker, args.data, args.out)
         return 0
 
-    spec = {"num_images": args.images, "num_boxes": args.boxes, "dets_per_image": args.dets_per_image,
-            "num_classes": args.classes, "seed": args.seed}
+    spec = {
+        "num_images": args.images,
+        "num_boxes": args.boxes,
+        "dets_per_image": args.dets_per_image,
+        "num_classes": args.classes,
+        "seed": args.seed,
+    }
     gt, dets = make_set(**spec)
     from importlib.metadata import version
 
-    print(f"machine: {cpu_model()}, {len(__import__('os').sched_getaffinity(0))} cores, python "
-          f"{platform.python_version()}, numpy {np.__version__}, pycocotools {version('pycocotools')}, "
-          f"faster-coco-eval {version('faster-coco-eval')}")
-    print(f"set: {gt.num_images} images ({gt.num_images - len(np.unique(gt.box_image))} without boxes), "
-          f"{gt.num_boxes} boxes ({int(gt.iscrowd.sum())} crowd), {len(dets)} detections, {args.classes} classes, "
-          f"seed {args.seed}")
+    print(
+        f"machine: {cpu_model()}, {len(__import__('os').sched_getaffinity(0))} cores, python "
+        f"{platform.python_version()}, numpy {np.__version__}, pycocotools {version('pycocotools')}, "
+        f"faster-coco-eval {version('faster-coco-eval')}"
+    )
+    print(
+        f"set: {gt.num_images} images ({gt.num_images - len(np.unique(gt.box_image))} without boxes), "
+        f"{gt.num_boxes} boxes ({int(gt.iscrowd.sum())} crowd), {len(dets)} detections, {args.classes} classes, "
+        f"seed {args.seed}"
+    )
     del gt, dets
     results: dict[str, dict] = {}
     seconds: dict[str, list[float]] = {}
@@ -233,19 +260,25 @@ def main() -> int:
                 if run in args.skip:
                     continue
                 out = Path(tmp) / f"{run}.json"
-                subprocess.run([sys.executable, __file__, "--worker", run, "--data", str(data), "--out", str(out)],
-                               check=True)
+                subprocess.run(
+                    [sys.executable, __file__, "--worker", run, "--data", str(data), "--out", str(out)], check=True
+                )
                 results[run] = json.loads(out.read_text())
                 r = results[run]
                 seconds.setdefault(run, []).append(r["seconds"])
-                print(f"{run:16s} {r['seconds']:8.2f} s   peak RSS {r['peak_rss_mb']:7.0f} MB "
-                      f"(set in memory before timing: {r['rss_before_mb']:.0f} MB)   "
-                      f"{'AP' if r['per_class_ap'] is not None or run == 'fce-lib' else 'mAP'} {r['stats'][0]:.6f}",
-                      flush=True)
+                print(
+                    f"{run:16s} {r['seconds']:8.2f} s   peak RSS {r['peak_rss_mb']:7.0f} MB "
+                    f"(set in memory before timing: {r['rss_before_mb']:.0f} MB)   "
+                    f"{'AP' if r['per_class_ap'] is not None or run == 'fce-lib' else 'mAP'} {r['stats'][0]:.6f}",
+                    flush=True,
+                )
             for sweep_run, single in SWEEP_OF.items():
                 if sweep_run in seconds and single in seconds:
-                    print(f"repetition {repetition + 1}: {sweep_run} / {single}: "
-                          f"{seconds[sweep_run][-1] / seconds[single][-1]:.2f}", flush=True)
+                    print(
+                        f"repetition {repetition + 1}: {sweep_run} / {single}: "
+                        f"{seconds[sweep_run][-1] / seconds[single][-1]:.2f}",
+                        flush=True,
+                    )
 
     status = 0
     ref = results.get("pycocotools")
@@ -253,10 +286,11 @@ def main() -> int:
         for run, r in results.items():
             if run not in ("ours", "fce", "fce-lib", "pycocotools", "sweep"):
                 continue
-            diff = max(abs(a - b) for a, b in zip(r["stats"], ref["stats"]))
+            diff = max(abs(a - b) for a, b in zip(r["stats"], ref["stats"], strict=True))
             if r["per_class_ap"] is not None:
-                diff = max([diff] + [abs(a - ref["per_class_ap"][c]) for c, a in r["per_class_ap"].items()
-                                     if a is not None])
+                diff = max(
+                    [diff] + [abs(a - ref["per_class_ap"][c]) for c, a in r["per_class_ap"].items() if a is not None]
+                )
             print(f"{run:12s} largest difference to pycocotools (12 stats, per-class AP): {diff:.1e}")
             status |= diff > 1e-6
     if "ours" in results:
@@ -269,9 +303,11 @@ def main() -> int:
     for sweep_run, single in SWEEP_OF.items():
         if sweep_run in seconds and single in seconds:
             ratios = sorted(s / o for s, o in zip(seconds[sweep_run], seconds[single], strict=True))
-            print(f"10-threshold {sweep_run} / {single} (single evaluation): "
-                  f"median {ratios[len(ratios) // 2]:.2f} of {', '.join(f'{q:.2f}' for q in ratios)} (target <= 2); "
-                  f"single {min(seconds[single]):.2f} s, sweep {min(seconds[sweep_run]):.2f} s (best)")
+            print(
+                f"10-threshold {sweep_run} / {single} (single evaluation): "
+                f"median {ratios[len(ratios) // 2]:.2f} of {', '.join(f'{q:.2f}' for q in ratios)} (target <= 2); "
+                f"single {min(seconds[single]):.2f} s, sweep {min(seconds[sweep_run]):.2f} s (best)"
+            )
             print(f"{sweep_run} mAP:", " ".join(f"{m:.4f}" for m in results[sweep_run]["sweep"]))
             status |= results[sweep_run]["sweep"][0] != results[single]["stats"][0]
     return int(status)

@@ -34,11 +34,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _machine import cpu_model  # noqa: E402 (bench/ helper, beside this script)
 
 from softsampling.data.openimages import BOX_COLUMNS, read_openimages, write_openimages
 from softsampling.structures.records import Category, DetectionDataset
-
-from _machine import cpu_model  # noqa: E402 (bench/ helper, beside this script)
 
 HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 
@@ -90,10 +89,22 @@ def synthetic_dataset(num_images: int, num_boxes: int, num_classes: int, seed: i
         group_of=flags[:, 2] == 1,
         truncated=flags[:, 1] == 1,
         categories=[Category(i + 1, f"class {i + 1}", {"LabelName": n}) for i, n in enumerate(names)],
-        box_extra={"oi_coords": coords, "oi_decimals": np.full((num_boxes, 4), 6, np.uint8), "oi_flags": flags,
-                   "oi_source": source, "oi_confidence": np.zeros(num_boxes, np.uint16)},
-        extra={"normalized": True, "openimages": {"header": list(BOX_COLUMNS), "sources": ["xclick", "activemil"],
-                                                  "confidences": ["1"], "coord_text": {}}},
+        box_extra={
+            "oi_coords": coords,
+            "oi_decimals": np.full((num_boxes, 4), 6, np.uint8),
+            "oi_flags": flags,
+            "oi_source": source,
+            "oi_confidence": np.zeros(num_boxes, np.uint16),
+        },
+        extra={
+            "normalized": True,
+            "openimages": {
+                "header": list(BOX_COLUMNS),
+                "sources": ["xclick", "activemil"],
+                "confidences": ["1"],
+                "coord_text": {},
+            },
+        },
     )
 
 
@@ -107,7 +118,7 @@ def generate(folder: Path, num_images: int, num_boxes: int, num_classes: int, se
         sizes = rng.choice([(1024, 768), (1024, 683), (768, 1024), (1024, 1024)], size=num_images)
         with open(folder / "sizes.csv", "w", encoding="utf-8") as f:
             f.write("ImageID,width,height\n")
-            f.writelines(f"{i},{w},{h}\n" for i, (w, h) in zip(ds.image_ids, sizes.tolist()))
+            f.writelines(f"{i},{w},{h}\n" for i, (w, h) in zip(ds.image_ids, sizes.tolist(), strict=True))
 
 
 def csv_module_baseline(path: Path) -> float:
@@ -134,8 +145,9 @@ def run_pipeline(folder: Path, rate: float, seed: int, with_sizes: bool, compare
 
     times = {}
     t = time.perf_counter()
-    ds = read_openimages(folder / "boxes.csv", classes_csv=folder / "classes.csv",
-                         sizes_csv=folder / "sizes.csv" if with_sizes else None)
+    ds = read_openimages(
+        folder / "boxes.csv", classes_csv=folder / "classes.csv", sizes_csv=folder / "sizes.csv" if with_sizes else None
+    )
     times["read_s"] = time.perf_counter() - t
     t = time.perf_counter()
     result = curate(ds, rate=rate, seed=seed, preset="uniform")
@@ -144,9 +156,13 @@ def run_pipeline(folder: Path, rate: float, seed: int, with_sizes: bool, compare
     write_openimages(result.dataset, folder / "curated.csv")
     times["write_s"] = time.perf_counter() - t
     times["total_s"] = times["read_s"] + times["curate_s"] + times["write_s"]
-    out = {**{k: round(v, 2) for k, v in times.items()},
-           "images": ds.num_images, "boxes_in": ds.num_boxes, "boxes_out": result.dataset.num_boxes,
-           "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}
+    out = {
+        **{k: round(v, 2) for k, v in times.items()},
+        "images": ds.num_images,
+        "boxes_in": ds.num_boxes,
+        "boxes_out": result.dataset.num_boxes,
+        "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+    }
     if compare_csv:
         del ds, result
         out["csv_module_s"] = round(csv_module_baseline(folder / "boxes.csv"), 2)
@@ -162,9 +178,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--with-sizes", action="store_true", help="also write and read an ImageID,width,height CSV")
     p.add_argument("--rate", type=float, default=0.3, help="drop rate per class (default 0.3)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data and of the curation (default 0)")
-    p.add_argument("--workdir", type=Path, default=None, help="folder for the CSVs (default: a temporary folder, removed)")
-    p.add_argument("--compare-csv", action="store_true",
-                   help="also time a bare csv-module pass over the file (after the peak-memory reading)")
+    p.add_argument(
+        "--workdir", type=Path, default=None, help="folder for the CSVs (default: a temporary folder, removed)"
+    )
+    p.add_argument(
+        "--compare-csv",
+        action="store_true",
+        help="also time a bare csv-module pass over the file (after the peak-memory reading)",
+    )
     p.add_argument("--stage", choices=["all", "generate", "run"], default="all", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.small:
@@ -179,10 +200,26 @@ def main(argv: list[str] | None = None) -> int:
 
     folder = args.workdir or Path(tempfile.mkdtemp(prefix="oi_scale_"))
     folder.mkdir(parents=True, exist_ok=True)
-    base = [sys.executable, __file__, "--images", str(args.images), "--boxes", str(args.boxes),
-            "--classes", str(args.classes), "--seed", str(args.seed), "--rate", str(args.rate),
-            "--workdir", str(folder)] + (["--with-sizes"] if args.with_sizes else []) + (
-            ["--compare-csv"] if args.compare_csv else [])
+    base = (
+        [
+            sys.executable,
+            __file__,
+            "--images",
+            str(args.images),
+            "--boxes",
+            str(args.boxes),
+            "--classes",
+            str(args.classes),
+            "--seed",
+            str(args.seed),
+            "--rate",
+            str(args.rate),
+            "--workdir",
+            str(folder),
+        ]
+        + (["--with-sizes"] if args.with_sizes else [])
+        + (["--compare-csv"] if args.compare_csv else [])
+    )
     try:
         t = time.perf_counter()
         subprocess.run(base + ["--stage", "generate"], check=True)
@@ -193,13 +230,19 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if args.workdir is None:
             shutil.rmtree(folder, ignore_errors=True)
-    print(f"machine: {os.cpu_count()} CPU(s), {cpu_model()}, python {platform.python_version()}, numpy {np.__version__}")
-    print(f"data: {res['images']:,} images, {res['boxes_in']:,} boxes, {args.classes} classes, "
-          f"boxes.csv {size_mb:,.0f} MiB (generated in {gen_s:.1f} s, not counted)")
+    print(
+        f"machine: {os.cpu_count()} CPU(s), {cpu_model()}, python {platform.python_version()}, numpy {np.__version__}"
+    )
+    print(
+        f"data: {res['images']:,} images, {res['boxes_in']:,} boxes, {args.classes} classes, "
+        f"boxes.csv {size_mb:,.0f} MiB (generated in {gen_s:.1f} s, not counted)"
+    )
     print(f"read   {res['read_s']:7.2f} s")
     if "csv_module_s" in res:
-        print(f"       {res['csv_module_s']:7.2f} s  bare csv.reader pass + float() of 4 coordinates, same file "
-              f"({res['csv_module_s'] / res['read_s']:.1f}x our full read)")
+        print(
+            f"       {res['csv_module_s']:7.2f} s  bare csv.reader pass + float() of 4 coordinates, same file "
+            f"({res['csv_module_s'] / res['read_s']:.1f}x our full read)"
+        )
     print(f"curate {res['curate_s']:7.2f} s  (rate {args.rate}: {res['boxes_in'] - res['boxes_out']:,} boxes dropped)")
     print(f"write  {res['write_s']:7.2f} s")
     print(f"total  {res['total_s']:7.2f} s   (target < 90 s)")

@@ -43,9 +43,42 @@ BAD = ROOT / "tests" / "data" / "bad"
 
 from softsampling.errors import SoftSamplingError  # noqa: E402
 
-TOKENS = [b"[", b"]", b"{", b"}", b"<", b">", b"</", b'"', b",", b"\n", b"\r", b"\x00", b"\t", b"-", b".", b"e",
-          b"1e309", b"nan", b"-1", b"0", b"9999999999999999999999", b"\xef\xbc\x91", b"\xff", b"null", b"true",
-          b"[" * 3000, b"<a>" * 3000, b"x" * 5000, b":", b"- ", b"&a ", b"*a", b"!!python/object ", b"\\"]
+TOKENS = [
+    b"[",
+    b"]",
+    b"{",
+    b"}",
+    b"<",
+    b">",
+    b"</",
+    b'"',
+    b",",
+    b"\n",
+    b"\r",
+    b"\x00",
+    b"\t",
+    b"-",
+    b".",
+    b"e",
+    b"1e309",
+    b"nan",
+    b"-1",
+    b"0",
+    b"9999999999999999999999",
+    b"\xef\xbc\x91",
+    b"\xff",
+    b"null",
+    b"true",
+    b"[" * 3000,
+    b"<a>" * 3000,
+    b"x" * 5000,
+    b":",
+    b"- ",
+    b"&a ",
+    b"*a",
+    b"!!python/object ",
+    b"\\",
+]
 
 
 class Hang(Exception):
@@ -89,17 +122,24 @@ def make_readers(work: Path) -> dict[str, tuple[bytes, Callable[[Path], object],
         return read_txt_layout(gt_dir, det_dir, notes=[])
 
     ckpt = work / "seed.pt"
-    save_checkpoint(ckpt, {"model": {"w": __import__("torch").zeros(3)}, "labels": {"ids": [1], "names": ["cat"]},
-                           "config": {"seed": 0}})
+    save_checkpoint(
+        ckpt,
+        {"model": {"w": __import__("torch").zeros(3)}, "labels": {"ids": [1], "names": ["cat"]}, "config": {"seed": 0}},
+    )
     return {
         "coco": ((BAD / "coco_good.json").read_bytes(), lambda p: load_dataset(p, "coco"), ".json"),
         "voc": ((BAD / "voc_good.xml").read_bytes(), voc, ".xml"),
-        "openimages": ((BAD / "oi_good.csv").read_bytes(),
-                       lambda p: load_dataset(p, "openimages", classes_csv=BAD / "oi_classes.csv",
-                                              sizes_csv=BAD / "oi_sizes.csv"), ".csv"),
+        "openimages": (
+            (BAD / "oi_good.csv").read_bytes(),
+            lambda p: load_dataset(p, "openimages", classes_csv=BAD / "oi_classes.csv", sizes_csv=BAD / "oi_sizes.csv"),
+            ".csv",
+        ),
         "det_json": ((BAD / "det_good.json").read_bytes(), lambda p: read_detections(p, gt, notes=[]), ".json"),
-        "det_csv": (b"image,label,score,xmin,ymin,xmax,ymax\na.png,cat,0.9,4,4,14,14\nb.png,dog,0.8,20,10,28,18\n",
-                    lambda p: read_detections(p, gt, notes=[]), ".csv"),
+        "det_csv": (
+            b"image,label,score,xmin,ymin,xmax,ymax\na.png,cat,0.9,4,4,14,14\nb.png,dog,0.8,20,10,28,18\n",
+            lambda p: read_detections(p, gt, notes=[]),
+            ".csv",
+        ),
         "txt": (b"cat 0.9 5 5 14 14\ndog 0.5 1 1 4 4\n", txt, ".txt"),
         "yaml": ((ROOT / "configs" / "digits.yaml").read_bytes(), load_config, ".yaml"),
         "checkpoint": (ckpt.read_bytes(), load_checkpoint, ".pt"),
@@ -129,15 +169,25 @@ def mutated(draw: st.DrawFn, original: bytes) -> bytes:
     return bytes(data)
 
 
-def fuzz_format(name: str, original: bytes, reader: Callable[[Path], object], suffix: str, work: Path, *,
-                examples: int, timeout: float, rng_seed: int) -> dict[str, object]:
+def fuzz_format(
+    name: str,
+    original: bytes,
+    reader: Callable[[Path], object],
+    suffix: str,
+    work: Path,
+    *,
+    examples: int,
+    timeout: float,
+    rng_seed: int,
+) -> dict[str, object]:
     outcomes: Counter[str] = Counter()
     tracebacks: dict[str, str] = {}
     slowest = 0.0
 
     @seed(rng_seed)
-    @settings(max_examples=examples, deadline=None, database=None, derandomize=False,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=examples, deadline=None, database=None, derandomize=False, suppress_health_check=list(HealthCheck)
+    )
     @given(mutated(original))
     def case(data: bytes) -> None:
         nonlocal slowest
@@ -178,15 +228,22 @@ def fuzz_format(name: str, original: bytes, reader: Callable[[Path], object], su
         pass
     t0 = time.perf_counter()
     case()
-    return {"format": name, "examples": sum(outcomes.values()), "seconds": round(time.perf_counter() - t0, 1),
-            "slowest_case_s": round(slowest, 2), "outcomes": dict(outcomes), "findings": tracebacks}
+    return {
+        "format": name,
+        "examples": sum(outcomes.values()),
+        "seconds": round(time.perf_counter() - t0, 1),
+        "slowest_case_s": round(slowest, 2),
+        "outcomes": dict(outcomes),
+        "findings": tracebacks,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--examples", type=int, default=300, help="mutations per format (default 300)")
-    parser.add_argument("--formats", default="all", help="comma list or 'all': coco,voc,openimages,det_json,"
-                                                         "det_csv,txt,yaml,checkpoint")
+    parser.add_argument(
+        "--formats", default="all", help="comma list or 'all': coco,voc,openimages,det_json,det_csv,txt,yaml,checkpoint"
+    )
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds per case before it counts as a hang")
     parser.add_argument("--memory-gb", type=float, default=2.0, help="address-space growth allowed per process")
     parser.add_argument("--seed", type=int, default=0)
@@ -206,8 +263,9 @@ def main(argv: list[str] | None = None) -> int:
         results = []
         for name in names:
             original, reader, suffix = readers[name]
-            result = fuzz_format(name, original, reader, suffix, work, examples=args.examples,
-                                 timeout=args.timeout, rng_seed=args.seed)
+            result = fuzz_format(
+                name, original, reader, suffix, work, examples=args.examples, timeout=args.timeout, rng_seed=args.seed
+            )
             results.append(result)
             print(json.dumps(result), flush=True)
     if args.json is not None:

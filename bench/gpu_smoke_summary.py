@@ -23,8 +23,12 @@ def summarise(run: Path) -> dict[str, float | None]:
     memory = [r["max_memory_mb"] for r in steps if "max_memory_mb" in r]
     evaluation = run / "eval_test.json"
     m_ap = json.loads(evaluation.read_text())["result"]["mAP"] if evaluation.exists() else None
-    return {"steps_per_s": steps_per_s, "images_per_s": None if steps_per_s is None else steps_per_s * batch,
-            "peak_memory_mb": max(memory) if memory else None, "test_mAP50": m_ap}
+    return {
+        "steps_per_s": steps_per_s,
+        "images_per_s": None if steps_per_s is None else steps_per_s * batch,
+        "peak_memory_mb": max(memory) if memory else None,
+        "test_mAP50": m_ap,
+    }
 
 
 def table(runs: Path, strategies: list[str]) -> str:
@@ -35,8 +39,10 @@ def table(runs: Path, strategies: list[str]) -> str:
     for s in strategies:
         r = summarise(runs / s)
         m_ap = None if r["test_mAP50"] is None else 100 * r["test_mAP50"]
-        rows.append(f"| {s} | {cell(r['steps_per_s'], '.2f')} | {cell(r['images_per_s'], '.1f')} | "
-                    f"{cell(r['peak_memory_mb'], '.0f')} | {cell(m_ap, '.2f')} |")
+        rows.append(
+            f"| {s} | {cell(r['steps_per_s'], '.2f')} | {cell(r['images_per_s'], '.1f')} | "
+            f"{cell(r['peak_memory_mb'], '.0f')} | {cell(m_ap, '.2f')} |"
+        )
     return "\n".join(rows)
 
 

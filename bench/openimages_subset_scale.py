@@ -32,11 +32,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from softsampling.data.openimages import LABEL_COLUMNS, join_columns, write_openimages
-
 from _machine import cpu_model  # noqa: E402 (bench/ helpers, beside this script)
 from curate_openimages_scale import synthetic_dataset  # noqa: E402
+
+from softsampling.data.openimages import LABEL_COLUMNS, join_columns, write_openimages
 
 
 def _write_labels(ds, path: Path) -> int:
@@ -76,13 +75,25 @@ def run(folder: Path, min_train: int, min_test: int) -> dict:
     from softsampling.data.openimages_subset import build_subset
 
     t = time.perf_counter()
-    stats = build_subset(folder / "train-bbox.csv", folder / "test-bbox.csv",
-                         [folder / "train-labels.csv", folder / "test-labels.csv"], folder / "classes.csv",
-                         folder / "open50", num_classes=50, min_train=min_train, min_test=min_test, force=True)
+    stats = build_subset(
+        folder / "train-bbox.csv",
+        folder / "test-bbox.csv",
+        [folder / "train-labels.csv", folder / "test-labels.csv"],
+        folder / "classes.csv",
+        folder / "open50",
+        num_classes=50,
+        min_train=min_train,
+        min_test=min_test,
+        force=True,
+    )
     seconds = time.perf_counter() - t
     use = resource.getrusage(resource.RUSAGE_SELF)
-    return {"seconds": round(seconds, 2), "cpu_seconds": round(use.ru_utime + use.ru_stime, 2), **stats["totals"],
-            "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}
+    return {
+        "seconds": round(seconds, 2),
+        "cpu_seconds": round(use.ru_utime + use.ru_stime, 2),
+        **stats["totals"],
+        "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,11 +101,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--images", type=int, default=1_000_000, help="train images (default 1M; test: a tenth)")
     p.add_argument("--boxes", type=int, default=15_000_000, help="train boxes (default 15M; test: a tenth)")
     p.add_argument("--classes", type=int, default=500, help="number of classes (default 500)")
-    p.add_argument("--small", action="store_true", help="quick check: 20k images, 300k boxes, --min-train 4 --min-test 2")
+    p.add_argument(
+        "--small", action="store_true", help="quick check: 20k images, 300k boxes, --min-train 4 --min-test 2"
+    )
     p.add_argument("--min-train", type=int, default=200, help="a class needs more train instances (default 200)")
     p.add_argument("--min-test", type=int, default=100, help="a class needs more test instances (default 100)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data (default 0)")
-    p.add_argument("--workdir", type=Path, default=None, help="folder for the CSVs (default: a temporary folder, removed)")
+    p.add_argument(
+        "--workdir", type=Path, default=None, help="folder for the CSVs (default: a temporary folder, removed)"
+    )
     p.add_argument("--stage", choices=["all", "generate", "run"], default="all", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.small:
@@ -108,16 +123,33 @@ def main(argv: list[str] | None = None) -> int:
 
     folder = args.workdir or Path(tempfile.mkdtemp(prefix="oi_subset_"))
     folder.mkdir(parents=True, exist_ok=True)
-    base = [sys.executable, __file__, "--images", str(args.images), "--boxes", str(args.boxes),
-            "--classes", str(args.classes), "--seed", str(args.seed), "--workdir", str(folder),
-            "--min-train", str(args.min_train), "--min-test", str(args.min_test)]
+    base = [
+        sys.executable,
+        __file__,
+        "--images",
+        str(args.images),
+        "--boxes",
+        str(args.boxes),
+        "--classes",
+        str(args.classes),
+        "--seed",
+        str(args.seed),
+        "--workdir",
+        str(folder),
+        "--min-train",
+        str(args.min_train),
+        "--min-test",
+        str(args.min_test),
+    ]
     try:
         t = time.perf_counter()
         if not (folder / "test-labels.csv").exists():
             subprocess.run(base + ["--stage", "generate"], check=True)
         gen_s = time.perf_counter() - t
-        sizes = {n: (folder / n).stat().st_size / 2**20 for n in ("train-bbox.csv", "test-bbox.csv",
-                                                                  "train-labels.csv", "test-labels.csv")}
+        sizes = {
+            n: (folder / n).stat().st_size / 2**20
+            for n in ("train-bbox.csv", "test-bbox.csv", "train-labels.csv", "test-labels.csv")
+        }
         out = subprocess.run(base + ["--stage", "run"], capture_output=True, text=True)
         if out.returncode != 0:
             raise SystemExit(f"the builder failed:\n{out.stderr}")
@@ -125,13 +157,21 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if args.workdir is None:
             shutil.rmtree(folder, ignore_errors=True)
-    print(f"machine: {os.cpu_count()} CPU(s), {cpu_model()}, python {platform.python_version()}, numpy {np.__version__}, "
-          f"load average {os.getloadavg()[0]:.1f}")
-    print(f"data: {args.images:,} train images / {args.boxes:,} boxes, test a tenth, {args.classes} classes; "
-          + ", ".join(f"{n} {s:,.0f} MiB" for n, s in sizes.items()) + f" (generated in {gen_s:.1f} s, not counted)")
-    print(f"subset: {res['classes']} classes of {res['eligible_classes']} eligible; train {res['train_images']:,} images / "
-          f"{res['train_boxes']:,} boxes, test {res['test_images']:,} / {res['test_boxes']:,}; "
-          f"label rows {res['train_label_rows']:,} + {res['test_label_rows']:,}")
+    print(
+        f"machine: {os.cpu_count()} CPU(s), {cpu_model()}, python {platform.python_version()}, numpy {np.__version__}, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"data: {args.images:,} train images / {args.boxes:,} boxes, test a tenth, {args.classes} classes; "
+        + ", ".join(f"{n} {s:,.0f} MiB" for n, s in sizes.items())
+        + f" (generated in {gen_s:.1f} s, not counted)"
+    )
+    print(
+        f"subset: {res['classes']} classes of {res['eligible_classes']} eligible; "
+        f"train {res['train_images']:,} images / "
+        f"{res['train_boxes']:,} boxes, test {res['test_images']:,} / {res['test_boxes']:,}; "
+        f"label rows {res['train_label_rows']:,} + {res['test_label_rows']:,}"
+    )
     print(f"total  {res['seconds']:7.2f} s   (target < 90 s); CPU time of the process {res['cpu_seconds']:.2f} s")
     print(f"peak   {res['peak_rss_gb']:7.2f} GB  (target < 6 GB; ru_maxrss of the builder's process)")
     ok = res["seconds"] < 90 and res["peak_rss_gb"] < 6

@@ -33,8 +33,10 @@ class StubDetector(torch.nn.Module):
 
     def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
         boxes = torch.tensor([[0.0, 0.0, 4.0, 4.0], [1.0, 1.0, 6.0, 7.0], [2.0, 0.0, 8.0, 3.0]])
-        return [{"boxes": boxes, "labels": torch.tensor([1, 2, 3]), "scores": torch.tensor([0.9, 0.5, 0.01])}
-                for _ in images]
+        return [
+            {"boxes": boxes, "labels": torch.tensor([1, 2, 3]), "scores": torch.tensor([0.9, 0.5, 0.01])}
+            for _ in images
+        ]
 
 
 def make_inputs(root: Path, num_images: int) -> Path:
@@ -55,18 +57,36 @@ def make_inputs(root: Path, num_images: int) -> Path:
 def predict(listing: Path, out: Path, chunk_size: int) -> None:
     """One prediction run in this process; prints a JSON line with images, detections, seconds, peak RSS."""
     from softsampling.engine.data import LabelMap
-    from softsampling.engine.predict_stream import predict_to_file, read_image_list as stream
+    from softsampling.engine.predict_stream import predict_to_file
+    from softsampling.engine.predict_stream import read_image_list as stream
 
     label_map = LabelMap((1, 2, 3), ("a", "b", "c"))
     cut = np.array([0.05, 0.05, 0.05, 0.05], dtype=np.float32)
     start = time.perf_counter()
-    images, dets = predict_to_file(StubDetector().eval(), label_map, stream(listing), out / "detections.json",
-                                   job={"list": str(listing)}, cut=cut, device=torch.device("cpu"),
-                                   chunk_size=chunk_size, progress=False)
+    images, dets = predict_to_file(
+        StubDetector().eval(),
+        label_map,
+        stream(listing),
+        out / "detections.json",
+        job={"list": str(listing)},
+        cut=cut,
+        device=torch.device("cpu"),
+        chunk_size=chunk_size,
+        progress=False,
+    )
     seconds = time.perf_counter() - start
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"images": images, "detections": dets, "seconds": round(seconds, 1),
-                      "images_per_s": round(images / seconds), "peak_rss_mb": round(rss)}))
+    print(
+        json.dumps(
+            {
+                "images": images,
+                "detections": dets,
+                "seconds": round(seconds, 1),
+                "images_per_s": round(images / seconds),
+                "peak_rss_mb": round(rss),
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -101,7 +121,9 @@ def main() -> None:
     print(f"killed after {args.kill_after:g} s with {chunks} chunk(s) on disk")
     done = subprocess.run([*child, str(full), str(args.out / "killed")], capture_output=True, text=True, env=env)
     print(f"resumed: {done.stdout.strip() or done.stderr[-2000:]}")
-    same = (args.out / "killed" / "detections.json").read_bytes() == (args.out / "whole" / "detections.json").read_bytes()
+    same = (args.out / "killed" / "detections.json").read_bytes() == (
+        args.out / "whole" / "detections.json"
+    ).read_bytes()
     print(f"resumed output identical to the uninterrupted one: {same}")
 
 

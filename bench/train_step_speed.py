@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torchvision
+from _machine import cpu_model  # noqa: E402 (bench/ helper, beside this script)
 from torch import nn
 
 from softsampling.data.curate import curate
@@ -54,8 +55,6 @@ from softsampling.data.formats import load_dataset
 from softsampling.engine.data import DetectionTrainingSet, LabelMap, collate
 from softsampling.model import PriorScorer, build_digits_model, use_strategy
 from softsampling.sampling import median_thresholds
-
-from _machine import cpu_model  # noqa: E402 (bench/ helper, beside this script)
 
 Batch = tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]
 VARIANTS = ("stock", "baseline", "overlap_soft", "hard_negative", "upper_bound", "score_soft")
@@ -107,7 +106,7 @@ def prior_thresholds(prior: nn.Module, batches: list[Batch], num_classes: int) -
     scorer = PriorScorer(copy.deepcopy(prior))
     scores, labels = [], []
     for images, targets in batches:
-        for s, t in zip(scorer.score_images(images, [t["boxes"] for t in targets]), targets):
+        for s, t in zip(scorer.score_images(images, [t["boxes"] for t in targets]), targets, strict=True):
             scores.append(s.gather(1, t["labels"].view(-1, 1)).view(-1))
             labels.append(t["labels"])
     return median_thresholds(torch.cat(scores), torch.cat(labels), num_classes)
@@ -149,31 +148,41 @@ def interleaved_times(variants: Variants, batches: list[Batch], rounds: int, war
 
 def paired_ratio(times: dict[str, list[float]], name: str, reference: str) -> float:
     """Median over rounds of ``time[name] / time[reference]`` (same round, same batch)."""
-    return statistics.median(a / b for a, b in zip(times[name], times[reference]))
+    return statistics.median(a / b for a, b in zip(times[name], times[reference], strict=True))
 
 
 def report(times: dict[str, list[float]], threads: int) -> list[str]:
     med = {n: statistics.median(v) for n, v in times.items()}
-    lines = [f"threads={threads}: {len(next(iter(times.values())))} interleaved rounds",
-             f"  {'variant':<14} {'median ms':>10} {'p10-p90 ms':>15} {'vs baseline':>12} {'(paired)':>9}"]
+    lines = [
+        f"threads={threads}: {len(next(iter(times.values())))} interleaved rounds",
+        f"  {'variant':<14} {'median ms':>10} {'p10-p90 ms':>15} {'vs baseline':>12} {'(paired)':>9}",
+    ]
     for n, v in times.items():
         q = np.percentile(v, [10, 90]) * 1000
         ref = "baseline" if "baseline" in med else n
-        lines.append(f"  {n:<14} {med[n] * 1000:>10.1f} {q[0]:>7.1f}-{q[1]:<7.1f} "
-                     f"{med[n] / med[ref] - 1:>+11.1%} {paired_ratio(times, n, ref) - 1:>+9.1%}")
+        lines.append(
+            f"  {n:<14} {med[n] * 1000:>10.1f} {q[0]:>7.1f}-{q[1]:<7.1f} "
+            f"{med[n] / med[ref] - 1:>+11.1%} {paired_ratio(times, n, ref) - 1:>+9.1%}"
+        )
     if "stock" in med and "baseline" in med:
-        lines.append(f"  baseline vs stock: {med['baseline'] / med['stock'] - 1:+.1%} "
-                     f"(paired {paired_ratio(times, 'baseline', 'stock') - 1:+.1%}; target within 3%)")
+        lines.append(
+            f"  baseline vs stock: {med['baseline'] / med['stock'] - 1:+.1%} "
+            f"(paired {paired_ratio(times, 'baseline', 'stock') - 1:+.1%}; target within 3%)"
+        )
     if "overlap_soft" in med and "baseline" in med:
-        lines.append(f"  overlap_soft vs baseline: {med['overlap_soft'] / med['baseline'] - 1:+.1%} "
-                     f"(paired {paired_ratio(times, 'overlap_soft', 'baseline') - 1:+.1%}; target <= +3%)")
+        lines.append(
+            f"  overlap_soft vs baseline: {med['overlap_soft'] / med['baseline'] - 1:+.1%} "
+            f"(paired {paired_ratio(times, 'overlap_soft', 'baseline') - 1:+.1%}; target <= +3%)"
+        )
     return lines
 
 
-def profile(model: nn.Module, optimizer: torch.optim.Optimizer, batches: list[Batch], steps: int,
-            top: int) -> list[str]:
+def profile(
+    model: nn.Module, optimizer: torch.optim.Optimizer, batches: list[Batch], steps: int, top: int
+) -> list[str]:
     """Top operators by self CPU time over ``steps`` training steps, and roi_align backward's share."""
-    from torch.profiler import ProfilerActivity, profile as torch_profile
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
 
     for b in batches[:2]:
         train_step(model, optimizer, b)
@@ -184,11 +193,15 @@ def profile(model: nn.Module, optimizer: torch.optim.Optimizer, batches: list[Ba
     events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
     total = sum(e.self_cpu_time_total for e in events)
     events.sort(key=lambda e: e.self_cpu_time_total, reverse=True)
-    lines = [f"profile: {steps} steps, {wall / steps * 1000:.1f} ms/step under the profiler; "
-             f"top {top} operators by self CPU time"]
+    lines = [
+        f"profile: {steps} steps, {wall / steps * 1000:.1f} ms/step under the profiler; "
+        f"top {top} operators by self CPU time"
+    ]
     for e in events[:top]:
-        lines.append(f"  {e.self_cpu_time_total / total:>6.1%}  {e.self_cpu_time_total / steps / 1000:>7.2f} ms/step  "
-                     f"{e.count // steps:>5} calls/step  {e.key}")
+        lines.append(
+            f"  {e.self_cpu_time_total / total:>6.1%}  {e.self_cpu_time_total / steps / 1000:>7.2f} ms/step  "
+            f"{e.count // steps:>5} calls/step  {e.key}"
+        )
     roi = sum(e.self_cpu_time_total for e in events if "roi_align" in e.key.lower() and "backward" in e.key.lower())
     lines.append(f"  roi_align backward: {roi / total:.1%} of self CPU time")
     return lines
@@ -196,8 +209,9 @@ def profile(model: nn.Module, optimizer: torch.optim.Optimizer, batches: list[Ba
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--threads", type=int, nargs="+", default=[1, 2],
-                   help="torch intra-op threads to test (default 1 2)")
+    p.add_argument(
+        "--threads", type=int, nargs="+", default=[1, 2], help="torch intra-op threads to test (default 1 2)"
+    )
     p.add_argument("--rounds", type=int, default=40, help="measured interleaved rounds per thread setting (default 40)")
     p.add_argument("--warmup", type=int, default=5, help="rounds run before measuring (default 5)")
     p.add_argument("--batch-size", type=int, default=8, help="images per step (default 8)")
@@ -207,23 +221,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-profile", action="store_true", help="skip the torch.profiler table")
     p.add_argument("--profile-steps", type=int, default=10, help="baseline steps under the profiler (default 10)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-deterministic", action="store_true",
-                   help="do not call torch.use_deterministic_algorithms (the engine does by default)")
+    p.add_argument(
+        "--no-deterministic",
+        action="store_true",
+        help="do not call torch.use_deterministic_algorithms (the engine does by default)",
+    )
     args = p.parse_args(argv)
 
     torch.manual_seed(args.seed)
     if not args.no_deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
     torch.set_num_threads(1)
-    print(f"machine: nproc {os.cpu_count()}, {cpu_model()}, python {platform.python_version()}, "
-          f"torch {torch.__version__}, torchvision {torchvision.__version__}, load average "
-          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    print(
+        f"machine: nproc {os.cpu_count()}, {cpu_model()}, python {platform.python_version()}, "
+        f"torch {torch.__version__}, torchvision {torchvision.__version__}, load average "
+        f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}"
+    )
     with tempfile.TemporaryDirectory(prefix="train_step_speed_") as tmp:
         batches, num_classes = make_batches(Path(tmp), args.images, args.batch_size, args.seed)
     boxes = sum(len(t["boxes"]) for _, ts in batches for t in ts)
     dropped = sum(len(t["dropped_boxes"]) for _, ts in batches for t in ts)
-    print(f"data: {len(batches)} batches of {args.batch_size} digit scenes (128 px), {boxes} annotated boxes, "
-          f"{dropped} dropped (curated at 50%)")
+    print(
+        f"data: {len(batches)} batches of {args.batch_size} digit scenes (128 px), {boxes} annotated boxes, "
+        f"{dropped} dropped (curated at 50%)"
+    )
 
     base = build_digits_model(num_classes=num_classes)
     tic = time.perf_counter()

@@ -58,8 +58,8 @@ def make_scene(num_images: int, dets_per_image: int, num_classes: int, seed: int
     det_cls[copy] = gt_cls[src[copy]]
     scores = np.round(rng.random(d), 6)
 
-    gt_ref = list(zip(gt_image.tolist(), gt_cls.tolist(), *gt_box.T.tolist(), gt_diff.tolist()))
-    det_ref = list(zip(det_image.tolist(), det_cls.tolist(), scores.tolist(), *det_box.T.tolist()))
+    gt_ref = list(zip(gt_image.tolist(), gt_cls.tolist(), *gt_box.T.tolist(), gt_diff.tolist(), strict=True))
+    det_ref = list(zip(det_image.tolist(), det_cls.tolist(), scores.tolist(), *det_box.T.tolist(), strict=True))
     return gt_ref, det_ref
 
 
@@ -81,7 +81,9 @@ def to_records(gt_ref, det_ref, num_images: int, num_classes: int):
         categories=[Category(c, f"class{c}") for c in range(1, num_classes + 1)],
     )
     det = np.array(det_ref, dtype=np.float64)
-    dets = Detections(det[:, 0], np.stack([det[:, 3] - 1, det[:, 4] - 1, det[:, 5], det[:, 6]], axis=1), det[:, 1], det[:, 2])
+    dets = Detections(
+        det[:, 0], np.stack([det[:, 3] - 1, det[:, 4] - 1, det[:, 5], det[:, 6]], axis=1), det[:, 1], det[:, 2]
+    )
     return ds, dets
 
 
@@ -97,8 +99,10 @@ def main() -> int:
 
     gt_ref, det_ref = make_scene(args.images, args.dets_per_image, args.classes, args.seed)
     ds, dets = to_records(gt_ref, det_ref, args.images, args.classes)
-    print(f"machine: {platform.machine()} {platform.processor() or ''} python {platform.python_version()} "
-          f"numpy {np.__version__}")
+    print(
+        f"machine: {platform.machine()} {platform.processor() or ''} python {platform.python_version()} "
+        f"numpy {np.__version__}"
+    )
     print(f"scene: {ds.num_images} images, {ds.num_boxes} gt boxes, {len(dets)} detections, {args.classes} classes")
 
     times = []

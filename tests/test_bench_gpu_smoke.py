@@ -19,9 +19,24 @@ SCRIPT = REPO / "bench" / "gpu_smoke.sh"
 
 def test_dry_run_writes_a_valid_config_and_prints_every_step(tmp_path) -> None:
     env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(REPO / "src")}
-    done = subprocess.run(["bash", str(SCRIPT), "--dry-run", "--steps", "20", "--size", "256",
-                           "--backbone-weights", "none", str(tmp_path / "smoke")],
-                          capture_output=True, text=True, env=env, timeout=120)
+    done = subprocess.run(
+        [
+            "bash",
+            str(SCRIPT),
+            "--dry-run",
+            "--steps",
+            "20",
+            "--size",
+            "256",
+            "--backbone-weights",
+            "none",
+            str(tmp_path / "smoke"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     commands = [shlex.split(line[2:]) for line in done.stdout.splitlines() if line.startswith("+ ")]
     assert not (tmp_path / "smoke" / "runs").exists()  # nothing ran
@@ -38,18 +53,25 @@ def test_dry_run_writes_a_valid_config_and_prints_every_step(tmp_path) -> None:
     assert run_cfg.prior_run == str(tmp_path / "smoke" / "runs" / "baseline")
     assert sum("predict" in c for c in commands) == sum("evaluate" in c for c in commands) == 5
     assert commands[0][3:5] == ["data", "digits"] and "--size" in commands[0]
-    bad = subprocess.run(["bash", str(SCRIPT), "--steps", "x", str(tmp_path / "bad")], capture_output=True, text=True,
-                         env=env, timeout=60)
+    bad = subprocess.run(
+        ["bash", str(SCRIPT), "--steps", "x", str(tmp_path / "bad")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert bad.returncode == 2 and "positive integers" in bad.stderr
 
 
 def test_summary_reads_speed_memory_and_map(tmp_path, capsys, monkeypatch) -> None:
     run = tmp_path / "baseline"
     run.mkdir()
-    lines = [{"iteration": 10, "sec_per_iter": 1.0, "max_memory_mb": 900.0},
-             {"iteration": 20, "sec_per_iter": 0.25, "max_memory_mb": 1000.0},
-             {"iteration": 30, "sec_per_iter": 0.25, "max_memory_mb": 1000.0},
-             {"iteration": 30, "val_mAP50": 0.5}]
+    lines = [
+        {"iteration": 10, "sec_per_iter": 1.0, "max_memory_mb": 900.0},
+        {"iteration": 20, "sec_per_iter": 0.25, "max_memory_mb": 1000.0},
+        {"iteration": 30, "sec_per_iter": 0.25, "max_memory_mb": 1000.0},
+        {"iteration": 30, "val_mAP50": 0.5},
+    ]
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
     (run / "config.yaml").write_text(yaml.safe_dump({"train": {"batch_size": 8}}))
     (run / "eval_test.json").write_text(json.dumps({"result": {"mAP": 0.4567}}))

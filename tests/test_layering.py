@@ -77,8 +77,11 @@ def imports_of(path: Path, root: Path) -> tuple[Import, ...]:
             else:
                 found.append(Import(target, tuple(names), node.lineno))
         elif isinstance(node, ast.Import):
-            found.extend(Import(alias.name, (), node.lineno) for alias in node.names
-                         if alias.name == top or alias.name.startswith(top + "."))
+            found.extend(
+                Import(alias.name, (), node.lineno)
+                for alias in node.names
+                if alias.name == top or alias.name.startswith(top + ".")
+            )
     return tuple(found)
 
 
@@ -89,15 +92,18 @@ def _is_module(dotted: str, root: Path) -> bool:
 
 def import_graph(root: Path) -> dict[str, Module]:
     """Module name -> its file and imports, for every ``.py`` under the package folder ``root``."""
-    return {module_name(p, root): Module(p, p.name == "__init__.py", imports_of(p, root))
-            for p in sorted(root.rglob("*.py"))}
+    return {
+        module_name(p, root): Module(p, p.name == "__init__.py", imports_of(p, root))
+        for p in sorted(root.rglob("*.py"))
+    }
 
 
 def floor_of(module: str, floors: dict[str, int]) -> int:
     if "." not in module:
         return 0  # the top package's __init__ (softsampling's holds only __version__)
-    best = max((prefix for prefix in floors if module == prefix or module.startswith(prefix + ".")), key=len,
-               default=None)
+    best = max(
+        (prefix for prefix in floors if module == prefix or module.startswith(prefix + ".")), key=len, default=None
+    )
     if best is None:
         raise AssertionError(f"{module} has no floor in tests/test_layering.py FLOORS: add its package there")
     return floors[best]
@@ -111,8 +117,10 @@ def upward_imports(graph: dict[str, Module], floors: dict[str, int]) -> list[str
         for imp in module.imports:
             theirs = floor_of(imp.target, floors)
             if theirs > mine:
-                problems.append(f"{module.path}:{imp.line}: {name} (floor {mine}) imports {imp.target} "
-                                f"(floor {theirs}); move the shared piece down (docs/architecture.md)")
+                problems.append(
+                    f"{module.path}:{imp.line}: {name} (floor {mine}) imports {imp.target} "
+                    f"(floor {theirs}); move the shared piece down (docs/architecture.md)"
+                )
     return problems
 
 
@@ -128,16 +136,24 @@ def private_imports(graph: dict[str, Module]) -> list[str]:
         mine = _package_of(name, graph)
         for imp in module.imports:
             for imported in imp.names:
-                if imported.startswith("_") and not imported.startswith("__") and _package_of(imp.target, graph) != mine:
-                    problems.append(f"{module.path}:{imp.line}: {name} imports private {imp.target}.{imported} "
-                                    "from another package; make it public where it belongs")
+                if (
+                    imported.startswith("_")
+                    and not imported.startswith("__")
+                    and _package_of(imp.target, graph) != mine
+                ):
+                    problems.append(
+                        f"{module.path}:{imp.line}: {name} imports private {imp.target}.{imported} "
+                        "from another package; make it public where it belongs"
+                    )
     return problems
 
 
 def import_cycles(graph: dict[str, Module]) -> list[str]:
     """Each import cycle found, as ``a -> b -> a`` (a depth-first walk; every module reaches each cycle once)."""
-    edges = {m: sorted({i.target for i in module.imports if i.target in graph and i.target != m})
-             for m, module in graph.items()}
+    edges = {
+        m: sorted({i.target for i in module.imports if i.target in graph and i.target != m})
+        for m, module in graph.items()
+    }
     state: dict[str, int] = {}  # 1: on the current path, 2: done
     path: list[str] = []
     cycles: list[str] = []
@@ -147,7 +163,7 @@ def import_cycles(graph: dict[str, Module]) -> list[str]:
         path.append(m)
         for t in edges[m]:
             if state.get(t) == 1:
-                cycles.append(" -> ".join(path[path.index(t):] + [t]))
+                cycles.append(" -> ".join(path[path.index(t) :] + [t]))
             elif t not in state:
                 visit(t)
         path.pop()
@@ -222,16 +238,22 @@ def test_the_checker_catches_an_upward_import_even_inside_a_function(tmp_path: P
     files = {**CLEAN, "sampling/rules.py": "def f():\n    import softsampling.engine.train\n"}
     problems = upward_imports(import_graph(write_package(tmp_path, files)), FLOORS)
     assert len(problems) == 1
-    assert "rules.py:2: softsampling.sampling.rules (floor 1) imports softsampling.engine.train (floor 5)" in problems[0]
+    assert (
+        "rules.py:2: softsampling.sampling.rules (floor 1) imports softsampling.engine.train (floor 5)" in problems[0]
+    )
 
 
 def test_the_checker_catches_a_cycle(tmp_path: Path) -> None:
-    files = {**CLEAN, "engine/predict.py": "from softsampling.engine.train import train\n",
-             "engine/train.py": "def train():\n    from softsampling.engine import predict\n"}
+    files = {
+        **CLEAN,
+        "engine/predict.py": "from softsampling.engine.train import train\n",
+        "engine/train.py": "def train():\n    from softsampling.engine import predict\n",
+    }
     graph = import_graph(write_package(tmp_path, files))
     assert upward_imports(graph, FLOORS) == []  # sideways imports are allowed ...
-    assert import_cycles(graph) == ["softsampling.engine.predict -> softsampling.engine.train -> "
-                                    "softsampling.engine.predict"]  # ... circles are not
+    assert import_cycles(graph) == [
+        "softsampling.engine.predict -> softsampling.engine.train -> softsampling.engine.predict"
+    ]  # ... circles are not
 
 
 def test_the_checker_catches_a_private_import_from_another_package(tmp_path: Path) -> None:

@@ -8,11 +8,15 @@ from softsampling.structures.records import Category, DetectionDataset
 
 def _ds() -> DetectionDataset:
     return DetectionDataset.from_lists(
-        images=[{"id": 1, "file_name": "a.png", "width": 100, "height": 50},
-                {"id": 2, "file_name": "b.png", "width": 100, "height": 50}],
-        boxes=[{"image_index": 1, "bbox": [0, 0, 10, 10], "label": 1, "id": 10},
-               {"image_index": 0, "bbox": [5, 5, 20, 20], "label": 2, "id": 11},
-               {"image_index": 1, "bbox": [30, 10, 99, 49], "label": 2, "id": 12, "iscrowd": True}],
+        images=[
+            {"id": 1, "file_name": "a.png", "width": 100, "height": 50},
+            {"id": 2, "file_name": "b.png", "width": 100, "height": 50},
+        ],
+        boxes=[
+            {"image_index": 1, "bbox": [0, 0, 10, 10], "label": 1, "id": 10},
+            {"image_index": 0, "bbox": [5, 5, 20, 20], "label": 2, "id": 11},
+            {"image_index": 1, "bbox": [30, 10, 99, 49], "label": 2, "id": 12, "iscrowd": True},
+        ],
         categories=[Category(1, "a"), Category(2, "b")],
     )
 
@@ -53,10 +57,9 @@ def test_atomic_write_keeps_old_file_on_error_and_uses_umask_permissions(tmp_pat
 
     target = tmp_path / "out.txt"
     target.write_text("old")
-    with pytest.raises(RuntimeError):
-        with atomic_write(target) as f:
-            f.write("half")
-            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError), atomic_write(target) as f:
+        f.write("half")
+        raise RuntimeError("killed")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]  # no temp file left behind
     with atomic_write(target) as f:

@@ -51,8 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
             p = sub.add_parser(name, help=f"{help_text} (not available in this version)")
             p.set_defaults(func=_not_available(name))
             continue
-        p = sub.add_parser(name, help=help_text, description=(module.__doc__ or help_text).strip(),
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = sub.add_parser(
+            name,
+            help=help_text,
+            description=(module.__doc__ or help_text).strip(),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         module.register(p)
         p.set_defaults(func=module.run)
     return parser
@@ -60,8 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _not_available(name: str):
     def run(args: argparse.Namespace) -> int:
-        raise SoftSamplingError(f"the '{name}' command is not implemented in softsampling {__version__} yet",
-                                fix="see `softsampling --help` for the available commands")
+        raise SoftSamplingError(
+            f"the '{name}' command is not implemented in softsampling {__version__} yet",
+            fix="see `softsampling --help` for the available commands",
+        )
+
     return run
 
 

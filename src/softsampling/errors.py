@@ -14,8 +14,9 @@ class SoftSamplingError(Exception):
     """A problem the user can fix: names the file, the record and the fix.
 
     Example:
-        >>> e = SoftSamplingError("box has x2 <= x1", file="a.json", record="annotation id 7",
-        ...                       fix="remove the box or pass --clip")
+        >>> e = SoftSamplingError(
+        ...     "box has x2 <= x1", file="a.json", record="annotation id 7", fix="remove the box or pass --clip"
+        ... )
         >>> str(e)
         'a.json: annotation id 7: box has x2 <= x1 (fix: remove the box or pass --clip)'
     """

@@ -41,6 +41,7 @@ def atomic_write(path: str | Path, mode: str = "w", encoding: str | None = "utf-
             yield f
             f.flush()
             os.fsync(f.fileno())
+
         def abandon() -> None:
             _unlink_quietly(tmp)
             _remove_empty(created)
@@ -120,8 +121,9 @@ def check_can_write(path: str | Path, *, force: bool) -> None:
     while not probe_dir.exists():
         probe_dir = probe_dir.parent
     if not probe_dir.is_dir():
-        raise SoftSamplingError("output path lies under a file, not a folder", file=probe_dir,
-                                fix="choose an --out inside a folder")
+        raise SoftSamplingError(
+            "output path lies under a file, not a folder", file=probe_dir, fix="choose an --out inside a folder"
+        )
     if not os.access(probe_dir, os.W_OK) or not _can_create_file(probe_dir):
         raise SoftSamplingError("output folder is not writable", file=probe_dir, fix="choose a writable --out")
     if shutil.disk_usage(probe_dir).free < 1 << 20:
@@ -165,14 +167,23 @@ def _stat(path: Path, option: str) -> os.stat_result:
     try:
         return os.stat(path)
     except FileNotFoundError:
-        raise SoftSamplingError("does not exist" if not os.path.islink(path) else "is a broken symbolic link",
-                                file=path, fix=f"check the path given to {option}") from None
+        raise SoftSamplingError(
+            "does not exist" if not os.path.islink(path) else "is a broken symbolic link",
+            file=path,
+            fix=f"check the path given to {option}",
+        ) from None
     except NotADirectoryError:
-        raise SoftSamplingError("does not exist (a part of the path is a file, not a folder)", file=path,
-                                fix=f"check the path given to {option}") from None
+        raise SoftSamplingError(
+            "does not exist (a part of the path is a file, not a folder)",
+            file=path,
+            fix=f"check the path given to {option}",
+        ) from None
     except OSError as exc:  # permission on a parent folder, symlink loop, name too long
-        raise SoftSamplingError(f"cannot be accessed ({exc.strerror})", file=path,
-                                fix=f"check the path given to {option} and its permissions") from None
+        raise SoftSamplingError(
+            f"cannot be accessed ({exc.strerror})",
+            file=path,
+            fix=f"check the path given to {option} and its permissions",
+        ) from None
 
 
 def _kind(mode: int) -> str:
@@ -200,14 +211,19 @@ def check_input_file(path: str | Path, *, option: str, what: str = "file", allow
     path = Path(path)
     st = _stat(path, option)
     if stat.S_ISDIR(st.st_mode):
-        raise SoftSamplingError(f"is a folder, expected {_a(what)}", file=path,
-                                fix=f"pass a file to {option}, not a folder")
+        raise SoftSamplingError(
+            f"is a folder, expected {_a(what)}", file=path, fix=f"pass a file to {option}, not a folder"
+        )
     if not stat.S_ISREG(st.st_mode):
-        raise SoftSamplingError(f"is {_kind(st.st_mode)}, expected {_a(what)}", file=path,
-                                fix=f"pass a regular file to {option}; pipes and devices are not read")
+        raise SoftSamplingError(
+            f"is {_kind(st.st_mode)}, expected {_a(what)}",
+            file=path,
+            fix=f"pass a regular file to {option}; pipes and devices are not read",
+        )
     if st.st_size == 0 and not allow_empty:
-        raise SoftSamplingError(f"empty file (0 bytes), expected {_a(what)}", file=path,
-                                fix=f"pass {_a('complete ' + what)} to {option}")
+        raise SoftSamplingError(
+            f"empty file (0 bytes), expected {_a(what)}", file=path, fix=f"pass {_a('complete ' + what)} to {option}"
+        )
     _check_readable(path, option)
     return path
 
@@ -223,8 +239,11 @@ def check_input_dir(path: str | Path, *, option: str, what: str = "folder") -> P
         with os.scandir(path) as entries:
             next(entries, None)
     except OSError as exc:
-        raise SoftSamplingError(f"cannot be listed ({exc.strerror})", file=path,
-                                fix=f"make the folder readable or pass another one to {option}") from None
+        raise SoftSamplingError(
+            f"cannot be listed ({exc.strerror})",
+            file=path,
+            fix=f"make the folder readable or pass another one to {option}",
+        ) from None
     return path
 
 
@@ -244,8 +263,11 @@ def _check_readable(path: Path, option: str) -> None:
     try:  # a real open (os.access says yes to root); O_NONBLOCK so that nothing can block here
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
-        raise SoftSamplingError(f"cannot be read ({exc.strerror})", file=path,
-                                fix=f"make it readable (e.g. chmod u+r) or pass another file to {option}") from None
+        raise SoftSamplingError(
+            f"cannot be read ({exc.strerror})",
+            file=path,
+            fix=f"make it readable (e.g. chmod u+r) or pass another file to {option}",
+        ) from None
     os.close(fd)
 
 
@@ -272,8 +294,12 @@ def _paths(items: Iterable[str | Path | None]) -> list[Path]:
     return [Path(p) for p in items if p is not None and str(p) != ""]  # an unset config key is "" or None
 
 
-def check_outputs_apart(outputs: Iterable[str | Path | None], inputs: Iterable[str | Path | None], *,
-                        keep_out_of: Iterable[str | Path | None] = ()) -> None:
+def check_outputs_apart(
+    outputs: Iterable[str | Path | None],
+    inputs: Iterable[str | Path | None],
+    *,
+    keep_out_of: Iterable[str | Path | None] = (),
+) -> None:
     """Refuse an output that is or contains one of the command's inputs, or lies inside a dataset folder.
 
     Paths are compared after resolving symbolic links and ``..`` (and by inode,
@@ -303,8 +329,9 @@ def check_outputs_apart(outputs: Iterable[str | Path | None], inputs: Iterable[s
             if os.path.isdir(real_in):
                 for target in _links_out_of(real_in):
                     if _inside(target, real_out):
-                        raise SoftSamplingError(f"output would contain {target}, which the input {inp} links to",
-                                                file=out, fix=fix)
+                        raise SoftSamplingError(
+                            f"output would contain {target}, which the input {inp} links to", file=out, fix=fix
+                        )
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -314,8 +341,15 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def check_output_path(path: str | Path, *, force: bool, folder: bool = False, option: str = "--out",
-                      inputs: Iterable[str | Path | None] = (), keep_out_of: Iterable[str | Path | None] = ()) -> Path:
+def check_output_path(
+    path: str | Path,
+    *,
+    force: bool,
+    folder: bool = False,
+    option: str = "--out",
+    inputs: Iterable[str | Path | None] = (),
+    keep_out_of: Iterable[str | Path | None] = (),
+) -> Path:
     """All checks on one output path, before any work: apart from ``inputs``, of the right kind, writable.
 
     ``inputs`` and ``keep_out_of``: see :func:`check_outputs_apart`.
@@ -330,11 +364,17 @@ def check_output_path(path: str | Path, *, force: bool, folder: bool = False, op
     if path.exists() or path.is_symlink():
         is_dir = path.is_dir()
         if folder and not is_dir:
-            raise SoftSamplingError("exists and is not a folder", file=path,
-                                    fix=f"{option} names an output folder: pass a folder path; a file is never replaced by a folder")
+            raise SoftSamplingError(
+                "exists and is not a folder",
+                file=path,
+                fix=f"{option} names an output folder: pass a folder path; a file is never replaced by a folder",
+            )
         if not folder and is_dir:
-            raise SoftSamplingError("is a folder, expected a file path", file=path,
-                                    fix=f"{option} names an output file: pass a file path, not a folder")
+            raise SoftSamplingError(
+                "is a folder, expected a file path",
+                file=path,
+                fix=f"{option} names an output file: pass a file path, not a folder",
+            )
     check_can_write(path, force=force)
     return path
 
@@ -365,15 +405,21 @@ def output_lock(path: str | Path) -> Iterator[None]:
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
         except OSError as exc:
             _remove_empty(created)
-            raise SoftSamplingError(f"cannot create the output's lock file ({exc.strerror})", file=lock_path,
-                                    fix="choose an output in a writable folder") from None
+            raise SoftSamplingError(
+                f"cannot create the output's lock file ({exc.strerror})",
+                file=lock_path,
+                fix="choose an output in a writable folder",
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             _remove_empty(created)
-            raise SoftSamplingError("another softsampling run is writing this output now", file=path,
-                                    fix="wait for it to finish, or choose another output path") from None
+            raise SoftSamplingError(
+                "another softsampling run is writing this output now",
+                file=path,
+                fix="wait for it to finish, or choose another output path",
+            ) from None
         try:  # the holder before us may have removed the lock file: lock the file that is there now
             if os.fstat(fd).st_ino == os.stat(lock_path).st_ino:
                 break
@@ -480,6 +526,7 @@ class Terminated(BaseException):
 
 def raise_on_sigterm() -> None:
     """Turn SIGTERM into :class:`Terminated` (the CLI calls this once at start)."""
+
     def handler(signum: int, frame: Any) -> None:
         raise Terminated(signum)
 

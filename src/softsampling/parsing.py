@@ -19,10 +19,10 @@ caller adds the file name when the function does not know it.
 Example:
     >>> parse_json('{"a": [1, 2]}', file="x.json")
     {'a': [1, 2]}
-    >>> parse_json("[" * 200 + "]" * 200, file="x.json")
+    >>> parse_json("[" * 200 + "]" * 200, file="x.json")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    softsampling.errors.SoftSamplingError: x.json: JSON nests deeper than 100 levels (fix: give a file of the documented layout; no such file nests this deep)
+    softsampling.errors.SoftSamplingError: x.json: JSON nests deeper than 100 levels (fix: give a file of the ...)
     >>> ascii_float("2.5e1"), ascii_float("１")
     (25.0, None)
 """
@@ -64,12 +64,17 @@ def read_utf8(path: str | Path, *, fix: str = "save the file as UTF-8") -> str:
     """The text of ``path`` (a leading BOM dropped); not UTF-8 -> error naming the line of the first bad byte."""
     path = Path(path)
     if not path.is_file():  # a folder named *.txt, a broken or looping link, a FIFO: never opened
-        raise SoftSamplingError("not a regular file (a folder, a broken or looping link, or a special file)",
-                                file=path, fix="remove it or replace it with a text file")
+        raise SoftSamplingError(
+            "not a regular file (a folder, a broken or looping link, or a special file)",
+            file=path,
+            fix="remove it or replace it with a text file",
+        )
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise SoftSamplingError(f"cannot read the file ({exc.strerror})", file=path, fix="check its permissions") from None
+        raise SoftSamplingError(
+            f"cannot read the file ({exc.strerror})", file=path, fix="check its permissions"
+        ) from None
     return decode_utf8(data, file=path, fix=fix)
 
 
@@ -79,8 +84,9 @@ def decode_utf8(data: bytes, *, file: str | Path, fix: str = "save the file as U
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise SoftSamplingError(f"file is not UTF-8 text ({exc.reason} at byte {exc.start})", file=file,
-                                record=f"line {line}", fix=fix) from None
+        raise SoftSamplingError(
+            f"file is not UTF-8 text ({exc.reason} at byte {exc.start})", file=file, record=f"line {line}", fix=fix
+        ) from None
 
 
 def _json_depth_ok(data: bytes) -> bool:
@@ -103,13 +109,17 @@ def _json_depth_ok(data: bytes) -> bool:
             run, p = run + 1, p - 1
         is_quote[k] = run % 2 == 0
     outside = np.cumsum(is_quote) % 2 == 0  # after an even number of quotes: not inside a string
-    step = np.where(outside & ((chars == _LBRACKET) | (chars == _LBRACE)), 1,
-                    np.where(outside & ((chars == _RBRACKET) | (chars == _RBRACE)), -1, 0))
+    step = np.where(
+        outside & ((chars == _LBRACKET) | (chars == _LBRACE)),
+        1,
+        np.where(outside & ((chars == _RBRACKET) | (chars == _RBRACE)), -1, 0),
+    )
     return len(step) == 0 or int(np.cumsum(step).max()) <= MAX_NESTING
 
 
-def parse_json(text: str | bytes, *, file: str | Path, fix: str = "repair the file (`python -m json.tool FILE` "
-                                                                   "shows the spot)") -> Any:
+def parse_json(
+    text: str | bytes, *, file: str | Path, fix: str = "repair the file (`python -m json.tool FILE` shows the spot)"
+) -> Any:
     """``json.loads`` with one-line errors: invalid JSON (line, column), not UTF-8, nesting over the bound."""
     data = text if isinstance(text, bytes) else text.encode("utf-8", errors="surrogatepass")
     if isinstance(text, bytes):
@@ -119,8 +129,12 @@ def parse_json(text: str | bytes, *, file: str | Path, fix: str = "repair the fi
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise SoftSamplingError(f"invalid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}", file=file,
-                                record=f"line {exc.lineno}", fix=fix) from None
+        raise SoftSamplingError(
+            f"invalid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}",
+            file=file,
+            record=f"line {exc.lineno}",
+            fix=fix,
+        ) from None
     except RecursionError:  # unreachable after the scan; kept so a parser change cannot bring tracebacks back
         raise SoftSamplingError(f"JSON nests deeper than {MAX_NESTING} levels", file=file, fix=_NESTING_FIX) from None
 
@@ -141,15 +155,18 @@ class _BoundedYamlLoader(yaml.SafeLoader):
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             mark = self.peek_event().start_mark
-            raise SoftSamplingError(f"YAML alias (*{self.peek_event().anchor}) refused: configs may not repeat "
-                                    "content by reference", record=f"line {mark.line + 1}",
-                                    fix="write the values out instead of using &anchors and *aliases")
+            raise SoftSamplingError(
+                f"YAML alias (*{self.peek_event().anchor}) refused: configs may not repeat content by reference",
+                record=f"line {mark.line + 1}",
+                fix="write the values out instead of using &anchors and *aliases",
+            )
         self._depth += 1
         try:
             if self._depth > MAX_NESTING:
                 mark = self.peek_event().start_mark
-                raise SoftSamplingError(f"YAML nests deeper than {MAX_NESTING} levels", record=f"line {mark.line + 1}",
-                                        fix=_NESTING_FIX)
+                raise SoftSamplingError(
+                    f"YAML nests deeper than {MAX_NESTING} levels", record=f"line {mark.line + 1}", fix=_NESTING_FIX
+                )
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
@@ -173,19 +190,25 @@ def parse_xml(path: str | Path) -> ET.Element:
         raise SoftSamplingError(
             f"refused unsafe XML ({type(exc).__name__}: the file declares a DTD or entities, "
             "which annotation files never need and which can expand without bound or read other files)",
-            file=path, fix="remove the <!DOCTYPE ...> declaration",
+            file=path,
+            fix="remove the <!DOCTYPE ...> declaration",
         ) from None
     except ET.ParseError as exc:
         line, column = exc.position
         reason = str(exc).split(":")[0]  # e.g. "mismatched tag"
-        raise SoftSamplingError(f"invalid XML ({reason}) at line {line}, column {column + 1}", file=path,
-                                record=f"line {line}", fix="repair the XML file") from None
+        raise SoftSamplingError(
+            f"invalid XML ({reason}) at line {line}, column {column + 1}",
+            file=path,
+            record=f"line {line}",
+            fix="repair the XML file",
+        ) from None
     # ElementTree parses deep files without recursion, but code that walks the tree recurses: bound it here.
     stack = [(root, 1)]
     while stack:
         element, depth = stack.pop()
         if depth > MAX_NESTING:
-            raise SoftSamplingError(f"XML nests deeper than {MAX_NESTING} levels (element <{element.tag}>)",
-                                    file=path, fix=_NESTING_FIX)
+            raise SoftSamplingError(
+                f"XML nests deeper than {MAX_NESTING} levels (element <{element.tag}>)", file=path, fix=_NESTING_FIX
+            )
         stack.extend((child, depth + 1) for child in element)
     return root

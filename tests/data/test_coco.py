@@ -258,17 +258,27 @@ def test_write_is_atomic_and_refuses_nan(tmp_path: Path) -> None:
 
 def test_write_dataset_from_another_format(tmp_path: Path) -> None:
     ds = DetectionDataset.from_lists(
-        images=[{"id": "000007", "file_name": "000007.jpg", "width": 50, "height": 40},
-                {"id": "000009", "file_name": "000009.jpg", "width": 30, "height": 30}],
-        boxes=[{"image_index": 1, "bbox": [0, 0, 10.5, 10], "label": 2, "id": 1, "difficult": True},
-               {"image_index": 0, "bbox": [5, 5, 20, 20], "label": 1, "id": 2}],
+        images=[
+            {"id": "000007", "file_name": "000007.jpg", "width": 50, "height": 40},
+            {"id": "000009", "file_name": "000009.jpg", "width": 30, "height": 30},
+        ],
+        boxes=[
+            {"image_index": 1, "bbox": [0, 0, 10.5, 10], "label": 2, "id": 1, "difficult": True},
+            {"image_index": 0, "bbox": [5, 5, 20, 20], "label": 1, "id": 2},
+        ],
         categories=[Category(1, "cat"), Category(2, "dog")],
     )
     write_coco(ds, tmp_path / "conv.json")
     doc = json.loads((tmp_path / "conv.json").read_text())
     assert [im["id"] for im in doc["images"]] == [1, 2]  # string ids -> 1..I
-    assert doc["annotations"][0] == {"id": 1, "image_id": 2, "category_id": 2, "bbox": [0.0, 0.0, 10.5, 10.0],
-                                     "iscrowd": 0, "difficult": 1}
+    assert doc["annotations"][0] == {
+        "id": 1,
+        "image_id": 2,
+        "category_id": 2,
+        "bbox": [0.0, 0.0, 10.5, 10.0],
+        "iscrowd": 0,
+        "difficult": 1,
+    }
     back = read_coco(tmp_path / "conv.json")
     assert back.difficult.tolist() == [True, False]
     assert np.array_equal(back.boxes, ds.boxes)

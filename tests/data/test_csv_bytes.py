@@ -27,8 +27,10 @@ HEADER = ["ImageID", "LabelName", "XMin"]
 def chunks(text: bytes, chunk_bytes: int) -> list[tuple[int, dict[str, list[bytes]]]]:
     f = io.BytesIO(text)
     header = read_header(f, Path("t.csv"), HEADER, what="test")
-    return [(first, {k: v.tolist() for k, v in cols.items()})
-            for first, cols in iter_rows(f, header, file="t.csv", chunk_bytes=chunk_bytes)]
+    return [
+        (first, {k: v.tolist() for k, v in cols.items()})
+        for first, cols in iter_rows(f, header, file="t.csv", chunk_bytes=chunk_bytes)
+    ]
 
 
 # ------------------------------------------------------------------ reading
@@ -39,7 +41,7 @@ def test_rows_come_back_whole_whatever_the_chunk_size() -> None:
         got = chunks(text, chunk_bytes)
         firsts = [first for first, _ in got]
         assert firsts == sorted(firsts) and firsts[0] == 0
-        rows = [b",".join(r) for _, cols in got for r in zip(*(cols[h] for h in HEADER))]
+        rows = [b",".join(r) for _, cols in got for r in zip(*(cols[h] for h in HEADER), strict=True)]
         assert rows == lines
 
 
@@ -48,27 +50,33 @@ def test_header_order_is_the_files_and_crlf_and_quotes_are_read() -> None:
     f = io.BytesIO(text)
     header = read_header(f, Path("t.csv"), HEADER, what="test")
     assert header == ["XMin", "ImageID", "LabelName"]
-    (first, cols), = iter_rows(f, header, file="t.csv", chunk_bytes=1 << 16)
+    ((first, cols),) = iter_rows(f, header, file="t.csv", chunk_bytes=1 << 16)
     assert cols["LabelName"].tolist() == [b"x, y", b'say "hi"'] and cols["XMin"].tolist() == [b"0.5", b"0.25"]
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    (b"ImageID,LabelNam,XMin\n", r"lacks column\(s\) LabelName \(found 'LabelNam'\?\)"),
-    (b"ImageID,LabelName,XMin,XMin\n", "column 'XMin' appears twice"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (b"ImageID,LabelNam,XMin\n", r"lacks column\(s\) LabelName \(found 'LabelNam'\?\)"),
+        (b"ImageID,LabelName,XMin,XMin\n", "column 'XMin' appears twice"),
+    ],
+)
 def test_a_bad_header_names_line_one_and_the_expected_header(text: bytes, message: str) -> None:
     with pytest.raises(SoftSamplingError, match=message) as info:
         read_header(io.BytesIO(text), Path("t.csv"), HEADER, what="test")
     assert "line 1" in str(info.value)
 
 
-@pytest.mark.parametrize(("body", "line", "message"), [
-    (b"a,b,0.5\nc,d\n", 3, "line has 2 field"),
-    (b"a,b,0.5\n\n", 3, "line is empty"),
-    (b"a,b\x00,0.5\n", 2, "control character 0x00"),
-    (b'a,"b,0.5\n', 2, "bad CSV quoting"),
-    (b"a," + b"x" * 300 + b",0.5\n", 2, "LabelName is 300 bytes long"),
-])
+@pytest.mark.parametrize(
+    ("body", "line", "message"),
+    [
+        (b"a,b,0.5\nc,d\n", 3, "line has 2 field"),
+        (b"a,b,0.5\n\n", 3, "line is empty"),
+        (b"a,b\x00,0.5\n", 2, "control character 0x00"),
+        (b'a,"b,0.5\n', 2, "bad CSV quoting"),
+        (b"a," + b"x" * 300 + b",0.5\n", 2, "LabelName is 300 bytes long"),
+    ],
+)
 def test_a_bad_line_is_named_by_its_line_number(body: bytes, line: int, message: str) -> None:
     with pytest.raises(SoftSamplingError, match=message) as info:
         chunks(b"ImageID,LabelName,XMin\n" + body, 1 << 16)
@@ -93,8 +101,26 @@ def test_flags_read_zero_one_and_minus_one_only() -> None:
 
 # ------------------------------------------------------------------ number texts
 def test_parse_decimal_matches_python_float_and_flags_odd_texts():
-    texts = ["0", "1", "0.5", "-0.25", "0.012500", "123.456", "-0.0", "00.5", ".5", "1.", "1e-3", "+1", " 1", "", "abc",
-             "0.1234567890123456", "1.2.3", "-"]
+    texts = [
+        "0",
+        "1",
+        "0.5",
+        "-0.25",
+        "0.012500",
+        "123.456",
+        "-0.0",
+        "00.5",
+        ".5",
+        "1.",
+        "1e-3",
+        "+1",
+        " 1",
+        "",
+        "abc",
+        "0.1234567890123456",
+        "1.2.3",
+        "-",
+    ]
     value, decimals, odd = parse_decimal(np.array([t.encode() for t in texts], dtype="S"))
     assert odd.tolist() == [False] * 7 + [True] * 11
     assert value[:7].tolist() == [float(t) for t in texts[:7]]
@@ -105,7 +131,7 @@ def test_parse_decimal_matches_python_float_and_flags_odd_texts():
 
 def test_format_fixed_round_trips_random_decimal_texts():
     rng = np.random.default_rng(0)
-    texts = [f"{v:.{d}f}".encode() for v, d in zip(rng.uniform(-50, 50, 2000), rng.integers(0, 10, 2000))]
+    texts = [f"{v:.{d}f}".encode() for v, d in zip(rng.uniform(-50, 50, 2000), rng.integers(0, 10, 2000), strict=True)]
     value, decimals, odd = parse_decimal(np.array(texts, dtype="S"))
     assert not odd.any()
     assert format_fixed(value, decimals).tolist() == texts
@@ -133,6 +159,10 @@ def test_fields_are_quoted_only_when_needed_and_columns_join_into_lines() -> Non
     assert csv_field('a,"b"') == b'"a,""b"""'
     with pytest.raises(SoftSamplingError, match="line break"):
         csv_field("a\nb")
-    cols = [np.array([b"img1", b"i2"]), np.array([csv_field("x, y"), b"z"]), format_fixed(np.array([0.5, -0.0]), np.array([2, 1]))]
+    cols = [
+        np.array([b"img1", b"i2"]),
+        np.array([csv_field("x, y"), b"z"]),
+        format_fixed(np.array([0.5, -0.0]), np.array([2, 1])),
+    ]
     assert join_columns(cols) == b'img1,"x, y",0.50\ni2,z,-0.0\n'
     assert join_columns([np.zeros(0, dtype="S1")]) == b""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -25,21 +26,25 @@ from softsampling.structures.records import Category, DetectionDataset
 
 
 # ------------------------------------------------------------------ helpers
-def random_dataset(seed: int, *, num_images: int = 60, num_classes: int = 5, max_boxes: int = 8,
-                   crowd_rate: float = 0.1) -> DetectionDataset:
+def random_dataset(
+    seed: int, *, num_images: int = 60, num_classes: int = 5, max_boxes: int = 8, crowd_rate: float = 0.1
+) -> DetectionDataset:
     """Images with 0..max_boxes boxes each, random classes, some crowd boxes."""
     rng = np.random.default_rng(seed)
     per_image = rng.integers(0, max_boxes + 1, num_images)
     box_image = np.repeat(np.arange(num_images), per_image)
     m = len(box_image)
     xy = rng.uniform(0, 50, (m, 2))
-    boxes = [{"image_index": int(i), "bbox": [*p, *(p + 10)], "label": int(c), "id": 1000 + k,
-              "iscrowd": bool(cr)}
-             for k, (i, p, c, cr) in enumerate(zip(box_image, xy, rng.integers(1, num_classes + 1, m),
-                                                  rng.random(m) < crowd_rate))]
+    boxes = [
+        {"image_index": int(i), "bbox": [*p, *(p + 10)], "label": int(c), "id": 1000 + k, "iscrowd": bool(cr)}
+        for k, (i, p, c, cr) in enumerate(
+            zip(box_image, xy, rng.integers(1, num_classes + 1, m), rng.random(m) < crowd_rate, strict=True)
+        )
+    ]
     images = [{"id": 10 + i, "file_name": f"img{i}.jpg", "width": 100, "height": 100} for i in range(num_images)]
-    return DetectionDataset.from_lists(images=images, boxes=boxes,
-                                       categories=[Category(c, f"class{c}") for c in range(1, num_classes + 1)])
+    return DetectionDataset.from_lists(
+        images=images, boxes=boxes, categories=[Category(c, f"class{c}") for c in range(1, num_classes + 1)]
+    )
 
 
 def eligible_count_per_image(ds: DetectionDataset, keep: np.ndarray | None = None) -> np.ndarray:
@@ -65,15 +70,18 @@ def test_hand_computed_small_case():
     # image 0: a a b ; image 1: a (alone) ; image 2: b b ; image 3: a + crowd a
     ds = DetectionDataset.from_lists(
         images=[{"id": i, "file_name": f"{i}.jpg", "width": 9, "height": 9} for i in range(4)],
-        boxes=[{"image_index": 0, "bbox": [0, 0, 1, 1], "label": 1},
-               {"image_index": 0, "bbox": [0, 0, 1, 1], "label": 1},
-               {"image_index": 0, "bbox": [0, 0, 1, 1], "label": 2},
-               {"image_index": 1, "bbox": [0, 0, 1, 1], "label": 1},
-               {"image_index": 2, "bbox": [0, 0, 1, 1], "label": 2},
-               {"image_index": 2, "bbox": [0, 0, 1, 1], "label": 2},
-               {"image_index": 3, "bbox": [0, 0, 1, 1], "label": 1},
-               {"image_index": 3, "bbox": [0, 0, 1, 1], "label": 1, "iscrowd": True}],
-        categories=[Category(1, "a"), Category(2, "b")])
+        boxes=[
+            {"image_index": 0, "bbox": [0, 0, 1, 1], "label": 1},
+            {"image_index": 0, "bbox": [0, 0, 1, 1], "label": 1},
+            {"image_index": 0, "bbox": [0, 0, 1, 1], "label": 2},
+            {"image_index": 1, "bbox": [0, 0, 1, 1], "label": 1},
+            {"image_index": 2, "bbox": [0, 0, 1, 1], "label": 2},
+            {"image_index": 2, "bbox": [0, 0, 1, 1], "label": 2},
+            {"image_index": 3, "bbox": [0, 0, 1, 1], "label": 1},
+            {"image_index": 3, "bbox": [0, 0, 1, 1], "label": 1, "iscrowd": True},
+        ],
+        categories=[Category(1, "a"), Category(2, "b")],
+    )
     for seed in range(20):
         res = curate(ds, rate=0.5, seed=seed)
         # class a: 4 eligible boxes (the crowd box does not count) -> target round(2.0) = 2;
@@ -92,14 +100,17 @@ def test_hand_computed_small_case():
 
 
 @settings(max_examples=40, deadline=None)
-@given(ds_seed=st.integers(0, 10_000), seed=st.integers(0, 2**32 - 1),
-       rates=st.lists(st.floats(0.0, 1.0), min_size=2, max_size=4))
+@given(
+    ds_seed=st.integers(0, 10_000),
+    seed=st.integers(0, 2**32 - 1),
+    rates=st.lists(st.floats(0.0, 1.0), min_size=2, max_size=4),
+)
 def test_uniform_invariants_and_nesting(ds_seed, seed, rates):
     ds = random_dataset(ds_seed, num_images=40)
     eligible = ~ds.iscrowd
     before = eligible_count_per_image(ds)
     masks = [drops(ds, rate=r, seed=seed) for r in sorted(rates)]
-    for rate, d in zip(sorted(rates), masks):
+    for rate, d in zip(sorted(rates), masks, strict=True):
         assert not d[~eligible].any()  # crowd boxes never dropped
         after = eligible_count_per_image(ds, ~d)
         assert np.all(after[before >= 1] >= 1)  # every image keeps a box
@@ -108,7 +119,7 @@ def test_uniform_invariants_and_nesting(ds_seed, seed, rates):
             n_c = int((eligible & (ds.labels == c)).sum())
             got = int(d[ds.labels == c].sum())
             assert got <= int(drop_targets(np.array([n_c]), rate)[0])
-    for lower, higher in zip(masks, masks[1:]):
+    for lower, higher in itertools.pairwise(masks):
         assert not (lower & ~higher).any()  # nested: dropped at lower rate => dropped at higher rate
 
 
@@ -158,8 +169,10 @@ def test_protection_spares_rare_classes():
     images = [{"id": i, "file_name": f"{i}.jpg", "width": 9, "height": 9} for i in range(40)]
     boxes = []
     for i in range(10):
-        boxes += [{"image_index": i, "bbox": [0, 0, 1, 1], "label": 1},
-                  {"image_index": i, "bbox": [0, 0, 1, 1], "label": 2}]
+        boxes += [
+            {"image_index": i, "bbox": [0, 0, 1, 1], "label": 1},
+            {"image_index": i, "bbox": [0, 0, 1, 1], "label": 2},
+        ]
     for i in range(10, 40):
         boxes += [{"image_index": i, "bbox": [0, 0, 1, 1], "label": 2}] * 3
     ds = DetectionDataset.from_lists(images=images, boxes=boxes, categories=[Category(1, "r"), Category(2, "c")])
@@ -276,7 +289,8 @@ def test_summary_table_mentions_unmet_classes():
     ds = DetectionDataset.from_lists(
         images=[{"id": 0, "file_name": "0.jpg", "width": 9, "height": 9}],
         boxes=[{"image_index": 0, "bbox": [0, 0, 1, 1], "label": 1}],
-        categories=[Category(1, "lonely"), Category(2, "absent")])
+        categories=[Category(1, "lonely"), Category(2, "absent")],
+    )
     res = curate(ds, rate=0.5, seed=0)
     text = format_summary(res)
     assert "lonely" in text and "absent" not in text
@@ -293,8 +307,19 @@ def _cli(*argv: str) -> int:
 
 def test_cli_coco128_end_to_end(coco128_json, tmp_path, capsys):
     out = tmp_path / "cur" / "train_drop30.json"
-    args = ["curate", "--input", str(coco128_json), "--format", "coco", "--drop-rate", "0.3",
-            "--seed", "0", "--out", str(out)]
+    args = [
+        "curate",
+        "--input",
+        str(coco128_json),
+        "--format",
+        "coco",
+        "--drop-rate",
+        "0.3",
+        "--seed",
+        "0",
+        "--out",
+        str(out),
+    ]
     input_bytes = coco128_json.read_bytes()
     assert _cli(*args) == 0
     printed = capsys.readouterr().out
@@ -321,8 +346,10 @@ def test_cli_coco128_end_to_end(coco128_json, tmp_path, capsys):
     out2 = tmp_path / "again" / "train_drop30.json"
     assert _cli(*args[:-1], str(out2)) == 0
     assert out2.read_bytes() == out.read_bytes()
-    assert out2.with_name("train_drop30.manifest.json").read_bytes() == out.with_name(
-        "train_drop30.manifest.json").read_bytes()
+    assert (
+        out2.with_name("train_drop30.manifest.json").read_bytes()
+        == out.with_name("train_drop30.manifest.json").read_bytes()
+    )
 
     # existing output without --force: exit 2 and a clear message; with --force: fine
     capsys.readouterr()
@@ -347,8 +374,22 @@ def test_cli_rejects_rate_with_preset_and_self_overwrite(coco128_json, tmp_path,
 
 def test_cli_extreme_preset_on_coco128(coco128_json, tmp_path):
     out = tmp_path / "extreme.json"
-    assert _cli("curate", "--input", str(coco128_json), "--format", "coco", "--preset", "extreme",
-                "--seed", "3", "--out", str(out)) == 0
+    assert (
+        _cli(
+            "curate",
+            "--input",
+            str(coco128_json),
+            "--format",
+            "coco",
+            "--preset",
+            "extreme",
+            "--seed",
+            "3",
+            "--out",
+            str(out),
+        )
+        == 0
+    )
     curated = json.loads(out.read_text())
     original = json.loads(coco128_json.read_text())
     images_with_boxes = {a["image_id"] for a in original["annotations"] if not a["iscrowd"]}
@@ -368,8 +409,21 @@ def test_cli_voc_folder_end_to_end(tmp_path, capsys):
     write_voc(ds, src, split="train")
     original = read_voc(src, split="train")
     out = tmp_path / "curated" / "voc_drop40"
-    args = ["curate", "--input", str(src), "--format", "voc", "--split", "train", "--drop-rate", "0.4",
-            "--seed", "1", "--out", str(out)]
+    args = [
+        "curate",
+        "--input",
+        str(src),
+        "--format",
+        "voc",
+        "--split",
+        "train",
+        "--drop-rate",
+        "0.4",
+        "--seed",
+        "1",
+        "--out",
+        str(out),
+    ]
     assert _cli(*args) == 0
     assert (out / "ImageSets" / "Main" / "train.txt").is_file()
     m = read_manifest(out)
@@ -381,7 +435,7 @@ def test_cli_voc_folder_end_to_end(tmp_path, capsys):
     assert m.num_dropped == sum(c["dropped"] for c in m.classes) > 0
 
     def rows(image_ids, labels, boxes):
-        return sorted((str(i), int(c), *map(float, b)) for i, c, b in zip(image_ids, labels, boxes))
+        return sorted((str(i), int(c), *map(float, b)) for i, c, b in zip(image_ids, labels, boxes, strict=True))
 
     all_rows = rows([original.image_ids[i] for i in original.box_image], original.labels, original.boxes)
     kept_rows = rows([curated.image_ids[i] for i in curated.box_image], curated.labels, curated.boxes)
@@ -404,7 +458,10 @@ def test_cli_voc_folder_end_to_end(tmp_path, capsys):
 def test_cli_openimages_csv_end_to_end(tmp_path, capsys):
     from softsampling.data.openimages import read_openimages
 
-    header = "ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax,IsOccluded,IsTruncated,IsGroupOf,IsDepiction,IsInside\n"
+    header = (
+        "ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax,"
+        "IsOccluded,IsTruncated,IsGroupOf,IsDepiction,IsInside\n"
+    )
     rows = []
     rng = np.random.default_rng(0)
     for i in range(30):
@@ -419,8 +476,23 @@ def test_cli_openimages_csv_end_to_end(tmp_path, capsys):
     labels = tmp_path / "labels.csv"
     labels.write_text("ImageID,Source,LabelName,Confidence\nimg00,verification,/m/a,1\nimg01,verification,/m/b,0\n")
     out = tmp_path / "cur" / "oi_50.csv"
-    args = ["curate", "--input", str(boxes), "--format", "openimages", "--classes", str(classes),
-            "--labels", str(labels), "--drop-rate", "0.5", "--seed", "2", "--out", str(out)]
+    args = [
+        "curate",
+        "--input",
+        str(boxes),
+        "--format",
+        "openimages",
+        "--classes",
+        str(classes),
+        "--labels",
+        str(labels),
+        "--drop-rate",
+        "0.5",
+        "--seed",
+        "2",
+        "--out",
+        str(out),
+    ]
     assert _cli(*args) == 0
     assert "Apple" in capsys.readouterr().out
     m = read_manifest(out)

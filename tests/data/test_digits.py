@@ -146,7 +146,7 @@ def test_boxes_lie_inside_the_image_and_have_ink_on_every_edge(tiny):
         for a in coco["annotations"]:
             x, y, w, h = a["bbox"]
             assert a["area"] == w * h and a["iscrowd"] == 0
-            assert 0 <= x and 0 <= y and w >= 2 and h >= 2 and x + w <= size and y + h <= size
+            assert x >= 0 and y >= 0 and w >= 2 and h >= 2 and x + w <= size and y + h <= size
             img = np.asarray(Image.open(out / "images" / split / f"{a['image_id']:06d}.png"))
             region = img[y : y + h, x : x + w]
             for edge in (region[0], region[-1], region[:, 0], region[:, -1]):
@@ -244,8 +244,12 @@ def test_existing_output_is_refused_unless_force(tiny, tmp_path):
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [({"train": -1}, "--train is -1"), ({"size": 16}, "--size is 16"), ({"seed": -2}, "--seed is -2"),
-     ({"train": 0, "val": 0, "test": 0}, "all splits are empty")],
+    [
+        ({"train": -1}, "--train is -1"),
+        ({"size": 16}, "--size is 16"),
+        ({"seed": -2}, "--seed is -2"),
+        ({"train": 0, "val": 0, "test": 0}, "all splits are empty"),
+    ],
 )
 def test_bad_arguments_are_user_errors(tmp_path, kwargs, message):
     with pytest.raises(SoftSamplingError, match=message):
@@ -275,16 +279,36 @@ def test_cli_exit_codes_and_statistics(tmp_path, capsys):
 
 def test_format_statistics_rows():
     stats = {
-        "splits": {"train": {"images": 2, "boxes": 3, "boxes_per_image": {"mean": 1.5, "min": 1, "max": 2},
-                             "box_sizes": {"0-12": 3}, "per_class": {"0": 3}}},
-        "total": {"images": 2, "boxes": 3, "boxes_per_image": {"mean": 1.5, "min": 1, "max": 2},
-                  "box_sizes": {"0-12": 3}, "per_class": {"0": 3}},
+        "splits": {
+            "train": {
+                "images": 2,
+                "boxes": 3,
+                "boxes_per_image": {"mean": 1.5, "min": 1, "max": 2},
+                "box_sizes": {"0-12": 3},
+                "per_class": {"0": 3},
+            }
+        },
+        "total": {
+            "images": 2,
+            "boxes": 3,
+            "boxes_per_image": {"mean": 1.5, "min": 1, "max": 2},
+            "box_sizes": {"0-12": 3},
+            "per_class": {"0": 3},
+        },
         "seconds": 0.3,
     }
     assert format_statistics(stats).splitlines() == [
-        "| | train | total |", "|---|---|---|", "| images | 2 | 2 |", "| boxes | 3 | 3 |",
-        "| boxes/image mean | 1.5 | 1.5 |", "| boxes/image min | 1 | 1 |", "| boxes/image max | 2 | 2 |",
-        "| sqrt(area) 0-12 px | 3 | 3 |", '| class "0" | 3 | 3 |', "", "generated in 0.3 s",
+        "| | train | total |",
+        "|---|---|---|",
+        "| images | 2 | 2 |",
+        "| boxes | 3 | 3 |",
+        "| boxes/image mean | 1.5 | 1.5 |",
+        "| boxes/image min | 1 | 1 |",
+        "| boxes/image max | 2 | 2 |",
+        "| sqrt(area) 0-12 px | 3 | 3 |",
+        '| class "0" | 3 | 3 |',
+        "",
+        "generated in 0.3 s",
     ]
 
 

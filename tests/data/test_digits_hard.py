@@ -100,8 +100,27 @@ def test_classic_preset_is_the_default_and_styles_must_match_the_preset(tmp_path
 
 def test_cli_preset_hard(tmp_path, capsys):
     out = tmp_path / "d"
-    assert main(["data", "digits", "--preset", "hard", "--out", str(out), "--train", "1", "--val", "0",
-                 "--test", "1", "--size", "96"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "digits",
+                "--preset",
+                "hard",
+                "--out",
+                str(out),
+                "--train",
+                "1",
+                "--val",
+                "0",
+                "--test",
+                "1",
+                "--size",
+                "96",
+            ]
+        )
+        == 0
+    )
     assert "| images | 1 | 0 | 1 | 2 |" in capsys.readouterr().out
     with Image.open(out / "images" / "train" / "000001.png") as im:
         assert im.size == (96, 96)
@@ -130,7 +149,7 @@ def test_digit_sizes_span_at_least_a_4x_range(objects):
     assert heights.max() <= 58 and heights.min() >= 12
     p2, p98 = np.percentile(heights, [2, 98])
     assert p98 / p2 >= 3.2 and heights.max() / np.percentile(heights, 1) >= 4.0
-    assert 0.1 <= (heights >= 40).mean() and 0.2 <= (heights <= 20).mean()  # both ends are common
+    assert (heights >= 40).mean() >= 0.1 and (heights <= 20).mean() >= 0.2  # both ends are common
 
 
 def test_class_frequencies_are_zipf_like(objects):
@@ -146,8 +165,9 @@ def test_class_frequencies_are_zipf_like(objects):
 def test_backgrounds_are_textured_and_brightness_varies(mnist_pool):
     images, labels, pool = mnist_pool
     style = HardSceneStyle()
-    images = np.stack([render_hard_scene(np.random.default_rng([0, 1, i]), images, labels, pool, 160, style)[0]
-                       for i in range(30)]).astype(np.float64)
+    images = np.stack(
+        [render_hard_scene(np.random.default_rng([0, 1, i]), images, labels, pool, 160, style)[0] for i in range(30)]
+    ).astype(np.float64)
     low = np.percentile(images.reshape(len(images), -1), 10, axis=1)  # the background level of each scene
     assert low.std() >= 10 and low.max() - low.min() >= 50  # brightness jitter and gradients
     # not flat: the background texture varies at scales beyond the pixel noise (std 5)

@@ -20,7 +20,9 @@ from softsampling.data.openimages import (
 from softsampling.errors import SoftSamplingError
 from softsampling.structures.records import Category, DetectionDataset
 
-HEADER = "ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax,IsOccluded,IsTruncated,IsGroupOf,IsDepiction,IsInside\n"
+HEADER = (
+    "ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax,IsOccluded,IsTruncated,IsGroupOf,IsDepiction,IsInside\n"
+)
 # line 2..6; img_b is 200 x 100, img_a 640 x 480
 BOXES = (
     HEADER
@@ -58,8 +60,9 @@ def files(tmp_path: Path) -> dict[str, Path]:
 
 
 def read_all(files: dict[str, Path], **kw) -> DetectionDataset:
-    return read_openimages(files["boxes"], classes_csv=files["classes"], sizes_csv=files["sizes"],
-                           labels_csv=files["labels"], **kw)
+    return read_openimages(
+        files["boxes"], classes_csv=files["classes"], sizes_csv=files["sizes"], labels_csv=files["labels"], **kw
+    )
 
 
 # ------------------------------------------------------------------ reading
@@ -71,15 +74,25 @@ def test_read_converts_coordinates_and_flags_by_hand(files):
     assert ds.box_image.tolist() == [0, 0, 1, 1, 0]
     assert ds.box_ids.tolist() == [0, 1, 2, 3, 4]
     # x * width, y * height; file order XMin, XMax, YMin, YMax -> xyxy
-    np.testing.assert_array_equal(ds.boxes, np.array([
-        [50, 10, 100, 90],
-        [2.5, 0, 197.5, 100],
-        [0, 240, 640, 360],
-        [64, 144, 128, 192],
-        [120, 20, 140, 30],
-    ], dtype=np.float32))
+    np.testing.assert_array_equal(
+        ds.boxes,
+        np.array(
+            [
+                [50, 10, 100, 90],
+                [2.5, 0, 197.5, 100],
+                [0, 240, 640, 360],
+                [64, 144, 128, 192],
+                [120, 20, 140, 30],
+            ],
+            dtype=np.float32,
+        ),
+    )
     assert [(c.id, c.name, c.extra["LabelName"]) for c in ds.categories] == [
-        (1, "Dog", "/m/dog"), (2, "Cat", "/m/cat"), (3, "Car", "/m/car"), (4, "Bird", "/m/bird")]
+        (1, "Dog", "/m/dog"),
+        (2, "Cat", "/m/cat"),
+        (3, "Car", "/m/car"),
+        (4, "Bird", "/m/bird"),
+    ]
     assert ds.labels.tolist() == [1, 2, 1, 3, 1]
     assert ds.group_of.tolist() == [False, True, False, False, False]
     assert ds.truncated.tolist() == [True, False, False, False, False]
@@ -89,7 +102,13 @@ def test_read_converts_coordinates_and_flags_by_hand(files):
     assert ds.box_extra["oi_decimals"][3, 0] == NO_TEXT  # "1e-01" is kept verbatim
     assert ds.extra["openimages"]["coord_text"] == {(3, 0): "1e-01"}
     oi = ds.extra["openimages"]
-    assert [oi["sources"][i] for i in ds.box_extra["oi_source"]] == ["xclick", "activemil", "xclick", "xclick", "xclick"]
+    assert [oi["sources"][i] for i in ds.box_extra["oi_source"]] == [
+        "xclick",
+        "activemil",
+        "xclick",
+        "xclick",
+        "xclick",
+    ]
     assert ds.extra["normalized"] is False
     assert ds.extra["validation_report"].summary() == "all boxes valid"
 
@@ -152,9 +171,7 @@ def test_image_level_labels_keep_negatives_and_survive_selection(files, tmp_path
     write_openimages(sub, out)
     assert labels_path_for(out) == tmp_path / "out" / "curated-image-labels.csv"
     assert labels_path_for(out).read_text() == (
-        "ImageID,Source,LabelName,Confidence\n"
-        "img_c,crowdsource-verification,/m/bird,1\n"
-        "img_b,verification,/m/zzz,0\n"
+        "ImageID,Source,LabelName,Confidence\nimg_c,crowdsource-verification,/m/bird,1\nimg_b,verification,/m/zzz,0\n"
     )
 
 
@@ -165,8 +182,9 @@ def test_round_trip_is_byte_identical(files, tmp_path):
     write_openimages(ds, out, labels_path=tmp_path / "copy_labels.csv")
     assert out.read_bytes() == files["boxes"].read_bytes()
     assert (tmp_path / "copy_labels.csv").read_bytes() == files["labels"].read_bytes()
-    again = read_openimages(out, classes_csv=files["classes"], sizes_csv=files["sizes"],
-                            labels_csv=tmp_path / "copy_labels.csv")
+    again = read_openimages(
+        out, classes_csv=files["classes"], sizes_csv=files["sizes"], labels_csv=tmp_path / "copy_labels.csv"
+    )
     assert again.equals(ds)
 
 
@@ -204,11 +222,15 @@ def test_changed_box_gets_new_text_unchanged_coordinates_keep_theirs(files, tmp_
 
 def test_dataset_from_elsewhere_round_trips_through_pixels(tmp_path):
     ds = DetectionDataset.from_lists(
-        images=[{"id": 7, "file_name": "7.jpg", "width": 640, "height": 427},
-                {"id": 9, "file_name": "9.jpg", "width": 333, "height": 500}],
-        boxes=[{"image_index": 0, "bbox": [10.5, 20.25, 300.75, 426.0], "label": 3},
-               {"image_index": 1, "bbox": [0, 0, 333, 100.1], "label": 5, "iscrowd": True},
-               {"image_index": 1, "bbox": [1.3, 2.7, 200.9, 499.9], "label": 3, "truncated": True}],
+        images=[
+            {"id": 7, "file_name": "7.jpg", "width": 640, "height": 427},
+            {"id": 9, "file_name": "9.jpg", "width": 333, "height": 500},
+        ],
+        boxes=[
+            {"image_index": 0, "bbox": [10.5, 20.25, 300.75, 426.0], "label": 3},
+            {"image_index": 1, "bbox": [0, 0, 333, 100.1], "label": 5, "iscrowd": True},
+            {"image_index": 1, "bbox": [1.3, 2.7, 200.9, 499.9], "label": 3, "truncated": True},
+        ],
         categories=[Category(3, "traffic light"), Category(5, 'sofa, "big"')],
     )
     out = tmp_path / "coco.csv"
@@ -267,8 +289,10 @@ def test_many_chunks_round_trip_bytes(tmp_path):
     lines = []
     for i in range(300):
         x1, y1 = rng.uniform(0, 0.5, 2).round(rng.integers(1, 8))
-        lines.append(f"{i // 7:04x},xclick,/m/c{i % 5},1,{x1},{x1 + 0.25},{y1},{y1 + 0.5},"
-                     f"{rng.integers(-1, 2)},{rng.integers(0, 2)},{rng.integers(0, 2)},0,0\n")
+        lines.append(
+            f"{i // 7:04x},xclick,/m/c{i % 5},1,{x1},{x1 + 0.25},{y1},{y1 + 0.5},"
+            f"{rng.integers(-1, 2)},{rng.integers(0, 2)},{rng.integers(0, 2)},0,0\n"
+        )
     path = write(tmp_path, "b.csv", HEADER + "".join(lines))
     ds = read_openimages(path, chunk_bytes=97)
     assert ds.num_boxes == 300 and ds.num_images == 43
@@ -285,8 +309,11 @@ def bad_boxes(tmp_path: Path, line: str, header: str = HEADER) -> Path:
 @pytest.mark.parametrize(
     ("header", "pattern"),
     [
-        (HEADER.replace("XMax", "Xmax"), r"bad\.csv: line 1: .*lacks column\(s\) XMax \(found 'Xmax'\?\); expected header: "
-                                         r"ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax"),
+        (
+            HEADER.replace("XMax", "Xmax"),
+            r"bad\.csv: line 1: .*lacks column\(s\) XMax \(found 'Xmax'\?\); expected header: "
+            r"ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax",
+        ),
         (HEADER.replace("IsInside,", "").replace(",IsInside", ""), r"line 1: .*lacks column\(s\) IsInside"),
         ("img_a,xclick,/m/dog,1,0.1,0.2,0.1,0.2,0,0,0,0,0\n", r"line 1: .*lacks column"),
     ],
@@ -306,8 +333,14 @@ def test_header_errors_name_file_and_expected_header(tmp_path, header, pattern):
         ("img_b,xclick,/m/dog,1,0.1,,0.1,0.2,0,0,0,0,0\n", r"bad\.csv: line 3: XMax is not a number: ''"),
         ("img_b,xclick,/m/dog,1,0.3,0.2,0.1,0.2,0,0,0,0,0\n", r"bad\.csv: line 3: box is empty"),
         ("img_b,xclick,/m/dog,1,0.1,0.2,0.5,0.5,0,0,0,0,0\n", r"bad\.csv: line 3: box is empty"),
-        ("img_b,xclick,/m/dog,1,0.1,1.02,0.1,0.2,0,0,0,0,0\n", r"bad\.csv: line 3: box lies outside the image.*--invalid clip"),
-        ("img_b,xclick,/m/dog,1,0.1,0.2,0.1,0.2,0,2,0,0,0\n", r"bad\.csv: line 3: IsTruncated must be 0, 1 or -1, got '2'"),
+        (
+            "img_b,xclick,/m/dog,1,0.1,1.02,0.1,0.2,0,0,0,0,0\n",
+            r"bad\.csv: line 3: box lies outside the image.*--invalid clip",
+        ),
+        (
+            "img_b,xclick,/m/dog,1,0.1,0.2,0.1,0.2,0,2,0,0,0\n",
+            r"bad\.csv: line 3: IsTruncated must be 0, 1 or -1, got '2'",
+        ),
         ('img_b,"xclick,/m/dog,1,0.1,0.2,0.1,0.2,0,0,0,0,0\n', r"bad\.csv: line 3: bad CSV quoting"),
     ],
 )
@@ -320,14 +353,18 @@ def test_box_errors_name_file_line_and_fix(tmp_path, line, pattern):
 
 def test_unknown_label_name_with_classes(tmp_path, files):
     path = bad_boxes(tmp_path, "img_b,xclick,/m/0xyz,1,0.1,0.2,0.1,0.2,0,0,0,0,0\n")
-    with pytest.raises(SoftSamplingError, match=r"bad\.csv: line 3: LabelName '/m/0xyz' is not in the classes file .*classes\.csv"):
+    with pytest.raises(
+        SoftSamplingError, match=r"bad\.csv: line 3: LabelName '/m/0xyz' is not in the classes file .*classes\.csv"
+    ):
         read_openimages(path, classes_csv=files["classes"])
 
 
 def test_missing_size_names_sizes_file_and_boxes_line(tmp_path):
     path = bad_boxes(tmp_path, "img_b,xclick,/m/dog,1,0.1,0.2,0.1,0.2,0,0,0,0,0\n")
     sizes = write(tmp_path, "sizes.csv", "ImageID,width,height\nimg_a,10,10\n")
-    with pytest.raises(SoftSamplingError, match=r"sizes\.csv: ImageID 'img_b' \(first on line 3 of .*bad\.csv\): no size"):
+    with pytest.raises(
+        SoftSamplingError, match=r"sizes\.csv: ImageID 'img_b' \(first on line 3 of .*bad\.csv\): no size"
+    ):
         read_openimages(path, sizes_csv=sizes)
 
 
@@ -336,8 +373,14 @@ def test_missing_size_names_sizes_file_and_boxes_line(tmp_path):
     [
         ("ImageID,width,height\nimg_a,10.5,10\n", r"sizes\.csv: line 2: width must be a positive whole number"),
         ("ImageID,width,height\nimg_a,10,0\n", r"sizes\.csv: line 2: height must be a positive whole number"),
-        ("ImageID,width,height\nimg_a,10,10\nimg_a,10,10\n", r"sizes\.csv: line 3: ImageID 'img_a' has a second size line"),
-        ("ImageID,w,h\nimg_a,10,10\n", r"sizes\.csv: line 1: the image sizes header .*expected header: ImageID,width,height"),
+        (
+            "ImageID,width,height\nimg_a,10,10\nimg_a,10,10\n",
+            r"sizes\.csv: line 3: ImageID 'img_a' has a second size line",
+        ),
+        (
+            "ImageID,w,h\nimg_a,10,10\n",
+            r"sizes\.csv: line 1: the image sizes header .*expected header: ImageID,width,height",
+        ),
     ],
 )
 def test_sizes_file_errors(tmp_path, sizes, pattern):
@@ -347,8 +390,10 @@ def test_sizes_file_errors(tmp_path, sizes, pattern):
 
 
 def test_clip_and_skip_policies(tmp_path):
-    path = bad_boxes(tmp_path, "img_b,xclick,/m/dog,1,0.1,1.02,-0.01,0.2,0,0,0,0,0\n"
-                               "img_b,xclick,/m/dog,1,0.1,1.2,0.1,0.2,0,0,0,0,0\n")
+    path = bad_boxes(
+        tmp_path,
+        "img_b,xclick,/m/dog,1,0.1,1.02,-0.01,0.2,0,0,0,0,0\nimg_b,xclick,/m/dog,1,0.1,1.2,0.1,0.2,0,0,0,0,0\n",
+    )
     with pytest.raises(SoftSamplingError, match=r"line 4: box lies outside"):
         read_openimages(path, invalid="clip")
     ds = read_openimages(path, invalid="skip")

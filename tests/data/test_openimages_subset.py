@@ -47,12 +47,17 @@ def make_inputs(root: Path, seed: int = 0, n_classes: int = 12) -> dict[str, Pat
                 labels.append(f"{prefix}{i:04d},verification,/m/c{c:02d},{int(rng.random() < 0.7)}")
     (root / "labels.csv").write_text("\n".join(labels) + "\n")
     (root / "classes.csv").write_text("".join(f"/m/c{c:02d},Class {c}\n" for c in range(n_classes)))
-    return {"train": root / "train.csv", "test": root / "test.csv", "labels": root / "labels.csv",
-            "classes": root / "classes.csv"}
+    return {
+        "train": root / "train.csv",
+        "test": root / "test.csv",
+        "labels": root / "labels.csv",
+        "classes": root / "classes.csv",
+    }
 
 
 def independent_selection(train: Path, test: Path, k: int, min_train: int, min_test: int) -> list[str]:
     """The rule of docs/open50.md, written from the text with the csv module."""
+
     def rows(path: Path) -> list[dict[str, str]]:
         with open(path, newline="") as f:
             return list(csv.DictReader(f))
@@ -75,15 +80,34 @@ def _cli(*args: str) -> int:
 
 
 def _args(f: dict[str, Path], out: Path, *extra: str) -> list[str]:
-    return ["--train-boxes", str(f["train"]), "--test-boxes", str(f["test"]), "--labels", str(f["labels"]),
-            "--classes", str(f["classes"]), "--out", str(out), *extra]
+    return [
+        "--train-boxes",
+        str(f["train"]),
+        "--test-boxes",
+        str(f["test"]),
+        "--labels",
+        str(f["labels"]),
+        "--classes",
+        str(f["classes"]),
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 @pytest.mark.parametrize("seed,k,min_train,min_test", [(0, 5, 30, 15), (1, 3, 10, 5), (2, 8, 0, 0)])
 def test_selection_equals_independent_computation(tmp_path, seed, k, min_train, min_test):
     f = make_inputs(tmp_path, seed)
-    stats = build_subset(f["train"], f["test"], [f["labels"]], f["classes"], tmp_path / "out",
-                         num_classes=k, min_train=min_train, min_test=min_test)
+    stats = build_subset(
+        f["train"],
+        f["test"],
+        [f["labels"]],
+        f["classes"],
+        tmp_path / "out",
+        num_classes=k,
+        min_train=min_train,
+        min_test=min_test,
+    )
     expected = independent_selection(f["train"], f["test"], k, min_train, min_test)
     assert [c["LabelName"] for c in stats["classes"]] == expected
     assert len(expected) == k
@@ -108,8 +132,11 @@ def test_outputs_hold_exactly_the_chosen_rows_and_counts(tmp_path, capsys):
         assert (out / f"{split}-images.txt").read_text().split() == images
         assert stats["totals"][f"{split}_images"] == len(images) and stats["totals"][f"{split}_boxes"] == len(got) - 1
         labels = (out / f"{split}-image-labels.csv").read_text().splitlines()
-        want = [ln for ln in f["labels"].read_text().splitlines()[1:]
-                if ln.split(",")[0] in set(images) and ln.split(",")[2] in chosen]
+        want = [
+            ln
+            for ln in f["labels"].read_text().splitlines()[1:]
+            if ln.split(",")[0] in set(images) and ln.split(",")[2] in chosen
+        ]
         assert labels == ["ImageID,Source,LabelName,Confidence"] + want and want
         for c in stats["classes"]:
             rows = [ln.split(",") for ln in src[1:] if ln.split(",")[2] == c["LabelName"]]
@@ -119,7 +146,8 @@ def test_outputs_hold_exactly_the_chosen_rows_and_counts(tmp_path, capsys):
     for c in stats["classes"]:
         assert c["instances_per_image"] == round(c["test_instances"] / c["test_images"], 6)
     assert (out / "classes.csv").read_text().splitlines() == (
-        ["LabelName,DisplayName"] + [f"{ln},Class {int(ln[-2:])}" for ln in sorted(chosen)])
+        ["LabelName,DisplayName"] + [f"{ln},Class {int(ln[-2:])}" for ln in sorted(chosen)]
+    )
     total = sum(c["test_instances"] for c in stats["classes"]) / sum(c["test_images"] for c in stats["classes"])
     assert stats["totals"]["test_instances_per_class_per_image"] == round(total, 6)
 
@@ -127,15 +155,28 @@ def test_outputs_hold_exactly_the_chosen_rows_and_counts(tmp_path, capsys):
 def test_group_of_counts_once_and_ties_break_by_instances_then_name(tmp_path):
     rng = np.random.default_rng(0)
     train = [_box_line(f"t{i}", c, 0, rng) for i in range(3) for c in ("/m/a", "/m/b", "/m/c", "/m/d")]
-    test = [_box_line("s1", "/m/d", 1, rng), _box_line("s1", "/m/d", 0, rng),        # /m/d: 2 / 1, one group-of
-            _box_line("s1", "/m/c", 0, rng), _box_line("s2", "/m/c", 0, rng),        # /m/c: 2 / 2 = 1
-            _box_line("s3", "/m/b", 0, rng), _box_line("s4", "/m/b", 0, rng),        # /m/b: 2 / 2 = 1
-            _box_line("s3", "/m/a", 0, rng)]                                          # /m/a: 1 / 1 = 1, fewer
+    test = [
+        _box_line("s1", "/m/d", 1, rng),
+        _box_line("s1", "/m/d", 0, rng),  # /m/d: 2 / 1, one group-of
+        _box_line("s1", "/m/c", 0, rng),
+        _box_line("s2", "/m/c", 0, rng),  # /m/c: 2 / 2 = 1
+        _box_line("s3", "/m/b", 0, rng),
+        _box_line("s4", "/m/b", 0, rng),  # /m/b: 2 / 2 = 1
+        _box_line("s3", "/m/a", 0, rng),
+    ]  # /m/a: 1 / 1 = 1, fewer
     (tmp_path / "tr.csv").write_text(HEADER + "\n" + "\n".join(train) + "\n")
     (tmp_path / "te.csv").write_text(HEADER + "\n" + "\n".join(test) + "\n")
     (tmp_path / "cl.csv").write_text("/m/a,A\n/m/b,B\n/m/c,C\n/m/d,D\n")
-    stats = build_subset(tmp_path / "tr.csv", tmp_path / "te.csv", [], tmp_path / "cl.csv", tmp_path / "out",
-                         num_classes=None, min_train=0, min_test=0)
+    stats = build_subset(
+        tmp_path / "tr.csv",
+        tmp_path / "te.csv",
+        [],
+        tmp_path / "cl.csv",
+        tmp_path / "out",
+        num_classes=None,
+        min_train=0,
+        min_test=0,
+    )
     assert [c["LabelName"] for c in stats["classes"]] == ["/m/d", "/m/b", "/m/c", "/m/a"]
     assert stats["classes"][0]["test_group_of"] == 1 and stats["classes"][0]["instances_per_image"] == 2.0
 
@@ -145,7 +186,7 @@ def test_random_mode_is_seeded_and_splits_disjoint(tmp_path):
     kw = dict(num_classes=None, min_train=0, min_test=0, random_images=50, test_fraction=0.2)
     a = build_subset(f["train"], None, [f["labels"]], f["classes"], tmp_path / "a", seed=3, **kw)
     build_subset(f["train"], None, [f["labels"]], f["classes"], tmp_path / "b", seed=3, **kw)
-    c = build_subset(f["train"], None, [f["labels"]], f["classes"], tmp_path / "c", seed=4, **kw)
+    build_subset(f["train"], None, [f["labels"]], f["classes"], tmp_path / "c", seed=4, **kw)
     for name in ("train.csv", "test.csv", "train-image-labels.csv", "stats.json"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     train = set((tmp_path / "a" / "train-images.txt").read_text().split())
@@ -178,8 +219,10 @@ def test_classes_file_without_the_chosen_classes(tmp_path, capsys):
 def test_more_classes_than_eligible(tmp_path, capsys):
     f = make_inputs(tmp_path)
     eligible = len(independent_selection(f["train"], f["test"], 99, 30, 15))
-    assert _cli(*_args(f, tmp_path / "out", "--num-classes", str(eligible + 1), "--min-train", "30",
-                       "--min-test", "15")) == 2
+    assert (
+        _cli(*_args(f, tmp_path / "out", "--num-classes", str(eligible + 1), "--min-train", "30", "--min-test", "15"))
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(f["train"]) in err and str(f["test"]) in err
     assert f"lower --num-classes to {eligible}" in err

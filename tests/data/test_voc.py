@@ -33,8 +33,10 @@ def voc(tmp_path: Path) -> Path:
 
 def _tree(path: Path) -> tuple:
     """An XML file as nested (tag, stripped text, children): what "semantically identical" compares."""
+
     def node(el: ET.Element) -> tuple:
         return (el.tag, (el.text or "").strip(), tuple(node(c) for c in el))
+
     return node(ET.parse(path).getroot())
 
 

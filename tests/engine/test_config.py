@@ -7,38 +7,52 @@ from softsampling.errors import SoftSamplingError
 
 
 def test_overrides_are_typed_and_nested():
-    cfg = apply_overrides(RunConfig(), ["strategy=hard_negative", "strategy_params.min_overlap=0.2",
-                                        "train.iterations=30", "train.lr_steps=[0.5, 0.9]", "data.val=null"])
+    cfg = apply_overrides(
+        RunConfig(),
+        [
+            "strategy=hard_negative",
+            "strategy_params.min_overlap=0.2",
+            "train.iterations=30",
+            "train.lr_steps=[0.5, 0.9]",
+            "data.val=null",
+        ],
+    )
     assert cfg.strategy == "hard_negative"
     assert cfg.strategy_params == {"min_overlap": 0.2}
     assert cfg.train.iterations == 30 and cfg.train.lr_steps == [0.5, 0.9]
     assert cfg.data.val is None
 
 
-@pytest.mark.parametrize("bad,match", [
-    ("strategy=soft", "unknown strategy 'soft'"),
-    ("train.iters=5", "unknown config key 'train.iters'"),
-    ("train.iterations=0", "train.iterations: must be a positive integer"),
-    ("train.lr=-1e-3", "train.lr: must be a positive number, got -0.001"),
-    ("strategy=score_soft", "score_soft needs a prior run"),
-    ("strategy=pseudo_label", "pseudo_label needs a prior run"),
-    ("strategy=[overlap_soft,focal]", "unknown rule 'focal'.*choose one of baseline"),
-    ("strategy=[score_soft,overlap_soft]", "score_soft' must come last"),
-    ("strategy_params.tau=2", "strategy: strategy 'baseline' got unknown parameter"),
-    ("novalue", "bad --set 'novalue'"),
-])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        ("strategy=soft", "unknown strategy 'soft'"),
+        ("train.iters=5", "unknown config key 'train.iters'"),
+        ("train.iterations=0", "train.iterations: must be a positive integer"),
+        ("train.lr=-1e-3", "train.lr: must be a positive number, got -0.001"),
+        ("strategy=score_soft", "score_soft needs a prior run"),
+        ("strategy=pseudo_label", "pseudo_label needs a prior run"),
+        ("strategy=[overlap_soft,focal]", "unknown rule 'focal'.*choose one of baseline"),
+        ("strategy=[score_soft,overlap_soft]", "score_soft' must come last"),
+        ("strategy_params.tau=2", "strategy: strategy 'baseline' got unknown parameter"),
+        ("novalue", "bad --set 'novalue'"),
+    ],
+)
 def test_bad_overrides_explain_the_fix(bad, match):
     with pytest.raises(SoftSamplingError, match=match):
         apply_overrides(RunConfig(), [bad])
 
 
-@pytest.mark.parametrize(("key", "owner", "name"), [
-    ("sampling", "softsampling.sampling", "SAMPLING_MODES"),
-    ("normalization", "softsampling.sampling", "NORMALIZATIONS"),
-    ("data.format", "softsampling.data.formats", "FORMATS"),
-    ("model.name", "softsampling.model.builders", "MODEL_NAMES"),
-    ("model.soft_nms", "softsampling.model.soft_nms", "METHODS"),
-])
+@pytest.mark.parametrize(
+    ("key", "owner", "name"),
+    [
+        ("sampling", "softsampling.sampling", "SAMPLING_MODES"),
+        ("normalization", "softsampling.sampling", "NORMALIZATIONS"),
+        ("data.format", "softsampling.data.formats", "FORMATS"),
+        ("model.name", "softsampling.model.builders", "MODEL_NAMES"),
+        ("model.soft_nms", "softsampling.model.soft_nms", "METHODS"),
+    ],
+)
 def test_config_takes_its_lists_of_names_from_the_modules_that_own_them(key, owner, name, monkeypatch):
     import importlib
 
@@ -89,8 +103,14 @@ def test_lr_schedule_warms_up_then_steps():
 def test_model_options_reach_the_builder_for_the_papers_hard_negative_setting():
     from softsampling.engine.build import build_model
 
-    cfg = apply_overrides(RunConfig(), ["strategy=hard_negative", "strategy_params.hard_negative_topk=300",
-                                        "model.options={rpn_post_nms_top_n_train: 6000, rpn_pre_nms_top_n_train: 6000}"])
+    cfg = apply_overrides(
+        RunConfig(),
+        [
+            "strategy=hard_negative",
+            "strategy_params.hard_negative_topk=300",
+            "model.options={rpn_post_nms_top_n_train: 6000, rpn_pre_nms_top_n_train: 6000}",
+        ],
+    )
     model = build_model(cfg, num_classes=11)
     assert model.rpn._post_nms_top_n["training"] == 6000
     assert model.roi_heads.hard_negative_topk == 300
@@ -104,8 +124,10 @@ def test_digest_ignores_test_data_and_empty_model_options_only():
 
 
 def test_strategy_compositions_from_set_and_yaml(tmp_path):
-    cfg = apply_overrides(RunConfig(), ["strategy=[overlap_soft,pseudo_label]", "prior_run=runs/base",
-                                        "strategy_params.pseudo_weight=one"])
+    cfg = apply_overrides(
+        RunConfig(),
+        ["strategy=[overlap_soft,pseudo_label]", "prior_run=runs/base", "strategy_params.pseudo_weight=one"],
+    )
     assert cfg.strategy == ["overlap_soft", "pseudo_label"]
     (tmp_path / "c.yaml").write_text("strategy: [overlap_soft, objectness_mining]\nstrategy_params: {tau: 0.9}\n")
     loaded = load_config(tmp_path / "c.yaml")
@@ -120,8 +142,10 @@ def test_strategy_compositions_from_set_and_yaml(tmp_path):
 def test_head_options_stay_allowed_in_strategy_params():
     from softsampling.engine.build import build_model
 
-    cfg = apply_overrides(RunConfig(), ["strategy=overlap_soft", "strategy_params.batch_size_per_image=64",
-                                        "strategy_params.positive_fraction=0.5"])
+    cfg = apply_overrides(
+        RunConfig(),
+        ["strategy=overlap_soft", "strategy_params.batch_size_per_image=64", "strategy_params.positive_fraction=0.5"],
+    )
     head = build_model(cfg, num_classes=11).roi_heads
     assert head.fg_bg_sampler.batch_size_per_image == 64 and head.fg_bg_sampler.positive_fraction == 0.5
 

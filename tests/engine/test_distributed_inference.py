@@ -22,19 +22,23 @@ from tests.conftest import REPO
 
 @pytest.fixture(scope="module")
 def untrained_run(tmp_path_factory) -> tuple[Path, Path]:
-    """A run folder holding an untrained digit model (its scores still rank boxes), and 5 val scenes listed in a file."""
+    """A run folder holding an untrained digit model (its scores still rank boxes) and 5 val scenes listed in a file."""
     from softsampling.data.coco import read_coco
     from softsampling.data.digits import make_digit_scenes
 
     root = tmp_path_factory.mktemp("inference")
     make_digit_scenes(root / "digits", train=1, val=5, test=1, size=64, seed=0)
     val = root / "digits" / "annotations" / "val.json"
-    cfg = apply_overrides(RunConfig(), [f"data.train={val}", f"data.val={val}", "model.min_size=64", "model.max_size=64"])
+    cfg = apply_overrides(
+        RunConfig(), [f"data.train={val}", f"data.val={val}", "model.min_size=64", "model.max_size=64"]
+    )
     label_map = LabelMap.from_dataset(read_coco(val))
     torch.manual_seed(0)
     model = build_model(cfg, label_map.num_classes)
     run = root / "run"
-    save_checkpoint(run / "model.pt", {"model": model.state_dict(), "labels": label_map.to_json(), "config": cfg.to_dict()})
+    save_checkpoint(
+        run / "model.pt", {"model": model.state_dict(), "labels": label_map.to_json(), "config": cfg.to_dict()}
+    )
     images = sorted((root / "digits" / "images" / "val").iterdir())
     image_list = root / "images.txt"
     image_list.write_text("# the val scenes\n" + "".join(f"digits/images/val/{p.name}\n" for p in images))
@@ -46,8 +50,13 @@ def test_two_gloo_processes_write_what_one_process_writes(untrained_run, tmp_pat
     script = REPO / "tests" / "engine" / "torchrun_inference.py"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)])}
     torchrun = [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc-per-node", "2"]
-    done = subprocess.run([*torchrun, str(script), str(run), str(image_list), str(tmp_path / "two")],
-                          capture_output=True, text=True, env=env, timeout=300)
+    done = subprocess.run(
+        [*torchrun, str(script), str(run), str(image_list), str(tmp_path / "two")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[:3000]
     one, two = tmp_path / "one", tmp_path / "two"
     monkeypatch.setattr(sys, "argv", [str(script), str(run), str(image_list), str(one)])
@@ -67,8 +76,18 @@ def test_a_killed_prediction_resumes_where_it_stopped(untrained_run, tmp_path, m
     import softsampling.engine.predict as predict_module
 
     run, image_list = untrained_run
-    args = ["predict", "--run", str(run), "--image-list", str(image_list), "--chunk-size", "2",
-            "--score-threshold", "0", "--no-progress"]
+    args = [
+        "predict",
+        "--run",
+        str(run),
+        "--image-list",
+        str(image_list),
+        "--chunk-size",
+        "2",
+        "--score-threshold",
+        "0",
+        "--no-progress",
+    ]
     assert main([*args, "--out", str(tmp_path / "whole")]) == 0
     calls = []
     original = predict_module.predict_images

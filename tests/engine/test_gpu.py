@@ -13,16 +13,22 @@ from softsampling.errors import SoftSamplingError
 
 def test_amp_on_cpu_is_refused_before_training(tmp_path) -> None:
     cfg = apply_overrides(RunConfig(), ["data.train=nowhere.json", "train.amp=true", "train.device=cpu"])
-    with pytest.raises(SoftSamplingError, match=r"train.amp=true needs a CUDA GPU, but this run uses the CPU "
-                                                r"\(fix: run on a GPU, or turn it off: --set train.amp=false\)"):
+    with pytest.raises(
+        SoftSamplingError,
+        match=r"train.amp=true needs a CUDA GPU, but this run uses the CPU "
+        r"\(fix: run on a GPU, or turn it off: --set train.amp=false\)",
+    ):
         train(cfg, tmp_path / "run", progress=False)
     assert not (tmp_path / "run" / "config.yaml").exists()
 
 
 def test_gpu_settings_on_cpu_and_cudnn_benchmark_with_determinism() -> None:
-    t = apply_overrides(RunConfig(), ["train.cudnn_benchmark=true", "train.channels_last=true",
-                                      "train.deterministic=false"]).train
-    with pytest.raises(SoftSamplingError, match="train.cudnn_benchmark=true, train.channels_last=true needs a CUDA GPU"):
+    t = apply_overrides(
+        RunConfig(), ["train.cudnn_benchmark=true", "train.channels_last=true", "train.deterministic=false"]
+    ).train
+    with pytest.raises(
+        SoftSamplingError, match="train.cudnn_benchmark=true, train.channels_last=true needs a CUDA GPU"
+    ):
         check_gpu_settings(t, torch.device("cpu"))
     t.deterministic = True
     with pytest.raises(SoftSamplingError, match="contradicts train.deterministic=true"):

@@ -18,8 +18,17 @@ import torch
 from softsampling.cli import main
 from tests.conftest import REPO
 
-TINY = ["--set", "train.batch_size=2", "--set", "train.log_every=1", "--set", "train.warmup_iterations=2",
-        "--set", "train.threads=1", "--no-progress"]
+TINY = [
+    "--set",
+    "train.batch_size=2",
+    "--set",
+    "train.log_every=1",
+    "--set",
+    "train.warmup_iterations=2",
+    "--set",
+    "train.threads=1",
+    "--no-progress",
+]
 
 
 @pytest.fixture(scope="module")
@@ -28,16 +37,45 @@ def tiny_digits(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("digits") / "digits"
     make_digit_scenes(root, train=8, val=4, test=2, seed=0)
-    assert main(["curate", "--input", str(root / "annotations" / "train.json"), "--format", "coco",
-                 "--drop-rate", "0.5", "--seed", "0", "--out", str(root / "annotations" / "train_drop50.json")]) == 0
+    assert (
+        main(
+            [
+                "curate",
+                "--input",
+                str(root / "annotations" / "train.json"),
+                "--format",
+                "coco",
+                "--drop-rate",
+                "0.5",
+                "--seed",
+                "0",
+                "--out",
+                str(root / "annotations" / "train_drop50.json"),
+            ]
+        )
+        == 0
+    )
     return root
 
 
 def _train(data: Path, out: Path, *extra: str, iterations: int = 2) -> int:
-    return main(["train", "--config", str(REPO / "configs" / "digits.yaml"), "--out", str(out),
-                 "--set", f"data.train={data / 'annotations' / 'train_drop50.json'}",
-                 "--set", f"data.val={data / 'annotations' / 'val.json'}",
-                 "--set", f"train.iterations={iterations}", *TINY, *extra])
+    return main(
+        [
+            "train",
+            "--config",
+            str(REPO / "configs" / "digits.yaml"),
+            "--out",
+            str(out),
+            "--set",
+            f"data.train={data / 'annotations' / 'train_drop50.json'}",
+            "--set",
+            f"data.val={data / 'annotations' / 'val.json'}",
+            "--set",
+            f"train.iterations={iterations}",
+            *TINY,
+            *extra,
+        ]
+    )
 
 
 def _metrics(run: Path) -> list[dict]:
@@ -47,10 +85,17 @@ def _metrics(run: Path) -> list[dict]:
 def test_every_strategy_trains_from_the_cli(tiny_digits, tmp_path):
     assert _train(tiny_digits, tmp_path / "baseline") == 0
     runs = {
-        "hard_negative": ["--set", "strategy=hard_negative", "--set", "strategy_params.min_overlap=0.2",
-                          # the paper's setting, scaled down: more proposals, keep the first k that qualify
-                          "--set", "model.options={rpn_post_nms_top_n_train: 200}",
-                          "--set", "strategy_params.hard_negative_topk=30"],
+        "hard_negative": [
+            "--set",
+            "strategy=hard_negative",
+            "--set",
+            "strategy_params.min_overlap=0.2",
+            # the paper's setting, scaled down: more proposals, keep the first k that qualify
+            "--set",
+            "model.options={rpn_post_nms_top_n_train: 200}",
+            "--set",
+            "strategy_params.hard_negative_topk=30",
+        ],
         "overlap_soft": ["--set", "strategy=overlap_soft", "--set", "sampling=all"],
         "score_soft": ["--set", "strategy=score_soft", "--set", f"prior_run={tmp_path / 'baseline'}"],
         "upper_bound": ["--set", "strategy=upper_bound", "--set", "normalization=weight_sum"],
@@ -79,8 +124,9 @@ def test_existing_run_needs_resume_and_bad_keys_are_one_line_errors(tiny_digits,
 
 
 def test_non_finite_loss_stops_with_advice_and_keeps_last_checkpoint(tiny_digits, tmp_path, capsys):
-    code = _train(tiny_digits, tmp_path / "nan", "--set", "train.lr=1e12", "--set", "train.checkpoint_every=1",
-                  iterations=30)
+    code = _train(
+        tiny_digits, tmp_path / "nan", "--set", "train.lr=1e12", "--set", "train.checkpoint_every=1", iterations=30
+    )
     err = capsys.readouterr().err
     assert code == 2 and "loss became" in err and "lower train.lr" in err
     from softsampling.engine.checkpoint import load_checkpoint
@@ -94,9 +140,20 @@ def _cli(*args: str) -> list[str]:
 
 
 def test_resume_after_sigkill_ends_with_the_same_weights(tiny_digits, tmp_path):
-    args = ["train", "--config", str(REPO / "configs" / "digits.yaml"),
-            "--set", f"data.train={tiny_digits / 'annotations' / 'train_drop50.json'}", "--set", "data.val=null",
-            "--set", "train.iterations=8", "--set", "train.checkpoint_every=2", *TINY]
+    args = [
+        "train",
+        "--config",
+        str(REPO / "configs" / "digits.yaml"),
+        "--set",
+        f"data.train={tiny_digits / 'annotations' / 'train_drop50.json'}",
+        "--set",
+        "data.val=null",
+        "--set",
+        "train.iterations=8",
+        "--set",
+        "train.checkpoint_every=2",
+        *TINY,
+    ]
     straight = tmp_path / "straight"
     subprocess.run(_cli(*args, "--out", str(straight)), check=True, capture_output=True)
 
@@ -128,32 +185,65 @@ def test_torchrun_two_processes_follow_the_single_process_loss(tiny_digits, tmp_
     loss under sampling=all is not expected either. A broken gradient
     all-reduce (ranks drifting apart) or wrong batch sharding exceeds it.
     """
-    common = ["train", "--config", str(REPO / "configs" / "digits.yaml"),
-              "--set", f"data.train={tiny_digits / 'annotations' / 'train_drop50.json'}", "--set", "data.val=null",
-              "--set", "train.iterations=6", "--set", "train.batch_size=4", "--set", "train.log_every=1",
-              "--set", "train.threads=1", "--no-progress"]
+    common = [
+        "train",
+        "--config",
+        str(REPO / "configs" / "digits.yaml"),
+        "--set",
+        f"data.train={tiny_digits / 'annotations' / 'train_drop50.json'}",
+        "--set",
+        "data.val=null",
+        "--set",
+        "train.iterations=6",
+        "--set",
+        "train.batch_size=4",
+        "--set",
+        "train.log_every=1",
+        "--set",
+        "train.threads=1",
+        "--no-progress",
+    ]
     single = tmp_path / "single"
     subprocess.run(_cli(*common, "--out", str(single)), check=True, capture_output=True)
     ddp = tmp_path / "ddp"
     torchrun = str(Path(sys.executable).parent / "torchrun")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([torchrun, "--standalone", "--nproc-per-node", "2", "-m", "softsampling.cli", *common,
-                           "--out", str(ddp)], capture_output=True, text=True, env=env, timeout=300)
+    done = subprocess.run(
+        [torchrun, "--standalone", "--nproc-per-node", "2", "-m", "softsampling.cli", *common, "--out", str(ddp)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     one = [r["loss"] for r in _metrics(single)]
     two = [r["loss"] for r in _metrics(ddp)]
     assert len(one) == len(two) == 6
-    rel = [abs(x - y) / x for x, y in zip(one, two)]
+    rel = [abs(x - y) / x for x, y in zip(one, two, strict=True)]
     assert sum(rel) / len(rel) < 0.15, (one, two)
 
 
 def test_evaluate_and_predict_a_trained_run(tiny_digits, tmp_path, capsys):
     run = tmp_path / "run"
-    assert _train(tiny_digits, run, "--set", f"data.test={tiny_digits / 'annotations' / 'test.json'}",
-                  "--set", "strategy=overlap_soft", iterations=2) == 0
+    assert (
+        _train(
+            tiny_digits,
+            run,
+            "--set",
+            f"data.test={tiny_digits / 'annotations' / 'test.json'}",
+            "--set",
+            "strategy=overlap_soft",
+            iterations=2,
+        )
+        == 0
+    )
     capsys.readouterr()
-    assert main(["evaluate", "--run", str(run), "--split", "test", "--metric", "voc",
-                 "--out", str(tmp_path / "test.json")]) == 0
+    assert (
+        main(
+            ["evaluate", "--run", str(run), "--split", "test", "--metric", "voc", "--out", str(tmp_path / "test.json")]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert printed.startswith("2 images, 18 ground-truth boxes") and "AP@0.5" in printed
     result = json.loads((tmp_path / "test.json").read_text())
@@ -161,8 +251,23 @@ def test_evaluate_and_predict_a_trained_run(tiny_digits, tmp_path, capsys):
     assert main(["evaluate", "--run", str(run), "--metric", "voc"]) == 2
     assert "--run needs --split" in capsys.readouterr().err
     out = tmp_path / "preds"
-    assert main(["predict", "--run", str(run), "--images", str(tiny_digits / "images" / "test"), "--out", str(out),
-                 "--draw", "--score-threshold", "0"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--run",
+                str(run),
+                "--images",
+                str(tiny_digits / "images" / "test"),
+                "--out",
+                str(out),
+                "--draw",
+                "--score-threshold",
+                "0",
+            ]
+        )
+        == 0
+    )
     dets = json.loads((out / "detections.json").read_text())
     assert {d["file_name"] for d in dets} <= {p.name for p in (tiny_digits / "images" / "test").iterdir()}
     assert all(len(d["bbox"]) == 4 and 0.0 <= d["score"] <= 1.0 for d in dets)
@@ -174,8 +279,14 @@ def test_new_rules_and_a_composition_train_from_the_cli(tiny_digits, tmp_path):
     runs = {
         "pseudo": ["--set", "strategy=pseudo_label", "--set", f"prior_run={tmp_path / 'baseline'}"],
         "mining": ["--set", "strategy=objectness_mining", "--set", "strategy_params.mining_warmup=0.5"],
-        "combo": ["--set", "strategy=[overlap_soft,pseudo_label,objectness_mining]",
-                  "--set", f"prior_run={tmp_path / 'baseline'}", "--set", "strategy_params.pseudo_rpn=true"],
+        "combo": [
+            "--set",
+            "strategy=[overlap_soft,pseudo_label,objectness_mining]",
+            "--set",
+            f"prior_run={tmp_path / 'baseline'}",
+            "--set",
+            "strategy_params.pseudo_rpn=true",
+        ],
     }
     for name, extra in runs.items():
         assert _train(tiny_digits, tmp_path / name, *extra) == 0, name
@@ -196,8 +307,8 @@ def test_pseudo_boxes_of_a_perfect_teacher_are_the_dropped_boxes(tiny_digits, tm
     from softsampling.data.coco import read_coco
     from softsampling.data.curate import read_manifest
     from softsampling.engine import prior
-    from softsampling.engine.data import DetectionTrainingSet, LabelMap
     from softsampling.engine.config import apply_overrides, load_config
+    from softsampling.engine.data import DetectionTrainingSet, LabelMap
 
     ann = tiny_digits / "annotations"
     val, curated = read_coco(ann / "val.json"), read_coco(ann / "train_drop50.json")
@@ -207,23 +318,38 @@ def test_pseudo_boxes_of_a_perfect_teacher_are_the_dropped_boxes(tiny_digits, tm
     for r in range(curated.num_images):
         mine = [i for i, im in enumerate(manifest.image_ids.tolist()) if im == curated.image_ids[r]]
         idx = curated.box_indices_of(r)
-        truth.append((np.concatenate([curated.boxes[idx], manifest.boxes[mine].reshape(-1, 4)]),
-                      np.concatenate([curated.labels[idx], manifest.labels[mine]])))
+        truth.append(
+            (
+                np.concatenate([curated.boxes[idx], manifest.boxes[mine].reshape(-1, 4)]),
+                np.concatenate([curated.labels[idx], manifest.labels[mine]]),
+            )
+        )
     calls = iter(truth)
 
     def perfect_teacher(model, images):
         out = []
         for _ in images:
             boxes, labels = next(calls)
-            out.append((torch.as_tensor(boxes, dtype=torch.float32), torch.as_tensor(label_map.to_model(labels)),
-                        torch.full((len(labels),), 0.95)))
+            out.append(
+                (
+                    torch.as_tensor(boxes, dtype=torch.float32),
+                    torch.as_tensor(label_map.to_model(labels)),
+                    torch.full((len(labels),), 0.95),
+                )
+            )
         return out
 
     monkeypatch.setattr(prior, "flip_tta_predict", perfect_teacher)
     assert _train(tiny_digits, tmp_path / "baseline", iterations=1) == 0
-    cfg = apply_overrides(load_config(REPO / "configs" / "digits.yaml"), [
-        f"data.train={ann / 'train_drop50.json'}", f"data.val={ann / 'val.json'}", "strategy=pseudo_label",
-        f"prior_run={tmp_path / 'baseline'}"])
+    cfg = apply_overrides(
+        load_config(REPO / "configs" / "digits.yaml"),
+        [
+            f"data.train={ann / 'train_drop50.json'}",
+            f"data.val={ann / 'val.json'}",
+            "strategy=pseudo_label",
+            f"prior_run={tmp_path / 'baseline'}",
+        ],
+    )
     train_set = DetectionTrainingSet(curated, label_map)
     (tmp_path / "out").mkdir()
     pseudo = prior.prepare_pseudo_boxes(cfg, train_set, tmp_path / "out", torch.device("cpu"))

@@ -10,8 +10,19 @@ import pytest
 from softsampling.cli import main
 from tests.conftest import REPO
 
-TINY = ["--set", "train.batch_size=2", "--set", "train.log_every=1", "--set", "train.warmup_iterations=2",
-        "--set", "train.threads=1", "--set", "train.iterations=2", "--no-progress"]
+TINY = [
+    "--set",
+    "train.batch_size=2",
+    "--set",
+    "train.log_every=1",
+    "--set",
+    "train.warmup_iterations=2",
+    "--set",
+    "train.threads=1",
+    "--set",
+    "train.iterations=2",
+    "--no-progress",
+]
 
 
 @pytest.fixture(scope="module")
@@ -20,15 +31,43 @@ def tiny_digits(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("digits") / "digits"
     make_digit_scenes(root, train=4, val=2, test=2, seed=0)
-    assert main(["curate", "--input", str(root / "annotations" / "train.json"), "--format", "coco",
-                 "--drop-rate", "0.5", "--seed", "0", "--out", str(root / "annotations" / "train_drop50.json")]) == 0
+    assert (
+        main(
+            [
+                "curate",
+                "--input",
+                str(root / "annotations" / "train.json"),
+                "--format",
+                "coco",
+                "--drop-rate",
+                "0.5",
+                "--seed",
+                "0",
+                "--out",
+                str(root / "annotations" / "train_drop50.json"),
+            ]
+        )
+        == 0
+    )
     return root
 
 
 def _train(data: Path, out: Path, *extra: str) -> int:
-    return main(["train", "--config", str(REPO / "configs" / "digits.yaml"), "--out", str(out),
-                 "--set", f"data.train={data / 'annotations' / 'train_drop50.json'}",
-                 "--set", f"data.val={data / 'annotations' / 'val.json'}", *TINY, *extra])
+    return main(
+        [
+            "train",
+            "--config",
+            str(REPO / "configs" / "digits.yaml"),
+            "--out",
+            str(out),
+            "--set",
+            f"data.train={data / 'annotations' / 'train_drop50.json'}",
+            "--set",
+            f"data.val={data / 'annotations' / 'val.json'}",
+            *TINY,
+            *extra,
+        ]
+    )
 
 
 def test_retinanet_and_fcos_train_with_one_stage_strategies_and_predict(tiny_digits, tmp_path, capsys):
@@ -43,8 +82,22 @@ def test_retinanet_and_fcos_train_with_one_stage_strategies_and_predict(tiny_dig
         assert all(r["loss"] > 0 and r["classification"] > 0 for r in records if "loss" in r)
         assert 0.0 <= records[-1]["val_mAP50"] <= 1.0
     out = tmp_path / "preds"
-    assert main(["predict", "--run", str(tmp_path / "fcos_upper"), "--images", str(tiny_digits / "images" / "test"),
-                 "--out", str(out), "--score-threshold", "0"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--run",
+                str(tmp_path / "fcos_upper"),
+                "--images",
+                str(tiny_digits / "images" / "test"),
+                "--out",
+                str(out),
+                "--score-threshold",
+                "0",
+            ]
+        )
+        == 0
+    )
     dets = json.loads((out / "detections.json").read_text())
     assert dets and all(len(d["bbox"]) == 4 and 0.0 <= d["score"] <= 1.0 for d in dets)
     capsys.readouterr()
@@ -52,7 +105,9 @@ def test_retinanet_and_fcos_train_with_one_stage_strategies_and_predict(tiny_dig
     assert _train(tiny_digits, tmp_path / "bad1", "--set", "strategy=brl") == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "rule 'brl' of strategy 'brl' needs a one-stage detector" in err
-    assert _train(tiny_digits, tmp_path / "bad2", "--set", "model.name=digits_fcos",
-                  "--set", "strategy=objectness_mining") == 2
+    assert (
+        _train(tiny_digits, tmp_path / "bad2", "--set", "model.name=digits_fcos", "--set", "strategy=objectness_mining")
+        == 2
+    )
     assert "needs a two-stage detector" in capsys.readouterr().err
     assert not (tmp_path / "bad1").exists() and not (tmp_path / "bad2").exists()

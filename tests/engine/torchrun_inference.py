@@ -12,10 +12,36 @@ from softsampling.cli import main
 
 run, image_list, out = sys.argv[1], sys.argv[2], Path(sys.argv[3])
 codes = [
-    main(["predict", "--run", run, "--image-list", image_list, "--out", str(out / "preds"), "--chunk-size", "2",
-          "--score-threshold", "0", "--no-progress"]),
-    main(["calibrate", "--run", run, "--split", "val", "--batch-size", "2", "--out", str(out / "thresholds.json"),
-          "--no-progress"]),
+    main(
+        [
+            "predict",
+            "--run",
+            run,
+            "--image-list",
+            image_list,
+            "--out",
+            str(out / "preds"),
+            "--chunk-size",
+            "2",
+            "--score-threshold",
+            "0",
+            "--no-progress",
+        ]
+    ),
+    main(
+        [
+            "calibrate",
+            "--run",
+            run,
+            "--split",
+            "val",
+            "--batch-size",
+            "2",
+            "--out",
+            str(out / "thresholds.json"),
+            "--no-progress",
+        ]
+    ),
     main(["evaluate", "--run", run, "--split", "val", "--metric", "voc", "--out", str(out / "eval.json")]),
 ]
 sys.exit(max(codes))

@@ -23,9 +23,13 @@ def tiny_dataset(root: Path) -> DetectionDataset:
         Image.new("RGB", (64, 48), (40 * i, 90, 200)).save(images / f"im{i}.png")
     return DetectionDataset.from_lists(
         images=[{"id": i + 1, "file_name": f"im{i}.png", "width": 64, "height": 48} for i in range(2)],
-        boxes=[{"image_index": 0, "bbox": [2, 2, 20, 20], "label": 1, "id": 1},
-               {"image_index": 1, "bbox": [30, 10, 50, 40], "label": 1, "id": 2}],
-        categories=[Category(1, "cat"), Category(2, "dog")], image_root=images)
+        boxes=[
+            {"image_index": 0, "bbox": [2, 2, 20, 20], "label": 1, "id": 1},
+            {"image_index": 1, "bbox": [30, 10, 50, 40], "label": 1, "id": 2},
+        ],
+        categories=[Category(1, "cat"), Category(2, "dog")],
+        image_root=images,
+    )
 
 
 @pytest.fixture
@@ -33,17 +37,33 @@ def coco(tmp_path: Path) -> tuple[Path, Path]:
     ds = tiny_dataset(tmp_path)
     gt = tmp_path / "train.json"
     save_dataset(ds, gt, "coco")
-    dets = [{"image_id": 1, "category_id": 1, "bbox": [2, 2, 18, 18], "score": 0.95},   # annotated
-            {"image_id": 1, "category_id": 2, "bbox": [35, 20, 20, 20], "score": 0.9},  # the missing dog
-            {"file_name": "im1.png", "category_id": 1, "bbox": [0, 30, 10, 10], "score": 0.2}]
+    dets = [
+        {"image_id": 1, "category_id": 1, "bbox": [2, 2, 18, 18], "score": 0.95},  # annotated
+        {"image_id": 1, "category_id": 2, "bbox": [35, 20, 20, 20], "score": 0.9},  # the missing dog
+        {"file_name": "im1.png", "category_id": 1, "bbox": [0, 30, 10, 10], "score": 0.2},
+    ]
     path = tmp_path / "dets.json"
     path.write_text(json.dumps(dets))
     return gt, path
 
 
 def audit(gt: Path, dets: Path, out: Path, *extra: str) -> int:
-    return main(["audit", "--gt", str(gt), "--gt-format", "coco", "--images", str(gt.parent / "images"),
-                 "--detections", str(dets), "--out", str(out), *extra])
+    return main(
+        [
+            "audit",
+            "--gt",
+            str(gt),
+            "--gt-format",
+            "coco",
+            "--images",
+            str(gt.parent / "images"),
+            "--detections",
+            str(dets),
+            "--out",
+            str(out),
+            *extra,
+        ]
+    )
 
 
 def test_audit_writes_candidates_summary_and_review(coco, tmp_path, capsys):
@@ -79,10 +99,16 @@ def test_audit_refuses_detections_of_unknown_images(coco, tmp_path, capsys):
 
 def decisions_for(candidates: list[dict], accept: list[int], reject: list[int], sha: str | None) -> dict:
     by_rank = {c["rank"]: c for c in candidates}
-    return {"format": "softsampling-audit-decisions", "version": 1, "candidates_sha256": sha,
-            "decisions": [{"rank": r, "decision": d, **{k: by_rank[r][k] for k in
-                                                        ("image_id", "file_name", "category_id", "bbox")}}
-                          for d, ranks in (("accept", accept), ("reject", reject)) for r in ranks]}
+    return {
+        "format": "softsampling-audit-decisions",
+        "version": 1,
+        "candidates_sha256": sha,
+        "decisions": [
+            {"rank": r, "decision": d, **{k: by_rank[r][k] for k in ("image_id", "file_name", "category_id", "bbox")}}
+            for d, ranks in (("accept", accept), ("reject", reject))
+            for r in ranks
+        ],
+    }
 
 
 OI_CLASSES = "/m/cat,cat\n/m/dog,dog\n"
@@ -104,39 +130,79 @@ def test_merge_round_trip(fmt, tmp_path):
         (tmp_path / "sizes.csv").write_text("ImageID,width,height\nim0,64,48\nim1,64,48\n")
         extra_in = ["--classes", str(tmp_path / "classes.csv"), "--sizes", str(tmp_path / "sizes.csv")]
     save_dataset(ds, gt, fmt)
-    options = {"classes_csv": tmp_path / "classes.csv", "sizes_csv": tmp_path / "sizes.csv"} if fmt == "openimages" else {}
+    options = (
+        {"classes_csv": tmp_path / "classes.csv", "sizes_csv": tmp_path / "sizes.csv"} if fmt == "openimages" else {}
+    )
     before = load_dataset(gt, fmt, **options)
     snapshot = {p: p.read_bytes() for p in ([gt] if gt.is_file() else sorted(gt.rglob("*.xml")))}
     row = 0
     name = before.file_names[row]
     cat = {c.name: c.id for c in before.categories}
-    candidates = [{"rank": 1, "image_id": before.image_ids[row], "file_name": name, "category_id": cat["dog"],
-                   "bbox": [35.0, 20.0, 20.0, 20.0], "score": 0.9},
-                  {"rank": 2, "image_id": before.image_ids[row], "file_name": name, "category_id": cat["cat"],
-                   "bbox": [0.0, 30.0, 10.0, 10.0], "score": 0.2}]
+    candidates = [
+        {
+            "rank": 1,
+            "image_id": before.image_ids[row],
+            "file_name": name,
+            "category_id": cat["dog"],
+            "bbox": [35.0, 20.0, 20.0, 20.0],
+            "score": 0.9,
+        },
+        {
+            "rank": 2,
+            "image_id": before.image_ids[row],
+            "file_name": name,
+            "category_id": cat["cat"],
+            "bbox": [0.0, 30.0, 10.0, 10.0],
+            "score": 0.2,
+        },
+    ]
     cand_path = tmp_path / "candidates.json"
     cand_path.write_text(json.dumps(candidates))
     sha = hashlib.sha256(cand_path.read_bytes()).hexdigest()
     dec = tmp_path / "decisions.json"
     dec.write_text(json.dumps(decisions_for(candidates, [1], [2], sha)))
     out = tmp_path / ("merged" if fmt == "voc" else f"merged.{'json' if fmt == 'coco' else 'csv'}")
-    assert main(["audit-merge", "--gt", str(gt), "--gt-format", fmt, "--decisions", str(dec),
-                 "--candidates", str(cand_path), "--out", str(out), *extra_in]) == 0
+    assert (
+        main(
+            [
+                "audit-merge",
+                "--gt",
+                str(gt),
+                "--gt-format",
+                fmt,
+                "--decisions",
+                str(dec),
+                "--candidates",
+                str(cand_path),
+                "--out",
+                str(out),
+                *extra_in,
+            ]
+        )
+        == 0
+    )
     after = load_dataset(out, fmt, **options)
     assert after.num_boxes == before.num_boxes + 1
+
     def rows(d: DetectionDataset) -> list[tuple]:
-        return sorted((d.file_names[d.box_image[i]], int(d.labels[i]), *np.round(d.boxes[i], 3).tolist())
-                      for i in range(d.num_boxes))
+        return sorted(
+            (d.file_names[d.box_image[i]], int(d.labels[i]), *np.round(d.boxes[i], 3).tolist())
+            for i in range(d.num_boxes)
+        )
 
     assert rows(after) == sorted(rows(before) + [(name, cat["dog"], 35.0, 20.0, 55.0, 40.0)])
-    manifest = json.loads((out / "additions.json" if fmt == "voc" else out.with_name(out.stem + ".additions.json")).read_text())
+    manifest = json.loads(
+        (out / "additions.json" if fmt == "voc" else out.with_name(out.stem + ".additions.json")).read_text()
+    )
     assert (manifest["accepted"], manifest["rejected"]) == (1, 1) and manifest["added"][0]["rank"] == 1
     assert {p: p.read_bytes() for p in snapshot} == snapshot  # the input is untouched
 
 
 def test_merge_bad_input_writes_nothing(coco, tmp_path, capsys):
     gt, _ = coco
-    candidates = [{"rank": 1, "image_id": 1, "file_name": "im0.png", "category_id": 2, "bbox": [35.0, 20.0, 20.0, 20.0]}]
+    candidates = [
+        {"rank": 1, "image_id": 1, "file_name": "im0.png", "category_id": 2, "bbox": [35.0, 20.0, 20.0, 20.0]}
+    ]
     cand_path = tmp_path / "candidates.json"
     cand_path.write_text(json.dumps(candidates))
     out = tmp_path / "merged.json"
@@ -144,8 +210,23 @@ def test_merge_bad_input_writes_nothing(coco, tmp_path, capsys):
     def merge(decisions: dict, *extra: str) -> str:
         dec = tmp_path / "decisions.json"
         dec.write_text(json.dumps(decisions))
-        assert main(["audit-merge", "--gt", str(gt), "--gt-format", "coco", "--decisions", str(dec),
-                     "--out", str(out), *extra]) == 2
+        assert (
+            main(
+                [
+                    "audit-merge",
+                    "--gt",
+                    str(gt),
+                    "--gt-format",
+                    "coco",
+                    "--decisions",
+                    str(dec),
+                    "--out",
+                    str(out),
+                    *extra,
+                ]
+            )
+            == 2
+        )
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and not out.exists()
         assert not out.with_name("merged.additions.json").exists()
@@ -168,11 +249,28 @@ def test_merge_bad_input_writes_nothing(coco, tmp_path, capsys):
     out.write_text("{}")
     dec = tmp_path / "decisions.json"
     dec.write_text(json.dumps(good))
-    assert main(["audit-merge", "--gt", str(gt), "--gt-format", "coco", "--decisions", str(dec), "--out", str(out)]) == 2
+    assert (
+        main(["audit-merge", "--gt", str(gt), "--gt-format", "coco", "--decisions", str(dec), "--out", str(out)]) == 2
+    )
     assert "output already exists" in capsys.readouterr().err and out.read_text() == "{}"
     # merging over the input itself is refused even with --force
-    assert main(["audit-merge", "--gt", str(gt), "--gt-format", "coco", "--decisions", str(dec), "--out", str(gt),
-                 "--force"]) == 2
+    assert (
+        main(
+            [
+                "audit-merge",
+                "--gt",
+                str(gt),
+                "--gt-format",
+                "coco",
+                "--decisions",
+                str(dec),
+                "--out",
+                str(gt),
+                "--force",
+            ]
+        )
+        == 2
+    )
     assert "overwrite an input" in capsys.readouterr().err
 
 
@@ -182,13 +280,23 @@ def test_audit_run_with_flip_tta_then_merge_and_retrain(tmp_path, capsys):
     config = Path(__file__).resolve().parents[2] / "configs" / "digits.yaml"
     data, run_dir = tmp_path / "digits", tmp_path / "run"
     train = data / "annotations" / "train.json"
-    assert main(["data", "digits", "--out", str(data), "--train", "6", "--val", "4", "--test", "1", "--size", "64"]) == 0
-    common = ["--config", str(config), "--no-progress", "--set", "train.iterations=2", "--set", "train.batch_size=2",
-              "--set", f"data.val={data / 'annotations' / 'val.json'}"]
+    assert (
+        main(["data", "digits", "--out", str(data), "--train", "6", "--val", "4", "--test", "1", "--size", "64"]) == 0
+    )
+    common = [
+        "--config",
+        str(config),
+        "--no-progress",
+        "--set",
+        "train.iterations=2",
+        "--set",
+        "train.batch_size=2",
+        "--set",
+        f"data.val={data / 'annotations' / 'val.json'}",
+    ]
     assert main(["train", "--out", str(run_dir), "--set", f"data.train={train}", *common]) == 0
     out = tmp_path / "audit"
-    assert main(["audit", "--run", str(run_dir), str(run_dir), "--out", str(out), "--no-progress",
-                 "--iou", "0.3"]) == 0
+    assert main(["audit", "--run", str(run_dir), str(run_dir), "--out", str(out), "--no-progress", "--iou", "0.3"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["calibration"][0]["method"] == "validation" and summary["annotations"] == str(train)
     candidates = json.loads((out / "candidates.json").read_text())
@@ -198,8 +306,37 @@ def test_audit_run_with_flip_tta_then_merge_and_retrain(tmp_path, capsys):
     dec = tmp_path / "decisions.json"
     dec.write_text(json.dumps(decisions_for(candidates, [1], [], summary["candidates_sha256"])))
     merged = tmp_path / "train_audited.json"
-    assert main(["audit-merge", "--gt", str(train), "--gt-format", "coco", "--decisions", str(dec),
-                 "--candidates", str(out / "candidates.json"), "--out", str(merged)]) == 0
+    assert (
+        main(
+            [
+                "audit-merge",
+                "--gt",
+                str(train),
+                "--gt-format",
+                "coco",
+                "--decisions",
+                str(dec),
+                "--candidates",
+                str(out / "candidates.json"),
+                "--out",
+                str(merged),
+            ]
+        )
+        == 0
+    )
     assert len(json.loads(merged.read_text())["annotations"]) == len(json.loads(train.read_text())["annotations"]) + 1
-    assert main(["train", "--out", str(tmp_path / "run2"), "--set", f"data.train={merged}",
-                 "--set", f"data.images={data / 'images' / 'train'}", *common]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--out",
+                str(tmp_path / "run2"),
+                "--set",
+                f"data.train={merged}",
+                "--set",
+                f"data.images={data / 'images' / 'train'}",
+                *common,
+            ]
+        )
+        == 0
+    )

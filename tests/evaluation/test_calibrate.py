@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from softsampling.cli import main
+from softsampling.commands.calibrate import thresholds_document
 from softsampling.commands.predict import read_thresholds
 from softsampling.errors import SoftSamplingError
-from softsampling.structures.records import Category, DetectionDataset
 from softsampling.evaluation.calibrate import (
     calibrate_thresholds,
     choose_threshold,
@@ -22,10 +22,10 @@ from softsampling.evaluation.calibrate import (
     operating_point,
     parse_criterion,
 )
-from softsampling.commands.calibrate import thresholds_document
 from softsampling.evaluation.voc_metric import average_precision, voc_ap
 from softsampling.io import write_json
 from softsampling.structures.detections import Detections
+from softsampling.structures.records import Category, DetectionDataset
 
 T, F = True, False
 
@@ -117,8 +117,9 @@ def brute_force_f1(scores: np.ndarray, tp: np.ndarray, num_gt: int) -> float:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 6), st.booleans()), min_size=0, max_size=12), st.integers(0, 8),
-       st.integers(0, 6))
+@given(
+    st.lists(st.tuples(st.integers(0, 6), st.booleans()), min_size=0, max_size=12), st.integers(0, 8), st.integers(0, 6)
+)
 def test_f1_choice_matches_brute_force(pairs, extra_gt, default_step):
     scores = f32(*[s / 6 for s, _ in pairs])  # few distinct values: many ties
     tp = np.array([t for _, t in pairs], dtype=bool)
@@ -137,28 +138,36 @@ def test_f1_choice_matches_brute_force(pairs, extra_gt, default_step):
 # ------------------------------------------------------------ match_detections
 def two_image_gt() -> DetectionDataset:
     return DetectionDataset.from_lists(
-        images=[{"id": "a", "file_name": "a.png", "width": 100, "height": 100},
-                {"id": "b", "file_name": "b.png", "width": 100, "height": 100}],
-        boxes=[{"image_index": 0, "bbox": [0, 0, 10, 10], "label": 1},
-               {"image_index": 0, "bbox": [50, 50, 60, 60], "label": 1, "difficult": True},
-               {"image_index": 1, "bbox": [0, 0, 10, 10], "label": 1},
-               {"image_index": 1, "bbox": [20, 20, 40, 40], "label": 2}],
-        categories=[Category(1, "cat"), Category(2, "dog"), Category(3, "cow")])
+        images=[
+            {"id": "a", "file_name": "a.png", "width": 100, "height": 100},
+            {"id": "b", "file_name": "b.png", "width": 100, "height": 100},
+        ],
+        boxes=[
+            {"image_index": 0, "bbox": [0, 0, 10, 10], "label": 1},
+            {"image_index": 0, "bbox": [50, 50, 60, 60], "label": 1, "difficult": True},
+            {"image_index": 1, "bbox": [0, 0, 10, 10], "label": 1},
+            {"image_index": 1, "bbox": [20, 20, 40, 40], "label": 2},
+        ],
+        categories=[Category(1, "cat"), Category(2, "dog"), Category(3, "cow")],
+    )
 
 
 def test_matching_rules():
     gt = two_image_gt()
     dets = Detections(
         image_index=[0, 0, 0, 1, 1, 1, 1],
-        boxes=[[0, 0, 10, 10],  # TP (cat, image a)
-               [0, 0, 10, 9],  # duplicate of the same box: FP
-               [50, 50, 60, 60],  # on the difficult box: ignored
-               [0, 0, 10, 10],  # cat box of image b but labelled dog: FP
-               [0, 0, 5, 10],  # IoU exactly 0.5 with the cat of image b: TP (>=)
-               [20, 20, 40, 40],  # TP (dog)
-               [20, 20, 40, 40]],  # cow: no cow anywhere, FP
+        boxes=[
+            [0, 0, 10, 10],  # TP (cat, image a)
+            [0, 0, 10, 9],  # duplicate of the same box: FP
+            [50, 50, 60, 60],  # on the difficult box: ignored
+            [0, 0, 10, 10],  # cat box of image b but labelled dog: FP
+            [0, 0, 5, 10],  # IoU exactly 0.5 with the cat of image b: TP (>=)
+            [20, 20, 40, 40],  # TP (dog)
+            [20, 20, 40, 40],
+        ],  # cow: no cow anywhere, FP
         labels=[1, 1, 1, 2, 1, 2, 3],
-        scores=[0.9, 0.95, 0.5, 0.9, 0.3, 0.8, 0.7])
+        scores=[0.9, 0.95, 0.5, 0.9, 0.3, 0.8, 0.7],
+    )
     m = match_detections(gt, dets, iou=0.5)
     # The 0.95 duplicate ranks first, so it takes the box and the 0.9 one becomes the duplicate.
     assert m.tp.tolist() == [F, T, F, F, T, T, F]
@@ -182,9 +191,17 @@ def random_case(seed: int) -> tuple[DetectionDataset, Detections]:
     wh = rng.uniform(5, 30, (n_box, 2))
     gt = DetectionDataset.from_lists(
         images=[{"id": i, "file_name": f"{i}.png", "width": 120, "height": 120} for i in range(n_img)],
-        boxes=[{"image_index": int(rng.integers(n_img)), "bbox": [*xy[k], *(xy[k] + wh[k])],
-                "label": int(rng.integers(1, 4)), "difficult": bool(rng.random() < 0.1)} for k in range(n_box)],
-        categories=[Category(1, "a"), Category(2, "b"), Category(3, "c")])
+        boxes=[
+            {
+                "image_index": int(rng.integers(n_img)),
+                "bbox": [*xy[k], *(xy[k] + wh[k])],
+                "label": int(rng.integers(1, 4)),
+                "difficult": bool(rng.random() < 0.1),
+            }
+            for k in range(n_box)
+        ],
+        categories=[Category(1, "a"), Category(2, "b"), Category(3, "c")],
+    )
     src = rng.integers(n_box, size=n_det)
     boxes = gt.boxes[src] + rng.normal(0, 3, (n_det, 4))
     labels = np.where(rng.random(n_det) < 0.8, gt.labels[src], rng.integers(1, 4, n_det))
@@ -217,17 +234,26 @@ def test_thresholding_commutes_with_matching(seed):
 def test_calibrate_thresholds_per_class():
     gt = DetectionDataset.from_lists(
         images=[{"id": 0, "file_name": "a.png", "width": 100, "height": 100}],
-        boxes=[{"image_index": 0, "bbox": [0, 0, 10, 10], "label": 1},
-               {"image_index": 0, "bbox": [20, 0, 30, 10], "label": 1},
-               {"image_index": 0, "bbox": [40, 0, 50, 10], "label": 2}],
-        categories=[Category(1, "cat"), Category(2, "dog"), Category(3, "cow")])
+        boxes=[
+            {"image_index": 0, "bbox": [0, 0, 10, 10], "label": 1},
+            {"image_index": 0, "bbox": [20, 0, 30, 10], "label": 1},
+            {"image_index": 0, "bbox": [40, 0, 50, 10], "label": 2},
+        ],
+        categories=[Category(1, "cat"), Category(2, "dog"), Category(3, "cow")],
+    )
     dets = Detections(
         image_index=[0] * 6,
-        boxes=[[0, 0, 10, 10], [60, 60, 70, 70], [20, 0, 30, 10], [70, 70, 80, 80],  # cat: T F T F
-               [80, 0, 90, 10],  # dog: F only
-               [40, 0, 50, 10]],  # cow on the dog box: F, and cows have no ground truth
+        boxes=[
+            [0, 0, 10, 10],
+            [60, 60, 70, 70],
+            [20, 0, 30, 10],
+            [70, 70, 80, 80],  # cat: T F T F
+            [80, 0, 90, 10],  # dog: F only
+            [40, 0, 50, 10],
+        ],  # cow on the dog box: F, and cows have no ground truth
         labels=[1, 1, 1, 1, 2, 3],
-        scores=[0.9, 0.8, 0.6, 0.02, 0.7, 0.95])
+        scores=[0.9, 0.8, 0.6, 0.02, 0.7, 0.95],
+    )
     cat, dog, cow = calibrate_thresholds(gt, dets, iou=0.5, default_threshold=0.05)
     # cat before (>= 0.05): TP2 FP1, P 2/3 R 1 F1 0.8; after: >= 0.9 F1 2/3, >= 0.8 1/2, >= 0.6 4/5 -> 0.6
     # (equal F1 to the default point, so the higher threshold wins).
@@ -252,12 +278,25 @@ def test_thresholds_json_is_read_back_by_predict(tmp_path):
     dets.scores[:] = np.random.default_rng(0).random(len(dets)).astype(np.float32)  # no round decimals
     results = calibrate_thresholds(gt, dets)
     path = tmp_path / "thresholds.json"
-    write_json(path, thresholds_document(results, criterion="f1", iou=0.5, split="val", annotations="val.json",
-                                         run="runs/x", default_threshold=0.05))
+    write_json(
+        path,
+        thresholds_document(
+            results, criterion="f1", iou=0.5, split="val", annotations="val.json", run="runs/x", default_threshold=0.05
+        ),
+    )
     doc = json.loads(path.read_text())
     assert doc["criterion"] == "f1" and doc["iou"] == 0.5 and doc["split"] == "val"
     assert set(doc["per_class"]) == {"a", "b", "c"}
-    assert set(doc["per_class"]["a"]["after"]) == {"threshold", "num_det", "tp", "fp", "num_gt", "precision", "recall", "f1"}
+    assert set(doc["per_class"]["a"]["after"]) == {
+        "threshold",
+        "num_det",
+        "tp",
+        "fp",
+        "num_gt",
+        "precision",
+        "recall",
+        "f1",
+    }
     table = read_thresholds(path, ("a", "b", "c"))
     assert table == {r.name: r.threshold for r in results}
     # predict compares float32 scores with float32 thresholds: the JSON value keeps exactly the calibrated detections.
@@ -290,12 +329,30 @@ def tiny_run(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("calibrate_e2e")
     data, run_dir = root / "digits", root / "run"
     config = Path(__file__).resolve().parents[2] / "configs" / "digits.yaml"
-    assert main(["data", "digits", "--out", str(data), "--train", "8", "--val", "6", "--test", "2",
-                 "--size", "64"]) == 0
-    assert main(["train", "--config", str(config), "--out", str(run_dir), "--no-progress",
-                 "--set", f"data.train={data / 'annotations' / 'train.json'}",
-                 "--set", f"data.val={data / 'annotations' / 'val.json'}",
-                 "--set", "train.iterations=3", "--set", "train.batch_size=2"]) == 0
+    assert (
+        main(["data", "digits", "--out", str(data), "--train", "8", "--val", "6", "--test", "2", "--size", "64"]) == 0
+    )
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                str(config),
+                "--out",
+                str(run_dir),
+                "--no-progress",
+                "--set",
+                f"data.train={data / 'annotations' / 'train.json'}",
+                "--set",
+                f"data.val={data / 'annotations' / 'val.json'}",
+                "--set",
+                "train.iterations=3",
+                "--set",
+                "train.batch_size=2",
+            ]
+        )
+        == 0
+    )
     return run_dir, data
 
 
@@ -303,8 +360,25 @@ def test_calibrate_end_to_end_then_predict(tiny_run, tmp_path, capsys):
     run_dir, data = tiny_run
     out = tmp_path / "thresholds.json"
     # A 3-iteration model barely localises, so a loose IoU gives some classes true positives to calibrate on.
-    assert main(["calibrate", "--run", str(run_dir), "--split", "val", "--iou", "0.1", "--batch-size", "1",
-                 "--out", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "calibrate",
+                "--run",
+                str(run_dir),
+                "--split",
+                "val",
+                "--iou",
+                "0.1",
+                "--batch-size",
+                "1",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "before: thr" in printed and f"wrote {out}" in printed
     doc = json.loads(out.read_text())
@@ -322,8 +396,22 @@ def test_calibrate_end_to_end_then_predict(tiny_run, tmp_path, capsys):
 
     # predict applies the file: per class it keeps exactly the detections calibrate counted after.
     preds = tmp_path / "preds"
-    assert main(["predict", "--run", str(run_dir), "--images", str(data / "images" / "val"), "--out", str(preds),
-                 "--thresholds", str(out)]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--run",
+                str(run_dir),
+                "--images",
+                str(data / "images" / "val"),
+                "--out",
+                str(preds),
+                "--thresholds",
+                str(out),
+            ]
+        )
+        == 0
+    )
     kept = Counter(d["category_id"] for d in json.loads((preds / "detections.json").read_text()))
     for n in names:
         c = doc["per_class"][n]
@@ -338,8 +426,11 @@ def test_split_without_val_annotations_and_foreign_classes_are_user_errors(tmp_p
 
     from softsampling.commands.calibrate import _check_classes, _load_split
 
-    cfg = SimpleNamespace(data=SimpleNamespace(format="coco", train="t.json", val=None, images=None, val_images=None,
-                                               split="trainval", val_split="val"))
+    cfg = SimpleNamespace(
+        data=SimpleNamespace(
+            format="coco", train="t.json", val=None, images=None, val_images=None, split="trainval", val_split="val"
+        )
+    )
     args = SimpleNamespace(gt=None, images=None, split="val", run=tmp_path)
     with pytest.raises(SoftSamplingError, match=r"no validation annotations.*--gt PATH"):
         _load_split(args, cfg)

@@ -138,8 +138,10 @@ def test_hand_case_one_hit_one_miss() -> None:
     # 2 cats; one detection hits box 0 exactly (IoU 1), the other cat is missed.
     # Precision is 1 up to recall 0.5 and nothing beyond -> 101-point AP = 51/101 at every IoU.
     gt = _one_image(
-        [{"image_index": 0, "bbox": [0, 0, 100, 100], "label": 1},
-         {"image_index": 0, "bbox": [120, 120, 180, 180], "label": 1}]
+        [
+            {"image_index": 0, "bbox": [0, 0, 100, 100], "label": 1},
+            {"image_index": 0, "bbox": [120, 120, 180, 180], "label": 1},
+        ]
     )
     dets = Detections([0], [[0, 0, 100, 100]], [1], [0.9])
     r = coco_metric(gt, dets)
@@ -154,11 +156,14 @@ def test_hand_case_one_hit_one_miss() -> None:
 def test_crowd_box_absorbs_detections_and_is_never_missed() -> None:
     # one cat + one crowd cat; two detections inside the crowd region are ignored, not FPs
     gt = _one_image(
-        [{"image_index": 0, "bbox": [0, 0, 50, 50], "label": 1},
-         {"image_index": 0, "bbox": [100, 100, 200, 200], "label": 1, "iscrowd": True}]
+        [
+            {"image_index": 0, "bbox": [0, 0, 50, 50], "label": 1},
+            {"image_index": 0, "bbox": [100, 100, 200, 200], "label": 1, "iscrowd": True},
+        ]
     )
-    dets = Detections([0, 0, 0], [[0, 0, 50, 50], [110, 110, 150, 150], [150, 150, 190, 190]], [1, 1, 1],
-                      [0.5, 0.9, 0.8])
+    dets = Detections(
+        [0, 0, 0], [[0, 0, 50, 50], [110, 110, 150, 150], [150, 150, 190, 190]], [1, 1, 1], [0.5, 0.9, 0.8]
+    )
     r = coco_metric(gt, dets)
     assert r["AP"] == pytest.approx(1.0, abs=1e-12)
     assert r["per_class"][1]["num_gt"] == 1
@@ -218,11 +223,20 @@ def _random_case(seed: int) -> tuple[DetectionDataset, Detections]:
     box_image = rng.integers(0, num_images - 3, size=num_boxes)  # the last 3 images stay empty
     xy = rng.uniform(0, 150, size=(num_boxes, 2))
     wh = np.exp(rng.uniform(np.log(4), np.log(120), size=(num_boxes, 2)))
-    boxes = [{"image_index": int(i), "bbox": [*p, *(p + s)], "label": int(rng.integers(1, 4)),
-              "iscrowd": bool(rng.random() < 0.15)} for i, p, s in zip(box_image, xy, wh)]
+    boxes = [
+        {
+            "image_index": int(i),
+            "bbox": [*p, *(p + s)],
+            "label": int(rng.integers(1, 4)),
+            "iscrowd": bool(rng.random() < 0.15),
+        }
+        for i, p, s in zip(box_image, xy, wh, strict=True)
+    ]
     gt = DetectionDataset.from_lists(
         images=[{"id": 100 - i, "file_name": f"{i}.jpg", "width": 300, "height": 300} for i in range(num_images)],
-        boxes=boxes, categories=[Category(c, f"c{c}") for c in (1, 2, 3, 4, 5)])  # 4: no gt; 5: no gt, no dets
+        boxes=boxes,
+        categories=[Category(c, f"c{c}") for c in (1, 2, 3, 4, 5)],
+    )  # 4: no gt; 5: no gt, no dets
     n = 150
     src = rng.integers(0, num_boxes, size=n)
     jitter = rng.normal(0, 0.15, size=(n, 4)) * np.concatenate([wh[src], wh[src]], axis=1)
@@ -240,8 +254,11 @@ def _random_case(seed: int) -> tuple[DetectionDataset, Detections]:
 def _assert_same(ours: dict, ref: dict, tol: float = 1e-12) -> None:
     for name in ref:
         if name != "per_class":
-            assert ours[name] == pytest.approx(ref[name], abs=tol) if isinstance(ref[name], float) \
-                else ours[name] == ref[name], name
+            assert (
+                ours[name] == pytest.approx(ref[name], abs=tol)
+                if isinstance(ref[name], float)
+                else ours[name] == ref[name]
+            ), name
     for c, entry in ref["per_class"].items():
         for key, value in entry.items():
             if isinstance(value, float):
@@ -267,16 +284,21 @@ def test_numpy_backend_equals_pycocotools_on_coco128(coco128_json: Path) -> None
 def test_faster_coco_eval_backend_equals_pycocotools() -> None:
     pytest.importorskip("faster_coco_eval")
     gt, dets = _random_case(0)
-    _assert_same(coco_metric(gt, dets, backend="faster-coco-eval"), coco_metric(gt, dets, backend="pycocotools"),
-                 tol=1e-6)
+    _assert_same(
+        coco_metric(gt, dets, backend="faster-coco-eval"), coco_metric(gt, dets, backend="pycocotools"), tol=1e-6
+    )
 
 
 def test_numpy_backend_edge_cases() -> None:
     gt, dets = _random_case(2)
     # no detections at all, and only crowd ground truth for a class
     _assert_same(coco_metric(gt, Detections.empty()), coco_metric(gt, Detections.empty(), backend="pycocotools"))
-    crowd_only = _one_image([{"image_index": 0, "bbox": [0, 0, 50, 50], "label": 1, "iscrowd": True},
-                             {"image_index": 0, "bbox": [60, 60, 90, 90], "label": 2}])
+    crowd_only = _one_image(
+        [
+            {"image_index": 0, "bbox": [0, 0, 50, 50], "label": 1, "iscrowd": True},
+            {"image_index": 0, "bbox": [60, 60, 90, 90], "label": 2},
+        ]
+    )
     few = Detections([0, 0, 0], [[0, 0, 40, 40], [1, 1, 45, 45], [60, 60, 90, 90]], [1, 1, 2], [0.9, 0.8, 0.7])
     _assert_same(coco_metric(crowd_only, few), coco_metric(crowd_only, few, backend="pycocotools"))
     with pytest.raises(SoftSamplingError, match="unknown COCO backend"):

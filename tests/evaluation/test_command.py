@@ -14,21 +14,44 @@ from softsampling.evaluation.voc_metric import voc_ap
 
 
 def cartucho_args(cartucho_dir, *extra):
-    return ["evaluate", "--gt", str(cartucho_dir / "ground-truth"), "--gt-format", "txt",
-            "--detections", str(cartucho_dir / "detection-results"), *extra]
+    return [
+        "evaluate",
+        "--gt",
+        str(cartucho_dir / "ground-truth"),
+        "--gt-format",
+        "txt",
+        "--detections",
+        str(cartucho_dir / "detection-results"),
+        *extra,
+    ]
 
 
 def test_help_shows_the_module_description(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["evaluate", "--help"])
     out = capsys.readouterr().out
-    assert "Score detections against ground truth" in out and "--score-thresholds" in out and "docs/evaluation.md" in out
+    assert (
+        "Score detections against ground truth" in out and "--score-thresholds" in out and "docs/evaluation.md" in out
+    )
 
 
 def test_evaluate_cartucho_table_json_and_plot(cartucho_dir, tmp_path, capsys):
     out, plot = tmp_path / "r.json", tmp_path / "sweep.png"
-    rc = main(cartucho_args(cartucho_dir, "--metric", "voc", "--iou", "0.5,0.75",
-                            "--score-thresholds", "0:0.9:0.3", "--out", str(out), "--plot", str(plot)))
+    rc = main(
+        cartucho_args(
+            cartucho_dir,
+            "--metric",
+            "voc",
+            "--iou",
+            "0.5,0.75",
+            "--score-thresholds",
+            "0:0.9:0.3",
+            "--out",
+            str(out),
+            "--plot",
+            str(plot),
+        )
+    )
     captured = capsys.readouterr()
     assert rc == 0
     gt, dets = read_txt_layout(cartucho_dir / "ground-truth", cartucho_dir / "detection-results", notes=[])
@@ -53,8 +76,21 @@ def test_csv_detections_against_txt_ground_truth(cartucho_dir, tmp_path, capsys)
     gt, dets = read_txt_layout(cartucho_dir / "ground-truth", cartucho_dir / "detection-results", notes=[])
     write_detections_csv(dets, gt, tmp_path / "d.csv")
     out = tmp_path / "r.json"
-    rc = main(["evaluate", "--gt", str(cartucho_dir / "ground-truth"), "--gt-format", "txt",
-               "--detections", str(tmp_path / "d.csv"), "--metric", "voc07", "--out", str(out)])
+    rc = main(
+        [
+            "evaluate",
+            "--gt",
+            str(cartucho_dir / "ground-truth"),
+            "--gt-format",
+            "txt",
+            "--detections",
+            str(tmp_path / "d.csv"),
+            "--metric",
+            "voc07",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     assert json.loads(out.read_text())["result"]["mAP"] == pytest.approx(voc_ap(gt, dets, use_07_metric=True)["mAP"])
 
@@ -68,8 +104,21 @@ def test_coco_metric_on_coco128(coco128_json, tmp_path, capsys):
     perfect = Detections(gt.box_image[keep], gt.boxes[keep], gt.labels[keep], np.ones(int(keep.sum())))
     write_detections_coco(perfect, gt, tmp_path / "results.json")
     out = tmp_path / "r.json"
-    rc = main(["evaluate", "--gt", str(coco128_json), "--gt-format", "coco", "--detections",
-               str(tmp_path / "results.json"), "--metric", "coco", "--out", str(out)])
+    rc = main(
+        [
+            "evaluate",
+            "--gt",
+            str(coco128_json),
+            "--gt-format",
+            "coco",
+            "--detections",
+            str(tmp_path / "results.json"),
+            "--metric",
+            "coco",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     result = json.loads(out.read_text())["result"]
     assert result["AP"] == pytest.approx(1.0) and result["AP50"] == pytest.approx(1.0)
@@ -90,8 +139,16 @@ def test_coco_metric_on_coco128(coco128_json, tmp_path, capsys):
 def test_bad_options_are_one_line_errors(cartucho_dir, capsys, extra, message):
     args = cartucho_args(cartucho_dir, *extra)
     if "--split" in extra:  # reader options are checked for the non-txt formats
-        args = ["evaluate", "--gt", str(cartucho_dir / "ground-truth"), "--gt-format", "coco",
-                "--detections", str(cartucho_dir / "LICENSE"), *extra]
+        args = [
+            "evaluate",
+            "--gt",
+            str(cartucho_dir / "ground-truth"),
+            "--gt-format",
+            "coco",
+            "--detections",
+            str(cartucho_dir / "LICENSE"),
+            *extra,
+        ]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("softsampling evaluate: error:") and message in err and len(err.strip().splitlines()) == 1
@@ -107,8 +164,17 @@ def test_refuses_to_overwrite_without_force(cartucho_dir, tmp_path, capsys):
 
 
 def test_detection_folder_needs_txt_ground_truth(cartucho_dir, coco128_json, capsys):
-    rc = main(["evaluate", "--gt", str(coco128_json), "--gt-format", "coco",
-               "--detections", str(cartucho_dir / "detection-results")])
+    rc = main(
+        [
+            "evaluate",
+            "--gt",
+            str(coco128_json),
+            "--gt-format",
+            "coco",
+            "--detections",
+            str(cartucho_dir / "detection-results"),
+        ]
+    )
     assert rc == 2 and "needs --gt-format txt" in capsys.readouterr().err
 
 
@@ -160,8 +226,15 @@ def test_voc_ground_truth_defaults_to_the_test_split_and_says_so(tmp_path, capsy
 def test_coco_table_prints_a_dash_where_pycocotools_has_no_ground_truth():
     from softsampling.commands.evaluate import format_table
 
-    result = {"metric": "coco", "per_class": {1: {"name": "cat", "ap": 0.5, "ap50": 0.75, "num_gt": 3, "num_det": 4}},
-              "AP": 0.5, "AP50": 0.75, "APs": -1.0, "APm": 0.25, "ARs": -1.0}
+    result = {
+        "metric": "coco",
+        "per_class": {1: {"name": "cat", "ap": 0.5, "ap50": 0.75, "num_gt": 3, "num_det": 4}},
+        "AP": 0.5,
+        "AP50": 0.75,
+        "APs": -1.0,
+        "APm": 0.25,
+        "ARs": -1.0,
+    }
     stats = format_table(result).splitlines()[-1]
     assert stats == "COCO: AP 50.00, AP50 75.00, APs -, APm 25.00, ARs -"
     assert "-100.00" not in format_table(result)

@@ -9,8 +9,6 @@ import numpy as np
 import pytest
 
 from softsampling.errors import SoftSamplingError
-from softsampling.structures.detections import Detections
-from softsampling.structures.records import Category, DetectionDataset
 from softsampling.evaluation.io import (
     read_detections,
     read_txt_layout,
@@ -18,6 +16,8 @@ from softsampling.evaluation.io import (
     write_detections_csv,
 )
 from softsampling.evaluation.voc_metric import voc_ap
+from softsampling.structures.detections import Detections
+from softsampling.structures.records import Category, DetectionDataset
 from tests.evaluation.test_voc_metric import devkit_reference
 
 
@@ -29,12 +29,12 @@ def raw_cartucho(cartucho_dir: Path):
     gt, dets = [], []
     for s in stems:
         for line in (cartucho_dir / "ground-truth" / f"{s}.txt").read_text().splitlines():
-            name, l, t, r, b = line.split()
-            gt.append((row[s], name, float(l), float(t), float(r), float(b), False))
+            name, left, t, r, b = line.split()
+            gt.append((row[s], name, float(left), float(t), float(r), float(b), False))
         det_file = cartucho_dir / "detection-results" / f"{s}.txt"
         for line in det_file.read_text().splitlines():
-            name, conf, l, t, r, b = line.split()
-            dets.append((row[s], name, float(conf), float(l), float(t), float(r), float(b)))
+            name, conf, left, t, r, b = line.split()
+            dets.append((row[s], name, float(conf), float(left), float(t), float(r), float(b)))
     return stems, gt, dets
 
 
@@ -142,8 +142,9 @@ def test_txt_layout_all_detections_of_unknown_classes_is_an_error(tmp_path):
 
 
 def test_txt_layout_unknown_class_warns_without_notes(tmp_path):
-    gt_dir, det_dir = write_layout(tmp_path, {"a": "dog 1 1 10 10\n"},
-                                   {"a": "dog 0.5 1 1 10 10\nunicorn 0.4 1 1 5 5\n"})
+    gt_dir, det_dir = write_layout(
+        tmp_path, {"a": "dog 1 1 10 10\n"}, {"a": "dog 0.5 1 1 10 10\nunicorn 0.4 1 1 5 5\n"}
+    )
     with pytest.warns(UserWarning, match=r"ignored 1 detection\(s\) of 1 class\(s\).*unicorn \(1\)"):
         _, dets = read_txt_layout(gt_dir, det_dir)
     assert len(dets) == 1
@@ -195,9 +196,14 @@ def test_csv_header_order_is_free(tmp_path):
     "text, match",
     [
         ("image,label,score,xmin,ymin,xmax\n", "line 1: header lacks column.s. ymax"),
-        ("image,label,score,xmin,ymin,xmax,ymax\na.jpg,car,0.5,1,2,3,4\nc.jpg,car,0.5,1,2,3,4\n",
-         r"line 3: image 'c.jpg' is not in the ground truth"),
-        ("image,label,score,xmin,ymin,xmax,ymax\na,car,high,1,2,3,4\n", "line 2: score and coordinates must be numbers"),
+        (
+            "image,label,score,xmin,ymin,xmax,ymax\na.jpg,car,0.5,1,2,3,4\nc.jpg,car,0.5,1,2,3,4\n",
+            r"line 3: image 'c.jpg' is not in the ground truth",
+        ),
+        (
+            "image,label,score,xmin,ymin,xmax,ymax\na,car,high,1,2,3,4\n",
+            "line 2: score and coordinates must be numbers",
+        ),
         ("image,label,score,xmin,ymin,xmax,ymax\na,car,0.5,10,2,3,4\n", "line 2: box has negative width"),
         ("image,label,score,xmin,ymin,xmax,ymax\na,car,inf,1,2,3,4\n", "line 2: score or coordinate is NaN"),
         ("image,label,score,xmin,ymin,xmax,ymax\na,bus,0.5,1,2,3,4\n", "none of the detections has a class"),
@@ -223,9 +229,13 @@ def test_unknown_class_is_ignored_with_a_note(tmp_path):
 
 def test_ambiguous_image_name(tmp_path):
     gt = DetectionDataset.from_lists(
-        images=[{"id": 1, "file_name": "x/a.jpg", "width": 9, "height": 9},
-                {"id": 2, "file_name": "y/a.jpg", "width": 9, "height": 9}],
-        boxes=[], categories=[Category(1, "car")])
+        images=[
+            {"id": 1, "file_name": "x/a.jpg", "width": 9, "height": 9},
+            {"id": 2, "file_name": "y/a.jpg", "width": 9, "height": 9},
+        ],
+        boxes=[],
+        categories=[Category(1, "car")],
+    )
     path = tmp_path / "d.csv"
     path.write_text("image,label,score,xmin,ymin,xmax,ymax\nx/a.jpg,car,0.5,1,2,3,4\na.jpg,car,0.5,1,2,3,4\n")
     with pytest.raises(SoftSamplingError, match="line 3: image 'a.jpg' matches several"):
@@ -236,8 +246,12 @@ def random_detections(gt: DetectionDataset, n: int, seed: int) -> Detections:
     rng = np.random.default_rng(seed)
     xy = rng.uniform(0, 50, size=(n, 2)).astype(np.float32)
     wh = rng.uniform(0.1, 30, size=(n, 2)).astype(np.float32)
-    return Detections(rng.integers(0, gt.num_images, n), np.concatenate([xy, xy + wh], axis=1),
-                      rng.choice([c.id for c in gt.categories], n), rng.random(n).astype(np.float32))
+    return Detections(
+        rng.integers(0, gt.num_images, n),
+        np.concatenate([xy, xy + wh], axis=1),
+        rng.choice([c.id for c in gt.categories], n),
+        rng.random(n).astype(np.float32),
+    )
 
 
 @pytest.mark.parametrize("writer, name", [(write_detections_coco, "d.json"), (write_detections_csv, "d.csv")])
@@ -262,12 +276,16 @@ def test_coco_results_format(tmp_path):
     "entries, match",
     [
         ({"image_id": 10}, "must be a JSON list"),
-        ([{"image_id": 10, "category_id": 3, "bbox": [0, 0, 1, 1], "score": 0.5}, {"image_id": 10}],
-         "entry 1: malformed detection"),
+        (
+            [{"image_id": 10, "category_id": 3, "bbox": [0, 0, 1, 1], "score": 0.5}, {"image_id": 10}],
+            "entry 1: malformed detection",
+        ),
         ([{"image_id": 11, "category_id": 3, "bbox": [0, 0, 1, 1], "score": 0.5}], "entry 0: image 11 is not in"),
         ([{"image_id": 10, "category_id": 3, "bbox": [0, 0, -1, 1], "score": 0.5}], "negative width"),
-        ([{"image_id": 10, "category_id": 0, "bbox": [0, 0, 1, 1], "score": 0.5}],
-         "none of the detections has a category id"),
+        (
+            [{"image_id": 10, "category_id": 0, "bbox": [0, 0, 1, 1], "score": 0.5}],
+            "none of the detections has a category id",
+        ),
     ],
 )
 def test_coco_results_errors(tmp_path, entries, match):

@@ -13,10 +13,14 @@ from softsampling.structures.records import Category, DetectionDataset
 
 def two_images() -> DetectionDataset:
     return DetectionDataset.from_lists(
-        images=[{"id": 1, "file_name": "a.png", "width": 100, "height": 100},
-                {"id": 2, "file_name": "b.png", "width": 100, "height": 100}],
-        boxes=[{"image_index": 0, "bbox": [10, 10, 50, 50], "label": 1},
-               {"image_index": 1, "bbox": [20, 20, 60, 60], "label": 2}],
+        images=[
+            {"id": 1, "file_name": "a.png", "width": 100, "height": 100},
+            {"id": 2, "file_name": "b.png", "width": 100, "height": 100},
+        ],
+        boxes=[
+            {"image_index": 0, "bbox": [10, 10, 50, 50], "label": 1},
+            {"image_index": 1, "bbox": [20, 20, 60, 60], "label": 2},
+        ],
         categories=[Category(1, "cat"), Category(2, "dog")],
     )
 
@@ -40,13 +44,16 @@ def test_the_iou_option_reaches_the_voc_metric() -> None:
     assert metric_function("voc", gt, iou="0.25")(gt, dets)["mAP"] == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize(("name", "options", "message"), [
-    ("coco", {"iou": "0.5"}, "fixed IoU thresholds"),
-    ("openimages", {"iou": "0.5,0.75"}, "one IoU threshold"),
-    ("voc", {"iou": "1.5"}, "cannot read --iou"),
-    ("voc", {"hierarchy": "h.json"}, "--hierarchy applies to --metric openimages only"),
-    ("map", {}, "unknown metric"),
-])
+@pytest.mark.parametrize(
+    ("name", "options", "message"),
+    [
+        ("coco", {"iou": "0.5"}, "fixed IoU thresholds"),
+        ("openimages", {"iou": "0.5,0.75"}, "one IoU threshold"),
+        ("voc", {"iou": "1.5"}, "cannot read --iou"),
+        ("voc", {"hierarchy": "h.json"}, "--hierarchy applies to --metric openimages only"),
+        ("map", {}, "unknown metric"),
+    ],
+)
 def test_options_a_metric_cannot_honour_are_refused(name: str, options: dict, message: str) -> None:
     with pytest.raises(SoftSamplingError, match=message):
         metric_function(name, two_images(), **options)

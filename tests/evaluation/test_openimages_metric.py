@@ -11,8 +11,6 @@ import numpy as np
 import pytest
 
 from softsampling.errors import SoftSamplingError
-from softsampling.structures.detections import Detections
-from softsampling.structures.records import Category, DetectionDataset
 from softsampling.evaluation.openimages_metric import (
     ImageLabels,
     average_precision,
@@ -20,6 +18,8 @@ from softsampling.evaluation.openimages_metric import (
     openimages_metric,
     precision_recall,
 )
+from softsampling.structures.detections import Detections
+from softsampling.structures.records import Category, DetectionDataset
 
 CATS = [Category(1, "/m/animal"), Category(2, "/m/dog"), Category(3, "/m/cat")]
 HIERARCHY = {
@@ -39,7 +39,9 @@ def _dataset(n_images: int, boxes: list[dict]) -> DetectionDataset:
 def _dets(rows: list[tuple[int, list[float], int, float]]) -> Detections:
     """rows: (image row, xyxy box, category id, score)."""
     return Detections(
-        image_index=[r[0] for r in rows], boxes=[r[1] for r in rows], labels=[r[2] for r in rows],
+        image_index=[r[0] for r in rows],
+        boxes=[r[1] for r in rows],
+        labels=[r[2] for r in rows],
         scores=[r[3] for r in rows],
     )
 
@@ -98,8 +100,13 @@ def test_detection_only_tries_its_best_iou_box() -> None:
     # d2=[0,1,10,11] (0.8): IoU(A)=90/110=.82, IoU(B)=80/120=.67; its best box A is taken, so it is
     # a FP even though B is free -> entries TP, FP with 2 positives:
     #   precision 1, 1/2; recall 1/2, 1/2 -> AP = 1/2 * 1 = 0.5
-    gt = _dataset(1, [{"image_index": 0, "bbox": [0, 0, 10, 10], "label": 2},
-                      {"image_index": 0, "bbox": [0, 3, 10, 13], "label": 2}])
+    gt = _dataset(
+        1,
+        [
+            {"image_index": 0, "bbox": [0, 0, 10, 10], "label": 2},
+            {"image_index": 0, "bbox": [0, 3, 10, 13], "label": 2},
+        ],
+    )
     dets = _dets([(0, [0, 0, 10, 10], 2, 0.9), (0, [0, 1, 10, 11], 2, 0.8)])
     r = openimages_metric(gt, dets, image_labels={})
     assert r["per_class"][2]["ap"] == pytest.approx(0.5, abs=1e-15)
@@ -121,12 +128,22 @@ def test_three_detections_in_one_group_box_make_one_true_positive() -> None:
     # a FP elsewhere (0.8), a TP on P (0.5). Entries: .9 TP, .8 FP, .5 TP; 2 positives:
     #   precision 1, 1/2, 2/3; recall 1/2, 1/2, 1
     #   envelope  1, 2/3, 2/3 -> AP = 1/2 * 1 + 1/2 * 2/3 = 5/6
-    gt = _dataset(1, [{"image_index": 0, "bbox": [0, 0, 100, 100], "label": 2, "group_of": True},
-                      {"image_index": 0, "bbox": [200, 200, 300, 300], "label": 2}])
-    dets = _dets([
-        (0, [10, 10, 30, 30], 2, 0.9), (0, [40, 40, 60, 60], 2, 0.6), (0, [70, 70, 90, 90], 2, 0.3),
-        (0, [150, 0, 190, 40], 2, 0.8), (0, [200, 200, 300, 300], 2, 0.5),
-    ])
+    gt = _dataset(
+        1,
+        [
+            {"image_index": 0, "bbox": [0, 0, 100, 100], "label": 2, "group_of": True},
+            {"image_index": 0, "bbox": [200, 200, 300, 300], "label": 2},
+        ],
+    )
+    dets = _dets(
+        [
+            (0, [10, 10, 30, 30], 2, 0.9),
+            (0, [40, 40, 60, 60], 2, 0.6),
+            (0, [70, 70, 90, 90], 2, 0.3),
+            (0, [150, 0, 190, 40], 2, 0.8),
+            (0, [200, 200, 300, 300], 2, 0.5),
+        ]
+    )
     r = openimages_metric(gt, dets, image_labels={})
     assert r["per_class"][2]["ap"] == pytest.approx(5 / 6, abs=1e-15)
     assert r["per_class"][2]["num_gt"] == 2 and r["per_class"][2]["num_tp"] == 2 and r["per_class"][2]["num_det"] == 5
@@ -139,8 +156,13 @@ def test_group_box_uses_intersection_over_detection_area() -> None:
     assert openimages_metric(gt, _dets([(0, [80, 0, 120, 40], 2, 0.9)]), image_labels={})["mAP"] == 1.0
     assert openimages_metric(gt, _dets([(0, [85, 0, 125, 40], 2, 0.9)]), image_labels={})["mAP"] == 0.0
     # an unmatched group-of box is a missed object: 1 TP (P) of 2 positives -> AP 0.5
-    gt2 = _dataset(1, [{"image_index": 0, "bbox": [0, 0, 100, 100], "label": 2, "group_of": True},
-                       {"image_index": 0, "bbox": [200, 200, 300, 300], "label": 2}])
+    gt2 = _dataset(
+        1,
+        [
+            {"image_index": 0, "bbox": [0, 0, 100, 100], "label": 2, "group_of": True},
+            {"image_index": 0, "bbox": [200, 200, 300, 300], "label": 2},
+        ],
+    )
     r = openimages_metric(gt2, _dets([(0, [200, 200, 300, 300], 2, 0.9)]), image_labels={})
     assert r["mAP"] == pytest.approx(0.5, abs=1e-15)
 
@@ -150,8 +172,13 @@ def test_non_group_boxes_are_matched_before_group_boxes() -> None:
     # d1 = P (0.9): matched to P first -> TP. d2=[60,60,90,90] (0.8): IoU(P)=0, inside G -> absorbed,
     # G is a TP with score 0.8. Entries .9 TP, .8 TP of 2 positives -> AP 1.
     # (Matching group-of boxes first would absorb both into G and miss P: AP 0.5.)
-    gt = _dataset(1, [{"image_index": 0, "bbox": [0, 0, 100, 100], "label": 2, "group_of": True},
-                      {"image_index": 0, "bbox": [10, 10, 50, 50], "label": 2}])
+    gt = _dataset(
+        1,
+        [
+            {"image_index": 0, "bbox": [0, 0, 100, 100], "label": 2, "group_of": True},
+            {"image_index": 0, "bbox": [10, 10, 50, 50], "label": 2},
+        ],
+    )
     dets = _dets([(0, [10, 10, 50, 50], 2, 0.9), (0, [60, 60, 90, 90], 2, 0.8)])
     r = openimages_metric(gt, dets, image_labels={})
     assert r["per_class"][2]["ap"] == 1.0 and r["per_class"][2]["num_tp"] == 2
@@ -167,8 +194,9 @@ def test_invalid_boxes_dropped_and_per_image_class_cap() -> None:
     r = openimages_metric(gt, flat, image_labels={})
     assert r["mAP"] == 1.0 and r["per_class"][2]["num_det"] == 1
     n = 10_005
-    many = Detections(np.zeros(n), np.tile([[100.0, 100.0, 120.0, 120.0]], (n, 1)), np.full(n, 2),
-                      np.linspace(0.1, 0.2, n))
+    many = Detections(
+        np.zeros(n), np.tile([[100.0, 100.0, 120.0, 120.0]], (n, 1)), np.full(n, 2), np.linspace(0.1, 0.2, n)
+    )
     assert openimages_metric(gt, many, image_labels={})["per_class"][2]["num_det"] == 10_000
 
 
@@ -177,8 +205,14 @@ def test_hierarchy_expands_boxes_positive_labels_up_and_negative_labels_down(tmp
     # animal > {dog, cat}. image 0: dog box. image 1: "no animal" (negative label).
     # detections: img0 dog (0.9, on the box), img0 animal (0.8, on the box), img1 dog (0.95), img1 cat (0.7)
     gt = _dataset(2, [{"image_index": 0, "bbox": [0, 0, 100, 100], "label": 2}])
-    dets = _dets([(0, [0, 0, 100, 100], 2, 0.9), (0, [0, 0, 100, 100], 1, 0.8),
-                  (1, [0, 0, 100, 100], 2, 0.95), (1, [0, 0, 50, 50], 3, 0.7)])
+    dets = _dets(
+        [
+            (0, [0, 0, 100, 100], 2, 0.9),
+            (0, [0, 0, 100, 100], 1, 0.8),
+            (1, [0, 0, 100, 100], 2, 0.95),
+            (1, [0, 0, 50, 50], 3, 0.7),
+        ]
+    )
     labels = {1: (set(), {1})}
 
     # without hierarchy: animal has no boxes (nan) and is unverified in image 0; dog and cat are
@@ -209,9 +243,19 @@ def test_hierarchy_expands_boxes_positive_labels_up_and_negative_labels_down(tmp
 def test_load_hierarchy_handles_dags_and_unknown_nodes() -> None:
     # "/m/pet" is not a dataset category; dog sits under animal and under pet (pet under animal):
     # dog's ancestors are just {animal}, once; animal's descendants are {dog, cat}.
-    tree = {"LabelName": "/m/entity", "Subcategory": [{"LabelName": "/m/animal", "Subcategory": [
-        {"LabelName": "/m/dog"}, {"LabelName": "/m/cat"},
-        {"LabelName": "/m/pet", "Subcategory": [{"LabelName": "/m/dog"}]}]}]}
+    tree = {
+        "LabelName": "/m/entity",
+        "Subcategory": [
+            {
+                "LabelName": "/m/animal",
+                "Subcategory": [
+                    {"LabelName": "/m/dog"},
+                    {"LabelName": "/m/cat"},
+                    {"LabelName": "/m/pet", "Subcategory": [{"LabelName": "/m/dog"}]},
+                ],
+            }
+        ],
+    }
     h = load_hierarchy(tree, CATS)
     assert h.ancestors == {1: frozenset(), 2: frozenset({1}), 3: frozenset({1})}
     assert h.descendants == {1: frozenset({2, 3}), 2: frozenset(), 3: frozenset()}
@@ -231,6 +275,15 @@ def test_user_errors() -> None:
 
 
 # ----------------------------------------------------------------------------- agreement with a plain loop
+def overlap(b: np.ndarray, g: np.ndarray, over_det_area: bool) -> float:
+    """Intersection of detection ``b`` and ground truth ``g`` over ``b``'s area (group-of) or over their union."""
+    iw = max(0.0, min(b[2], g[2]) - max(b[0], g[0]))
+    ih = max(0.0, min(b[3], g[3]) - max(b[1], g[1]))
+    a_d = (b[2] - b[0]) * (b[3] - b[1])
+    a_g = (g[2] - g[0]) * (g[3] - g[1])
+    return iw * ih / a_d if over_det_area else iw * ih / (a_d + a_g - iw * ih)
+
+
 def _loop_reference(gt: DetectionDataset, dets: Detections, image_labels: dict, iou_thr: float = 0.5) -> dict:
     """The challenge metric written the slow, obvious way: per image, per class, per detection."""
     per_class: dict[int, list[tuple[float, bool]]] = {c.id: [] for c in gt.categories}
@@ -253,25 +306,17 @@ def _loop_reference(gt: DetectionDataset, dets: Detections, image_labels: dict, 
             for d in ds:
                 b = dets.boxes[d].astype(float)
                 score = float(dets.scores[d])
-
-                def overlap(g: np.ndarray, over_det_area: bool) -> float:
-                    iw = max(0.0, min(b[2], g[2]) - max(b[0], g[0]))
-                    ih = max(0.0, min(b[3], g[3]) - max(b[1], g[1]))
-                    a_d = (b[2] - b[0]) * (b[3] - b[1])
-                    a_g = (g[2] - g[0]) * (g[3] - g[1])
-                    return iw * ih / a_d if over_det_area else iw * ih / (a_d + a_g - iw * ih)
-
                 plain = [k for k in range(len(boxes)) if not group[k]]
                 if plain:
-                    k = max(plain, key=lambda k: (overlap(boxes[k], False), -k))
-                    if overlap(boxes[k], False) >= iou_thr and not taken[k]:
+                    k = max(plain, key=lambda k: (overlap(b, boxes[k], False), -k))
+                    if overlap(b, boxes[k], False) >= iou_thr and not taken[k]:
                         taken[k] = True
                         per_class[c].append((score, True))
                         continue
                 groups = [k for k in range(len(boxes)) if group[k]]
                 if groups:
-                    k = max(groups, key=lambda k: (overlap(boxes[k], True), -k))
-                    if overlap(boxes[k], True) >= iou_thr:
+                    k = max(groups, key=lambda k: (overlap(b, boxes[k], True), -k))
+                    if overlap(b, boxes[k], True) >= iou_thr:
                         group_best[k] = max(group_best[k], score)
                         continue
                 per_class[c].append((score, False))
@@ -306,8 +351,14 @@ def _random_case(seed: int) -> tuple[DetectionDataset, Detections, dict]:
         for _ in range(int(rng.integers(0, 6))):
             x, y = rng.uniform(0, 200, size=2)
             w, h = rng.uniform(10, 100, size=2)
-            boxes.append({"image_index": i, "bbox": [x, y, x + w, y + h], "label": int(rng.integers(1, 4)),
-                          "group_of": bool(rng.random() < 0.25)})
+            boxes.append(
+                {
+                    "image_index": i,
+                    "bbox": [x, y, x + w, y + h],
+                    "label": int(rng.integers(1, 4)),
+                    "group_of": bool(rng.random() < 0.25),
+                }
+            )
     gt = _dataset(n_images, boxes)
     for j in range(gt.num_boxes):  # detections near boxes, several per group-of box
         for _ in range(int(rng.integers(0, 4 if gt.group_of[j] else 3))):
@@ -328,7 +379,7 @@ def _random_case(seed: int) -> tuple[DetectionDataset, Detections, dict]:
         w, h = rng.uniform(-5, 80, size=2)
         rows.append((i, [x, y, x + w, y + h], int(rng.integers(1, 4))))
     scores = rng.permutation(len(rows)) / len(rows) + 0.001  # distinct scores: no tie-order questions
-    dets = _dets([(i, b, c, float(s)) for (i, b, c), s in zip(rows, scores)])
+    dets = _dets([(i, b, c, float(s)) for (i, b, c), s in zip(rows, scores, strict=True)])
     labels = {}
     for i in range(n_images):
         pos = {c for c in (1, 2, 3) if rng.random() < 0.3}
@@ -365,18 +416,31 @@ def test_with_the_open_images_reader(tmp_path: Path) -> None:
         "ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax,IsOccluded,IsTruncated,IsGroupOf,IsDepiction,IsInside\n"
         "img0,xclick,/m/dog,1,0,0.5,0,0.5,0,0,0,0,0\n"
     )
-    (tmp_path / "labels.csv").write_text("ImageID,Source,LabelName,Confidence\nimg0,verification,/m/dog,1\n"
-                                         "img1,verification,/m/animal,0\n")
+    (tmp_path / "labels.csv").write_text(
+        "ImageID,Source,LabelName,Confidence\nimg0,verification,/m/dog,1\nimg1,verification,/m/animal,0\n"
+    )
     (tmp_path / "sizes.csv").write_text("ImageID,width,height\nimg0,200,200\nimg1,200,200\n")
     (tmp_path / "hierarchy.json").write_text(json.dumps(HIERARCHY))
-    gt = read_openimages(tmp_path / "boxes.csv", classes_csv=tmp_path / "classes.csv",
-                         labels_csv=tmp_path / "labels.csv", sizes_csv=tmp_path / "sizes.csv")
+    gt = read_openimages(
+        tmp_path / "boxes.csv",
+        classes_csv=tmp_path / "classes.csv",
+        labels_csv=tmp_path / "labels.csv",
+        sizes_csv=tmp_path / "sizes.csv",
+    )
     assert gt.image_ids == ["img0", "img1"] and gt.boxes.tolist() == [[0.0, 0.0, 100.0, 100.0]]
     labels = ImageLabels.from_dataset(gt)
-    assert sorted(zip(labels.image_index.tolist(), labels.labels.tolist(), labels.positive.tolist())) == [
-        (0, 2, True), (1, 1, False)]
-    dets = _dets([(0, [0, 0, 100, 100], 2, 0.9), (0, [0, 0, 100, 100], 1, 0.8),
-                  (1, [0, 0, 100, 100], 2, 0.95), (1, [0, 0, 50, 50], 3, 0.7)])
+    assert sorted(zip(labels.image_index.tolist(), labels.labels.tolist(), labels.positive.tolist(), strict=True)) == [
+        (0, 2, True),
+        (1, 1, False),
+    ]
+    dets = _dets(
+        [
+            (0, [0, 0, 100, 100], 2, 0.9),
+            (0, [0, 0, 100, 100], 1, 0.8),
+            (1, [0, 0, 100, 100], 2, 0.95),
+            (1, [0, 0, 50, 50], 3, 0.7),
+        ]
+    )
     r = openimages_metric(gt, dets, image_labels=labels, hierarchy=tmp_path / "hierarchy.json")
     assert r["mAP"] == pytest.approx(0.75, abs=1e-15)  # animal 1, dog 0.5 (see the hierarchy test)
     assert r["per_class"][2]["name"] == "Dog"

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from softsampling.structures.records import Category, DetectionDataset
 from softsampling.evaluation.audit import Candidates, candidates_to_json
 from softsampling.evaluation.review import DECISIONS_FORMAT, render_review_html, review_items
+from softsampling.structures.records import Category, DetectionDataset
 
 INSTALL = "install Chromium to run it: apt-get install chromium chromium-driver (Debian), pip install selenium"
 
@@ -34,23 +34,37 @@ def _driver(download_dir: Path):
     options.binary_location = browser
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
         options.add_argument(flag)
-    options.add_experimental_option("prefs", {"download.default_directory": str(download_dir),
-                                              "download.prompt_for_download": False})
+    options.add_experimental_option(
+        "prefs", {"download.default_directory": str(download_dir), "download.prompt_for_download": False}
+    )
     return webdriver.Chrome(service=Service(driver_path), options=options)
 
 
 def _page(tmp_path: Path) -> Path:
     Image.new("RGB", (60, 40), (120, 60, 30)).save(tmp_path / "a.png")
-    gt = DetectionDataset.from_lists(images=[{"id": 7, "file_name": "a.png", "width": 60, "height": 40}],
-                                     boxes=[{"image_index": 0, "bbox": [1, 1, 10, 10], "label": 1}],
-                                     categories=[Category(1, "cat"), Category(2, "dog")], image_root=tmp_path)
-    cands = Candidates(np.zeros(3, np.int64), np.array([[20, 5, 30, 15], [40, 20, 50, 35], [5, 20, 15, 30]]),
-                       np.array([2, 1, 2]), np.array([0.9, 0.8, 0.7]), np.array([0.9, 0.8, 0.7]),
-                       np.ones(3, np.int64), np.zeros(3, np.int64))
+    gt = DetectionDataset.from_lists(
+        images=[{"id": 7, "file_name": "a.png", "width": 60, "height": 40}],
+        boxes=[{"image_index": 0, "bbox": [1, 1, 10, 10], "label": 1}],
+        categories=[Category(1, "cat"), Category(2, "dog")],
+        image_root=tmp_path,
+    )
+    cands = Candidates(
+        np.zeros(3, np.int64),
+        np.array([[20, 5, 30, 15], [40, 20, 50, 35], [5, 20, 15, 30]]),
+        np.array([2, 1, 2]),
+        np.array([0.9, 0.8, 0.7]),
+        np.array([0.9, 0.8, 0.7]),
+        np.ones(3, np.int64),
+        np.zeros(3, np.int64),
+    )
     entries = candidates_to_json(gt, cands)
     page = tmp_path / "review.html"
-    page.write_text(render_review_html(review_items(gt, entries), gt.category_names, title="test",
-                                       candidates_sha256="abc", total=3), encoding="utf-8")
+    page.write_text(
+        render_review_html(
+            review_items(gt, entries), gt.category_names, title="test", candidates_sha256="abc", total=3
+        ),
+        encoding="utf-8",
+    )
     return page
 
 
@@ -86,5 +100,11 @@ def test_accept_by_click_and_keyboard_then_export(tmp_path):
     assert document["format"] == DECISIONS_FORMAT and document["candidates_sha256"] == "abc"
     decided = {d["rank"]: d for d in document["decisions"]}
     assert {r: d["decision"] for r, d in decided.items()} == {1: "reject", 2: "accept", 3: "accept"}
-    assert decided[3] == {"rank": 3, "decision": "accept", "image_id": 7, "file_name": "a.png", "category_id": 2,
-                          "bbox": [5.0, 20.0, 10.0, 10.0]}
+    assert decided[3] == {
+        "rank": 3,
+        "decision": "accept",
+        "image_id": 7,
+        "file_name": "a.png",
+        "category_id": 2,
+        "bbox": [5.0, 20.0, 10.0, 10.0],
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from functools import partial
 
 import numpy as np
@@ -23,8 +24,9 @@ def four_boxes():
         categories=[Category(1, "cat")],
     )
     # scores .9 (TP), .7 (FP), .5 (TP), .3 (TP)
-    dets = Detections([0] * 4, [[0, 0, 10, 10], [0, 50, 10, 60], [20, 0, 30, 10], [40, 0, 50, 10]],
-                      [1] * 4, [0.9, 0.7, 0.5, 0.3])
+    dets = Detections(
+        [0] * 4, [[0, 0, 10, 10], [0, 50, 10, 60], [20, 0, 30, 10], [40, 0, 50, 10]], [1] * 4, [0.9, 0.7, 0.5, 0.3]
+    )
     return gt, dets
 
 
@@ -49,7 +51,7 @@ def test_sweep_on_cartucho_never_rises(cartucho_dir):
     curve = score_threshold_sweep(gt, dets, parse_thresholds("0:0.9:0.1"), voc_ap)
     maps = [m for _, m in curve]
     assert maps[0] == pytest.approx(voc_ap(gt, dets)["mAP"])
-    assert all(b <= a + 1e-12 for a, b in zip(maps, maps[1:]))  # dropping the tail of a ranking cannot add area
+    assert all(b <= a + 1e-12 for a, b in itertools.pairwise(maps))  # dropping the tail of a ranking cannot add area
     assert maps[-1] < 0.5 * maps[0]
 
 
@@ -64,8 +66,11 @@ def test_parse_thresholds():
 
 def test_plot_sweep_writes_a_png(tmp_path):
     path = tmp_path / "out" / "sweep.png"
-    plot_sweep({"baseline": [(0.0, 0.8), (0.5, 0.6), (0.9, 0.2)], "soft sampling": [(0.0, 0.82), (0.5, 0.75)]},
-               path, "mAP vs. threshold")
+    plot_sweep(
+        {"baseline": [(0.0, 0.8), (0.5, 0.6), (0.9, 0.2)], "soft sampling": [(0.0, 0.82), (0.5, 0.75)]},
+        path,
+        "mAP vs. threshold",
+    )
     with Image.open(path) as im:
         assert im.format == "PNG" and im.size == (720, 480)
         pixels = np.asarray(im.convert("L"))
@@ -79,7 +84,7 @@ def _random_voc_like(seed: int):
 
     gt, dets = _random_case(seed)
     gt.difficult[: gt.num_boxes // 5] = True
-    gt.group_of[gt.num_boxes // 2:: 4] = True
+    gt.group_of[gt.num_boxes // 2 :: 4] = True
     return gt, dets
 
 
@@ -94,9 +99,14 @@ def test_each_metric_sweep_equals_evaluating_each_threshold(seed):
 
     gt, dets = _random_voc_like(seed)
     labels = {i: ({1, 2}, {3, 4}) for i in range(gt.num_images)}
-    metrics = [partial(voc_ap, iou_thresholds=(0.5, 0.7)), partial(voc_ap, use_07_metric=True), voc_ap,
-               coco_metric, partial(coco_metric, max_dets=(1, 2, 3)),
-               partial(openimages_metric, image_labels=labels, iou=0.5)]
+    metrics = [
+        partial(voc_ap, iou_thresholds=(0.5, 0.7)),
+        partial(voc_ap, use_07_metric=True),
+        voc_ap,
+        coco_metric,
+        partial(coco_metric, max_dets=(1, 2, 3)),
+        partial(openimages_metric, image_labels=labels, iou=0.5),
+    ]
     for metric in metrics:
         swept = sweep_results(gt, dets, SCORES, metric)
         assert swept == [metric(gt, dets.above(t)) for t in SCORES], metric

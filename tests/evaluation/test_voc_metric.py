@@ -51,7 +51,11 @@ def devkit_reference(gt_boxes, dets, iou_threshold=0.5, use_07_metric=False, exa
                 iw = min(bb[2], bbgt[2]) - max(bb[0], bbgt[0]) + 1
                 ih = min(bb[3], bbgt[3]) - max(bb[1], bbgt[1]) + 1
                 if iw > 0 and ih > 0:
-                    ua = (bb[2] - bb[0] + 1) * (bb[3] - bb[1] + 1) + (bbgt[2] - bbgt[0] + 1) * (bbgt[3] - bbgt[1] + 1) - iw * ih
+                    ua = (
+                        (bb[2] - bb[0] + 1) * (bb[3] - bb[1] + 1)
+                        + (bbgt[2] - bbgt[0] + 1) * (bbgt[3] - bbgt[1] + 1)
+                        - iw * ih
+                    )
                     ov = iw * ih / ua
                     if ov > ovmax:
                         ovmax, jmax = ov, j
@@ -72,7 +76,7 @@ def devkit_reference(gt_boxes, dets, iou_threshold=0.5, use_07_metric=False, exa
                 fp.append(1)
         rec, prec = [], []
         ctp = cfp = 0
-        for t, f in zip(tp, fp):
+        for t, f in zip(tp, fp, strict=True):
             ctp += t
             cfp += f
             rec.append(ctp / npos)
@@ -81,7 +85,7 @@ def devkit_reference(gt_boxes, dets, iou_threshold=0.5, use_07_metric=False, exa
             ap = 0.0
             points = [k / 10 for k in range(11)] if exact_tenths else np.arange(0.0, 1.1, 0.1)
             for t in points:
-                ps = [p for r, p in zip(rec, prec) if r >= t]
+                ps = [p for r, p in zip(rec, prec, strict=True) if r >= t]
                 ap += (max(ps) if ps else 0.0) / 11
         else:
             mrec = [0.0] + rec + [1.0]
@@ -157,10 +161,7 @@ def voc_eval_11_point(tp, npos):
     prec = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
     ap = 0.0
     for t in np.arange(0.0, 1.1, 0.1):
-        if np.sum(rec >= t) == 0:
-            p = 0
-        else:
-            p = np.max(prec[rec >= t])
+        p = 0 if np.sum(rec >= t) == 0 else np.max(prec[rec >= t])
         ap = ap + p / 11.0
     return ap
 
@@ -182,11 +183,13 @@ def test_voc07_equals_voc_eval_when_recalls_hit_tenths():
     gt = DetectionDataset.from_lists(
         images=[{"id": "a", "file_name": "a.jpg", "width": 200, "height": 10}],
         boxes=[{"image_index": 0, "bbox": b, "label": 1} for b in boxes],
-        categories=[Category(1, "cat")])
+        categories=[Category(1, "cat")],
+    )
     found = [0, 1, 2, None, 3, 4, 5, None, 6]  # box index, or None for a miss
     det_boxes = [boxes[i] if i is not None else [0.0, 5.0, 5.0, 9.0] for i in found]
-    dets = Detections(image_index=[0] * len(found), boxes=det_boxes, labels=[1] * len(found),
-                      scores=np.linspace(0.9, 0.1, len(found)))
+    dets = Detections(
+        image_index=[0] * len(found), boxes=det_boxes, labels=[1] * len(found), scores=np.linspace(0.9, 0.1, len(found))
+    )
     tp = [i is not None for i in found]
     r07 = voc_ap(gt, dets, use_07_metric=True)
     exact = voc_ap(gt, dets, use_07_metric=True, exact_tenths=True)
@@ -194,7 +197,8 @@ def test_voc07_equals_voc_eval_when_recalls_hit_tenths():
     assert r07["mAP"] == pytest.approx(voc_eval_11_point(tp, 10), abs=1e-12)
     # ranks T T T F T T T F T: recall .1 .2 .3 .3 .4 .5 .6 .6 .7, precision 1 1 1 .75 .8 .833 6/7 .75 7/9.
     # exact points: t=0..0.3 -> 1; t=.4,.5,.6 -> 6/7; t=.7 -> 7/9; t>=.8 -> 0.
-    # np.arange: t=0..0.2 -> 1; t=0.30000000000000004,.4,.5 -> 6/7; t=0.6000000000000001 -> 7/9; t>=0.7000000000000001 -> 0.
+    # np.arange: t=0..0.2 -> 1; t=0.30000000000000004,.4,.5 -> 6/7; t=0.6000000000000001 -> 7/9;
+    # t>=0.7000000000000001 -> 0.
     assert exact["mAP"] == pytest.approx((4 + 3 * 6 / 7 + 7 / 9) / 11, abs=1e-12)
     assert r07["mAP"] == pytest.approx((3 + 3 * 6 / 7 + 7 / 9) / 11, abs=1e-12)
     with pytest.raises(SoftSamplingError, match="11-point"):
@@ -207,20 +211,27 @@ def test_no_detections_gives_zero_ap():
 
 
 def test_duplicate_detection_is_false_positive():
-    gt, dets = one_image([(1, [0, 0, 10, 10]), (1, [50, 50, 60, 60])],
-                         [(1, 0.9, [0, 0, 10, 10]), (1, 0.8, [0, 0, 10, 10])])
+    gt, dets = one_image(
+        [(1, [0, 0, 10, 10]), (1, [50, 50, 60, 60])], [(1, 0.9, [0, 0, 10, 10]), (1, 0.8, [0, 0, 10, 10])]
+    )
     r = voc_ap(gt, dets)
     # T F with 2 positives: recall .5 at precision 1 -> AP .5
     assert r["mAP"] == pytest.approx(0.5)
-    assert r["per_class"][1] == {"name": "c1", "ap": pytest.approx(0.5), "ap_per_iou": [pytest.approx(0.5)],
-                                 "num_gt": 2, "num_det": 2}
+    assert r["per_class"][1] == {
+        "name": "c1",
+        "ap": pytest.approx(0.5),
+        "ap_per_iou": [pytest.approx(0.5)],
+        "num_gt": 2,
+        "num_det": 2,
+    }
 
 
 def test_no_fallback_to_second_best_box():
     # Box B overlaps the second detection with IoU 80/120 = .67, but the detection's best box is A,
     # already taken: the devkit calls it a duplicate (FP) instead of matching B.
-    gt, dets = one_image([(1, [0, 0, 10, 10]), (1, [2, 0, 12, 10])],
-                         [(1, 0.9, [0, 0, 10, 10]), (1, 0.8, [0, 0, 10, 10])])
+    gt, dets = one_image(
+        [(1, [0, 0, 10, 10]), (1, [2, 0, 12, 10])], [(1, 0.9, [0, 0, 10, 10]), (1, 0.8, [0, 0, 10, 10])]
+    )
     assert voc_ap(gt, dets)["mAP"] == pytest.approx(0.5)
 
 
@@ -241,9 +252,11 @@ def test_difficult_box_neither_helps_nor_hurts():
 
 
 def test_duplicates_on_a_difficult_box_are_ignored_too():
-    gt, dets = one_image([(1, [0, 0, 10, 10]), (1, [50, 50, 60, 60])],
-                         [(1, 0.9, [50, 50, 60, 60]), (1, 0.85, [50, 50, 60, 60]), (1, 0.8, [0, 0, 10, 10])],
-                         difficult={1})
+    gt, dets = one_image(
+        [(1, [0, 0, 10, 10]), (1, [50, 50, 60, 60])],
+        [(1, 0.9, [50, 50, 60, 60]), (1, 0.85, [50, 50, 60, 60]), (1, 0.8, [0, 0, 10, 10])],
+        difficult={1},
+    )
     assert voc_ap(gt, dets)["mAP"] == pytest.approx(1.0)
 
 
@@ -360,8 +373,17 @@ def random_scene(rng, num_images, gt_per_image, det_per_image, num_classes=3):
         for _ in range(rng.integers(0, gt_per_image + 1)):
             x, y = rng.integers(1, 40, size=2)
             w, h = rng.integers(0, 20, size=2)
-            gt_ref.append((im, int(rng.integers(1, num_classes + 1)), int(x), int(y), int(x + w), int(y + h),
-                           bool(rng.random() < 0.2)))
+            gt_ref.append(
+                (
+                    im,
+                    int(rng.integers(1, num_classes + 1)),
+                    int(x),
+                    int(y),
+                    int(x + w),
+                    int(y + h),
+                    bool(rng.random() < 0.2),
+                )
+            )
         own = [g for g in gt_ref if g[0] == im]
         for _ in range(rng.integers(0, det_per_image + 1)):
             if own and rng.random() < 0.6:
@@ -398,8 +420,12 @@ def _check_against_reference(gt_ref, det_ref, num_images, iou, use_07, exact_ten
 
 
 @settings(max_examples=150, deadline=None)
-@given(seed=st.integers(0, 2**31 - 1), num_images=st.integers(1, 4),
-       iou=st.sampled_from([0.3, 0.5, 0.7]), metric=st.sampled_from(["voc", "voc07", "voc07_exact"]))
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    num_images=st.integers(1, 4),
+    iou=st.sampled_from([0.3, 0.5, 0.7]),
+    metric=st.sampled_from(["voc", "voc07", "voc07_exact"]),
+)
 def test_equals_devkit_reference_on_random_data(seed, num_images, iou, metric):
     rng = np.random.default_rng(seed)
     gt_ref, det_ref = random_scene(rng, num_images, gt_per_image=5, det_per_image=10)
@@ -435,14 +461,16 @@ def test_perfect_detections_score_one_and_order_does_not_matter(scene, seed):
     if all(g[6] for g in gt_ref):  # no scorable class
         return
     rng = np.random.default_rng(seed)
-    det_ref = [(g[0], g[1], float(s), *g[2:6]) for g, s in zip(gt_ref, rng.permutation(len(gt_ref)) + 1)]
+    det_ref = [(g[0], g[1], float(s), *g[2:6]) for g, s in zip(gt_ref, rng.permutation(len(gt_ref)) + 1, strict=True)]
     gt, dets = to_records(gt_ref, det_ref, num_images)
     for use_07 in (False, True):
         assert voc_ap(gt, dets, use_07_metric=use_07)["mAP"] == pytest.approx(1.0, abs=1e-12)
 
     # Add false positives with distinct scores, then permute detections and images.
-    extra = [(int(rng.integers(num_images)), int(rng.integers(1, 4)), len(det_ref) + 0.5 + k, 101, 101, 110, 110)
-             for k in range(5)]
+    extra = [
+        (int(rng.integers(num_images)), int(rng.integers(1, 4)), len(det_ref) + 0.5 + k, 101, 101, 110, 110)
+        for k in range(5)
+    ]
     det_ref = det_ref + extra
     gt, dets = to_records(gt_ref, det_ref, num_images)
     base = voc_ap(gt, dets, iou_thresholds=(0.5, 0.75))
@@ -455,9 +483,18 @@ def test_perfect_detections_score_one_and_order_does_not_matter(scene, seed):
     image_perm = rng.permutation(num_images)  # new row k holds old image image_perm[k]
     new_row = np.argsort(image_perm)
     gt_perm = DetectionDataset.from_lists(
-        images=[{"id": gt.image_ids[i], "file_name": gt.file_names[i], "width": 100, "height": 100} for i in image_perm],
-        boxes=[{"image_index": int(new_row[gt.box_image[b]]), "bbox": gt.boxes[b].tolist(), "label": int(gt.labels[b]),
-                "difficult": bool(gt.difficult[b])} for b in range(gt.num_boxes)],
+        images=[
+            {"id": gt.image_ids[i], "file_name": gt.file_names[i], "width": 100, "height": 100} for i in image_perm
+        ],
+        boxes=[
+            {
+                "image_index": int(new_row[gt.box_image[b]]),
+                "bbox": gt.boxes[b].tolist(),
+                "label": int(gt.labels[b]),
+                "difficult": bool(gt.difficult[b]),
+            }
+            for b in range(gt.num_boxes)
+        ],
         categories=gt.categories,
     )
     dets_perm = Detections(new_row[dets.image_index], dets.boxes, dets.labels, dets.scores)

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from softsampling.cli import main
+from softsampling.commands.reproduce import parse_seeds
 from softsampling.errors import SoftSamplingError
 from softsampling.experiments.presets import digit_defaults, get_preset
-from softsampling.commands.reproduce import parse_seeds
 
 
 def test_parse_seeds():
@@ -63,12 +63,37 @@ def tiny_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("analyze")
     make_digit_scenes(root / "digits", train=6, val=1, test=1, size=128, seed=0)
     curated = root / "train_drop50.json"
-    assert main(["curate", "--input", str(root / "digits/annotations/train.json"), "--format", "coco",
-                 "--drop-rate", "0.5", "--seed", "0", "--out", str(curated)]) == 0
+    assert (
+        main(
+            [
+                "curate",
+                "--input",
+                str(root / "digits/annotations/train.json"),
+                "--format",
+                "coco",
+                "--drop-rate",
+                "0.5",
+                "--seed",
+                "0",
+                "--out",
+                str(curated),
+            ]
+        )
+        == 0
+    )
     images = root / "digits" / "images" / "train"
-    cfg = apply_overrides(load_config(CONFIG_DIR / "digits.yaml"), [
-        f"data.train={curated}", f"data.images={images}", "data.val=null", "train.iterations=2",
-        "train.batch_size=2", "train.warmup_iterations=1", "train.log_every=1"])
+    cfg = apply_overrides(
+        load_config(CONFIG_DIR / "digits.yaml"),
+        [
+            f"data.train={curated}",
+            f"data.images={images}",
+            "data.val=null",
+            "train.iterations=2",
+            "train.batch_size=2",
+            "train.warmup_iterations=1",
+            "train.log_every=1",
+        ],
+    )
     train(cfg, root / "run", progress=False)
     return root, curated, images
 
@@ -76,8 +101,27 @@ def tiny_run(tmp_path_factory):
 def test_analyze_overlap_command(tiny_run, capsys):
     root, curated, images = tiny_run
     out = root / "analysis"
-    assert main(["analyze", "overlap", "--data", str(curated), "--format", "coco", "--images-root", str(images),
-                 "--run", str(root / "run"), "--out", str(out), "--images", "4"]) == 0
+    assert (
+        main(
+            [
+                "analyze",
+                "overlap",
+                "--data",
+                str(curated),
+                "--format",
+                "coco",
+                "--images-root",
+                str(images),
+                "--run",
+                str(root / "run"),
+                "--out",
+                str(out),
+                "--images",
+                "4",
+            ]
+        )
+        == 0
+    )
     data = json.loads((out / "overlap.json").read_text())
     assert data["images"] == 4
     assert sum(data["curve"]["count"]) == data["background_proposals"] <= data["proposals"]
@@ -95,7 +139,22 @@ def test_analyze_overlap_needs_a_manifest(tiny_run, tmp_path, capsys):
     root, curated, images = tiny_run
     copy = tmp_path / "copy.json"
     copy.write_bytes(curated.read_bytes())
-    assert main(["analyze", "overlap", "--data", str(copy), "--images-root", str(images),
-                 "--run", str(root / "run"), "--out", str(tmp_path / "a")]) == 2
+    assert (
+        main(
+            [
+                "analyze",
+                "overlap",
+                "--data",
+                str(copy),
+                "--images-root",
+                str(images),
+                "--run",
+                str(root / "run"),
+                "--out",
+                str(tmp_path / "a"),
+            ]
+        )
+        == 2
+    )
     assert "no curation manifest" in capsys.readouterr().err
     assert not (tmp_path / "a").exists()

@@ -18,8 +18,7 @@ from softsampling.experiments.presets import DigitsData, digit_defaults, get_pre
 
 def tiny_hard_preset():
     preset = get_preset("digits-hard")
-    return dataclasses.replace(preset, rates=(0.5,),
-                               digits=dataclasses.replace(preset.digits, train=4, val=0, test=2))
+    return dataclasses.replace(preset, rates=(0.5,), digits=dataclasses.replace(preset.digits, train=4, val=0, test=2))
 
 
 def test_digits_hard_preset_defaults():
@@ -51,8 +50,16 @@ def test_a_digits_hard_cell_trains_and_predicts(tmp_path, monkeypatch):
     layout = prepare_data(preset, [0], tmp_path, log=lambda _: None)
     cells = build_cells(preset, [0], layout, base_config(preset, []))
     cell = next(c for c in cells if c.key == "seed0/baseline-drop50")
-    cfg = apply_overrides(cell.config, ["train.iterations=1", "train.batch_size=2", "train.warmup_iterations=1",
-                                        "train.log_every=1", "train.checkpoint_every=1"])
+    cfg = apply_overrides(
+        cell.config,
+        [
+            "train.iterations=1",
+            "train.batch_size=2",
+            "train.warmup_iterations=1",
+            "train.log_every=1",
+            "train.checkpoint_every=1",
+        ],
+    )
     monkeypatch.chdir(tmp_path)  # cell paths are relative to the study folder
     weights = train(cfg, tmp_path / "run", progress=False)
     assert weights.exists()

@@ -33,8 +33,11 @@ def layout(seeds=(0, 1)) -> DataLayout:
         train=SplitSpec("data/digits/annotations/train.json", "coco", img),
         test=SplitSpec("data/digits/annotations/test.json", "coco", {"image_root": "data/digits/images/test"}),
         val=None,
-        curated={(s, r): SplitSpec(f"data/curated/seed{s}/train_{rate_tag(r)}.json", "coco", img)
-                 for s in seeds for r in RATES},
+        curated={
+            (s, r): SplitSpec(f"data/curated/seed{s}/train_{rate_tag(r)}.json", "coco", img)
+            for s in seeds
+            for r in RATES
+        },
     )
 
 
@@ -54,10 +57,24 @@ def test_cells_of_the_study():
     cells = cells_for()  # no validation split: no pseudo-label rows (their thresholds are chosen on val)
     assert len(cells) == 2 * (3 + 2 * 7)
     names = [c.key for c in cells if c.seed == 0]
-    assert names == ["seed0/baseline-full", "seed0/overlap_soft-full", "seed0/objectness_mining-full",
-                     *[f"seed0/{m}-{t}" for t in ("drop30", "drop50") for m in
-                       ("baseline", "hard_negative_0.1", "hard_negative_0.2", "overlap_soft", "score_soft", "upper_bound",
-                        "objectness_mining")]]
+    assert names == [
+        "seed0/baseline-full",
+        "seed0/overlap_soft-full",
+        "seed0/objectness_mining-full",
+        *[
+            f"seed0/{m}-{t}"
+            for t in ("drop30", "drop50")
+            for m in (
+                "baseline",
+                "hard_negative_0.1",
+                "hard_negative_0.2",
+                "overlap_soft",
+                "score_soft",
+                "upper_bound",
+                "objectness_mining",
+            )
+        ],
+    ]
     by = {c.key: c for c in cells}
     assert by["seed1/hard_negative_0.2-drop50"].config.strategy == "hard_negative"
     assert by["seed1/hard_negative_0.2-drop50"].config.strategy_params == {"min_overlap": 0.2}
@@ -134,9 +151,14 @@ class FakeLauncher:
         run_dir = out / spec["run_dir"]
         (run_dir / "DONE").write_text("5\n")
         mAP = 0.5 + 0.01 * len(spec["key"])
-        write_json(run_dir / "results.json", {**{k: spec[k] for k in ("key", "seed", "method", "rate")},
-                                              "evaluation": spec["evaluation"],
-                                              "test": {"mAP": mAP, "sweep": {"thresholds": [0.0], "mAP": [mAP]}}})
+        write_json(
+            run_dir / "results.json",
+            {
+                **{k: spec[k] for k in ("key", "seed", "method", "rate")},
+                "evaluation": spec["evaluation"],
+                "test": {"mAP": mAP, "sweep": {"thresholds": [0.0], "mAP": [mAP]}},
+            },
+        )
         return 0, ""
 
 
@@ -213,8 +235,9 @@ def test_progress_lines_count_runs_elapsed_and_time_left(tmp_path):
     lines: list[str] = []
     progress = GridProgress(log=lines.append, bar=False, heartbeat=3600, clock=clock)
     run_cells(cells, tmp_path, jobs=1, launcher=hundred_seconds, progress=progress)
-    assert lines[0] == (f"started seed0/baseline-full; 0/{n} runs done, 1 running, 00:00 elapsed, "
-                        "time left known after the first run")
+    assert lines[0] == (
+        f"started seed0/baseline-full; 0/{n} runs done, 1 running, 00:00 elapsed, time left known after the first run"
+    )
     # one run took 100 s, one at a time: the n - 1 left take (n - 1) * 100 s
     assert lines[1].startswith(f"[1/{n}] seed0/baseline-full: test mAP ")
     assert lines[1].endswith(f"; 1/{n} runs done, 0 running, 01:40 elapsed, about {mmss((n - 1) * 100)} left")
@@ -248,7 +271,9 @@ def test_heartbeat_lines_while_a_run_goes_on(tmp_path):
         return fake(spec_path, out, log_path)
 
     lines: list[str] = []
-    run_cells(cells, tmp_path, jobs=1, launcher=slow, progress=GridProgress(log=lines.append, bar=False, heartbeat=0.05))
+    run_cells(
+        cells, tmp_path, jobs=1, launcher=slow, progress=GridProgress(log=lines.append, bar=False, heartbeat=0.05)
+    )
     beats = [line for line in lines if line.startswith("progress: ")]
     assert len(beats) >= 4
     assert beats[0].startswith("progress: 0/2 runs done, 1 running, 00:00 elapsed, time left known after the first run")

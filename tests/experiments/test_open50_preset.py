@@ -19,7 +19,7 @@ CLASSES = ("/m/aa", "/m/bb", "/m/cc")
 
 
 def make_open_images(root: Path) -> Path:
-    """Raw Open Images-style CSVs for 8 train and 4 test images with boxes of three classes; returns the subset folder."""
+    """Raw Open Images-style CSVs: 8 train and 4 test images with boxes of three classes; returns the subset folder."""
     rng = np.random.default_rng(0)
     root.mkdir()
     header = ",".join(BOX_COLUMNS)
@@ -38,10 +38,31 @@ def make_open_images(root: Path) -> Path:
     (root / "labels.csv").write_text("\n".join(labels) + "\n")
     (root / "classes.csv").write_text("".join(f"{c},Class {c[-2:]}\n" for c in (*CLASSES, "/m/zz")))
     subset = root / "open50"
-    assert main(["data", "openimages-subset", "--train-boxes", str(root / "train-bbox.csv"),
-                 "--test-boxes", str(root / "test-bbox.csv"), "--labels", str(root / "labels.csv"),
-                 "--classes", str(root / "classes.csv"), "--num-classes", "2", "--min-train", "0", "--min-test", "0",
-                 "--out", str(subset)]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "openimages-subset",
+                "--train-boxes",
+                str(root / "train-bbox.csv"),
+                "--test-boxes",
+                str(root / "test-bbox.csv"),
+                "--labels",
+                str(root / "labels.csv"),
+                "--classes",
+                str(root / "classes.csv"),
+                "--num-classes",
+                "2",
+                "--min-train",
+                "0",
+                "--min-test",
+                "0",
+                "--out",
+                str(subset),
+            ]
+        )
+        == 0
+    )
     for split in ("train", "test"):
         folder = subset / "images" / split
         folder.mkdir(parents=True)
@@ -68,8 +89,10 @@ def test_open50_needs_the_subset_folder(tmp_path, capsys):
     assert main(["reproduce", "--preset", "open50", "--out", str(tmp_path / "out")]) == 2
     assert "--oi-root" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
-    assert main(["reproduce", "--preset", "open50", "--oi-root", str(tmp_path / "empty"), "--out",
-                 str(tmp_path / "out")]) == 2
+    assert (
+        main(["reproduce", "--preset", "open50", "--oi-root", str(tmp_path / "empty"), "--out", str(tmp_path / "out")])
+        == 2
+    )
     err = capsys.readouterr().err
     assert "train.csv" in err and "openimages-subset" in err
 
@@ -85,16 +108,47 @@ def test_open50_trains_and_scores_with_the_open_images_metric(tmp_path, monkeypa
                 return cell.run_cell(spec_path), ""
             finally:
                 os.chdir(here)
+
         return launch
 
     monkeypatch.setattr(grid, "subprocess_launcher", in_process)
     subset = make_open_images(tmp_path / "oi")
     out = tmp_path / "out"
-    code = main(["reproduce", "--preset", "open50", "--oi-root", str(subset), "--out", str(out), "--jobs", "1",
-                 "--set", "model.name=digits", "--set", "model.min_size=64", "--set", "model.max_size=64",
-                 "--set", "train.iterations=1", "--set", "train.batch_size=2", "--set", "train.warmup_iterations=1",
-                 "--set", "train.checkpoint_every=1", "--set", "train.log_every=1", "--set", "train.amp=false",
-                 "--set", "train.device=cpu", "--set", "train.threads=1"])
+    code = main(
+        [
+            "reproduce",
+            "--preset",
+            "open50",
+            "--oi-root",
+            str(subset),
+            "--out",
+            str(out),
+            "--jobs",
+            "1",
+            "--set",
+            "model.name=digits",
+            "--set",
+            "model.min_size=64",
+            "--set",
+            "model.max_size=64",
+            "--set",
+            "train.iterations=1",
+            "--set",
+            "train.batch_size=2",
+            "--set",
+            "train.warmup_iterations=1",
+            "--set",
+            "train.checkpoint_every=1",
+            "--set",
+            "train.log_every=1",
+            "--set",
+            "train.amp=false",
+            "--set",
+            "train.device=cpu",
+            "--set",
+            "train.threads=1",
+        ]
+    )
     results = list(csv.DictReader((out / "results.csv").open(encoding="utf-8")))
     assert code == 0, [(r["method"], r["status"]) for r in results]
     assert [r["method"] for r in results] == ["baseline", "hard_negative_0.1", "overlap_soft"]

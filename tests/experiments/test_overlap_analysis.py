@@ -65,12 +65,15 @@ def test_box_iou_hand_values():
 def test_background_overlaps_selects_and_flags():
     annotated = np.array([[0, 0, 10, 10]], dtype=np.float32)
     dropped = np.array([[20, 0, 30, 10]], dtype=np.float32)
-    props = np.array([
-        [0, 0, 10, 10],   # IoU 1 with annotated: foreground, excluded
-        [5, 0, 15, 10],   # IoU 1/3 with annotated: background, not on dropped
-        [21, 0, 30, 10],  # IoU 0.9 with dropped, 0 with annotated: background on a dropped object
-        [25, 0, 35, 10],  # IoU 1/3 with dropped: below 0.5, not counted as on it
-    ], dtype=np.float32)
+    props = np.array(
+        [
+            [0, 0, 10, 10],  # IoU 1 with annotated: foreground, excluded
+            [5, 0, 15, 10],  # IoU 1/3 with annotated: background, not on dropped
+            [21, 0, 30, 10],  # IoU 0.9 with dropped, 0 with annotated: background on a dropped object
+            [25, 0, 35, 10],  # IoU 1/3 with dropped: below 0.5, not counted as on it
+        ],
+        dtype=np.float32,
+    )
     o, d = background_overlaps(props, annotated, dropped)
     np.testing.assert_allclose(o, [1 / 3, 0.0, 0.0], rtol=1e-6)
     assert d.tolist() == [False, True, False]

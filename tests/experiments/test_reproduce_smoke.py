@@ -12,8 +12,19 @@ import pytest
 from softsampling.cli import main
 from softsampling.experiments.table import ROWS
 
-OUTPUTS = ("table1.md", "table1.csv", "gap_closed.csv", "targets.csv", "results.csv", "report.md", "reproduce.json",
-           "fig2_score_threshold.png", "fig3_overlap.png", "fig3_overlap.json", "fig5_examples.png")
+OUTPUTS = (
+    "table1.md",
+    "table1.csv",
+    "gap_closed.csv",
+    "targets.csv",
+    "results.csv",
+    "report.md",
+    "reproduce.json",
+    "fig2_score_threshold.png",
+    "fig3_overlap.png",
+    "fig3_overlap.json",
+    "fig5_examples.png",
+)
 
 
 @pytest.mark.slow
@@ -49,8 +60,17 @@ def test_smoke_preset_end_to_end(tmp_path, capsys):
     fig3 = json.loads((out / "fig3_overlap.json").read_text())
     assert sum(fig3["curve"]["count"]) == fig3["background_proposals"] > 0
     report = (out / "report.md").read_text()
-    for piece in ("## Table 1", "Gap closed", "## Targets", "fig2_score_threshold.png", "fig3_overlap.png",
-                  "fig5_examples.png", "config.yaml", "torch", "torchvision"):
+    for piece in (
+        "## Table 1",
+        "Gap closed",
+        "## Targets",
+        "fig2_score_threshold.png",
+        "fig3_overlap.png",
+        "fig5_examples.png",
+        "config.yaml",
+        "torch",
+        "torchvision",
+    ):
         assert piece in report
 
     capsys.readouterr()

@@ -30,11 +30,20 @@ def result(seed: int, method: str, rate: float, m: float, m08: float | None = No
 def paper_like(seeds=(0, 1)) -> list[dict]:
     """The paper's Table 1 numbers (+/- 0.5 between two seeds), with score-0.8 numbers for target (d)."""
     table = {
-        ("baseline", 0.0): 81.28, ("overlap_soft", 0.0): 81.50,
-        ("baseline", 0.3): 76.75, ("hard_negative_0.1", 0.3): 74.68, ("hard_negative_0.2", 0.3): 74.00,
-        ("overlap_soft", 0.3): 78.24, ("score_soft", 0.3): 77.99, ("upper_bound", 0.3): 79.26,
-        ("baseline", 0.5): 69.11, ("hard_negative_0.1", 0.5): 71.41, ("hard_negative_0.2", 0.5): 71.00,
-        ("overlap_soft", 0.5): 73.50, ("score_soft", 0.5): 72.55, ("upper_bound", 0.5): 74.54,
+        ("baseline", 0.0): 81.28,
+        ("overlap_soft", 0.0): 81.50,
+        ("baseline", 0.3): 76.75,
+        ("hard_negative_0.1", 0.3): 74.68,
+        ("hard_negative_0.2", 0.3): 74.00,
+        ("overlap_soft", 0.3): 78.24,
+        ("score_soft", 0.3): 77.99,
+        ("upper_bound", 0.3): 79.26,
+        ("baseline", 0.5): 69.11,
+        ("hard_negative_0.1", 0.5): 71.41,
+        ("hard_negative_0.2", 0.5): 71.00,
+        ("overlap_soft", 0.5): 73.50,
+        ("score_soft", 0.5): 72.55,
+        ("upper_bound", 0.5): 74.54,
     }
     at08 = {("baseline", 0.0): 70.0, ("baseline", 0.5): 40.0, ("overlap_soft", 0.5): 60.0}
     out = []
@@ -100,9 +109,15 @@ def test_gap_table_rows_and_percentages():
     header, rows = gap_table(Scores.from_results(paper_like()), [0.3, 0.5])
     assert header == ["method", "30%", "50%"]
     by = {r[0]: r[1:] for r in rows}
-    assert list(by) == ["Hard negative (0.1)", "Hard negative (0.2)", "Soft sampling (overlap)", "Soft sampling (score)",
-                        "Pseudo labels (teacher: baseline)", "Objectness mining",
-                        "Soft sampling (overlap) + pseudo labels"]
+    assert list(by) == [
+        "Hard negative (0.1)",
+        "Hard negative (0.2)",
+        "Soft sampling (overlap)",
+        "Soft sampling (score)",
+        "Pseudo labels (teacher: baseline)",
+        "Objectness mining",
+        "Soft sampling (overlap) + pseudo labels",
+    ]
     assert by["Objectness mining"] == ["n/a", "n/a"]  # no runs of it in these results
     assert by["Soft sampling (overlap)"] == ["59%", "81%"]  # 1.49/2.51, 4.39/5.43
     assert by["Hard negative (0.1)"] == ["-82%", "42%"]  # (74.68-76.75)/2.51, (71.41-69.11)/5.43

@@ -30,12 +30,15 @@ def make_voc(root: Path, n_trainval: int = 6, n_test: int = 2, size: int = 96) -
             x2, y2 = x1 + 24, y1 + 30
             pixels[y1:y2, x1:x2] = 200 if k % 2 == 0 else 120
             difficult = int(i >= n_trainval and k == 2)
-            objects.append(f"<object><name>{CLASSES[k % 2]}</name><difficult>{difficult}</difficult><bndbox>"
-                           f"<xmin>{x1 + 1}</xmin><ymin>{y1 + 1}</ymin><xmax>{x2}</xmax><ymax>{y2}</ymax></bndbox></object>")
+            objects.append(
+                f"<object><name>{CLASSES[k % 2]}</name><difficult>{difficult}</difficult><bndbox>"
+                f"<xmin>{x1 + 1}</xmin><ymin>{y1 + 1}</ymin><xmax>{x2}</xmax><ymax>{y2}</ymax></bndbox></object>"
+            )
         Image.fromarray(pixels).save(voc / "JPEGImages" / f"{stem}.jpg", quality=95)
         (voc / "Annotations" / f"{stem}.xml").write_text(
             f"<annotation><folder>VOC2007</folder><filename>{stem}.jpg</filename><size><width>{size}</width>"
-            f"<height>{size}</height><depth>3</depth></size>{''.join(objects)}</annotation>")
+            f"<height>{size}</height><depth>3</depth></size>{''.join(objects)}</annotation>"
+        )
     (voc / "ImageSets/Main/trainval.txt").write_text("".join(s + "\n" for s in stems[:n_trainval]))
     (voc / "ImageSets/Main/test.txt").write_text("".join(s + "\n" for s in stems[n_trainval:]))
     return voc
@@ -72,15 +75,49 @@ def test_voc_preset_trains_and_reports_on_cpu(tmp_path, monkeypatch):
 
     def one_rate(*args, **kwargs):
         p = original(*args, **kwargs)
-        return dataclasses.replace(p, rates=(0.5,), train_eval_images=2, overlap_images=2, example_images=2,
-                                   methods=("baseline", "overlap_soft"))
+        return dataclasses.replace(
+            p,
+            rates=(0.5,),
+            train_eval_images=2,
+            overlap_images=2,
+            example_images=2,
+            methods=("baseline", "overlap_soft"),
+        )
 
     monkeypatch.setattr(presets, "voc_preset", one_rate)
-    code = main(["reproduce", "--preset", "voc", "--voc-root", str(voc), "--out", str(out), "--jobs", "2",
-                 "--set", "train.iterations=1", "--set", "train.batch_size=2", "--set", "train.warmup_iterations=1",
-                 "--set", "train.checkpoint_every=1", "--set", "train.log_every=1", "--set", "train.amp=false",
-                 "--set", "train.device=cpu", "--set", "model.min_size=64", "--set", "model.max_size=64",
-                 "--set", "train.threads=1"])
+    code = main(
+        [
+            "reproduce",
+            "--preset",
+            "voc",
+            "--voc-root",
+            str(voc),
+            "--out",
+            str(out),
+            "--jobs",
+            "2",
+            "--set",
+            "train.iterations=1",
+            "--set",
+            "train.batch_size=2",
+            "--set",
+            "train.warmup_iterations=1",
+            "--set",
+            "train.checkpoint_every=1",
+            "--set",
+            "train.log_every=1",
+            "--set",
+            "train.amp=false",
+            "--set",
+            "train.device=cpu",
+            "--set",
+            "model.min_size=64",
+            "--set",
+            "model.max_size=64",
+            "--set",
+            "train.threads=1",
+        ]
+    )
     results = list(csv.DictReader((out / "results.csv").open(encoding="utf-8")))
     assert code == 0, [(r["method"], r["status"]) for r in results]
     # 2 full-data rows (restricted above) + 7 at 50%: the 6 paper rows and objectness mining (no val: no pseudo labels)

@@ -93,8 +93,16 @@ def test_paper_model_with_local_weights(tmp_path) -> None:
     torch.nn.init.normal_(reference.layer1[0].conv1.weight)
     path = tmp_path / "resnet50.pth"
     torch.save(reference.state_dict(), path)
-    model = build_paper_model(3, backbone_weights=path, deformable_conv5=True, soft_nms="linear",
-                              min_size=64, max_size=64, rpn_post_nms_top_n_train=16, rpn_post_nms_top_n_test=16)
+    model = build_paper_model(
+        3,
+        backbone_weights=path,
+        deformable_conv5=True,
+        soft_nms="linear",
+        min_size=64,
+        max_size=64,
+        rpn_post_nms_top_n_train=16,
+        rpn_post_nms_top_n_test=16,
+    )
     body = model.backbone.body
     assert torch.equal(body.layer1[0].conv1.weight, reference.layer1[0].conv1.weight)
     assert torch.equal(body.layer4[1].conv2.conv.weight, reference.layer4[1].conv2.weight)

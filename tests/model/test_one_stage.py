@@ -21,14 +21,16 @@ from softsampling.sampling import gompertz_weight, weighted_focal_loss
 
 GT = torch.tensor([[0.0, 0.0, 20.0, 20.0]])
 # hand-made anchors and their IoU with GT
-ANCHORS = torch.tensor([
-    [0.0, 0.0, 20.0, 20.0],  # IoU 1: foreground
-    [0.0, 0.0, 20.0, 10.0],  # IoU 0.5 (matcher: foreground, >= 0.5)
-    [0.0, 0.0, 20.0, 8.0],  # IoU 0.4: between thresholds (0.4 <= o < 0.5): ignored
-    [10.0, 0.0, 30.0, 20.0],  # IoU 1/3: background
-    [15.0, 15.0, 35.0, 35.0],  # IoU 25/775: background, < 0.1 (a BRL confusion anchor)
-    [60.0, 60.0, 80.0, 80.0],  # IoU 0: background
-])
+ANCHORS = torch.tensor(
+    [
+        [0.0, 0.0, 20.0, 20.0],  # IoU 1: foreground
+        [0.0, 0.0, 20.0, 10.0],  # IoU 0.5 (matcher: foreground, >= 0.5)
+        [0.0, 0.0, 20.0, 8.0],  # IoU 0.4: between thresholds (0.4 <= o < 0.5): ignored
+        [10.0, 0.0, 30.0, 20.0],  # IoU 1/3: background
+        [15.0, 15.0, 35.0, 35.0],  # IoU 25/775: background, < 0.1 (a BRL confusion anchor)
+        [60.0, 60.0, 80.0, 80.0],  # IoU 0: background
+    ]
+)
 IOU = torch.tensor([1.0, 0.5, 0.4, 1 / 3, 25 / 775, 0.0])
 TARGET = {"boxes": GT, "labels": torch.tensor([3])}
 
@@ -56,8 +58,12 @@ def test_retinanet_weights_are_the_rules_formula_on_hand_made_anchors() -> None:
     dropped = {**TARGET, "dropped_boxes": torch.tensor([[60.0, 60.0, 80.0, 82.0]])}
     upper = use_strategy(model, "upper_bound").head
     assert upper.assign_anchors([dropped], [ANCHORS], [matched])[0].labels.tolist() == [3, 3, -1, 0, 0, -1]
-    pseudo = {**TARGET, "pseudo_boxes": torch.tensor([[60.0, 60.0, 80.0, 80.0]]), "pseudo_labels": torch.tensor([2]),
-              "pseudo_scores": torch.tensor([0.7])}
+    pseudo = {
+        **TARGET,
+        "pseudo_boxes": torch.tensor([[60.0, 60.0, 80.0, 80.0]]),
+        "pseudo_labels": torch.tensor([2]),
+        "pseudo_scores": torch.tensor([0.7]),
+    }
     state = use_strategy(model, "pseudo_label").head.assign_anchors([pseudo], [ANCHORS], [matched])[0]
     assert state.labels.tolist() == [3, 3, -1, 0, 0, 2] and state.weights[5].item() == pytest.approx(0.7)
     brl = use_strategy(model, "brl").head.assign_anchors([TARGET], [ANCHORS], [matched])[0]
@@ -120,14 +126,23 @@ def test_brl_equals_its_formula_and_focal_loss_elsewhere() -> None:
     def positive(p: float) -> float:
         return -alpha * (1 - p) ** gamma * math.log(p)
 
-    want = (negative(0.2) + mirrored(0.5) + mirrored(0.9)  # confusion anchor: p >= 0.5 mirrored
-            + negative(0.2) + negative(0.5) + negative(0.9)  # not a confusion anchor: focal
-            + negative(0.2) + negative(0.7) + positive(0.95))  # foreground anchor: focal
+    want = (
+        negative(0.2)
+        + mirrored(0.5)
+        + mirrored(0.9)  # confusion anchor: p >= 0.5 mirrored
+        + negative(0.2)
+        + negative(0.5)
+        + negative(0.9)  # not a confusion anchor: focal
+        + negative(0.2)
+        + negative(0.7)
+        + positive(0.95)
+    )  # foreground anchor: focal
     assert got.item() == pytest.approx(want, rel=1e-5)
     # p < 0.5 everywhere, or no anchor marked: exactly the focal loss
     low = logits.clamp(max=-0.1)
-    assert torch.equal(weighted_focal_loss(low, labels, torch.ones(3), confusion),
-                       weighted_focal_loss(low, labels, torch.ones(3)))
+    assert torch.equal(
+        weighted_focal_loss(low, labels, torch.ones(3), confusion), weighted_focal_loss(low, labels, torch.ones(3))
+    )
     # beta scales the mirrored terms only
     half = weighted_focal_loss(logits, labels, torch.ones(3), confusion, beta=0.5)
     assert (got - half).item() == pytest.approx(0.5 * (mirrored(0.5) + mirrored(0.9)), rel=1e-5)
@@ -171,8 +186,9 @@ def test_baseline_equals_torchvision_stock_loss_exactly(builder) -> None:
 
 
 @pytest.mark.slow  # ~6 s each on one CPU core: torchvision's ResNet-50-FPN models, built without weights
-@pytest.mark.parametrize("builder, head", [(retinanet_resnet50_fpn, SoftSamplingRetinaNetHead),
-                                           (fcos_resnet50_fpn, SoftSamplingFCOSHead)])
+@pytest.mark.parametrize(
+    "builder, head", [(retinanet_resnet50_fpn, SoftSamplingRetinaNetHead), (fcos_resnet50_fpn, SoftSamplingFCOSHead)]
+)
 def test_torchvision_resnet50_one_stage_models_train_two_steps(builder, head) -> None:
     torch.manual_seed(0)
     model = builder(weights=None, weights_backbone=None, num_classes=5, min_size=96, max_size=96)
@@ -216,6 +232,14 @@ def test_dropped_and_pseudo_boxes_are_rescaled_with_the_image() -> None:
         return original(targets, anchors, matched)
 
     model.head.assign_anchors = spy
-    model([torch.rand(3, 128, 128)], [{"boxes": torch.tensor([[0.0, 0.0, 40.0, 40.0]]), "labels": torch.tensor([1]),
-                                       "dropped_boxes": torch.tensor([[64.0, 64.0, 128.0, 128.0]])}])
+    model(
+        [torch.rand(3, 128, 128)],
+        [
+            {
+                "boxes": torch.tensor([[0.0, 0.0, 40.0, 40.0]]),
+                "labels": torch.tensor([1]),
+                "dropped_boxes": torch.tensor([[64.0, 64.0, 128.0, 128.0]]),
+            }
+        ],
+    )
     assert seen["dropped"].tolist() == [[32.0, 32.0, 64.0, 64.0]]

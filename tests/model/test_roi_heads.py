@@ -94,7 +94,9 @@ def test_use_strategy_keeps_modules_and_settings(mobilenet) -> None:
     assert head.proposal_matcher.high_threshold == old.proposal_matcher.high_threshold
     assert head.fg_bg_sampler.batch_size_per_image == old.fg_bg_sampler.batch_size_per_image
     assert (head.score_thresh, head.nms_thresh, head.detections_per_img) == (
-        old.score_thresh, old.nms_thresh, old.detections_per_img,
+        old.score_thresh,
+        old.nms_thresh,
+        old.detections_per_img,
     )
     assert head.strategy_params == {"a": 0.3}
 
@@ -181,8 +183,9 @@ def test_score_soft_uses_prior_scores() -> None:
     torch.manual_seed(0)
     prior = build_digits_model(num_classes=4)
     thresholds = torch.tensor([0.5, 0.3, 0.2, 0.25])
-    model = use_strategy(build_digits_model(num_classes=4), "score_soft", sampling="all", prior=prior,
-                         thresholds=thresholds)
+    model = use_strategy(
+        build_digits_model(num_classes=4), "score_soft", sampling="all", prior=prior, thresholds=thresholds
+    )
     images, targets = batch(2, 128, 4)
     losses = train_step(model, images, targets)  # end to end through the transform hook
     assert math.isfinite(losses["loss_classifier"].item())
@@ -193,8 +196,9 @@ def test_score_soft_uses_prior_scores() -> None:
     head.capture_images(model.transform, None, (image_list, None))
     sampled = head.select_weighted_samples([PROPOSALS], [GT], [(128, 128)])
     scores = PriorScorer(prior).score_proposals(image_list.tensors, [(128, 128)], sampled.proposals)[0]
-    want = assign("score_soft", sampled.proposals[0], GT["boxes"], GT["labels"], proposal_scores=scores,
-                  thresholds=thresholds).weights
+    want = assign(
+        "score_soft", sampled.proposals[0], GT["boxes"], GT["labels"], proposal_scores=scores, thresholds=thresholds
+    ).weights
     assert torch.allclose(sampled.weights[0], want)
     assert sampled.weights[0][sampled.labels[0] == 0].lt(1.0).any()
 
@@ -207,7 +211,9 @@ def test_soft_nms_postprocess() -> None:
     boxes, scores, labels = head.postprocess_detections(logits, box_regression, proposals, [(128, 128)])
     p = logits.softmax(1)
     # the duplicate survives with score * exp(-1 / sigma) instead of being deleted
-    assert scores[0].tolist() == pytest.approx(sorted([p[0, 1].item(), p[2, 3].item(), p[1, 1].item() * math.exp(-2.0)], reverse=True), rel=1e-5)
+    assert scores[0].tolist() == pytest.approx(
+        sorted([p[0, 1].item(), p[2, 3].item(), p[1, 1].item() * math.exp(-2.0)], reverse=True), rel=1e-5
+    )
     assert sorted(labels[0].tolist()) == [1, 1, 3]
     assert (head.nms_thresh, head.detections_per_img) == (0.5, 50)  # restored
     head.soft_nms = None
@@ -225,8 +231,13 @@ def test_errors_and_reinstall() -> None:
         use_strategy(model, "baseline", min_overlap=0.2)
     with pytest.raises(ValueError, match="two-stage"):
         use_strategy(torch.nn.Linear(2, 2), "baseline")
-    use_strategy(model, "score_soft", prior=build_digits_model(num_classes=4), thresholds=torch.zeros(4),
-                 soft_nms=SoftNMS(method="linear"))
+    use_strategy(
+        model,
+        "score_soft",
+        prior=build_digits_model(num_classes=4),
+        thresholds=torch.zeros(4),
+        soft_nms=SoftNMS(method="linear"),
+    )
     assert len(model.transform._forward_hooks) == 1
     use_strategy(model, "overlap_soft")
     assert len(model.transform._forward_hooks) == 0  # the prior's hook is gone
@@ -257,8 +268,12 @@ def test_train_rpn_on_full_annotations() -> None:
 
 
 # ------------------------------------------------------- pseudo labels and objectness mining in the head
-PSEUDO_TARGET = {**GT, "pseudo_boxes": torch.tensor([[100.0, 0.0, 120.0, 20.0]]), "pseudo_labels": torch.tensor([3]),
-                 "pseudo_scores": torch.tensor([0.7])}
+PSEUDO_TARGET = {
+    **GT,
+    "pseudo_boxes": torch.tensor([[100.0, 0.0, 120.0, 20.0]]),
+    "pseudo_labels": torch.tensor([3]),
+    "pseudo_scores": torch.tensor([0.7]),
+}
 
 
 def test_pseudo_label_head_trains_pseudo_rois_without_box_regression_by_default() -> None:
@@ -293,8 +308,9 @@ def test_pseudo_label_end_to_end_with_resize_and_rpn_option() -> None:
 
 
 def test_objectness_mining_head_reads_the_rpn_objectness() -> None:
-    model = use_strategy(build_digits_model(num_classes=4), "objectness_mining", sampling="all", tau=0.0,
-                         mining_iou=0.2)
+    model = use_strategy(
+        build_digits_model(num_classes=4), "objectness_mining", sampling="all", tau=0.0, mining_iou=0.2
+    )
     assert type(model.rpn).__name__ == "ObjectnessRecordingRPN"
     assert set(model.state_dict()) == set(build_digits_model(num_classes=4).state_dict())
     images, targets = batch(2, 128, 4)

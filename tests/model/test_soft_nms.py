@@ -46,10 +46,11 @@ def test_matches_reference(method: str, seed: int) -> None:
     boxes = torch.cat([xy, xy + 5 + torch.rand(n, 2, generator=gen) * 20], dim=1)
     scores = torch.rand(n, generator=gen)
     classes = torch.randint(0, 3, (n,), generator=gen)
-    keep, new_scores = batched_soft_nms(boxes, scores, classes, method=method, sigma=0.5, iou_threshold=0.3,
-                                        score_threshold=0.05)
+    keep, new_scores = batched_soft_nms(
+        boxes, scores, classes, method=method, sigma=0.5, iou_threshold=0.3, score_threshold=0.05
+    )
     want = reference(boxes.tolist(), scores.tolist(), classes.tolist(), method, 0.5, 0.3, 0.05)
-    got = dict(zip(keep.tolist(), new_scores.tolist()))
+    got = dict(zip(keep.tolist(), new_scores.tolist(), strict=True))
     assert set(got) == set(want)
     for i in want:
         assert got[i] == pytest.approx(want[i], rel=1e-5, abs=1e-7)
@@ -77,6 +78,7 @@ def test_settings_validation() -> None:
         SoftNMS(method="box")
     with pytest.raises(ValueError, match="sigma"):
         SoftNMS(sigma=0.0)
-    keep, _ = SoftNMS(method="linear")(torch.tensor([[0.0, 0.0, 1.0, 1.0]] * 2), torch.tensor([0.9, 0.8]),
-                                        torch.tensor([0, 1]))
+    keep, _ = SoftNMS(method="linear")(
+        torch.tensor([[0.0, 0.0, 1.0, 1.0]] * 2), torch.tensor([0.9, 0.8]), torch.tensor([0, 1])
+    )
     assert sorted(keep.tolist()) == [0, 1]

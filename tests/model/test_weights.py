@@ -57,14 +57,18 @@ def test_detector_weights_by_name_load_all_but_the_box_predictor(torch_home) -> 
     model = build_paper_model(11, weights=V2_COCO, version=2, min_size=64, max_size=64)
     loaded = model.state_dict()
     predictor = {k for k in loaded if k.startswith("roi_heads.box_predictor.")}
-    assert all(torch.all(v == FILL) for k, v in loaded.items()
-               if k not in predictor and not k.endswith("num_batches_tracked"))
+    assert all(
+        torch.all(v == FILL) for k, v in loaded.items() if k not in predictor and not k.endswith("num_batches_tracked")
+    )
     assert model.roi_heads.box_predictor.cls_score.out_features == 11
     assert model.roi_heads.box_predictor.bbox_pred.out_features == 44
     assert not torch.all(model.roi_heads.box_predictor.cls_score.weight == FILL)  # fresh, not the COCO head
     report = model.weights_report
     assert report.source == V2_COCO and set(report.skipped) >= predictor
-    assert report.skipped["roi_heads.box_predictor.cls_score.weight"] == "(91, 1024) -> (11, 1024), re-initialised for 11 classes"
+    assert (
+        report.skipped["roi_heads.box_predictor.cls_score.weight"]
+        == "(91, 1024) -> (11, 1024), re-initialised for 11 classes"
+    )
     assert type(model.backbone.body.bn1).__name__ == "FrozenBatchNorm2d"
     assert "skipped roi_heads.box_predictor.cls_score.weight" in report.summary()
 
@@ -74,10 +78,14 @@ def test_names_are_checked_against_torchvision_and_the_model(torch_home) -> None
         build_paper_model(3, backbone_weights="ResNet50_Weights.IMAGENET9K")
     with pytest.raises(SoftSamplingError, match="not usable as ImageNet backbone weights.*ResNet50_Weights"):
         build_paper_model(3, backbone_weights="ResNet18_Weights.IMAGENET1K_V1")
-    with pytest.raises(SoftSamplingError, match="weights of model.name=resnet50_fpn_v2.*--set model.name=resnet50_fpn_v2"):
+    with pytest.raises(
+        SoftSamplingError, match="weights of model.name=resnet50_fpn_v2.*--set model.name=resnet50_fpn_v2"
+    ):
         build_paper_model(3, weights=V2_COCO, version=1)
     # not cached and no network: the error says how to fill the cache on another machine
-    with pytest.raises(SoftSamplingError, match=r"cannot get torchvision weights .*URLError.*TORCH_HOME/hub/checkpoints"):
+    with pytest.raises(
+        SoftSamplingError, match=r"cannot get torchvision weights .*URLError.*TORCH_HOME/hub/checkpoints"
+    ):
         build_paper_model(3, weights="FasterRCNN_ResNet50_FPN_Weights.COCO_V1")
     assert is_weights_name(V2_COCO) and not is_weights_name("weights/ResNet50_Weights.pth")
 
@@ -103,10 +111,12 @@ def test_detector_weights_from_a_local_file_for_other_classes(tmp_path) -> None:
     model = build_model(cfg, num_classes=11)
     assert torch.all(model.backbone[0].weight == FILL)
     assert model.roi_heads.box_predictor.cls_score.out_features == 11
-    assert sorted(model.weights_report.skipped) == ["roi_heads.box_predictor.bbox_pred.bias",
-                                                    "roi_heads.box_predictor.bbox_pred.weight",
-                                                    "roi_heads.box_predictor.cls_score.bias",
-                                                    "roi_heads.box_predictor.cls_score.weight"]
+    assert sorted(model.weights_report.skipped) == [
+        "roi_heads.box_predictor.bbox_pred.bias",
+        "roi_heads.box_predictor.bbox_pred.weight",
+        "roi_heads.box_predictor.cls_score.bias",
+        "roi_heads.box_predictor.cls_score.weight",
+    ]
     untouched = build_model(cfg, num_classes=11, load_weights=False)  # what predict does: model.pt holds everything
     assert untouched.weights_report is None and not torch.all(untouched.backbone[0].weight == FILL)
     wide = build_digits_model(num_classes=5, widths=(8, 16, 32))

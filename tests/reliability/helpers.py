@@ -56,8 +56,7 @@ def files_under(folder: Path) -> list[Path]:
 def save_tiny_run(run_dir: Path, class_names: tuple[str, ...] = ("cat", "dog")) -> Path:
     """A run folder with an untrained digits model (what `predict --run` loads); no training needed."""
     from softsampling.engine.build import build_model
-    from softsampling.engine.checkpoint import save_checkpoint
-    from softsampling.engine.checkpoint import FINAL
+    from softsampling.engine.checkpoint import FINAL, save_checkpoint
     from softsampling.engine.config import RunConfig, save_config
     from softsampling.engine.data import LabelMap
 
@@ -65,7 +64,8 @@ def save_tiny_run(run_dir: Path, class_names: tuple[str, ...] = ("cat", "dog")) 
     label_map = LabelMap(tuple(range(1, len(class_names) + 1)), class_names)
     model = build_model(cfg, label_map.num_classes)
     run_dir.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(run_dir / FINAL, {"model": model.state_dict(), "labels": label_map.to_json(),
-                                      "config": cfg.to_dict()})
+    save_checkpoint(
+        run_dir / FINAL, {"model": model.state_dict(), "labels": label_map.to_json(), "config": cfg.to_dict()}
+    )
     save_config(cfg, run_dir / "config.yaml")
     return run_dir

@@ -48,8 +48,20 @@ def voc_case(tmp: Path, bad: str) -> tuple[str, list]:
 
 def oi_case(tmp: Path, bad: str) -> tuple[str, list]:
     src = copy_bad(bad, tmp / "in")
-    return "curate", ["curate", "--input", src, "--format", "openimages", "--classes", BAD / "oi_classes.csv",
-                      "--sizes", BAD / "oi_sizes.csv", *CURATE, "--out", tmp / "out" / "curated.csv"]
+    return "curate", [
+        "curate",
+        "--input",
+        src,
+        "--format",
+        "openimages",
+        "--classes",
+        BAD / "oi_classes.csv",
+        "--sizes",
+        BAD / "oi_sizes.csv",
+        *CURATE,
+        "--out",
+        tmp / "out" / "curated.csv",
+    ]
 
 
 def txt_gt_case(tmp: Path, bad: str) -> tuple[str, list]:
@@ -58,8 +70,17 @@ def txt_gt_case(tmp: Path, bad: str) -> tuple[str, list]:
     copy_bad(bad, tmp / "in" / "gt" / "b.txt")
     (tmp / "in" / "det").mkdir()
     (tmp / "in" / "det" / "a.txt").write_text("cat 0.9 5 5 14 14\n")
-    return "evaluate", ["evaluate", "--gt", tmp / "in" / "gt", "--gt-format", "txt",
-                        "--detections", tmp / "in" / "det", "--out", tmp / "out" / "results.json"]
+    return "evaluate", [
+        "evaluate",
+        "--gt",
+        tmp / "in" / "gt",
+        "--gt-format",
+        "txt",
+        "--detections",
+        tmp / "in" / "det",
+        "--out",
+        tmp / "out" / "results.json",
+    ]
 
 
 def txt_det_case(tmp: Path, bad: str) -> tuple[str, list]:
@@ -67,22 +88,56 @@ def txt_det_case(tmp: Path, bad: str) -> tuple[str, list]:
     copy_bad("txt_gt_good.txt", tmp / "in" / "gt" / "a.txt")
     copy_bad("txt_gt_good.txt", tmp / "in" / "gt" / "b.txt")
     copy_bad(bad, tmp / "in" / "det" / "b.txt")
-    return "evaluate", ["evaluate", "--gt", tmp / "in" / "gt", "--gt-format", "txt",
-                        "--detections", tmp / "in" / "det", "--out", tmp / "out" / "results.json"]
+    return "evaluate", [
+        "evaluate",
+        "--gt",
+        tmp / "in" / "gt",
+        "--gt-format",
+        "txt",
+        "--detections",
+        tmp / "in" / "det",
+        "--out",
+        tmp / "out" / "results.json",
+    ]
 
 
 def det_case(tmp: Path, bad: str) -> tuple[str, list]:
     src = copy_bad(bad, tmp / "in")
-    return "evaluate", ["evaluate", "--gt", BAD / "coco_good.json", "--gt-format", "coco", "--detections", src,
-                        "--metric", "voc", "--out", tmp / "out" / "results.json", "--plot", tmp / "out" / "sweep.png"]
+    return "evaluate", [
+        "evaluate",
+        "--gt",
+        BAD / "coco_good.json",
+        "--gt-format",
+        "coco",
+        "--detections",
+        src,
+        "--metric",
+        "voc",
+        "--out",
+        tmp / "out" / "results.json",
+        "--plot",
+        tmp / "out" / "sweep.png",
+    ]
 
 
 def oi_eval_case(tmp: Path, bad: str) -> tuple[str, list]:
     """Detections (in pixels) against Open Images ground truth read without image sizes."""
     src = copy_bad(bad, tmp / "in")
-    return "evaluate", ["evaluate", "--gt", BAD / "oi_good.csv", "--gt-format", "openimages", "--classes",
-                        BAD / "oi_classes.csv", "--detections", src, "--metric", "openimages",
-                        "--out", tmp / "out" / "results.json"]
+    return "evaluate", [
+        "evaluate",
+        "--gt",
+        BAD / "oi_good.csv",
+        "--gt-format",
+        "openimages",
+        "--classes",
+        BAD / "oi_classes.csv",
+        "--detections",
+        src,
+        "--metric",
+        "openimages",
+        "--out",
+        tmp / "out" / "results.json",
+    ]
 
 
 def cfg_case(tmp: Path, bad: str) -> tuple[str, list]:
@@ -101,8 +156,14 @@ def image_case(tmp: Path, bad: str, run: Path) -> tuple[str, list]:
 
 
 FAMILIES: dict[str, Callable[[Path, str], tuple[str, list]]] = {
-    "coco": coco_case, "voc": voc_case, "oi": oi_case, "txt_gt": txt_gt_case, "txt_det": txt_det_case,
-    "det": det_case, "cfg": cfg_case, "oi_eval": oi_eval_case,
+    "coco": coco_case,
+    "voc": voc_case,
+    "oi": oi_case,
+    "txt_gt": txt_gt_case,
+    "txt_det": txt_det_case,
+    "det": det_case,
+    "cfg": cfg_case,
+    "oi_eval": oi_eval_case,
 }
 
 # (corpus file, family, texts the error line must contain besides the file name: the record and the problem)
@@ -225,8 +286,7 @@ CASES: list[tuple[str, str, tuple[str, ...]]] = [
     ("cfg_lr_nan.yaml", "cfg", ("train.lr", "finite number", "nan")),
     ("cfg_strategy_param_not_taken.yaml", "cfg", ("config strategy", "'baseline'", "['a']", "it accepts")),
     ("cfg_strategy_param_not_a_number.yaml", "cfg", ("strategy_params", "a must be a finite number", "'high'")),
-    ("cfg_model_option_unknown.yaml", "cfg", ("model.options", "rpn_post_nms_top_n_trian",
-                                              "rpn_post_nms_top_n_train")),
+    ("cfg_model_option_unknown.yaml", "cfg", ("model.options", "rpn_post_nms_top_n_trian", "rpn_post_nms_top_n_train")),
     ("cfg_model_option_not_a_number.yaml", "cfg", ("model.options.box_score_thresh", "finite number")),
     ("cfg_deterministic_not_a_flag.yaml", "cfg", ("train.deterministic", "true or false", "3")),
 ]
@@ -268,8 +328,9 @@ def test_bad_image_is_one_clear_line_and_leaves_nothing(bad, expected, tiny_run,
 
 
 def test_missing_image_is_one_clear_line(tiny_run, tmp_path, capsys):
-    code, _, err = run_cli(["predict", "--run", tiny_run, "--images", tmp_path / "nowhere.png",
-                            "--out", tmp_path / "out"], capsys)
+    code, _, err = run_cli(
+        ["predict", "--run", tiny_run, "--images", tmp_path / "nowhere.png", "--out", tmp_path / "out"], capsys
+    )
     assert_one_line_error(code, err, "predict", "nowhere.png", "does not exist")
     assert files_under(tmp_path / "out") == []
 
@@ -288,61 +349,257 @@ def _args_cases(tmp: Path) -> list[tuple[str, list, tuple[str, ...]]]:
     good = BAD / "coco_good.json"
     out = tmp / "out"
     return [
-        ("curate", ["curate", "--input", good, "--format", "coco", "--drop-rate", "1.5", "--seed", "0",
-                    "--out", out / "c.json"], ("drop rate must be a number in [0, 1]",)),
-        ("curate", ["curate", "--input", good, "--format", "coco", "--drop-rate", "nan", "--seed", "0",
-                    "--out", out / "c.json"], ("drop rate",)),
-        ("curate", ["curate", "--input", good, "--format", "coco", "--preset", "easy", "--drop-rate", "0.3",
-                    "--seed", "0", "--out", out / "c.json"], ("takes no drop rate",)),
-        ("curate", ["curate", "--input", good, "--format", "coco", "--drop-rate", "0.3", "--seed", "-1",
-                    "--out", out / "c.json"], ("seed must be >= 0",)),
-        ("curate", ["curate", "--input", tmp / "missing.json", "--format", "coco", "--drop-rate", "0.3",
-                    "--seed", "0", "--out", out / "c.json"], ("missing.json", "does not exist", "--input")),
-        ("curate", ["curate", "--input", good, "--format", "coco", "--classes", good, "--drop-rate", "0.3",
-                    "--seed", "0", "--out", out / "c.json"], ("--classes does not apply",)),
-        ("curate", ["curate", "--input", good, "--format", "coco", "--drop-rate", "0.3", "--seed", "0",
-                    "--out", good], ("coco_good.json", "would overwrite an input file")),
-        ("evaluate", ["evaluate", "--gt", good, "--gt-format", "coco", "--detections", BAD / "det_good.json",
-                      "--iou", "1.5", "--out", out / "r.json"], ("--iou",)),
-        ("evaluate", ["evaluate", "--gt", good, "--gt-format", "coco", "--detections", BAD / "det_good.json",
-                      "--score-thresholds", "a:b", "--out", out / "r.json"], ("a:b",)),
-        ("evaluate", ["evaluate", "--gt", good, "--gt-format", "coco", "--detections", BAD / "det_good.json",
-                      "--score-thresholds", "0:1:1e-7", "--out", out / "r.json"], ("10000001 thresholds", "1001")),
+        (
+            "curate",
+            [
+                "curate",
+                "--input",
+                good,
+                "--format",
+                "coco",
+                "--drop-rate",
+                "1.5",
+                "--seed",
+                "0",
+                "--out",
+                out / "c.json",
+            ],
+            ("drop rate must be a number in [0, 1]",),
+        ),
+        (
+            "curate",
+            [
+                "curate",
+                "--input",
+                good,
+                "--format",
+                "coco",
+                "--drop-rate",
+                "nan",
+                "--seed",
+                "0",
+                "--out",
+                out / "c.json",
+            ],
+            ("drop rate",),
+        ),
+        (
+            "curate",
+            [
+                "curate",
+                "--input",
+                good,
+                "--format",
+                "coco",
+                "--preset",
+                "easy",
+                "--drop-rate",
+                "0.3",
+                "--seed",
+                "0",
+                "--out",
+                out / "c.json",
+            ],
+            ("takes no drop rate",),
+        ),
+        (
+            "curate",
+            [
+                "curate",
+                "--input",
+                good,
+                "--format",
+                "coco",
+                "--drop-rate",
+                "0.3",
+                "--seed",
+                "-1",
+                "--out",
+                out / "c.json",
+            ],
+            ("seed must be >= 0",),
+        ),
+        (
+            "curate",
+            [
+                "curate",
+                "--input",
+                tmp / "missing.json",
+                "--format",
+                "coco",
+                "--drop-rate",
+                "0.3",
+                "--seed",
+                "0",
+                "--out",
+                out / "c.json",
+            ],
+            ("missing.json", "does not exist", "--input"),
+        ),
+        (
+            "curate",
+            [
+                "curate",
+                "--input",
+                good,
+                "--format",
+                "coco",
+                "--classes",
+                good,
+                "--drop-rate",
+                "0.3",
+                "--seed",
+                "0",
+                "--out",
+                out / "c.json",
+            ],
+            ("--classes does not apply",),
+        ),
+        (
+            "curate",
+            ["curate", "--input", good, "--format", "coco", "--drop-rate", "0.3", "--seed", "0", "--out", good],
+            ("coco_good.json", "would overwrite an input file"),
+        ),
+        (
+            "evaluate",
+            [
+                "evaluate",
+                "--gt",
+                good,
+                "--gt-format",
+                "coco",
+                "--detections",
+                BAD / "det_good.json",
+                "--iou",
+                "1.5",
+                "--out",
+                out / "r.json",
+            ],
+            ("--iou",),
+        ),
+        (
+            "evaluate",
+            [
+                "evaluate",
+                "--gt",
+                good,
+                "--gt-format",
+                "coco",
+                "--detections",
+                BAD / "det_good.json",
+                "--score-thresholds",
+                "a:b",
+                "--out",
+                out / "r.json",
+            ],
+            ("a:b",),
+        ),
+        (
+            "evaluate",
+            [
+                "evaluate",
+                "--gt",
+                good,
+                "--gt-format",
+                "coco",
+                "--detections",
+                BAD / "det_good.json",
+                "--score-thresholds",
+                "0:1:1e-7",
+                "--out",
+                out / "r.json",
+            ],
+            ("10000001 thresholds", "1001"),
+        ),
         ("evaluate", ["evaluate", "--gt", good, "--out", out / "r.json"], ("missing inputs",)),
-        ("evaluate", ["evaluate", "--gt", good, "--gt-format", "coco", "--detections", BAD / "det_good.json",
-                      "--metric", "coco", "--iou", "0.5", "--out", out / "r.json"], ("fixed IoU",)),
+        (
+            "evaluate",
+            [
+                "evaluate",
+                "--gt",
+                good,
+                "--gt-format",
+                "coco",
+                "--detections",
+                BAD / "det_good.json",
+                "--metric",
+                "coco",
+                "--iou",
+                "0.5",
+                "--out",
+                out / "r.json",
+            ],
+            ("fixed IoU",),
+        ),
         ("train", ["train", "--out", out / "run", "--set", "train.lr"], ("bad --set 'train.lr'",)),
         ("train", ["train", "--out", out / "run", "--set", "train.lrate=0.1"], ("unknown config key 'train.lrate'",)),
         ("train", ["train", "--out", out / "run", "--set", "train.batch_size=0"], ("train.batch_size",)),
         ("train", ["train", "--out", out / "run", "--set", "data.train="], ("no training data",)),
-        ("train", ["train", "--out", out / "run", "--set", f"data.train={tmp / 'none.json'}"],
-         ("none.json", "does not exist")),
+        (
+            "train",
+            ["train", "--out", out / "run", "--set", f"data.train={tmp / 'none.json'}"],
+            ("none.json", "does not exist"),
+        ),
         ("train", ["train", "--out", out / "run", "--resume"], ("nothing to resume",)),
-        ("predict", ["predict", "--run", tmp / "norun", "--images", BAD / "img_good.png", "--out", out / "p"],
-         ("model.pt", "checkpoint not found")),
-        ("calibrate", ["calibrate", "--run", tmp / "norun", "--criterion", "precision=2", "--out", out / "t.json"],
-         ("precision=2",)),
+        (
+            "predict",
+            ["predict", "--run", tmp / "norun", "--images", BAD / "img_good.png", "--out", out / "p"],
+            ("model.pt", "checkpoint not found"),
+        ),
+        (
+            "calibrate",
+            ["calibrate", "--run", tmp / "norun", "--criterion", "precision=2", "--out", out / "t.json"],
+            ("precision=2",),
+        ),
         ("reproduce", ["reproduce", "--seeds", "0,x", "--out", out / "repro", "--dry-run"], ("--seeds",)),
         ("data", ["data", "digits", "--out", out / "digits", "--size", "8"], ("--size is 8",)),
         ("data", ["data", "digits", "--out", out / "digits", "--train", "-1"], ("--train is -1",)),
-        ("train", ["train", "--out", out / "run", "--set", "train.warmup_iterations=abc"],
-         ("train.warmup_iterations", "whole number", "'abc'")),
+        (
+            "train",
+            ["train", "--out", out / "run", "--set", "train.warmup_iterations=abc"],
+            ("train.warmup_iterations", "whole number", "'abc'"),
+        ),
         ("train", ["train", "--out", out / "run", "--set", "model.min_size=abc"], ("model.min_size", "'abc'")),
         ("train", ["train", "--out", out / "run", "--set", "seed=1.5"], ("config seed", "1.5")),
         ("train", ["train", "--out", out / "run", "--set", "train.threads=-1"], ("train.threads",)),
-        ("train", ["train", "--out", out / "run", "--set", "strategy=hard_negative", "--set", "strategy_params.a=0.3"],
-         ("'hard_negative'", "['a']", "min_overlap")),
-        ("train", ["train", "--out", out / "run", "--set", "strategy_params.thresholds=0.5"],
-         ("'thresholds' is set by the engine",)),
+        (
+            "train",
+            ["train", "--out", out / "run", "--set", "strategy=hard_negative", "--set", "strategy_params.a=0.3"],
+            ("'hard_negative'", "['a']", "min_overlap"),
+        ),
+        (
+            "train",
+            ["train", "--out", out / "run", "--set", "strategy_params.thresholds=0.5"],
+            ("'thresholds' is set by the engine",),
+        ),
         ("train", ["train", "--out", out / "run", "--set", "model.options.nope=1"], ("unknown option(s) ['nope']",)),
-        ("train", ["train", "--out", out / "run", "--set", "nosuch=1"],
-         ("unknown config key 'nosuch'", "valid keys here:", "strategy_params")),
+        (
+            "train",
+            ["train", "--out", out / "run", "--set", "nosuch=1"],
+            ("unknown config key 'nosuch'", "valid keys here:", "strategy_params"),
+        ),
         ("train", ["train", "--out", out / "run", "--set", "train.lrate=0.1"], ("valid keys here:", "train.lr,")),
         ("train", ["train", "--out", out / "run", "--allow-config-change"], ("only with --resume",)),
-        ("predict", ["predict", "--run", tmp / "norun", "--images", BAD / "img_good.png", "--out", out / "p",
-                     "--device", "gpu"], ("unknown device 'gpu'",)),
-        ("calibrate", ["calibrate", "--run", tmp / "norun", "--default-threshold", "nan", "--out", out / "t.json"],
-         ("--default-threshold", "nan")),
+        (
+            "predict",
+            [
+                "predict",
+                "--run",
+                tmp / "norun",
+                "--images",
+                BAD / "img_good.png",
+                "--out",
+                out / "p",
+                "--device",
+                "gpu",
+            ],
+            ("unknown device 'gpu'",),
+        ),
+        (
+            "calibrate",
+            ["calibrate", "--run", tmp / "norun", "--default-threshold", "nan", "--out", out / "t.json"],
+            ("--default-threshold", "nan"),
+        ),
         ("reproduce", ["reproduce", "--out", good, "--dry-run"], ("coco_good.json", "not a folder")),
     ]
 
@@ -359,8 +616,9 @@ def test_bad_arguments_are_one_clear_line_and_leave_nothing(tmp_path, capsys):
 
 
 # ------------------------------------------------------------------ the real process: stderr is one line
-@pytest.mark.parametrize(("bad", "family"), [("coco_huge_box_1e308.json", "coco"), ("oi_huge_1e308.csv", "oi"),
-                                             ("det_utf16.csv", "det")])
+@pytest.mark.parametrize(
+    ("bad", "family"), [("coco_huge_box_1e308.json", "coco"), ("oi_huge_1e308.csv", "oi"), ("det_utf16.csv", "det")]
+)
 def test_as_a_process_stderr_is_exactly_one_line_and_debug_shows_the_traceback(bad, family, tmp_path):
     """In-process tests capture Python warnings; a real process would print them (e.g. numpy overflow)."""
     command, argv = FAMILIES[family](tmp_path, bad)
@@ -381,8 +639,9 @@ def _coco_with_bad_boxes(path: Path, n_bad: int) -> None:
     doc = json.loads((BAD / "coco_good.json").read_text())
     kinds = [[1, float("nan"), 5, 5], [10, 10, -3, 5], [900, 10, 5, 5]]
     for k in range(n_bad):
-        doc["annotations"].append({"id": 101 + k, "image_id": 1 + k % 2, "category_id": 1,
-                                   "bbox": kinds[k % 3], "iscrowd": 0})
+        doc["annotations"].append(
+            {"id": 101 + k, "image_id": 1 + k % 2, "category_id": 1, "bbox": kinds[k % 3], "iscrowd": 0}
+        )
     path.write_text(json.dumps(doc))
 
 
@@ -394,8 +653,9 @@ def test_skip_invalid_curates_the_rest_and_reports_how_many_and_which(tmp_path, 
     assert_one_line_error(code, err, "curate", "seven_bad.json", "annotation id 101", "(6 more bad box(es)")
     assert files_under(tmp_path / "out") == []
 
-    code, stdout, err = run_cli(["curate", "--input", src, "--format", "coco", *CURATE, "--out", out,
-                                 "--skip-invalid"], capsys)
+    code, stdout, err = run_cli(
+        ["curate", "--input", src, "--format", "coco", *CURATE, "--out", out, "--skip-invalid"], capsys
+    )
     assert code == 0, err
     first = stdout.splitlines()[0]
     assert first.startswith("input: skipped 7 invalid box(es) (e.g. ")
@@ -405,16 +665,27 @@ def test_skip_invalid_curates_the_rest_and_reports_how_many_and_which(tmp_path, 
     # the two good boxes remain (each is alone in its image, so curation keeps it); no bad box survives
     assert [a["id"] for a in kept] == [1, 2] and manifest["dropped"]["box_ids"] == []
     # the alias is exactly --invalid skip: same bytes
-    code, _, _ = run_cli(["curate", "--input", src, "--format", "coco", *CURATE, "--out", tmp_path / "same.json",
-                          "--invalid", "skip"], capsys)
+    code, _, _ = run_cli(
+        ["curate", "--input", src, "--format", "coco", *CURATE, "--out", tmp_path / "same.json", "--invalid", "skip"],
+        capsys,
+    )
     assert code == 0 and (tmp_path / "same.json").read_bytes() == out.read_bytes()
 
 
 def test_skip_invalid_in_evaluate_notes_the_skipped_ground_truth(tmp_path, capsys):
     gt = tmp_path / "gt.json"
     _coco_with_bad_boxes(gt, 2)
-    argv = ["evaluate", "--gt", gt, "--gt-format", "coco", "--detections", BAD / "det_good.json",
-            "--out", tmp_path / "out" / "r.json"]
+    argv = [
+        "evaluate",
+        "--gt",
+        gt,
+        "--gt-format",
+        "coco",
+        "--detections",
+        BAD / "det_good.json",
+        "--out",
+        tmp_path / "out" / "r.json",
+    ]
     code, _, err = run_cli(argv, capsys)
     assert_one_line_error(code, err, "evaluate", "gt.json", "annotation id 101")
     code, stdout, err = run_cli([*argv, "--skip-invalid"], capsys)
@@ -451,15 +722,18 @@ def tempfile_dir() -> str:
     return tempfile.mkdtemp()
 
 
-@pytest.mark.parametrize(("edit", "expected"), [
-    ("empty", ("model.pt", "empty file (0 bytes)")),
-    ("no_config", ("model.pt", "incomplete: no 'config'")),
-    ("no_labels", ("model.pt", "incomplete: no 'labels'")),
-    ("a_list", ("model.pt", "not a softsampling checkpoint")),
-    ("bad_config", ("model.pt", "saved config is invalid", "config seed")),
-    ("other_weights", ("model.pt", "model state in the checkpoint does not fit")),
-    ("pickle", ("model.pt", "refusing to load")),
-])
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        ("empty", ("model.pt", "empty file (0 bytes)")),
+        ("no_config", ("model.pt", "incomplete: no 'config'")),
+        ("no_labels", ("model.pt", "incomplete: no 'labels'")),
+        ("a_list", ("model.pt", "not a softsampling checkpoint")),
+        ("bad_config", ("model.pt", "saved config is invalid", "config seed")),
+        ("other_weights", ("model.pt", "model state in the checkpoint does not fit")),
+        ("pickle", ("model.pt", "refusing to load")),
+    ],
+)
 def test_broken_model_checkpoint_is_one_clear_line(edit, expected, tmp_path, capsys):
     state = _final_state()
     raw = None
@@ -479,10 +753,12 @@ def test_broken_model_checkpoint_is_one_clear_line(edit, expected, tmp_path, cap
         class Payload:
             def __reduce__(self):
                 return (print, ("payload ran",))
+
         raw = pickle.dumps({"model": Payload()})
     run = _run_with(tmp_path, state, raw)
-    code, out, err = run_cli(["predict", "--run", run, "--images", BAD / "img_good.png", "--out", tmp_path / "out"],
-                             capsys)
+    code, out, err = run_cli(
+        ["predict", "--run", run, "--images", BAD / "img_good.png", "--out", tmp_path / "out"], capsys
+    )
     line = assert_one_line_error(code, err, "predict", *expected)
     assert "weights_only" not in line and "payload ran" not in out
     assert files_under(tmp_path / "out") == []
@@ -497,8 +773,22 @@ def trained_run(tmp_path_factory) -> Path:
     for name in ("a.png", "b.png"):
         copy_bad("img_good.png", root / "data" / name)
     copy_bad("coco_good.json", root / "data" / "train.json")
-    code = main(["train", "--out", str(root / "run"), "--no-progress", "--set", f"data.train={root / 'data' / 'train.json'}",
-                 "--set", "train.iterations=2", "--set", "train.batch_size=2", "--set", "train.checkpoint_every=1"])
+    code = main(
+        [
+            "train",
+            "--out",
+            str(root / "run"),
+            "--no-progress",
+            "--set",
+            f"data.train={root / 'data' / 'train.json'}",
+            "--set",
+            "train.iterations=2",
+            "--set",
+            "train.batch_size=2",
+            "--set",
+            "train.checkpoint_every=1",
+        ]
+    )
     assert code == 0
     return root / "run"
 
@@ -511,8 +801,9 @@ def test_resume_refuses_an_edited_config_unless_allowed_and_logs_the_change(trai
     config = run / "config.yaml"
     config.write_text(config.read_text().replace("lr: 0.02", "lr: 0.5"))
     code, _, err = run_cli(["train", "--out", run, "--resume", "--no-progress"], capsys)
-    assert_one_line_error(code, err, "train", "last.pt", "config differs", "train.lr: 0.02 -> 0.5",
-                          "--allow-config-change")
+    assert_one_line_error(
+        code, err, "train", "last.pt", "config differs", "train.lr: 0.02 -> 0.5", "--allow-config-change"
+    )
     assert not (run / "model.pt").exists()
     code, _, err = run_cli(["train", "--out", run, "--resume", "--no-progress", "--allow-config-change"], capsys)
     assert code == 0, err
@@ -537,22 +828,54 @@ def test_no_progress_still_prints_the_final_val_map(tmp_path, capsys):
     for name in ("a.png", "b.png"):
         copy_bad("img_good.png", tmp_path / "data" / name)
     data = copy_bad("coco_good.json", tmp_path / "data" / "train.json")
-    code, out, err = run_cli(["train", "--out", tmp_path / "run", "--no-progress", "--set", f"data.train={data}",
-                              "--set", f"data.val={data}", "--set", "train.iterations=1",
-                              "--set", "train.batch_size=2"], capsys)
+    code, out, err = run_cli(
+        [
+            "train",
+            "--out",
+            tmp_path / "run",
+            "--no-progress",
+            "--set",
+            f"data.train={data}",
+            "--set",
+            f"data.val={data}",
+            "--set",
+            "train.iterations=1",
+            "--set",
+            "train.batch_size=2",
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert "val mAP@0.5 (VOC area): " in out
 
 
 def test_score_soft_prior_with_another_transform_is_one_clear_line(trained_run, tmp_path, capsys):
     data = trained_run.parent / "data" / "train.json"
-    code, _, err = run_cli(["train", "--out", tmp_path / "out" / "run", "--no-progress", "--set", f"data.train={data}",
-                            "--set", "strategy=score_soft", "--set", f"prior_run={trained_run}",
-                            "--set", "model.min_size=96", "--set", "train.iterations=1"], capsys)
+    code, _, err = run_cli(
+        [
+            "train",
+            "--out",
+            tmp_path / "out" / "run",
+            "--no-progress",
+            "--set",
+            f"data.train={data}",
+            "--set",
+            "strategy=score_soft",
+            "--set",
+            f"prior_run={trained_run}",
+            "--set",
+            "model.min_size=96",
+            "--set",
+            "train.iterations=1",
+        ],
+        capsys,
+    )
     assert_one_line_error(code, err, "train", "transforms images differently", "min_size")
 
 
-@pytest.mark.parametrize("kind, expected", [("folder", "is a folder"), ("symlink_loop", "Too many levels of symbolic links")])
+@pytest.mark.parametrize(
+    "kind, expected", [("folder", "is a folder"), ("symlink_loop", "Too many levels of symbolic links")]
+)
 def test_txt_ground_truth_entry_that_is_not_a_file_is_one_clear_line(kind, expected, tmp_path, capsys):
     copy_bad("txt_gt_good.txt", tmp_path / "in" / "gt" / "a.txt")
     bad = tmp_path / "in" / "gt" / "b.txt"
@@ -561,8 +884,20 @@ def test_txt_ground_truth_entry_that_is_not_a_file_is_one_clear_line(kind, expec
     else:
         bad.symlink_to(bad)
     copy_bad("txt_gt_good.txt", tmp_path / "in" / "det" / "a.txt")
-    code, _, err = run_cli(["evaluate", "--gt", tmp_path / "in" / "gt", "--gt-format", "txt", "--detections",
-                            tmp_path / "in" / "det", "--out", tmp_path / "out" / "r.json"], capsys)
+    code, _, err = run_cli(
+        [
+            "evaluate",
+            "--gt",
+            tmp_path / "in" / "gt",
+            "--gt-format",
+            "txt",
+            "--detections",
+            tmp_path / "in" / "det",
+            "--out",
+            tmp_path / "out" / "r.json",
+        ],
+        capsys,
+    )
     assert_one_line_error(code, err, "evaluate", "b.txt", expected)
     assert files_under(tmp_path / "out") == []
 
@@ -571,7 +906,20 @@ def test_decompression_bomb_in_evaluate_images_is_one_clear_line(tmp_path, capsy
     copy_bad("txt_gt_good.txt", tmp_path / "in" / "gt" / "a.txt")
     copy_bad("img_bomb_100000x100000.png", tmp_path / "in" / "images" / "a.png")
     (tmp_path / "in" / "det").mkdir()
-    code, _, err = run_cli(["evaluate", "--gt", tmp_path / "in" / "gt", "--gt-format", "txt", "--detections",
-                            tmp_path / "in" / "det", "--images", tmp_path / "in" / "images",
-                            "--out", tmp_path / "out" / "r.json"], capsys)
+    code, _, err = run_cli(
+        [
+            "evaluate",
+            "--gt",
+            tmp_path / "in" / "gt",
+            "--gt-format",
+            "txt",
+            "--detections",
+            tmp_path / "in" / "det",
+            "--images",
+            tmp_path / "in" / "images",
+            "--out",
+            tmp_path / "out" / "r.json",
+        ],
+        capsys,
+    )
     assert_one_line_error(code, err, "evaluate", "a.png", "too large")

@@ -20,8 +20,19 @@ from softsampling.errors import SoftSamplingError
 from tests.conftest import REPO
 from tests.reliability.helpers import BAD, assert_one_line_error, copy_bad, files_under, run_cli, save_tiny_run
 
-TRAIN_1_STEP = ["--set", "data.val=null", "--set", "data.test=null", "--set", "train.iterations=1",
-                "--set", "train.batch_size=1", "--set", "train.threads=1", "--no-progress"]
+TRAIN_1_STEP = [
+    "--set",
+    "data.val=null",
+    "--set",
+    "data.test=null",
+    "--set",
+    "train.iterations=1",
+    "--set",
+    "train.batch_size=1",
+    "--set",
+    "train.threads=1",
+    "--no-progress",
+]
 
 
 # ------------------------------------------------------------------ XML and YAML bombs
@@ -32,8 +43,22 @@ def test_xml_entity_attacks_are_refused_in_under_a_second(bad, tmp_path, capsys)
     (voc / "ImageSets" / "Main").mkdir(parents=True)
     (voc / "ImageSets" / "Main" / "trainval.txt").write_text("000001\n")
     started = time.perf_counter()
-    code, _, err = run_cli(["curate", "--input", voc, "--format", "voc", "--drop-rate", "0.5", "--seed", "0",
-                            "--out", tmp_path / "out" / "voc"], capsys)
+    code, _, err = run_cli(
+        [
+            "curate",
+            "--input",
+            voc,
+            "--format",
+            "voc",
+            "--drop-rate",
+            "0.5",
+            "--seed",
+            "0",
+            "--out",
+            tmp_path / "out" / "voc",
+        ],
+        capsys,
+    )
     elapsed = time.perf_counter() - started
     assert_one_line_error(code, err, "curate", "000001.xml", "refused unsafe XML", "<!DOCTYPE")
     assert "root:" not in err  # nothing of /etc/passwd was read into the message
@@ -66,17 +91,28 @@ def coco_tree(tmp_path) -> Path:
 
 
 def write_coco(root: Path, file_name: str, width: int = 64, height: int = 48) -> Path:
-    doc = {"images": [{"id": 1, "file_name": file_name, "width": width, "height": height}],
-           "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [4, 4, 20, 20], "iscrowd": 0}],
-           "categories": [{"id": 1, "name": "cat"}]}
+    doc = {
+        "images": [{"id": 1, "file_name": file_name, "width": width, "height": height}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [4, 4, 20, 20], "iscrowd": 0}],
+        "categories": [{"id": 1, "name": "cat"}],
+    }
     path = root / "annotations" / "train.json"
     path.write_text(json.dumps(doc))
     return path
 
 
 def train_argv(annotations: Path, out: Path, *extra: str) -> list:
-    return ["train", "--config", REPO / "configs" / "digits.yaml", "--out", out,
-            "--set", f"data.train={annotations}", *TRAIN_1_STEP, *extra]
+    return [
+        "train",
+        "--config",
+        REPO / "configs" / "digits.yaml",
+        "--out",
+        out,
+        "--set",
+        f"data.train={annotations}",
+        *TRAIN_1_STEP,
+        *extra,
+    ]
 
 
 ESCAPES = {
@@ -176,8 +212,9 @@ def evil_run(tmp_path) -> tuple[Path, Path]:
 
 def test_predict_refuses_a_pickle_that_would_run_code(evil_run, tmp_path, capsys):
     run, marker = evil_run
-    code, _, err = run_cli(["predict", "--run", run, "--images", BAD / "img_good.png",
-                            "--out", tmp_path / "out"], capsys)
+    code, _, err = run_cli(
+        ["predict", "--run", run, "--images", BAD / "img_good.png", "--out", tmp_path / "out"], capsys
+    )
     assert_one_line_error(code, err, "predict", "model.pt", "refusing to load", "other than tensors")
     assert not marker.exists(), "the pickled code ran"
     assert files_under(tmp_path / "out") == []

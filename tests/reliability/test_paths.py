@@ -36,6 +36,7 @@ CLI = [sys.executable, "-m", "softsampling.cli"]
 @pytest.fixture(autouse=True)
 def no_hang() -> Iterator[None]:
     """A FIFO that is opened blocks forever: fail the test after 30 s instead."""
+
     def alarm(signum, frame):
         raise TimeoutError("the command blocked (opened a FIFO?)")
 
@@ -100,66 +101,246 @@ def _path_cases(tmp: Path, run: Path) -> list[tuple[str, list, tuple[str, ...]]]
     _fifo(fifo_run / "model.pt")
     return [
         # curate
-        ("curate", ["curate", "--input", _folder(tmp / "in_dir"), "--format", "openimages", *CURATE,
-                    "--out", out / "x.csv"], ("in_dir", "is a folder", "--input")),
-        ("curate", ["curate", "--input", _folder(tmp / "in_dir2"), "--format", "coco", *CURATE,
-                    "--out", out / "x.json"], ("in_dir2", "is a folder", "--input")),
-        ("curate", ["curate", "--input", _fifo(tmp / "fifo.json"), "--format", "coco", *CURATE,
-                    "--out", out / "x.json"], ("fifo.json", "FIFO", "--input")),
-        ("curate", ["curate", "--input", _fifo(tmp / "fifo.csv"), "--format", "openimages",
-                    "--classes", BAD / "oi_classes.csv", *CURATE, "--out", out / "x.csv"], ("fifo.csv", "FIFO")),
-        ("curate", ["curate", "--input", _empty(tmp / "empty.json"), "--format", "coco", *CURATE,
-                    "--out", out / "x.json"], ("empty.json", "empty file")),
-        ("curate", ["curate", "--input", _loop(tmp / "loop.json"), "--format", "coco", *CURATE,
-                    "--out", out / "x.json"], ("loop.json", "cannot be accessed")),
-        ("curate", ["curate", "--input", good, "--format", "voc", *CURATE, "--out", out / "voc"],
-         ("coco_good.json", "is a file, expected a VOC dataset folder")),
-        ("curate", ["curate", "--input", BAD / "oi_sizes.csv", "--format", "openimages",
-                    "--classes", _fifo(tmp / "classes.csv"), *CURATE, "--out", out / "x.csv"],
-         ("classes.csv", "FIFO", "--classes")),
-        ("curate", ["curate", "--input", good, "--format", "coco", *CURATE, "--out", _folder(out / "adir"), "--force"],
-         ("adir", "is a folder, expected a file path")),
-        ("curate", ["curate", "--input", good, "--format", "coco", *CURATE, "--out", BAD / "coco_good.json" / "x.json"],
-         ("lies under a file",)),
+        (
+            "curate",
+            ["curate", "--input", _folder(tmp / "in_dir"), "--format", "openimages", *CURATE, "--out", out / "x.csv"],
+            ("in_dir", "is a folder", "--input"),
+        ),
+        (
+            "curate",
+            ["curate", "--input", _folder(tmp / "in_dir2"), "--format", "coco", *CURATE, "--out", out / "x.json"],
+            ("in_dir2", "is a folder", "--input"),
+        ),
+        (
+            "curate",
+            ["curate", "--input", _fifo(tmp / "fifo.json"), "--format", "coco", *CURATE, "--out", out / "x.json"],
+            ("fifo.json", "FIFO", "--input"),
+        ),
+        (
+            "curate",
+            [
+                "curate",
+                "--input",
+                _fifo(tmp / "fifo.csv"),
+                "--format",
+                "openimages",
+                "--classes",
+                BAD / "oi_classes.csv",
+                *CURATE,
+                "--out",
+                out / "x.csv",
+            ],
+            ("fifo.csv", "FIFO"),
+        ),
+        (
+            "curate",
+            ["curate", "--input", _empty(tmp / "empty.json"), "--format", "coco", *CURATE, "--out", out / "x.json"],
+            ("empty.json", "empty file"),
+        ),
+        (
+            "curate",
+            ["curate", "--input", _loop(tmp / "loop.json"), "--format", "coco", *CURATE, "--out", out / "x.json"],
+            ("loop.json", "cannot be accessed"),
+        ),
+        (
+            "curate",
+            ["curate", "--input", good, "--format", "voc", *CURATE, "--out", out / "voc"],
+            ("coco_good.json", "is a file, expected a VOC dataset folder"),
+        ),
+        (
+            "curate",
+            [
+                "curate",
+                "--input",
+                BAD / "oi_sizes.csv",
+                "--format",
+                "openimages",
+                "--classes",
+                _fifo(tmp / "classes.csv"),
+                *CURATE,
+                "--out",
+                out / "x.csv",
+            ],
+            ("classes.csv", "FIFO", "--classes"),
+        ),
+        (
+            "curate",
+            ["curate", "--input", good, "--format", "coco", *CURATE, "--out", _folder(out / "adir"), "--force"],
+            ("adir", "is a folder, expected a file path"),
+        ),
+        (
+            "curate",
+            ["curate", "--input", good, "--format", "coco", *CURATE, "--out", BAD / "coco_good.json" / "x.json"],
+            ("lies under a file",),
+        ),
         # evaluate
-        ("evaluate", ["evaluate", "--gt", _folder(tmp / "gt_dir"), "--gt-format", "coco", "--detections", det,
-                      "--out", out / "r.json"], ("gt_dir", "is a folder", "--gt")),
-        ("evaluate", ["evaluate", "--gt", good, "--gt-format", "txt", "--detections", gt_txt,
-                      "--out", out / "r.json"], ("coco_good.json", "expected a folder", "--gt")),
-        ("evaluate", ["evaluate", "--gt", good, "--gt-format", "coco", "--detections", _fifo(tmp / "d.json"),
-                      "--out", out / "r.json"], ("d.json", "FIFO", "--detections")),
-        ("evaluate", ["evaluate", "--gt", good, "--gt-format", "coco", "--detections", det,
-                      "--out", _folder(out / "rdir")], ("rdir", "is a folder, expected a file path", "--out")),
-        ("evaluate", ["evaluate", "--gt", good, "--gt-format", "coco", "--detections", det, "--metric", "openimages",
-                      "--hierarchy", _fifo(tmp / "h.json"), "--out", out / "r.json"], ("h.json", "FIFO", "--hierarchy")),
+        (
+            "evaluate",
+            [
+                "evaluate",
+                "--gt",
+                _folder(tmp / "gt_dir"),
+                "--gt-format",
+                "coco",
+                "--detections",
+                det,
+                "--out",
+                out / "r.json",
+            ],
+            ("gt_dir", "is a folder", "--gt"),
+        ),
+        (
+            "evaluate",
+            ["evaluate", "--gt", good, "--gt-format", "txt", "--detections", gt_txt, "--out", out / "r.json"],
+            ("coco_good.json", "expected a folder", "--gt"),
+        ),
+        (
+            "evaluate",
+            [
+                "evaluate",
+                "--gt",
+                good,
+                "--gt-format",
+                "coco",
+                "--detections",
+                _fifo(tmp / "d.json"),
+                "--out",
+                out / "r.json",
+            ],
+            ("d.json", "FIFO", "--detections"),
+        ),
+        (
+            "evaluate",
+            ["evaluate", "--gt", good, "--gt-format", "coco", "--detections", det, "--out", _folder(out / "rdir")],
+            ("rdir", "is a folder, expected a file path", "--out"),
+        ),
+        (
+            "evaluate",
+            [
+                "evaluate",
+                "--gt",
+                good,
+                "--gt-format",
+                "coco",
+                "--detections",
+                det,
+                "--metric",
+                "openimages",
+                "--hierarchy",
+                _fifo(tmp / "h.json"),
+                "--out",
+                out / "r.json",
+            ],
+            ("h.json", "FIFO", "--hierarchy"),
+        ),
         # train
-        ("train", ["train", "--config", _fifo(tmp / "cfg.yaml"), "--out", out / "run"], ("cfg.yaml", "FIFO", "--config")),
+        (
+            "train",
+            ["train", "--config", _fifo(tmp / "cfg.yaml"), "--out", out / "run"],
+            ("cfg.yaml", "FIFO", "--config"),
+        ),
         ("train", ["train", "--config", _folder(tmp / "cfg_dir"), "--out", out / "run"], ("cfg_dir", "is a folder")),
-        ("train", ["train", "--out", out / "run", "--set", f"data.train={_folder(tmp / 'train_dir')}"],
-         ("train_dir", "is a folder")),
+        (
+            "train",
+            ["train", "--out", out / "run", "--set", f"data.train={_folder(tmp / 'train_dir')}"],
+            ("train_dir", "is a folder"),
+        ),
         # predict
-        ("predict", ["predict", "--run", run, "--images", _fifo(tmp / "imgs" / "x.png"), "--out", out / "p"],
-         ("x.png", "FIFO", "--images")),
-        ("predict", ["predict", "--run", run, "--images", _folder(tmp / "imgs2" / "d.png").parent, "--out", out / "p"],
-         ("d.png", "is a folder", "--images")),
-        ("predict", ["predict", "--run", run, "--images", BAD / "img_good.png", "--thresholds", _fifo(tmp / "t.json"),
-                     "--out", out / "p"], ("t.json", "FIFO", "--thresholds")),
-        ("predict", ["predict", "--run", fifo_run, "--images", BAD / "img_good.png", "--out", out / "p"],
-         ("model.pt", "FIFO")),
+        (
+            "predict",
+            ["predict", "--run", run, "--images", _fifo(tmp / "imgs" / "x.png"), "--out", out / "p"],
+            ("x.png", "FIFO", "--images"),
+        ),
+        (
+            "predict",
+            ["predict", "--run", run, "--images", _folder(tmp / "imgs2" / "d.png").parent, "--out", out / "p"],
+            ("d.png", "is a folder", "--images"),
+        ),
+        (
+            "predict",
+            [
+                "predict",
+                "--run",
+                run,
+                "--images",
+                BAD / "img_good.png",
+                "--thresholds",
+                _fifo(tmp / "t.json"),
+                "--out",
+                out / "p",
+            ],
+            ("t.json", "FIFO", "--thresholds"),
+        ),
+        (
+            "predict",
+            ["predict", "--run", fifo_run, "--images", BAD / "img_good.png", "--out", out / "p"],
+            ("model.pt", "FIFO"),
+        ),
         # calibrate
         ("calibrate", ["calibrate", "--run", bad_run, "--out", out / "t.json"], ("model.pt", "empty file")),
         # analyze
-        ("analyze", ["analyze", "overlap", "--data", _folder(tmp / "data_dir"), "--manifest", good, "--run", run,
-                     "--out", out / "a"], ("data_dir", "is a folder", "--data")),
-        ("analyze", ["analyze", "overlap", "--data", good, "--manifest", _fifo(tmp / "m.json"), "--run", run,
-                     "--out", out / "a"], ("m.json", "FIFO", "--manifest")),
+        (
+            "analyze",
+            [
+                "analyze",
+                "overlap",
+                "--data",
+                _folder(tmp / "data_dir"),
+                "--manifest",
+                good,
+                "--run",
+                run,
+                "--out",
+                out / "a",
+            ],
+            ("data_dir", "is a folder", "--data"),
+        ),
+        (
+            "analyze",
+            [
+                "analyze",
+                "overlap",
+                "--data",
+                good,
+                "--manifest",
+                _fifo(tmp / "m.json"),
+                "--run",
+                run,
+                "--out",
+                out / "a",
+            ],
+            ("m.json", "FIFO", "--manifest"),
+        ),
         # reproduce, data
-        ("reproduce", ["reproduce", "--preset", "smoke", "--config", _fifo(tmp / "r.yaml"), "--out", out / "r",
-                       "--dry-run"], ("r.yaml", "FIFO", "--config")),
-        ("reproduce", ["reproduce", "--preset", "smoke", "--out", _empty(out / "r_file"), "--dry-run"],
-         ("r_file", "not a folder")),
-        ("data", ["data", "digits", "--out", _empty(out / "d_file"), "--force", "--train", "1", "--val", "1",
-                  "--test", "1", "--size", "32"], ("d_file", "not a folder")),
+        (
+            "reproduce",
+            ["reproduce", "--preset", "smoke", "--config", _fifo(tmp / "r.yaml"), "--out", out / "r", "--dry-run"],
+            ("r.yaml", "FIFO", "--config"),
+        ),
+        (
+            "reproduce",
+            ["reproduce", "--preset", "smoke", "--out", _empty(out / "r_file"), "--dry-run"],
+            ("r_file", "not a folder"),
+        ),
+        (
+            "data",
+            [
+                "data",
+                "digits",
+                "--out",
+                _empty(out / "d_file"),
+                "--force",
+                "--train",
+                "1",
+                "--val",
+                "1",
+                "--test",
+                "1",
+                "--size",
+                "32",
+            ],
+            ("d_file", "not a folder"),
+        ),
     ]
 
 
@@ -171,8 +352,16 @@ def test_every_wrong_path_is_one_line_naming_it_and_nothing_is_written(tiny_run,
         assert_one_line_error(code, err, command, *expected)
         assert set(files_under(tmp_path / "out")) == before, argv  # nothing new, no temp or lock file
     assert len(cases) >= 25
-    assert {c for c, _, _ in cases} == {"curate", "evaluate", "train", "predict", "calibrate", "analyze",
-                                         "reproduce", "data"}
+    assert {c for c, _, _ in cases} == {
+        "curate",
+        "evaluate",
+        "train",
+        "predict",
+        "calibrate",
+        "analyze",
+        "reproduce",
+        "data",
+    }
 
 
 def test_fifos_inside_input_folders_are_refused_not_opened(tmp_path, capsys):
@@ -180,8 +369,17 @@ def test_fifos_inside_input_folders_are_refused_not_opened(tmp_path, capsys):
     gt = tmp_path / "gt"
     copy_bad("txt_gt_good.txt", gt / "a.txt")
     _fifo(gt / "b.txt")
-    argv = ["evaluate", "--gt", gt, "--gt-format", "txt", "--detections", _folder(tmp_path / "det"),
-            "--out", tmp_path / "out" / "r.json"]
+    argv = [
+        "evaluate",
+        "--gt",
+        gt,
+        "--gt-format",
+        "txt",
+        "--detections",
+        _folder(tmp_path / "det"),
+        "--out",
+        tmp_path / "out" / "r.json",
+    ]
     code, _, err = run_cli(argv, capsys)
     assert_one_line_error(code, err, "evaluate", "b.txt", "FIFO", "--gt")
     os.unlink(gt / "b.txt")
@@ -220,6 +418,7 @@ def _voc_dataset(root: Path, images: Path) -> Path:
 
 def _self_overwrite_cases(tmp: Path, run: Path) -> list[tuple[str, list, Path, tuple[str, ...]]]:
     """(command, argv, the input that must stay untouched, texts of the error)."""
+
     def copy(name: str, dest: Path) -> Path:
         return copy_bad(name, dest)
 
@@ -252,37 +451,107 @@ def _self_overwrite_cases(tmp: Path, run: Path) -> list[tuple[str, list, Path, t
     equal = ("would overwrite an input",)
     contains = ("would contain the input",)
     return [
-        ("data", ["data", "digits", "--out", gt, "--force", "--train", "1", "--val", "1", "--test", "1",
-                  "--size", "32"], gt, ("not a folder",)),
+        (
+            "data",
+            ["data", "digits", "--out", gt, "--force", "--train", "1", "--val", "1", "--test", "1", "--size", "32"],
+            gt,
+            ("not a folder",),
+        ),
         ("curate", ["curate", "--input", gt, "--format", "coco", *CURATE, "--out", gt, "--force"], gt, equal),
         ("curate", ["curate", "--input", src, "--format", "coco", *CURATE, "--out", hard, "--force"], src, equal),
-        ("curate", ["curate", "--input", voc, "--format", "voc", *CURATE, "--out", voc.parent, "--force"], voc, contains),
-        ("curate", ["curate", "--input", voc, "--format", "voc", *CURATE, "--out", voc_images.parent, "--force"],
-         voc_images, ("which the input", "links to")),
+        (
+            "curate",
+            ["curate", "--input", voc, "--format", "voc", *CURATE, "--out", voc.parent, "--force"],
+            voc,
+            contains,
+        ),
+        (
+            "curate",
+            ["curate", "--input", voc, "--format", "voc", *CURATE, "--out", voc_images.parent, "--force"],
+            voc_images,
+            ("which the input", "links to"),
+        ),
         ("train", ["train", "--config", cfg, "--out", cfg_dir, "--set", f"data.train={train_json}"], cfg, contains),
         ("train", ["train", "--out", train_json.parent, "--set", f"data.train={train_json}"], train_json, contains),
-        ("predict", ["predict", "--run", run_copy, "--images", img_dir, "--out", img_dir, "--force"], img_dir,
-         ("output would overwrite an input folder",)),
-        ("predict", ["predict", "--run", run_copy, "--images", img_dir / "a.png", "--out", run_copy], run_copy,
-         contains),
-        ("evaluate", ["evaluate", "--gt", gt, "--gt-format", "coco", "--detections", det, "--out", gt, "--force"],
-         gt, equal),
-        ("evaluate", ["evaluate", "--gt", gt, "--gt-format", "coco", "--detections", det, "--plot", det, "--force"],
-         det, equal),
-        ("evaluate", ["evaluate", "--gt", txt_gt, "--gt-format", "txt", "--detections", txt_det,
-                      "--out", txt_gt / "results.json"], txt_gt, ("lies inside the input folder",)),
+        (
+            "predict",
+            ["predict", "--run", run_copy, "--images", img_dir, "--out", img_dir, "--force"],
+            img_dir,
+            ("output would overwrite an input folder",),
+        ),
+        (
+            "predict",
+            ["predict", "--run", run_copy, "--images", img_dir / "a.png", "--out", run_copy],
+            run_copy,
+            contains,
+        ),
+        (
+            "evaluate",
+            ["evaluate", "--gt", gt, "--gt-format", "coco", "--detections", det, "--out", gt, "--force"],
+            gt,
+            equal,
+        ),
+        (
+            "evaluate",
+            ["evaluate", "--gt", gt, "--gt-format", "coco", "--detections", det, "--plot", det, "--force"],
+            det,
+            equal,
+        ),
+        (
+            "evaluate",
+            [
+                "evaluate",
+                "--gt",
+                txt_gt,
+                "--gt-format",
+                "txt",
+                "--detections",
+                txt_det,
+                "--out",
+                txt_gt / "results.json",
+            ],
+            txt_gt,
+            ("lies inside the input folder",),
+        ),
         ("calibrate", ["calibrate", "--run", run_copy, "--out", run_copy / "model.pt", "--force"], run_copy, equal),
-        ("analyze", ["analyze", "overlap", "--data", manifest_data, "--manifest", gt, "--run", run_copy,
-                     "--out", manifest_data.parent], manifest_data, contains),
-        ("reproduce", ["reproduce", "--preset", "smoke", "--config", repro_cfg, "--out", repro_cfg.parent,
-                       "--dry-run"], repro_cfg, contains),
+        (
+            "analyze",
+            [
+                "analyze",
+                "overlap",
+                "--data",
+                manifest_data,
+                "--manifest",
+                gt,
+                "--run",
+                run_copy,
+                "--out",
+                manifest_data.parent,
+            ],
+            manifest_data,
+            contains,
+        ),
+        (
+            "reproduce",
+            ["reproduce", "--preset", "smoke", "--config", repro_cfg, "--out", repro_cfg.parent, "--dry-run"],
+            repro_cfg,
+            contains,
+        ),
     ]
 
 
 def test_no_command_writes_over_or_around_its_inputs_even_with_force(tiny_run, tmp_path, capsys):
     cases = _self_overwrite_cases(tmp_path, tiny_run)
-    assert {c for c, _, _, _ in cases} == {"data", "curate", "train", "predict", "evaluate", "calibrate", "analyze",
-                                            "reproduce"}
+    assert {c for c, _, _, _ in cases} == {
+        "data",
+        "curate",
+        "train",
+        "predict",
+        "evaluate",
+        "calibrate",
+        "analyze",
+        "reproduce",
+    }
     for command, argv, kept, expected in cases:
         before = _digest(kept)
         listing = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
@@ -315,8 +584,19 @@ def test_ctrl_c_between_curated_file_and_manifest_leaves_neither(tmp_path, capsy
         raise KeyboardInterrupt
 
     monkeypatch.setattr(cc, "write_manifest", interrupted)
-    code, _, err = run_cli(["curate", "--input", BAD / "coco_good.json", "--format", "coco", *CURATE,
-                            "--out", tmp_path / "out" / "c.json"], capsys)
+    code, _, err = run_cli(
+        [
+            "curate",
+            "--input",
+            BAD / "coco_good.json",
+            "--format",
+            "coco",
+            *CURATE,
+            "--out",
+            tmp_path / "out" / "c.json",
+        ],
+        capsys,
+    )
     assert code == 130 and "interrupted" in err
     assert files_under(tmp_path) == []  # no curated file without its manifest, no temp file, no lock
 
@@ -345,7 +625,9 @@ def test_sigterm_during_curate_removes_temp_files_and_leaves_no_half_output(tmp_
 def test_predict_draw_leaves_no_drawing_when_a_later_image_is_bad(tiny_run, tmp_path, capsys):
     imgs = _images(tmp_path / "imgs", ("a.png",))
     copy_bad("img_not_an_image.png", imgs / "b.png")
-    code, _, err = run_cli(["predict", "--run", tiny_run, "--images", imgs, "--out", tmp_path / "out", "--draw"], capsys)
+    code, _, err = run_cli(
+        ["predict", "--run", tiny_run, "--images", imgs, "--out", tmp_path / "out", "--draw"], capsys
+    )
     assert_one_line_error(code, err, "predict", "b.png", "cannot read image")
     assert files_under(tmp_path / "out") == [] and not (tmp_path / "out").exists()
 
@@ -366,10 +648,27 @@ def test_a_failed_score_soft_start_leaves_no_run_folder(tiny_run, tmp_path, caps
     (tmp_path / "train.json").write_text(json.dumps(doc))
     _images(tmp_path / "images")
     out = tmp_path / "out" / "run"
-    code, _, err = run_cli(["train", "--out", out, "--set", f"data.train={tmp_path / 'train.json'}",
-                            "--set", f"data.images={tmp_path / 'images'}", "--set", "data.val=null",
-                            "--set", "data.test=null", "--set", "strategy=score_soft",
-                            "--set", f"prior_run={tiny_run}", "--no-progress"], capsys)
+    code, _, err = run_cli(
+        [
+            "train",
+            "--out",
+            out,
+            "--set",
+            f"data.train={tmp_path / 'train.json'}",
+            "--set",
+            f"data.images={tmp_path / 'images'}",
+            "--set",
+            "data.val=null",
+            "--set",
+            "data.test=null",
+            "--set",
+            "strategy=score_soft",
+            "--set",
+            f"prior_run={tiny_run}",
+            "--no-progress",
+        ],
+        capsys,
+    )
     assert_one_line_error(code, err, "train", "different classes")
     assert not out.exists()
 
@@ -397,8 +696,9 @@ def test_a_fresh_run_that_fails_before_its_first_checkpoint_removes_what_it_wrot
 
 
 def test_reproduce_checks_set_before_building_any_data(tmp_path, capsys):
-    code, _, err = run_cli(["reproduce", "--preset", "smoke", "--set", "train.lrate=1", "--out", tmp_path / "r",
-                            "--dry-run"], capsys)
+    code, _, err = run_cli(
+        ["reproduce", "--preset", "smoke", "--set", "train.lrate=1", "--out", tmp_path / "r", "--dry-run"], capsys
+    )
     assert_one_line_error(code, err, "reproduce", "unknown config key 'train.lrate'")
     assert not (tmp_path / "r").exists()
 
@@ -412,11 +712,27 @@ def test_analyze_refuses_images_outside_the_image_folder_like_train(tiny_run, tm
     doc["images"][1]["file_name"] = "../../secret/x.png"
     data = tmp_path / "data" / "train.json"
     data.write_text(json.dumps(doc))
-    code, _, err = run_cli(["curate", "--input", data, "--format", "coco", *CURATE, "--out", tmp_path / "c.json"],
-                           capsys)
+    code, _, err = run_cli(
+        ["curate", "--input", data, "--format", "coco", *CURATE, "--out", tmp_path / "c.json"], capsys
+    )
     assert code == 0, err
-    code, _, err = run_cli(["analyze", "overlap", "--data", tmp_path / "c.json", "--images-root", images,
-                            "--run", tiny_run, "--out", tmp_path / "out", "--images", "2"], capsys)
+    code, _, err = run_cli(
+        [
+            "analyze",
+            "overlap",
+            "--data",
+            tmp_path / "c.json",
+            "--images-root",
+            images,
+            "--run",
+            tiny_run,
+            "--out",
+            tmp_path / "out",
+            "--images",
+            "2",
+        ],
+        capsys,
+    )
     assert_one_line_error(code, err, "analyze", "../../secret/x.png", "leaves the image folder")
     assert files_under(tmp_path / "out") == []
 

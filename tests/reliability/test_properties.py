@@ -66,8 +66,13 @@ def test_voc_pair_iou_agrees_where_boxes_overlap_and_is_minus_inf_elsewhere(pair
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(xywh, min_size=1, max_size=6), st.lists(xywh, min_size=1, max_size=6),
-       st.floats(-100, 100), st.floats(-100, 100), st.sampled_from([0.5, 2.0, 4.0]))
+@given(
+    st.lists(xywh, min_size=1, max_size=6),
+    st.lists(xywh, min_size=1, max_size=6),
+    st.floats(-100, 100),
+    st.floats(-100, 100),
+    st.sampled_from([0.5, 2.0, 4.0]),
+)
 def test_box_iou_ignores_translation_and_scale(a_list, b_list, dx, dy, scale):
     a, b = to_xyxy(a_list), to_xyxy(b_list)
     shift = np.array([dx, dy, dx, dy])
@@ -87,13 +92,22 @@ def scenes(draw):
         for c in cells:
             x, y = 25 * (c % 4) + 2, 25 * (c // 4) + 2
             w, h = draw(st.integers(8, 20)), draw(st.integers(8, 20))
-            boxes.append({"image_index": i, "bbox": [x, y, x + w, y + h], "label": draw(st.integers(1, 3)),
-                          "id": len(boxes) + 1})
-    gt = DetectionDataset.from_lists(images=images, boxes=boxes,
-                                     categories=[Category(k, f"class{k}") for k in (1, 2, 3)])
+            boxes.append(
+                {"image_index": i, "bbox": [x, y, x + w, y + h], "label": draw(st.integers(1, 3)), "id": len(boxes) + 1}
+            )
+    gt = DetectionDataset.from_lists(
+        images=images, boxes=boxes, categories=[Category(k, f"class{k}") for k in (1, 2, 3)]
+    )
     n_fp = draw(st.integers(0, 6))
-    fps = [(draw(st.integers(0, n_images - 1)), draw(st.integers(0, 80)), draw(st.integers(0, 80)),
-            draw(st.integers(1, 3))) for _ in range(n_fp)]
+    fps = [
+        (
+            draw(st.integers(0, n_images - 1)),
+            draw(st.integers(0, 80)),
+            draw(st.integers(0, 80)),
+            draw(st.integers(1, 3)),
+        )
+        for _ in range(n_fp)
+    ]
     return gt, fps
 
 
@@ -106,9 +120,12 @@ def detections(gt: DetectionDataset, fps: list, seed: int) -> tuple[Detections, 
     if not fps:
         return perfect, perfect
     fp_boxes = np.array([[x, y, x + 15, y + 15] for _, x, y, _ in fps], dtype=np.float64)
-    noisy = Detections(np.concatenate([perfect.image_index, [f[0] for f in fps]]),
-                       np.concatenate([perfect.boxes, fp_boxes]),
-                       np.concatenate([perfect.labels, [f[3] for f in fps]]), scores)
+    noisy = Detections(
+        np.concatenate([perfect.image_index, [f[0] for f in fps]]),
+        np.concatenate([perfect.boxes, fp_boxes]),
+        np.concatenate([perfect.labels, [f[3] for f in fps]]),
+        scores,
+    )
     return perfect, noisy
 
 
@@ -116,8 +133,15 @@ def permuted_images(gt: DetectionDataset, dets: Detections, perm: np.ndarray) ->
     """The same data with image rows in order ``perm`` (new row k = old row perm[k])."""
     new_row = np.argsort(perm)
     images = [{"id": gt.image_ids[i], "file_name": gt.file_names[i], "width": 100, "height": 100} for i in perm]
-    boxes = [{"image_index": int(new_row[gt.box_image[j]]), "bbox": gt.boxes[j].tolist(), "label": int(gt.labels[j]),
-              "id": int(gt.box_ids[j])} for j in range(gt.num_boxes)]
+    boxes = [
+        {
+            "image_index": int(new_row[gt.box_image[j]]),
+            "bbox": gt.boxes[j].tolist(),
+            "label": int(gt.labels[j]),
+            "id": int(gt.box_ids[j]),
+        }
+        for j in range(gt.num_boxes)
+    ]
     gt2 = DetectionDataset.from_lists(images=images, boxes=boxes, categories=gt.categories)
     return gt2, Detections(new_row[dets.image_index], dets.boxes, dets.labels, dets.scores)
 
@@ -170,10 +194,17 @@ def datasets(draw):
     for i in range(n_images):
         for _ in range(draw(st.integers(1, 5))):
             x, y = draw(st.integers(0, 150)), draw(st.integers(0, 60))
-            boxes.append({"image_index": i, "bbox": [x, y, x + draw(st.integers(4, 49)), y + draw(st.integers(4, 39))],
-                          "label": draw(st.integers(1, 3)), "id": len(boxes) + 1})
-    return DetectionDataset.from_lists(images=images, boxes=boxes,
-                                       categories=[Category(k, name) for k, name in ((1, "bird"), (2, "cat"), (3, "dog"))])
+            boxes.append(
+                {
+                    "image_index": i,
+                    "bbox": [x, y, x + draw(st.integers(4, 49)), y + draw(st.integers(4, 39))],
+                    "label": draw(st.integers(1, 3)),
+                    "id": len(boxes) + 1,
+                }
+            )
+    return DetectionDataset.from_lists(
+        images=images, boxes=boxes, categories=[Category(k, name) for k, name in ((1, "bird"), (2, "cat"), (3, "dog"))]
+    )
 
 
 @settings(max_examples=20, deadline=None)
@@ -188,14 +219,21 @@ def test_curation_drops_the_same_boxes_whichever_format_the_dataset_came_from(tm
         save_dataset(ds, path, fmt)
         options = {}
         if fmt == "openimages":
-            (folder / "sizes.csv").write_text("ImageID,width,height\n" + "".join(
-                f"{image_id},200,100\n" for image_id in ds.image_ids))
+            (folder / "sizes.csv").write_text(
+                "ImageID,width,height\n" + "".join(f"{image_id},200,100\n" for image_id in ds.image_ids)
+            )
             options["sizes_csv"] = folder / "sizes.csv"
         back = load_dataset(path, fmt, **options)
         result = curate(back, rate=rate, seed=seed)
         out = result.dataset
         names = out.category_names
-        kept[fmt] = sorted((str(out.image_ids[out.box_image[j]]).lstrip("0"), names[int(out.labels[j])],
-                            tuple(np.round(out.boxes[j], 3).tolist())) for j in range(out.num_boxes))
+        kept[fmt] = sorted(
+            (
+                str(out.image_ids[out.box_image[j]]).lstrip("0"),
+                names[int(out.labels[j])],
+                tuple(np.round(out.boxes[j], 3).tolist()),
+            )
+            for j in range(out.num_boxes)
+        )
         assert curate(back, rate=rate, seed=seed).dataset.num_boxes == out.num_boxes  # same seed, same result
     assert kept["coco"] == kept["voc"] == kept["openimages"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from softsampling.data.formats import load_dataset
 from softsampling.commands.predict import collect_images
+from softsampling.data.formats import load_dataset
 from softsampling.evaluation.io import read_detections
 from tests.reliability.helpers import BAD, assert_one_line_error, run_cli
 
@@ -33,9 +33,21 @@ def test_predict_refuses_two_images_with_one_file_name(tmp_path):
 
 def test_openimages_with_sizes_scores_pixel_detections(tmp_path, capsys):
     """The corpus case that is refused without sizes scores 100 with --sizes (the box is img1's /m/cat box)."""
-    argv = ["evaluate", "--gt", BAD / "oi_good.csv", "--gt-format", "openimages", "--classes", BAD / "oi_classes.csv",
-            "--detections", BAD / "oi_det_pixels_without_sizes.csv", "--metric", "openimages",
-            "--out", tmp_path / "r.json"]
+    argv = [
+        "evaluate",
+        "--gt",
+        BAD / "oi_good.csv",
+        "--gt-format",
+        "openimages",
+        "--classes",
+        BAD / "oi_classes.csv",
+        "--detections",
+        BAD / "oi_det_pixels_without_sizes.csv",
+        "--metric",
+        "openimages",
+        "--out",
+        tmp_path / "r.json",
+    ]
     code, _, err = run_cli(argv, capsys)
     assert_one_line_error(code, err, "evaluate", "--sizes")
     code, _, err = run_cli([*argv, "--sizes", BAD / "oi_sizes.csv"], capsys)

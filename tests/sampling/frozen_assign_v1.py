@@ -88,7 +88,7 @@ def group_of_coverage(proposals: Tensor, group_boxes: Tensor) -> Tensor:
     Zero-area proposals get coverage 0.
 
     Example:
-        >>> group_of_coverage(torch.tensor([[0., 0., 10., 10.]]), torch.tensor([[0., 0., 5., 10.]])).tolist()
+        >>> group_of_coverage(torch.tensor([[0.0, 0.0, 10.0, 10.0]]), torch.tensor([[0.0, 0.0, 5.0, 10.0]])).tolist()
         [[0.5]]
     """
     top_left = torch.maximum(proposals[:, None, :2], group_boxes[None, :, :2])
@@ -147,8 +147,8 @@ def assign(
         ValueError: unknown strategy or parameter, missing required input, bad shapes.
 
     Example:
-        >>> proposals = torch.tensor([[0., 0., 10., 10.], [0., 0., 10., 8.], [20., 20., 30., 30.]])
-        >>> a = assign("overlap_soft", proposals, torch.tensor([[0., 0., 10., 10.]]), torch.tensor([3]))
+        >>> proposals = torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 8.0], [20.0, 20.0, 30.0, 30.0]])
+        >>> a = assign("overlap_soft", proposals, torch.tensor([[0.0, 0.0, 10.0, 10.0]]), torch.tensor([3]))
         >>> a.labels.tolist(), [round(w, 3) for w in a.weights.tolist()]
         ([3, 3, 0], [1.0, 1.0, 0.25])
     """

@@ -153,7 +153,12 @@ def test_group_of_ignores_background_inside() -> None:
         assert a.weights[0].item() == 0.0 and a.weights[2].item() == 0.0
     assert assign("baseline", proposals, gt, labels).labels.tolist() == [0, 0, 0, 0, 2, 4]
     assert assign("baseline", proposals, gt, labels, group_of=group_of, group_of_threshold=0.99).labels.tolist() == [
-        -1, 0, 0, 0, 2, 4,
+        -1,
+        0,
+        0,
+        0,
+        2,
+        4,
     ]
 
 
@@ -164,8 +169,11 @@ def _extra(strategy: str, n: int, c: int = 4) -> dict:
     if strategy == "upper_bound":
         return {"dropped_boxes": torch.tensor([[0.0, 0.0, 10.0, 10.0]])}
     if strategy == "pseudo_label":  # no pseudo box: same as baseline
-        return {"pseudo_boxes": torch.zeros(0, 4), "pseudo_labels": torch.zeros(0, dtype=torch.int64),
-                "pseudo_scores": torch.zeros(0)}
+        return {
+            "pseudo_boxes": torch.zeros(0, 4),
+            "pseudo_labels": torch.zeros(0, dtype=torch.int64),
+            "pseudo_scores": torch.zeros(0),
+        }
     if strategy == "objectness_mining":  # nothing the RPN finds object-like
         return {"objectness": torch.zeros(n)}
     return {}
@@ -256,5 +264,5 @@ def test_properties(proposal_list: list, gt_list: list, fg_iou: float) -> None:
     # assignment is per RoI: a subset of proposals gets the subset of answers
     subset = torch.arange(0, proposals.shape[0], 2)
     part = assign("overlap_soft", proposals[subset], gt, labels, fg_iou=fg_iou)
-    for full_field, part_field in zip(soft, part):
+    for full_field, part_field in zip(soft, part, strict=True):
         assert torch.equal(full_field[subset], part_field)

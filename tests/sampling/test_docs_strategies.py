@@ -18,10 +18,13 @@ def test_examples_run_and_print_documented_values() -> None:
         with contextlib.redirect_stdout(out):
             exec(compile(block, str(DOC), "exec"), {})
         printed = out.getvalue().splitlines()
-        documented = [line.split("# ")[1].split(":")[0].split("  (")[0].strip()
-                      for line in block.splitlines() if line.strip().startswith("print(") and "# " in line]
+        documented = [
+            line.split("# ")[1].split(":")[0].split("  (")[0].strip()
+            for line in block.splitlines()
+            if line.strip().startswith("print(") and "# " in line
+        ]
         assert len(printed) == len(documented)
-        for got, want in zip(printed, documented):
+        for got, want in zip(printed, documented, strict=True):
             assert got == want
 
 

@@ -24,7 +24,9 @@ def test_hand_values_count_and_weight_sum() -> None:
     assert cls.item() == pytest.approx(1.75 * math.log(3) / 3, rel=1e-6)
     # smooth-L1, beta 1/9: |0.1| < beta -> 0.5 * 0.1**2 * 9 ; |1.0| -> 1 - 1/18 ; summed, / N (3)
     assert box.item() == pytest.approx((0.5 * 0.01 * 9 + (1.0 - 1 / 18)) / 3, rel=1e-6)
-    cls_ws, box_ws = weighted_fastrcnn_loss(logits, box_regression, labels, targets, weights, normalization="weight_sum")
+    cls_ws, box_ws = weighted_fastrcnn_loss(
+        logits, box_regression, labels, targets, weights, normalization="weight_sum"
+    )
     assert cls_ws.item() == pytest.approx(math.log(3), rel=1e-6)
     assert box_ws.item() == pytest.approx(box.item())  # regression is never weighted
 
@@ -43,7 +45,9 @@ def test_unit_weights_equal_torchvision() -> None:
 def test_weight_reaches_the_gradient() -> None:
     """d(loss)/d(logits) of a background RoI is exactly w(o) times the unweighted gradient."""
     gt = torch.tensor([[0.0, 0.0, 10.0, 10.0]])
-    proposals = torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 4.0], [0.0, 0.0, 10.0, 2.0], [30.0, 30.0, 40.0, 40.0]])
+    proposals = torch.tensor(
+        [[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 4.0], [0.0, 0.0, 10.0, 2.0], [30.0, 30.0, 40.0, 40.0]]
+    )
     a = assign("overlap_soft", proposals, gt, torch.tensor([1]))
     assert a.labels.tolist() == [1, 0, 0, 0]
     logits = torch.randn(4, 3, generator=torch.Generator().manual_seed(0), requires_grad=True)
@@ -67,13 +71,22 @@ def test_weight_reaches_the_gradient() -> None:
 
 def test_empty_batch_and_errors() -> None:
     logits = torch.zeros(0, 3, requires_grad=True)
-    cls, box = weighted_fastrcnn_loss(logits, torch.zeros(0, 12), torch.zeros(0, dtype=torch.int64), torch.zeros(0, 4), torch.zeros(0))
+    cls, box = weighted_fastrcnn_loss(
+        logits, torch.zeros(0, 12), torch.zeros(0, dtype=torch.int64), torch.zeros(0, 4), torch.zeros(0)
+    )
     assert cls.item() == 0.0 and box.item() == 0.0
     cls.backward()
     assert logits.grad is not None
     with pytest.raises(ValueError, match="normalization"):
-        weighted_fastrcnn_loss(torch.zeros(1, 3), torch.zeros(1, 12), torch.zeros(1, dtype=torch.int64),
-                               torch.zeros(1, 4), torch.ones(1), normalization="mean")
+        weighted_fastrcnn_loss(
+            torch.zeros(1, 3),
+            torch.zeros(1, 12),
+            torch.zeros(1, dtype=torch.int64),
+            torch.zeros(1, 4),
+            torch.ones(1),
+            normalization="mean",
+        )
     with pytest.raises(ValueError, match="one row per sampled RoI"):
-        weighted_fastrcnn_loss(torch.zeros(2, 3), torch.zeros(2, 12), torch.zeros(2, dtype=torch.int64),
-                               torch.zeros(2, 4), torch.ones(3))
+        weighted_fastrcnn_loss(
+            torch.zeros(2, 3), torch.zeros(2, 12), torch.zeros(2, dtype=torch.int64), torch.zeros(2, 4), torch.ones(3)
+        )

@@ -21,15 +21,20 @@ from softsampling.sampling.rules import describe_strategies
 GT = torch.tensor([[0.0, 0.0, 10.0, 10.0]])
 GT_LABELS = torch.tensor([1])
 EMPTY, EMPTY_LABELS = torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64)
-PROPOSALS = torch.tensor([
-    [0.0, 0.0, 10.0, 10.0],  # 0: foreground of GT (IoU 1)
-    [0.0, 0.0, 10.0, 4.0],  # 1: background, IoU 0.4
-    [50.0, 50.0, 60.0, 60.0],  # 2: background, IoU 0, on the pseudo box
-    [50.0, 50.0, 60.0, 57.0],  # 3: background, IoU 0, IoU 0.7 with the pseudo box
-    [80.0, 0.0, 90.0, 10.0],  # 4: background, IoU 0, nothing there
-])
-PSEUDO = {"pseudo_boxes": torch.tensor([[50.0, 50.0, 60.0, 60.0]]), "pseudo_labels": torch.tensor([2]),
-          "pseudo_scores": torch.tensor([0.8])}
+PROPOSALS = torch.tensor(
+    [
+        [0.0, 0.0, 10.0, 10.0],  # 0: foreground of GT (IoU 1)
+        [0.0, 0.0, 10.0, 4.0],  # 1: background, IoU 0.4
+        [50.0, 50.0, 60.0, 60.0],  # 2: background, IoU 0, on the pseudo box
+        [50.0, 50.0, 60.0, 57.0],  # 3: background, IoU 0, IoU 0.7 with the pseudo box
+        [80.0, 0.0, 90.0, 10.0],  # 4: background, IoU 0, nothing there
+    ]
+)
+PSEUDO = {
+    "pseudo_boxes": torch.tensor([[50.0, 50.0, 60.0, 60.0]]),
+    "pseudo_labels": torch.tensor([2]),
+    "pseudo_scores": torch.tensor([0.8]),
+}
 NO_PSEUDO = {"pseudo_boxes": EMPTY, "pseudo_labels": EMPTY_LABELS, "pseudo_scores": torch.zeros(0)}
 
 
@@ -106,16 +111,25 @@ def test_pseudo_label_makes_foreground_with_teacher_confidence() -> None:
 
 
 def test_pseudo_label_overlapping_an_annotation_never_overrides_it() -> None:
-    pseudo = {"pseudo_boxes": torch.tensor([[0.0, 0.0, 10.0, 9.0]]), "pseudo_labels": torch.tensor([2]),
-              "pseudo_scores": torch.tensor([0.9])}
+    pseudo = {
+        "pseudo_boxes": torch.tensor([[0.0, 0.0, 10.0, 9.0]]),
+        "pseudo_labels": torch.tensor([2]),
+        "pseudo_scores": torch.tensor([0.9]),
+    }
     a = assign("pseudo_label", PROPOSALS, GT, GT_LABELS, **pseudo)
     assert a.labels[0] == 1 and a.matched_gt[0] == 0  # annotated foreground wins
     # RoI 1 (IoU 0.4 with GT, 0.44 with the pseudo box) stays background: below fg_iou for both
     assert a.labels.tolist() == [1, 0, 0, 0, 0]
     # with a pseudo box closer than the annotation, a non-foreground RoI takes it
-    b = assign("pseudo_label", torch.tensor([[0.0, 0.0, 10.0, 4.0]]), GT, GT_LABELS,
-               pseudo_boxes=torch.tensor([[0.0, 0.0, 10.0, 5.0]]), pseudo_labels=torch.tensor([2]),
-               pseudo_scores=torch.tensor([0.6]))
+    b = assign(
+        "pseudo_label",
+        torch.tensor([[0.0, 0.0, 10.0, 4.0]]),
+        GT,
+        GT_LABELS,
+        pseudo_boxes=torch.tensor([[0.0, 0.0, 10.0, 5.0]]),
+        pseudo_labels=torch.tensor([2]),
+        pseudo_scores=torch.tensor([0.6]),
+    )
     assert b.labels.tolist() == [2] and b.weights.tolist() == pytest.approx([0.6])
 
 
@@ -123,8 +137,15 @@ def test_pseudo_label_errors() -> None:
     with pytest.raises(ValueError, match="needs pseudo_boxes"):
         assign("pseudo_label", PROPOSALS, GT, GT_LABELS)
     with pytest.raises(ValueError, match="one entry per pseudo box"):
-        assign("pseudo_label", PROPOSALS, GT, GT_LABELS, pseudo_boxes=PSEUDO["pseudo_boxes"],
-               pseudo_labels=torch.tensor([1, 2]), pseudo_scores=torch.tensor([0.5]))
+        assign(
+            "pseudo_label",
+            PROPOSALS,
+            GT,
+            GT_LABELS,
+            pseudo_boxes=PSEUDO["pseudo_boxes"],
+            pseudo_labels=torch.tensor([1, 2]),
+            pseudo_scores=torch.tensor([0.5]),
+        )
     with pytest.raises(ValueError, match="pseudo_weight"):
         resolve_strategy("pseudo_label", {"pseudo_weight": "half"})
 
@@ -134,8 +155,13 @@ def test_objectness_mining_ignores_object_like_background_after_warmup() -> None
     a = assign("objectness_mining", PROPOSALS, GT, GT_LABELS, objectness=objectness)
     # RoI 0 is foreground; RoI 1 overlaps the annotation by 0.4 > 0.2; RoI 3 is below tau
     assert a.labels.tolist() == [1, 0, -1, 0, -1] and a.weights.tolist() == [1.0, 1.0, 0.0, 1.0, 0.0]
-    assert assign("objectness_mining", PROPOSALS, GT, GT_LABELS, objectness=objectness,
-                  tau=0.9).labels.tolist() == [1, 0, -1, 0, 0]
+    assert assign("objectness_mining", PROPOSALS, GT, GT_LABELS, objectness=objectness, tau=0.9).labels.tolist() == [
+        1,
+        0,
+        -1,
+        0,
+        0,
+    ]
     # warm-up: the first 20% of iterations train as baseline
     early = assign("objectness_mining", PROPOSALS, GT, GT_LABELS, objectness=objectness, iteration=19, iterations=100)
     late = assign("objectness_mining", PROPOSALS, GT, GT_LABELS, objectness=objectness, iteration=20, iterations=100)
@@ -177,7 +203,8 @@ def test_compositions_apply_rules_in_order() -> None:
     assert composition.params["a"] == 0.5 and composition.params["tau"] == 0.8
     assert composition.needs == {"pseudo_boxes", "pseudo_labels", "pseudo_scores", "objectness"}
     assert resolve_strategy([]).name == "baseline" and resolve_strategy(["baseline", "overlap_soft"]).rules == (
-        "overlap_soft",)
+        "overlap_soft",
+    )
 
 
 def test_composition_errors() -> None:
@@ -213,18 +240,29 @@ def test_regress_mask_leaves_pseudo_rois_out_of_box_loss() -> None:
     targets = torch.ones(2, 4)
     deltas = torch.zeros(2, 12, requires_grad=True)
     _, box_all = weighted_fastrcnn_loss(torch.zeros(2, 3), deltas, labels, targets, torch.ones(2))
-    _, box_one = weighted_fastrcnn_loss(torch.zeros(2, 3), deltas, labels, targets, torch.ones(2),
-                                        regress=torch.tensor([True, False]))
+    _, box_one = weighted_fastrcnn_loss(
+        torch.zeros(2, 3), deltas, labels, targets, torch.ones(2), regress=torch.tensor([True, False])
+    )
     assert box_one.item() == pytest.approx(box_all.item() / 2)
 
 
 def test_merge_flip_detections_pairs_and_halves_unpaired() -> None:
     boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [30.0, 30.0, 40.0, 40.0]])
     flipped = torch.tensor([[0.0, 0.0, 10.0, 12.0], [60.0, 60.0, 70.0, 70.0], [0.0, 0.0, 10.0, 10.0]])
-    b, lab, s = merge_flip_detections(boxes, torch.tensor([1, 1]), torch.tensor([0.9, 0.4]),
-                                      flipped, torch.tensor([1, 1, 2]), torch.tensor([0.7, 0.6, 0.8]))
-    assert b.tolist() == [[0.0, 0.0, 10.0, 11.0], [30.0, 30.0, 40.0, 40.0], [60.0, 60.0, 70.0, 70.0],
-                          [0.0, 0.0, 10.0, 10.0]]
+    b, lab, s = merge_flip_detections(
+        boxes,
+        torch.tensor([1, 1]),
+        torch.tensor([0.9, 0.4]),
+        flipped,
+        torch.tensor([1, 1, 2]),
+        torch.tensor([0.7, 0.6, 0.8]),
+    )
+    assert b.tolist() == [
+        [0.0, 0.0, 10.0, 11.0],
+        [30.0, 30.0, 40.0, 40.0],
+        [60.0, 60.0, 70.0, 70.0],
+        [0.0, 0.0, 10.0, 10.0],
+    ]
     assert lab.tolist() == [1, 1, 1, 2]  # the class-2 box does not pair with a class-1 one
     assert s.tolist() == pytest.approx([0.8, 0.2, 0.3, 0.4])
     b, lab, s = merge_flip_detections(EMPTY, EMPTY_LABELS, torch.zeros(0), EMPTY, EMPTY_LABELS, torch.zeros(0))
@@ -233,16 +271,30 @@ def test_merge_flip_detections_pairs_and_halves_unpaired() -> None:
 
 def test_select_pseudo_boxes_drops_duplicates_of_annotations() -> None:
     gt = torch.tensor([[0.0, 0.0, 40.0, 40.0]])
-    dets = torch.tensor([
-        [0.0, 0.0, 40.0, 36.0],  # IoU 0.9 with the annotation: duplicate
-        [5.0, 5.0, 15.0, 15.0],  # inside the annotation, same class: duplicate
-        [5.0, 5.0, 15.0, 15.0],  # inside, other class: kept
-        [60.0, 60.0, 70.0, 70.0],  # elsewhere, above threshold: kept
-        [80.0, 80.0, 90.0, 90.0],  # elsewhere, below threshold
-    ])
-    keep = select_pseudo_boxes(dets, torch.tensor([1, 1, 2, 1, 2]), torch.tensor([0.9, 0.9, 0.9, 0.6, 0.5]),
-                               torch.tensor([0.0, 0.5, 0.55]), gt, torch.tensor([1]))
+    dets = torch.tensor(
+        [
+            [0.0, 0.0, 40.0, 36.0],  # IoU 0.9 with the annotation: duplicate
+            [5.0, 5.0, 15.0, 15.0],  # inside the annotation, same class: duplicate
+            [5.0, 5.0, 15.0, 15.0],  # inside, other class: kept
+            [60.0, 60.0, 70.0, 70.0],  # elsewhere, above threshold: kept
+            [80.0, 80.0, 90.0, 90.0],  # elsewhere, below threshold
+        ]
+    )
+    keep = select_pseudo_boxes(
+        dets,
+        torch.tensor([1, 1, 2, 1, 2]),
+        torch.tensor([0.9, 0.9, 0.9, 0.6, 0.5]),
+        torch.tensor([0.0, 0.5, 0.55]),
+        gt,
+        torch.tensor([1]),
+    )
     assert keep.tolist() == [False, False, True, True, False]
-    keep = select_pseudo_boxes(dets, torch.tensor([1, 1, 2, 1, 2]), torch.tensor([0.9, 0.9, 0.9, 0.6, 0.5]),
-                               torch.tensor([0.0, 0.5, 0.55]), EMPTY, EMPTY_LABELS)
+    keep = select_pseudo_boxes(
+        dets,
+        torch.tensor([1, 1, 2, 1, 2]),
+        torch.tensor([0.9, 0.9, 0.9, 0.6, 0.5]),
+        torch.tensor([0.0, 0.5, 0.55]),
+        EMPTY,
+        EMPTY_LABELS,
+    )
     assert keep.tolist() == [True, True, True, True, False]

@@ -55,7 +55,7 @@ def test_score_weight_formula() -> None:
     s = torch.tensor([0.1, 0.5, 0.9])
     t = torch.tensor([0.5, 0.5, 0.3])
     got = score_weight(s, t)
-    want = [gompertz_by_hand(tt - ss) for ss, tt in zip(s.tolist(), t.tolist())]
+    want = [gompertz_by_hand(tt - ss) for ss, tt in zip(s.tolist(), t.tolist(), strict=True)]
     assert got.tolist() == pytest.approx(want, abs=1e-6)
     # scalar threshold broadcasts; far above T -> a, far below T -> ~1
     w = score_weight(torch.tensor([1.0, 0.0]), 0.6)

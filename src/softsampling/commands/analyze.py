@@ -29,32 +29,48 @@ from softsampling.errors import SoftSamplingError
 
 def register(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="analysis", metavar="ANALYSIS")
-    p = sub.add_parser("overlap", help="P(proposal on a dropped object | overlap) and a fitted Gompertz weight",
-                       description=(__doc__ or "").strip(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, required=True, help="curated training annotations (output of softsampling curate)")
-    p.add_argument("--format", choices=("coco", "voc", "openimages"), default="coco", help="format of --data (default coco)")
+    p = sub.add_parser(
+        "overlap",
+        help="P(proposal on a dropped object | overlap) and a fitted Gompertz weight",
+        description=(__doc__ or "").strip(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--data", type=Path, required=True, help="curated training annotations (output of softsampling curate)"
+    )
+    p.add_argument(
+        "--format", choices=("coco", "voc", "openimages"), default="coco", help="format of --data (default coco)"
+    )
     p.add_argument("--split", default=None, help="voc: image set of --data (default trainval)")
-    p.add_argument("--images-root", type=Path, default=None, metavar="DIR", help="image folder of --data (default: the reader's guess)")
+    p.add_argument(
+        "--images-root",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="image folder of --data (default: the reader's guess)",
+    )
     p.add_argument("--manifest", type=Path, default=None, help="curation manifest (default: found beside --data)")
     p.add_argument("--run", type=Path, required=True, help="trained run folder whose RPN proposes regions")
     p.add_argument("--out", type=Path, required=True, help="output folder for overlap.png and overlap.json")
     p.add_argument("--images", type=int, default=200, metavar="N", help="random training images analysed (default 200)")
     p.add_argument("--seed", type=int, default=0, help="seed of the image subset (default 0)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--allow-outside-root", action="store_true",
-                   help="let the annotations name images outside their image folder (absolute paths, '..', "
-                        "symlinks out); refused by default, as in train")
+    p.add_argument(
+        "--allow-outside-root",
+        action="store_true",
+        help="let the annotations name images outside their image folder (absolute paths, '..', "
+        "symlinks out); refused by default, as in train",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "analysis", None) != "overlap":
         raise SoftSamplingError("choose an analysis", fix="softsampling analyze overlap --help")
     from softsampling.data.curate import find_manifest, read_manifest
-    from softsampling.data.formats import load_dataset
+    from softsampling.data.formats import image_check_options, load_dataset
     from softsampling.engine.checkpoint import FINAL
     from softsampling.engine.data import dropped_by_image
     from softsampling.engine.predict import load_run
-    from softsampling.data.formats import image_check_options
     from softsampling.experiments.figures import plot_overlap
     from softsampling.experiments.overlap_analysis import analyze_overlap
     from softsampling.io import (
@@ -69,12 +85,18 @@ def run(args: argparse.Namespace) -> int:
     if args.images < 1:
         raise SoftSamplingError(f"--images is {args.images}", fix="pass a positive number, e.g. --images 200")
     if not (args.run / FINAL).exists():
-        raise SoftSamplingError("run folder has no trained model (model.pt)", file=args.run,
-                                fix="pass a finished `softsampling train` run folder")
+        raise SoftSamplingError(
+            "run folder has no trained model (model.pt)",
+            file=args.run,
+            fix="pass a finished `softsampling train` run folder",
+        )
     manifest_path = args.manifest or find_manifest(args.data)
     if manifest_path is None:
-        raise SoftSamplingError("no curation manifest found beside the data", file=args.data,
-                                fix="pass --manifest PATH (written by `softsampling curate`)")
+        raise SoftSamplingError(
+            "no curation manifest found beside the data",
+            file=args.data,
+            fix="pass --manifest PATH (written by `softsampling curate`)",
+        )
     check_input_file(manifest_path, option="--manifest", what="curation manifest (JSON)")
     inputs = [args.data, args.images_root, manifest_path, args.run / FINAL]
     datasets = [args.data] if args.data.is_dir() else []  # a VOC folder
@@ -97,14 +119,18 @@ def run(args: argparse.Namespace) -> int:
     with output_lock(args.out), commit_together():  # both files appear together
         write_json(outputs[0], data)
         plot_overlap(data, outputs[1])
-    print(f"{analysis.background} background proposals in {analysis.images} images, "
-          f"{analysis.on_dropped} on dropped objects")
-    for lo, n, p in zip(data["curve"]["edges"], data["curve"]["count"], data["curve"]["p_dropped"]):
+    print(
+        f"{analysis.background} background proposals in {analysis.images} images, "
+        f"{analysis.on_dropped} on dropped objects"
+    )
+    curve = data["curve"]  # edges: one more than the bins; each bin is printed with its lower edge
+    for lo, n, p in zip(curve["edges"][:-1], curve["count"], curve["p_dropped"], strict=True):
         print(f"  overlap >= {lo:.2f}: {n:>7} proposals, P(dropped) = {'-' if p is None else f'{p:.3f}'}")
     if analysis.fitted:
         a, b, c = analysis.fitted
-        print(f"fitted weight w(o) = a + (1-a) exp(-b exp(-c o)): a={a:.3f} b={b:.4g} c={c:.4g} "
-              f"(paper: a=0.25 b=50 c=20)")
+        print(
+            f"fitted weight w(o) = a + (1-a) exp(-b exp(-c o)): a={a:.3f} b={b:.4g} c={c:.4g} (paper: a=0.25 b=50 c=20)"
+        )
     else:
         print("too few overlap bins with proposals to fit a, b, c")
     print(f"wrote {args.out / 'overlap.png'} and {args.out / 'overlap.json'}")

@@ -32,14 +32,25 @@ def register(parser: argparse.ArgumentParser) -> None:
     from softsampling.data.validate import add_invalid_options
 
     parser.add_argument("--gt", type=Path, required=True, metavar="PATH", help="annotations the audit ran on")
-    parser.add_argument("--gt-format", dest="format", required=True, choices=GT_FORMATS,
-                        help="format of --gt (and of --out)")
-    parser.add_argument("--decisions", type=Path, required=True, metavar="JSON",
-                        help="decisions.json exported from review.html")
-    parser.add_argument("--candidates", type=Path, metavar="JSON",
-                        help="the audit's candidates.json: check that every decision names one of its candidates")
-    parser.add_argument("--out", type=Path, required=True, metavar="PATH",
-                        help="merged annotations: a file for coco/openimages, a folder for voc")
+    parser.add_argument(
+        "--gt-format", dest="format", required=True, choices=GT_FORMATS, help="format of --gt (and of --out)"
+    )
+    parser.add_argument(
+        "--decisions", type=Path, required=True, metavar="JSON", help="decisions.json exported from review.html"
+    )
+    parser.add_argument(
+        "--candidates",
+        type=Path,
+        metavar="JSON",
+        help="the audit's candidates.json: check that every decision names one of its candidates",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="PATH",
+        help="merged annotations: a file for coco/openimages, a folder for voc",
+    )
     parser.add_argument("--force", action="store_true", help="overwrite an existing output")
     add_invalid_options(parser, what="boxes in --gt")
     parser.add_argument("--images", type=Path, default=None, metavar="DIR", help="image folder of --gt")
@@ -73,15 +84,20 @@ def run(args: argparse.Namespace) -> int:
         outputs.append(labels_path_for(args.out))
     inputs = [args.gt, args.decisions, args.candidates, args.images, args.classes, args.labels, args.sizes]
     for path in outputs:
-        check_output_path(path, force=args.force, folder=out_is_dir and path == args.out, inputs=inputs,
-                          keep_out_of=[args.gt] if args.gt.is_dir() else [])
+        check_output_path(
+            path,
+            force=args.force,
+            folder=out_is_dir and path == args.out,
+            inputs=inputs,
+            keep_out_of=[args.gt] if args.gt.is_dir() else [],
+        )
     with output_lock(args.out), commit_together():
         return _merge(args, manifest, options)
 
 
 def _merge(args: argparse.Namespace, manifest: Path, options: dict[str, Any]) -> int:
-    from softsampling.data.curate import sha256_of_input
     from softsampling.commands.curate import writer_options
+    from softsampling.data.curate import sha256_of_input
     from softsampling.data.formats import load_dataset, save_dataset
     from softsampling.evaluation.audit import merge_boxes
     from softsampling.io import write_json
@@ -93,17 +109,33 @@ def _merge(args: argparse.Namespace, manifest: Path, options: dict[str, Any]) ->
     additions, rejected = parse_decisions(document, ds, args.decisions, candidates)
     merged, new_ids = merge_boxes(ds, additions)
     save_dataset(merged, args.out, args.format, **writer_options(args))
-    write_json(manifest, {
-        "input": str(args.gt), "input_format": args.format, "input_sha256": input_sha256,
-        "decisions": str(args.decisions), "candidates_sha256": document.get("candidates_sha256"),
-        "accepted": len(additions), "rejected": rejected,
-        "added": [{"box_id": int(i), "image_id": _json_id(ds.image_ids[a.image_index]),
-                   "file_name": ds.file_names[a.image_index], "category_id": a.label,
-                   "bbox": [a.box[0], a.box[1], a.box[2] - a.box[0], a.box[3] - a.box[1]], "rank": a.rank}
-                  for i, a in zip(new_ids.tolist(), additions)],
-    })
-    print(f"added {len(additions)} accepted box(es) ({rejected} rejected) to {ds.num_boxes} annotated boxes; "
-          f"wrote {args.out} and {manifest}")
+    write_json(
+        manifest,
+        {
+            "input": str(args.gt),
+            "input_format": args.format,
+            "input_sha256": input_sha256,
+            "decisions": str(args.decisions),
+            "candidates_sha256": document.get("candidates_sha256"),
+            "accepted": len(additions),
+            "rejected": rejected,
+            "added": [
+                {
+                    "box_id": int(i),
+                    "image_id": _json_id(ds.image_ids[a.image_index]),
+                    "file_name": ds.file_names[a.image_index],
+                    "category_id": a.label,
+                    "bbox": [a.box[0], a.box[1], a.box[2] - a.box[0], a.box[3] - a.box[1]],
+                    "rank": a.rank,
+                }
+                for i, a in zip(new_ids.tolist(), additions, strict=True)
+            ],
+        },
+    )
+    print(
+        f"added {len(additions)} accepted box(es) ({rejected} rejected) to {ds.num_boxes} annotated boxes; "
+        f"wrote {args.out} and {manifest}"
+    )
     return 0
 
 
@@ -122,28 +154,41 @@ def _read_candidates(path: Path) -> dict[int, dict[str, Any]]:
 
     data = path.read_bytes()
     entries = _read_json(path, "--candidates")
-    if not isinstance(entries, list) or not all(isinstance(e, dict) and isinstance(e.get("rank"), int) for e in entries):
-        raise SoftSamplingError("not a candidates list (entries with 'rank')", file=path,
-                                fix="pass the candidates.json that `softsampling audit` wrote")
+    if not isinstance(entries, list) or not all(
+        isinstance(e, dict) and isinstance(e.get("rank"), int) for e in entries
+    ):
+        raise SoftSamplingError(
+            "not a candidates list (entries with 'rank')",
+            file=path,
+            fix="pass the candidates.json that `softsampling audit` wrote",
+        )
     by_rank = {e["rank"]: e for e in entries}
     by_rank[-1] = {"sha256": hashlib.sha256(data).hexdigest()}
     return by_rank
 
 
-def parse_decisions(document: Any, ds: Any, path: Path, candidates: dict[int, dict[str, Any]] | None
-                    ) -> tuple[list[Any], int]:
+def parse_decisions(
+    document: Any, ds: Any, path: Path, candidates: dict[int, dict[str, Any]] | None
+) -> tuple[list[Any], int]:
     """The accepted additions of a decisions document, and the number rejected; any bad entry is an error."""
     from softsampling.evaluation.audit import Addition
     from softsampling.evaluation.review import DECISIONS_FORMAT
 
     fix = "export the decisions again from review.html"
-    if not isinstance(document, dict) or document.get("format") != DECISIONS_FORMAT \
-            or not isinstance(document.get("decisions"), list):
-        raise SoftSamplingError(f"not a decisions file (expected format {DECISIONS_FORMAT!r} and a 'decisions' list)",
-                                file=path, fix=fix)
+    if (
+        not isinstance(document, dict)
+        or document.get("format") != DECISIONS_FORMAT
+        or not isinstance(document.get("decisions"), list)
+    ):
+        raise SoftSamplingError(
+            f"not a decisions file (expected format {DECISIONS_FORMAT!r} and a 'decisions' list)", file=path, fix=fix
+        )
     if candidates is not None and document.get("candidates_sha256") not in (None, candidates[-1]["sha256"]):
-        raise SoftSamplingError("the decisions were made on another candidates.json (checksums differ)", file=path,
-                                fix="pass the candidates.json of the audit whose review.html made these decisions")
+        raise SoftSamplingError(
+            "the decisions were made on another candidates.json (checksums differ)",
+            file=path,
+            fix="pass the candidates.json of the audit whose review.html made these decisions",
+        )
     row_of = {name: r for r, name in enumerate(ds.file_names)}
     known_classes = {c.id for c in ds.categories}
     additions, rejected, seen = [], 0, set()
@@ -157,33 +202,54 @@ def parse_decisions(document: Any, ds: Any, path: Path, candidates: dict[int, di
             raise SoftSamplingError("candidate decided twice", file=path, record=record, fix=fix)
         seen.add(rank)
         if d.get("decision") not in ("accept", "reject"):
-            raise SoftSamplingError(f"'decision' must be 'accept' or 'reject', got {d.get('decision')!r}", file=path,
-                                    record=record, fix=fix)
+            raise SoftSamplingError(
+                f"'decision' must be 'accept' or 'reject', got {d.get('decision')!r}", file=path, record=record, fix=fix
+            )
         if candidates is not None:
             c = candidates.get(rank) if rank != -1 else None
             if c is None:
-                raise SoftSamplingError("names no candidate of --candidates", file=path, record=record,
-                                        fix="pass the candidates.json of the audit that made these decisions")
+                raise SoftSamplingError(
+                    "names no candidate of --candidates",
+                    file=path,
+                    record=record,
+                    fix="pass the candidates.json of the audit that made these decisions",
+                )
             if any(c.get(key) != d.get(key) for key in ("file_name", "category_id", "bbox")):
-                raise SoftSamplingError("differs from candidate of the same rank in --candidates (image, class or box)",
-                                        file=path, record=record,
-                                        fix="pass the candidates.json of the audit that made these decisions")
+                raise SoftSamplingError(
+                    "differs from candidate of the same rank in --candidates (image, class or box)",
+                    file=path,
+                    record=record,
+                    fix="pass the candidates.json of the audit that made these decisions",
+                )
         if d["decision"] == "reject":
             rejected += 1
             continue
         row = row_of.get(d.get("file_name")) if isinstance(d.get("file_name"), str) else None
         if row is None:
-            raise SoftSamplingError(f"image {d.get('file_name')!r} is not in --gt", file=path, record=record,
-                                    fix="merge into the annotations the audit ran on")
+            raise SoftSamplingError(
+                f"image {d.get('file_name')!r} is not in --gt",
+                file=path,
+                record=record,
+                fix="merge into the annotations the audit ran on",
+            )
         if d.get("category_id") not in known_classes or isinstance(d.get("category_id"), bool):
-            raise SoftSamplingError(f"category id {d.get('category_id')!r} is not in --gt", file=path, record=record,
-                                    fix="merge into the annotations the audit ran on")
+            raise SoftSamplingError(
+                f"category id {d.get('category_id')!r} is not in --gt",
+                file=path,
+                record=record,
+                fix="merge into the annotations the audit ran on",
+            )
         bbox = d.get("bbox")
-        if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) and not
-                                                                   isinstance(v, bool) and math.isfinite(v) for v in bbox)
-                and bbox[2] > 0 and bbox[3] > 0):
-            raise SoftSamplingError(f"'bbox' must be [x, y, w, h] with w, h > 0, got {bbox!r}", file=path,
-                                    record=record, fix=fix)
+        if not (
+            isinstance(bbox, list)
+            and len(bbox) == 4
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in bbox)
+            and bbox[2] > 0
+            and bbox[3] > 0
+        ):
+            raise SoftSamplingError(
+                f"'bbox' must be [x, y, w, h] with w, h > 0, got {bbox!r}", file=path, record=record, fix=fix
+            )
         x, y, w, h = (float(v) for v in bbox)
         additions.append(Addition(row, (x, y, x + w, y + h), int(d["category_id"]), rank))
     return additions, rejected

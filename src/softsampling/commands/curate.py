@@ -60,29 +60,54 @@ _READER_OPTIONS = {
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--input", required=True, type=Path, metavar="PATH",
-                        help="annotations to curate: COCO JSON file, VOC folder (VOCdevkit/VOC2007), "
-                             "or Open Images boxes CSV")
+    parser.add_argument(
+        "--input",
+        required=True,
+        type=Path,
+        metavar="PATH",
+        help="annotations to curate: COCO JSON file, VOC folder (VOCdevkit/VOC2007), or Open Images boxes CSV",
+    )
     parser.add_argument("--format", required=True, choices=FORMATS, help="format of --input (and of the output)")
-    parser.add_argument("--out", required=True, type=Path, metavar="PATH",
-                        help="curated output: a file for coco/openimages, a folder for voc")
-    parser.add_argument("--preset", choices=PRESETS, default="uniform",
-                        help="curation protocol (default: uniform, the paper's)")
-    parser.add_argument("--drop-rate", type=float, default=None, metavar="P",
-                        help="uniform only: fraction of each class's boxes to drop, in [0, 1], e.g. 0.3")
+    parser.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        metavar="PATH",
+        help="curated output: a file for coco/openimages, a folder for voc",
+    )
+    parser.add_argument(
+        "--preset", choices=PRESETS, default="uniform", help="curation protocol (default: uniform, the paper's)"
+    )
+    parser.add_argument(
+        "--drop-rate",
+        type=float,
+        default=None,
+        metavar="P",
+        help="uniform only: fraction of each class's boxes to drop, in [0, 1], e.g. 0.3",
+    )
     parser.add_argument("--seed", type=int, required=True, help="random seed; same seed, same dropped boxes")
     parser.add_argument("--force", action="store_true", help="overwrite an existing output and manifest")
     add_invalid_options(parser, what="boxes in the input")
-    parser.add_argument("--images", type=Path, default=None, metavar="DIR",
-                        help="image folder recorded with the dataset (optional; images are never read)")
+    parser.add_argument(
+        "--images",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="image folder recorded with the dataset (optional; images are never read)",
+    )
     fmt = parser.add_argument_group("format options")
     fmt.add_argument("--split", default=None, help="voc: image set to read, e.g. trainval (ImageSets/Main/SPLIT.txt)")
-    fmt.add_argument("--classes", type=Path, default=None, metavar="CSV",
-                     help="openimages: class descriptions CSV (LabelName,DisplayName)")
-    fmt.add_argument("--labels", type=Path, default=None, metavar="CSV",
-                     help="openimages: image-level labels CSV")
-    fmt.add_argument("--sizes", type=Path, default=None, metavar="CSV",
-                     help="openimages: image sizes CSV (ImageID,width,height)")
+    fmt.add_argument(
+        "--classes",
+        type=Path,
+        default=None,
+        metavar="CSV",
+        help="openimages: class descriptions CSV (LabelName,DisplayName)",
+    )
+    fmt.add_argument("--labels", type=Path, default=None, metavar="CSV", help="openimages: image-level labels CSV")
+    fmt.add_argument(
+        "--sizes", type=Path, default=None, metavar="CSV", help="openimages: image sizes CSV (ImageID,width,height)"
+    )
 
 
 def reader_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -97,8 +122,7 @@ def reader_options(args: argparse.Namespace) -> dict[str, Any]:
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
     for flag, keyword in _READER_OPTIONS.items():
         if keyword in options and keyword not in accepted and not takes_any:
-            raise SoftSamplingError(f"--{flag} does not apply to --format {args.format}",
-                                    fix=f"leave out --{flag}")
+            raise SoftSamplingError(f"--{flag} does not apply to --format {args.format}", fix=f"leave out --{flag}")
     if "invalid" not in accepted and not takes_any:
         options.pop("invalid")
     return options
@@ -143,8 +167,9 @@ def run(args: argparse.Namespace) -> int:
     inputs = [src, *(getattr(args, flag) for flag in _READER_OPTIONS if flag != "split")]
     datasets = [src] if src.is_dir() else []
     for path in outputs:
-        check_output_path(path, force=args.force, folder=out_is_dir and path == out, inputs=inputs,
-                          keep_out_of=datasets)
+        check_output_path(
+            path, force=args.force, folder=out_is_dir and path == out, inputs=inputs, keep_out_of=datasets
+        )
 
     with output_lock(out), commit_together():  # a second run into --out stops; file and manifest appear together
         _curate(args, src, out, manifest, options)
@@ -157,13 +182,15 @@ def _curate(args: argparse.Namespace, src: Path, out: Path, manifest: Path, opti
     result = curate(ds, rate=args.drop_rate, seed=args.seed, preset=args.preset)
     save_dataset(result.dataset, out, args.format, **writer_options(args))
     recorded = {k: str(v) for k, v in options.items()}
-    write_manifest(manifest, ds, result, input_path=src, input_format=args.format,
-                   input_sha256=input_sha256, options=recorded)
+    write_manifest(
+        manifest, ds, result, input_path=src, input_format=args.format, input_sha256=input_sha256, options=recorded
+    )
 
     report = ds.extra.get("validation_report")
     if report is not None and (report.clipped or report.skipped):
         print(f"input: {report.summary()}")
     print(format_summary(result))
     t = result.totals()
-    print(f"wrote {out} ({t['boxes_after']} boxes in {t['images']} images) and {manifest} "
-          f"({t['dropped']} dropped boxes)")
+    print(
+        f"wrote {out} ({t['boxes_after']} boxes in {t['images']} images) and {manifest} ({t['dropped']} dropped boxes)"
+    )

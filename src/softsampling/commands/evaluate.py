@@ -33,8 +33,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -54,50 +54,115 @@ EVALUATE_VOC_SPLIT = "test"
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run", type=Path, default=None, metavar="RUN_DIR",
-                        help="evaluate a trained run: predict with its model on --split (train, val or test, "
-                             "from the run's config) or on --gt, instead of reading --detections")
-    parser.add_argument("--gt", type=Path, metavar="PATH",
-                        help="ground truth: VOC folder, COCO JSON, Open Images boxes CSV, or folder of txt files")
+    parser.add_argument(
+        "--run",
+        type=Path,
+        default=None,
+        metavar="RUN_DIR",
+        help="evaluate a trained run: predict with its model on --split (train, val or test, "
+        "from the run's config) or on --gt, instead of reading --detections",
+    )
+    parser.add_argument(
+        "--gt",
+        type=Path,
+        metavar="PATH",
+        help="ground truth: VOC folder, COCO JSON, Open Images boxes CSV, or folder of txt files",
+    )
     parser.add_argument("--gt-format", choices=GT_FORMATS, help="format of --gt")
-    parser.add_argument("--detections", type=Path, metavar="PATH",
-                        help="detections: COCO results .json, .csv, or (with --gt-format txt) a folder of txt files")
-    parser.add_argument("--detections-format", choices=("auto", "coco", "csv"), default="auto",
-                        help="format of a --detections file (default: from the extension, .json or .csv)")
+    parser.add_argument(
+        "--detections",
+        type=Path,
+        metavar="PATH",
+        help="detections: COCO results .json, .csv, or (with --gt-format txt) a folder of txt files",
+    )
+    parser.add_argument(
+        "--detections-format",
+        choices=("auto", "coco", "csv"),
+        default="auto",
+        help="format of a --detections file (default: from the extension, .json or .csv)",
+    )
     parser.add_argument("--metric", choices=METRICS, default="voc", help="metric (default: voc)")
-    parser.add_argument("--iou", default=None, metavar="T[,T...]",
-                        help="IoU threshold(s): voc, voc07 and voc07_exact take several (default 0.5), openimages one; "
-                             "coco uses its fixed 0.50:0.95")
-    parser.add_argument("--coco-backend", choices=("numpy", "faster-coco-eval", "pycocotools"), default="numpy",
-                        help="--metric coco: who computes it (default numpy, our vectorised COCOeval; "
-                             "pycocotools is the reference, all give the same numbers)")
-    parser.add_argument("--score-thresholds", default=None, metavar="START:STOP:STEP",
-                        help="also compute mAP after dropping detections below each threshold, "
-                             "e.g. 0:0.9:0.1 (stop included) or 0,0.5,0.9")
+    parser.add_argument(
+        "--iou",
+        default=None,
+        metavar="T[,T...]",
+        help="IoU threshold(s): voc, voc07 and voc07_exact take several (default 0.5), openimages one; "
+        "coco uses its fixed 0.50:0.95",
+    )
+    parser.add_argument(
+        "--coco-backend",
+        choices=("numpy", "faster-coco-eval", "pycocotools"),
+        default="numpy",
+        help="--metric coco: who computes it (default numpy, our vectorised COCOeval; "
+        "pycocotools is the reference, all give the same numbers)",
+    )
+    parser.add_argument(
+        "--score-thresholds",
+        default=None,
+        metavar="START:STOP:STEP",
+        help="also compute mAP after dropping detections below each threshold, "
+        "e.g. 0:0.9:0.1 (stop included) or 0,0.5,0.9",
+    )
     parser.add_argument("--out", type=Path, default=None, metavar="JSON", help="write all results as JSON")
-    parser.add_argument("--plot", type=Path, default=None, metavar="PNG",
-                        help="plot the score-threshold sweep (default thresholds 0:0.9:0.1)")
+    parser.add_argument(
+        "--plot",
+        type=Path,
+        default=None,
+        metavar="PNG",
+        help="plot the score-threshold sweep (default thresholds 0:0.9:0.1)",
+    )
     parser.add_argument("--force", action="store_true", help="overwrite existing --out / --plot files")
     fmt = parser.add_argument_group("ground-truth options")
-    fmt.add_argument("--split", default=None,
-                     help="with --run: the run's train, val or test split; otherwise voc: image set to evaluate "
-                          f"(ImageSets/Main/SPLIT.txt, default {EVALUATE_VOC_SPLIT})")
-    fmt.add_argument("--images", type=Path, default=None, metavar="DIR",
-                     help="image folder; txt: image sizes are read from it (otherwise taken from the boxes); "
-                          "openimages: sizes of <ImageID>.jpg turn the normalised ground truth into pixels")
-    fmt.add_argument("--labels", type=Path, default=None, metavar="CSV",
-                     help="openimages: verified image-level labels CSV (needed by the openimages metric)")
-    fmt.add_argument("--classes", type=Path, default=None, metavar="CSV",
-                     help="openimages: class descriptions CSV (LabelName,DisplayName)")
-    fmt.add_argument("--sizes", type=Path, default=None, metavar="CSV",
-                     help="openimages: image sizes CSV (ImageID,width,height) to turn the normalised ground truth "
-                          "into pixels, like the detections (or give --images)")
-    fmt.add_argument("--hierarchy", type=Path, default=None, metavar="JSON",
-                     help="openimages metric: class hierarchy JSON to expand the ground truth with")
+    fmt.add_argument(
+        "--split",
+        default=None,
+        help="with --run: the run's train, val or test split; otherwise voc: image set to evaluate "
+        f"(ImageSets/Main/SPLIT.txt, default {EVALUATE_VOC_SPLIT})",
+    )
+    fmt.add_argument(
+        "--images",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="image folder; txt: image sizes are read from it (otherwise taken from the boxes); "
+        "openimages: sizes of <ImageID>.jpg turn the normalised ground truth into pixels",
+    )
+    fmt.add_argument(
+        "--labels",
+        type=Path,
+        default=None,
+        metavar="CSV",
+        help="openimages: verified image-level labels CSV (needed by the openimages metric)",
+    )
+    fmt.add_argument(
+        "--classes",
+        type=Path,
+        default=None,
+        metavar="CSV",
+        help="openimages: class descriptions CSV (LabelName,DisplayName)",
+    )
+    fmt.add_argument(
+        "--sizes",
+        type=Path,
+        default=None,
+        metavar="CSV",
+        help="openimages: image sizes CSV (ImageID,width,height) to turn the normalised ground truth "
+        "into pixels, like the detections (or give --images)",
+    )
+    fmt.add_argument(
+        "--hierarchy",
+        type=Path,
+        default=None,
+        metavar="JSON",
+        help="openimages metric: class hierarchy JSON to expand the ground truth with",
+    )
     add_invalid_options(fmt, what="ground-truth boxes (voc/coco/openimages)")
-    fmt.add_argument("--allow-outside-root", action="store_true",
-                     help="with --run: let the annotations name images outside their image folder "
-                          "(absolute paths, '..', symlinks out); refused by default")
+    fmt.add_argument(
+        "--allow-outside-root",
+        action="store_true",
+        help="with --run: let the annotations name images outside their image folder "
+        "(absolute paths, '..', symlinks out); refused by default",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -138,11 +203,14 @@ def _evaluate(args: argparse.Namespace, thresholds: list[float]) -> int:
     if report is not None and (report.clipped or report.skipped):
         notes.append(f"ground truth: {report.summary()}")
     exhaustive = args.gt_format != "openimages"
-    metric = metric_function(args.metric, gt, iou=args.iou, hierarchy=args.hierarchy, exhaustive=exhaustive,
-                             coco_backend=args.coco_backend)
+    metric = metric_function(
+        args.metric, gt, iou=args.iou, hierarchy=args.hierarchy, exhaustive=exhaustive, coco_backend=args.coco_backend
+    )
     if args.metric == "openimages" and not exhaustive and args.labels is None:
-        notes.append("no image-level labels (--labels): a class counts as verified only in images with a box of it, "
-                     "so detections of other classes are ignored rather than counted as false positives")
+        notes.append(
+            "no image-level labels (--labels): a class counts as verified only in images with a box of it, "
+            "so detections of other classes are ignored rather than counted as false positives"
+        )
     result = metric(gt, dets)
 
     for note in notes:
@@ -163,24 +231,30 @@ def _evaluate(args: argparse.Namespace, thresholds: list[float]) -> int:
         for t, m in sweep:
             print(f"{t:15.3f}  {_pct(m):>6}")
         if args.plot is not None:
-            plot_sweep({str(args.detections.name): sweep}, args.plot,
-                       f"{args.metric} mAP vs. detection score threshold")
+            plot_sweep(
+                {str(args.detections.name): sweep}, args.plot, f"{args.metric} mAP vs. detection score threshold"
+            )
             print(f"wrote {args.plot}")
 
     if args.out is not None:
-        write_json(args.out, _jsonable({
-            "gt": str(args.gt),
-            "gt_format": args.gt_format,
-            "split": split,
-            "detections": str(args.detections),
-            "metric": args.metric,
-            "num_images": gt.num_images,
-            "num_gt_boxes": gt.num_boxes,
-            "num_detections": len(dets),
-            "notes": notes,
-            "result": result,
-            "sweep": None if sweep is None else [{"score_threshold": t, "mAP": m} for t, m in sweep],
-        }))
+        write_json(
+            args.out,
+            _jsonable(
+                {
+                    "gt": str(args.gt),
+                    "gt_format": args.gt_format,
+                    "split": split,
+                    "detections": str(args.detections),
+                    "metric": args.metric,
+                    "num_images": gt.num_images,
+                    "num_gt_boxes": gt.num_boxes,
+                    "num_detections": len(dets),
+                    "notes": notes,
+                    "result": result,
+                    "sweep": None if sweep is None else [{"score_threshold": t, "mAP": m} for t, m in sweep],
+                }
+            ),
+        )
         print(f"wrote {args.out}")
     return 0
 
@@ -193,7 +267,9 @@ def load_inputs(args: argparse.Namespace, notes: list[str]) -> tuple[DetectionDa
     if args.run is not None:
         return _predict_with_run(args)
     if args.gt is None or args.gt_format is None or args.detections is None:
-        raise SoftSamplingError("missing inputs", fix="pass --gt, --gt-format and --detections, or --run RUN_DIR --split test")
+        raise SoftSamplingError(
+            "missing inputs", fix="pass --gt, --gt-format and --detections, or --run RUN_DIR --split test"
+        )
     det_is_dir = args.detections.is_dir()
     if not args.detections.exists():
         raise SoftSamplingError("detections do not exist", file=args.detections, fix="check the --detections path")
@@ -232,7 +308,9 @@ def _predict_with_run(args: argparse.Namespace) -> tuple[DetectionDataset, Detec
         gt = _load_gt(args)
     else:
         if args.split is None:
-            raise SoftSamplingError("--run needs --split (train, val or test) or --gt", fix="e.g. --run RUN --split test")
+            raise SoftSamplingError(
+                "--run needs --split (train, val or test) or --gt", fix="e.g. --run RUN --split test"
+            )
         gt = split_dataset(cfg, args.split, allow_outside_root=args.allow_outside_root)
         args.gt_format = cfg.data.format
     args.detections = args.run / "model.pt"
@@ -259,13 +337,20 @@ def _load_gt(args: argparse.Namespace) -> DetectionDataset:
             options["classes_csv"] = args.classes
         if args.sizes is not None:
             options["sizes_csv"] = args.sizes
-    unused = [flag for flag, value, fmt in (("--split", args.split, "voc"), ("--labels", args.labels, "openimages"),
-                                            ("--classes", args.classes, "openimages"),
-                                            ("--sizes", args.sizes, "openimages"))
-              if value is not None and args.gt_format != fmt]
+    unused = [
+        flag
+        for flag, value, fmt in (
+            ("--split", args.split, "voc"),
+            ("--labels", args.labels, "openimages"),
+            ("--classes", args.classes, "openimages"),
+            ("--sizes", args.sizes, "openimages"),
+        )
+        if value is not None and args.gt_format != fmt
+    ]
     if unused:
-        raise SoftSamplingError(f"{', '.join(unused)} does not apply to --gt-format {args.gt_format}",
-                                fix="leave the option out")
+        raise SoftSamplingError(
+            f"{', '.join(unused)} does not apply to --gt-format {args.gt_format}", fix="leave the option out"
+        )
     return load_dataset(args.gt, args.gt_format, option="--gt", **options)
 
 
@@ -289,6 +374,7 @@ def format_table(result: dict[str, Any]) -> str:
     """Per-class table (class, AP column(s), #GT, #det) and the mean, as plain text."""
     per_class = result.get("per_class", {})
     ious = result.get("iou_thresholds") or []
+    ap_cols: list[tuple[str, str | int]]  # (column title, key of the per-class AP or its index)
     if result.get("metric") == "coco":
         ap_cols = [("AP", "ap"), ("AP50", "ap50")]
     elif len(ious) > 1:
@@ -304,8 +390,11 @@ def format_table(result: dict[str, Any]) -> str:
     head = f"{'class':<{name_w}}  " + "  ".join(f"{h:>8}" for h, _ in ap_cols) + f"  {'#GT':>7}  {'#det':>7}"
     lines = [head, "-" * len(head)]
     for cid, entry in per_class.items():
-        lines.append(f"{str(entry.get('name', cid)):<{name_w}}  " + "  ".join(f"{cell(entry, k):>8}" for _, k in ap_cols)
-                     + f"  {entry.get('num_gt', ''):>7}  {entry.get('num_det', ''):>7}")
+        lines.append(
+            f"{str(entry.get('name', cid)):<{name_w}}  "
+            + "  ".join(f"{cell(entry, k):>8}" for _, k in ap_cols)
+            + f"  {entry.get('num_gt', ''):>7}  {entry.get('num_det', ''):>7}"
+        )
     lines.append("-" * len(head))
     scored = sum(1 for e in per_class.values() if e.get("ap") is not None)
     if result.get("metric") == "coco":
@@ -314,8 +403,11 @@ def format_table(result: dict[str, Any]) -> str:
         means = [_pct(m) for m in result.get("mAP_per_iou", [])]
     else:
         means = [_pct(result.get("mAP"))]
-    lines.append(f"{'mean':<{name_w}}  " + "  ".join(f"{m:>8}" for m in means)
-                 + f"  ({scored} of {len(per_class)} classes have ground truth)")
+    lines.append(
+        f"{'mean':<{name_w}}  "
+        + "  ".join(f"{m:>8}" for m in means)
+        + f"  ({scored} of {len(per_class)} classes have ground truth)"
+    )
     if result.get("metric") == "coco":
         from softsampling.evaluation.coco_metric import COCO_STAT_NAMES
 

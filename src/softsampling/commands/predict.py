@@ -47,25 +47,49 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", type=Path, required=True, help="run folder written by `softsampling train`")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--images", type=Path, nargs="+", help="image files and/or folders of images")
-    source.add_argument("--image-list", type=Path, metavar="FILE",
-                        help="text file of image paths, one per line (relative to the file's folder), read as a "
-                             "stream: for millions of images")
+    source.add_argument(
+        "--image-list",
+        type=Path,
+        metavar="FILE",
+        help="text file of image paths, one per line (relative to the file's folder), read as a "
+        "stream: for millions of images",
+    )
     parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--draw", action="store_true",
-                        help="also write OUT/drawn/<image>.png: the image upscaled to at least 512 px with the "
-                             "detections scoring >= --draw-threshold drawn")
-    parser.add_argument("--draw-threshold", type=float, default=0.5,
-                        help="with --draw: draw only detections scoring at least this (default 0.5; "
-                             "detections.json keeps every detection above the score thresholds)")
+    parser.add_argument(
+        "--draw",
+        action="store_true",
+        help="also write OUT/drawn/<image>.png: the image upscaled to at least 512 px with the "
+        "detections scoring >= --draw-threshold drawn",
+    )
+    parser.add_argument(
+        "--draw-threshold",
+        type=float,
+        default=0.5,
+        help="with --draw: draw only detections scoring at least this (default 0.5; "
+        "detections.json keeps every detection above the score thresholds)",
+    )
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--score-threshold", type=float, default=0.05, help="drop detections below this score (default 0.05)")
-    group.add_argument("--thresholds", type=Path,
-                       help="per-class thresholds JSON from `softsampling calibrate`; classes it omits use 0")
+    group.add_argument(
+        "--score-threshold", type=float, default=0.05, help="drop detections below this score (default 0.05)"
+    )
+    group.add_argument(
+        "--thresholds",
+        type=Path,
+        help="per-class thresholds JSON from `softsampling calibrate`; classes it omits use 0",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (others are refused)")
-    parser.add_argument("--force", action="store_true",
-                        help="overwrite OUT/detections.json if present, and start over instead of resuming")
-    parser.add_argument("--chunk-size", type=int, default=1000, metavar="N",
-                        help="images per chunk written to OUT/detections.partial/ (what a resumed run skips; default 1000)")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite OUT/detections.json if present, and start over instead of resuming",
+    )
+    parser.add_argument(
+        "--chunk-size",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="images per chunk written to OUT/detections.partial/ (what a resumed run skips; default 1000)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -74,8 +98,11 @@ def refuse_duplicate_names(paths: Iterable[Path]) -> int:
     first: dict[str, Path] = {}
     for f in paths:
         if f.name in first:
-            raise SoftSamplingError(f"two images are named {f.name!r} ({first[f.name]} and {f})", file=f,
-                                    fix="detections name images by file name: predict each folder into its own --out")
+            raise SoftSamplingError(
+                f"two images are named {f.name!r} ({first[f.name]} and {f})",
+                file=f,
+                fix="detections name images by file name: predict each folder into its own --out",
+            )
         first[f.name] = f
     return len(first)
 
@@ -92,7 +119,9 @@ def collect_images(paths: list[Path]) -> list[Path]:
     for f in found:  # before the model loads: a FIFO would block, a folder named x.png would fail late
         check_input_file(f, option="--images", what="image file")
     if not found:
-        raise SoftSamplingError("no images found", file=", ".join(map(str, paths)), fix="pass image files or folders of images")
+        raise SoftSamplingError(
+            "no images found", file=", ".join(map(str, paths)), fix="pass image files or folders of images"
+        )
     refuse_duplicate_names(found)
     return found
 
@@ -106,11 +135,16 @@ def read_thresholds(path: Path, names: tuple[str, ...]) -> dict[str, float]:
     try:
         table = {str(k): float(v) for k, v in obj["thresholds"].items()}
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise SoftSamplingError(f"not a thresholds file ({exc})", file=path,
-                                fix='expected {"thresholds": {"<class name>": score}} as written by `softsampling calibrate`') from None
+        raise SoftSamplingError(
+            f"not a thresholds file ({exc})",
+            file=path,
+            fix='expected {"thresholds": {"<class name>": score}} as written by `softsampling calibrate`',
+        ) from None
     unknown = sorted(set(table) - set(names))
     if unknown:
-        raise SoftSamplingError(f"unknown class name(s) {unknown}", file=path, fix=f"the run's classes are {list(names)}")
+        raise SoftSamplingError(
+            f"unknown class name(s) {unknown}", file=path, fix=f"the run's classes are {list(names)}"
+        )
     return table
 
 
@@ -124,8 +158,10 @@ def run(args: argparse.Namespace) -> int:
     if args.chunk_size < 1:
         raise SoftSamplingError(f"--chunk-size must be >= 1, got {args.chunk_size}", fix="e.g. --chunk-size 1000")
     if not 0.0 <= args.draw_threshold <= 1.0:
-        raise SoftSamplingError(f"--draw-threshold must be a score in [0, 1], got {args.draw_threshold}",
-                                fix="pass e.g. --draw-threshold 0.5")
+        raise SoftSamplingError(
+            f"--draw-threshold must be a score in [0, 1], got {args.draw_threshold}",
+            fix="pass e.g. --draw-threshold 0.5",
+        )
     if args.image_list is not None:
         check_input_file(args.image_list, option="--image-list", what="image list (one path per line)")
         num_images = refuse_duplicate_names(read_image_list(args.image_list))  # streamed: count and check names
@@ -148,8 +184,9 @@ def run(args: argparse.Namespace) -> int:
         return _predict(args, files, num_images, source, out_json, rank)
 
 
-def _predict(args: argparse.Namespace, files: Iterable[Path], num_images: int, source: dict, out_json: Path,
-             rank: int) -> int:
+def _predict(
+    args: argparse.Namespace, files: Iterable[Path], num_images: int, source: dict, out_json: Path, rank: int
+) -> int:
     from softsampling.engine.device import pick_device
     from softsampling.engine.predict import load_run
     from softsampling.engine.predict_stream import predict_to_file
@@ -163,15 +200,31 @@ def _predict(args: argparse.Namespace, files: Iterable[Path], num_images: int, s
     def draw(path: Path, image, boxes, cats, scores) -> None:
         from softsampling.engine.draw import draw_detections
 
-        names = dict(zip(label_map.category_ids, label_map.names))
+        names = dict(zip(label_map.category_ids, label_map.names, strict=True))
         shown = scores >= args.draw_threshold
-        draw_detections(image, boxes[shown], [names[int(c)] for c in cats[shown]], scores[shown],
-                        args.out / "drawn" / f"{path.stem}.png")
+        draw_detections(
+            image,
+            boxes[shown],
+            [names[int(c)] for c in cats[shown]],
+            scores[shown],
+            args.out / "drawn" / f"{path.stem}.png",
+        )
 
     job = {"run": str(args.run.resolve()), **source, "thresholds": cut.tolist()}
-    images, count = predict_to_file(model, label_map, files, out_json, job=job, cut=cut, device=device,
-                                    num_images=num_images, chunk_size=args.chunk_size, force=args.force,
-                                    progress=not args.no_progress, on_image=draw if args.draw else None)
+    images, count = predict_to_file(
+        model,
+        label_map,
+        files,
+        out_json,
+        job=job,
+        cut=cut,
+        device=device,
+        num_images=num_images,
+        chunk_size=args.chunk_size,
+        force=args.force,
+        progress=not args.no_progress,
+        on_image=draw if args.draw else None,
+    )
     if rank == 0:
         print(f"{count} detections on {images} image(s) -> {out_json}")
     return 0

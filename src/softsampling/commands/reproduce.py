@@ -58,27 +58,55 @@ from softsampling.experiments.presets import PRESET_NAMES, get_preset
 
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", choices=PRESET_NAMES, default="digits", help="which study (default: digits)")
-    parser.add_argument("--seeds", default=None, metavar="S,S,...",
-                        help="replicate seeds (training and curation), e.g. 0,1,2 (default: 0)")
+    parser.add_argument(
+        "--seeds",
+        default=None,
+        metavar="S,S,...",
+        help="replicate seeds (training and curation), e.g. 0,1,2 (default: 0)",
+    )
     parser.add_argument("--out", type=Path, required=True, help="output folder (created; reused when it exists)")
     parser.add_argument("--jobs", type=int, default=2, help="runs trained at the same time (default 2, one core each)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per run (OMP_NUM_THREADS; default 1)")
     parser.add_argument("--voc-root", default=None, metavar="DIR", help="voc preset: the VOCdevkit/VOC2007 folder")
-    parser.add_argument("--oi-root", default=None, metavar="DIR",
-                        help="open50 preset: the --out folder of `softsampling data openimages-subset`, "
-                             "with the images in DIR/images/train and DIR/images/test")
-    parser.add_argument("--backbone-weights", default=None, metavar="NAME|FILE",
-                        help="voc and open50 presets: ResNet-50 ImageNet weights, a torchvision name "
-                             "(ResNet50_Weights.IMAGENET1K_V1, downloaded once into torchvision's cache) or a local file")
-    parser.add_argument("--config", default=None, metavar="YAML", help="start every run from this config instead of the preset's")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config key in every run, e.g. --set train.iterations=300 "
-                             "(changes the runs' hashes: nothing is reused from runs with other values)")
-    parser.add_argument("--nproc-per-node", type=int, default=1, metavar="N",
-                        help="train each run with torchrun on N processes (GPUs); use with --jobs 1")
+    parser.add_argument(
+        "--oi-root",
+        default=None,
+        metavar="DIR",
+        help="open50 preset: the --out folder of `softsampling data openimages-subset`, "
+        "with the images in DIR/images/train and DIR/images/test",
+    )
+    parser.add_argument(
+        "--backbone-weights",
+        default=None,
+        metavar="NAME|FILE",
+        help="voc and open50 presets: ResNet-50 ImageNet weights, a torchvision name "
+        "(ResNet50_Weights.IMAGENET1K_V1, downloaded once into torchvision's cache) or a local file",
+    )
+    parser.add_argument(
+        "--config", default=None, metavar="YAML", help="start every run from this config instead of the preset's"
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key in every run, e.g. --set train.iterations=300 "
+        "(changes the runs' hashes: nothing is reused from runs with other values)",
+    )
+    parser.add_argument(
+        "--nproc-per-node",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train each run with torchrun on N processes (GPUs); use with --jobs 1",
+    )
     parser.add_argument("--dry-run", action="store_true", help="prepare the data, list the runs and stop")
-    parser.add_argument("--report-only", action="store_true",
-                        help="train nothing: rebuild tables, figures and report from the finished runs")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="train nothing: rebuild tables, figures and report from the finished runs",
+    )
 
 
 def parse_seeds(text: str | None) -> list[int]:
@@ -88,7 +116,9 @@ def parse_seeds(text: str | None) -> list[int]:
     try:
         seeds = [int(s) for s in text.split(",") if s.strip() != ""]
     except ValueError:
-        raise SoftSamplingError(f"bad --seeds {text!r}", fix="give comma-separated integers, e.g. --seeds 0,1,2") from None
+        raise SoftSamplingError(
+            f"bad --seeds {text!r}", fix="give comma-separated integers, e.g. --seeds 0,1,2"
+        ) from None
     if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
         raise SoftSamplingError(f"bad --seeds {text!r}", fix="give distinct non-negative integers, e.g. --seeds 0,1,2")
     return seeds
@@ -96,8 +126,18 @@ def parse_seeds(text: str | None) -> list[int]:
 
 def command_line(args: argparse.Namespace, seeds: list[int]) -> str:
     """The equivalent command line, for the report."""
-    parts = ["softsampling", "reproduce", "--preset", args.preset, "--seeds", ",".join(map(str, seeds)),
-             "--out", str(args.out), "--jobs", str(args.jobs)]
+    parts = [
+        "softsampling",
+        "reproduce",
+        "--preset",
+        args.preset,
+        "--seeds",
+        ",".join(map(str, seeds)),
+        "--out",
+        str(args.out),
+        "--jobs",
+        str(args.jobs),
+    ]
     for flag in ("threads", "voc_root", "oi_root", "backbone_weights", "config", "nproc_per_node"):
         value = getattr(args, flag)
         if value is not None and not (flag in ("threads", "nproc_per_node") and value == 1):
@@ -112,8 +152,9 @@ def run(args: argparse.Namespace) -> int:
     from softsampling.io import check_output_path, output_lock
 
     started = time.perf_counter()
-    preset = get_preset(args.preset, voc_root=args.voc_root, backbone_weights=args.backbone_weights,
-                        oi_root=args.oi_root)
+    preset = get_preset(
+        args.preset, voc_root=args.voc_root, backbone_weights=args.backbone_weights, oi_root=args.oi_root
+    )
     if args.config:
         preset = dataclasses.replace(preset, config=str(Path(args.config).resolve()))
     seeds = parse_seeds(args.seeds)
@@ -126,14 +167,26 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"train.threads={args.threads}")
     base = base_config(preset, overrides)  # --config and --set are checked before anything is built
     # --out is reused when it exists (finished runs are kept), but it must be a folder apart from the inputs
-    check_output_path(out, force=True, folder=True, inputs=[args.backbone_weights, args.config],
-                      keep_out_of=[args.voc_root, args.oi_root])
+    check_output_path(
+        out,
+        force=True,
+        folder=True,
+        inputs=[args.backbone_weights, args.config],
+        keep_out_of=[args.voc_root, args.oi_root],
+    )
     with output_lock(out):  # two studies into one folder would mix their runs
         return _reproduce(args, preset, seeds, base, overrides, command, started)
 
 
-def _reproduce(args: argparse.Namespace, preset: Any, seeds: list[int], base: Any, overrides: list[str],
-               command: str, started: float) -> int:
+def _reproduce(
+    args: argparse.Namespace,
+    preset: Any,
+    seeds: list[int],
+    base: Any,
+    overrides: list[str],
+    command: str,
+    started: float,
+) -> int:
     from softsampling.experiments.grid import (
         CellOutcome,
         build_cells,
@@ -150,34 +203,52 @@ def _reproduce(args: argparse.Namespace, preset: Any, seeds: list[int], base: An
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise SoftSamplingError(f"cannot create the output folder ({exc.strerror})", file=out,
-                                fix="choose a writable folder path for --out") from None
+        raise SoftSamplingError(
+            f"cannot create the output folder ({exc.strerror})", file=out, fix="choose a writable folder path for --out"
+        ) from None
     print(f"reproduce: preset {preset.name}, seeds {seeds}, output {out}")
 
     layout = prepare_data(preset, seeds, out)
     cells = build_cells(preset, seeds, layout, base)
-    write_json(out / "reproduce.json", {"preset": dataclasses.asdict(preset), "seeds": seeds, "overrides": overrides,
-                                        "command": command, "cells": [c.run_dir for c in cells]})
+    write_json(
+        out / "reproduce.json",
+        {
+            "preset": dataclasses.asdict(preset),
+            "seeds": seeds,
+            "overrides": overrides,
+            "command": command,
+            "cells": [c.run_dir for c in cells],
+        },
+    )
     if args.dry_run:
         for c in cells:
             state = "finished" if is_finished(c, out) else "to run"
             print(f"{c.key:<36} {c.run_dir}  ({state})")
         return 0
     if args.report_only:
-        outcomes = [CellOutcome(c, "reused", load_results(out / c.run_dir)) if is_finished(c, out)
-                    else CellOutcome(c, "skipped", error="not finished (--report-only)") for c in cells]
+        outcomes = [
+            CellOutcome(c, "reused", load_results(out / c.run_dir))
+            if is_finished(c, out)
+            else CellOutcome(c, "skipped", error="not finished (--report-only)")
+            for c in cells
+        ]
     else:
         prefix = None
         if args.nproc_per_node > 1:
-            prefix = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                      f"--nproc-per-node={args.nproc_per_node}"]
+            prefix = [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--standalone",
+                f"--nproc-per-node={args.nproc_per_node}",
+            ]
         print(f"{len(cells)} runs, {args.jobs} at a time")
         outcomes = run_cells(cells, out, jobs=args.jobs, launcher=subprocess_launcher(prefix, threads=args.threads))
-    report = build_outputs(out, preset, seeds, layout, outcomes, wall_seconds=time.perf_counter() - started,
-                           command=command)
+    report = build_outputs(
+        out, preset, seeds, layout, outcomes, wall_seconds=time.perf_counter() - started, command=command
+    )
     bad = [o for o in outcomes if o.status in ("failed", "skipped")]
-    print(f"report: {report}  (table1.md, table1.csv, fig2/3/5 PNGs beside it); "
-          f"{time.perf_counter() - started:.0f} s")
+    print(f"report: {report}  (table1.md, table1.csv, fig2/3/5 PNGs beside it); {time.perf_counter() - started:.0f} s")
     if bad:
         print(f"{len(bad)} run(s) failed or were skipped: {', '.join(o.cell.key for o in bad)}", file=sys.stderr)
         return 1

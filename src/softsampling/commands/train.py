@@ -43,21 +43,39 @@ def register(parser: argparse.ArgumentParser) -> None:
 
     parser.format_help = help_with_strategies  # type: ignore[method-assign]
     parser.add_argument("--config", type=Path, help="YAML config (see configs/); defaults apply to keys it omits")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config key, e.g. --set strategy=overlap_soft --set train.iterations=200")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set strategy=overlap_soft --set train.iterations=200",
+    )
     parser.add_argument("--out", type=Path, required=True, help="run folder (created)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the run in --out from its last checkpoint last.pt (uses the config saved "
-                             "there); without a checkpoint it is an error, unless --config is given: then a new "
-                             "run starts from it (start-or-continue, e.g. in a retry loop)")
-    parser.add_argument("--allow-config-change", action="store_true",
-                        help="with --resume: continue although config.yaml or --set changed a key since the checkpoint "
-                             "(refused by default; the change is recorded in metrics.jsonl)")
-    parser.add_argument("--allow-outside-root", action="store_true",
-                        help="let annotation files name images outside their image folder (absolute paths, '..', "
-                             "symlinks out); refused by default")
-    parser.add_argument("--no-progress", action="store_true",
-                        help="no progress bar (logs still go to metrics.jsonl; the final lines are still printed)")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its last checkpoint last.pt (uses the config saved "
+        "there); without a checkpoint it is an error, unless --config is given: then a new "
+        "run starts from it (start-or-continue, e.g. in a retry loop)",
+    )
+    parser.add_argument(
+        "--allow-config-change",
+        action="store_true",
+        help="with --resume: continue although config.yaml or --set changed a key since the checkpoint "
+        "(refused by default; the change is recorded in metrics.jsonl)",
+    )
+    parser.add_argument(
+        "--allow-outside-root",
+        action="store_true",
+        help="let annotation files name images outside their image folder (absolute paths, '..', "
+        "symlinks out); refused by default",
+    )
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar (logs still go to metrics.jsonl; the final lines are still printed)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -71,9 +89,12 @@ def run(args: argparse.Namespace) -> int:
     has_checkpoint = (args.out / LAST).is_file()
     if args.resume and not has_checkpoint and not args.config:
         what = "no checkpoint (last.pt)" if args.out.is_dir() else "no run folder"
-        raise SoftSamplingError(f"nothing to resume: {what}", file=args.out,
-                                fix="start a new run here without --resume (e.g. --config "
-                                    f"{saved if saved.is_file() else 'configs/digits.yaml'}), or check --out")
+        raise SoftSamplingError(
+            f"nothing to resume: {what}",
+            file=args.out,
+            fix="start a new run here without --resume (e.g. --config "
+            f"{saved if saved.is_file() else 'configs/digits.yaml'}), or check --out",
+        )
     if args.resume and has_checkpoint and saved.exists():
         cfg = apply_overrides(load_config(saved), args.overrides)
     else:
@@ -81,8 +102,16 @@ def run(args: argparse.Namespace) -> int:
     if not cfg.data.train:
         raise SoftSamplingError("no training data given", fix="--set data.train=PATH (or set data.train in the config)")
     d = cfg.data
-    inputs = [d.train, d.val, d.test, d.manifest, d.images, d.val_images, d.test_images,
-              None if cfg.prior_run is None else Path(cfg.prior_run) / FINAL]
+    inputs = [
+        d.train,
+        d.val,
+        d.test,
+        d.manifest,
+        d.images,
+        d.val_images,
+        d.test_images,
+        None if cfg.prior_run is None else Path(cfg.prior_run) / FINAL,
+    ]
     if not (args.resume and has_checkpoint):
         inputs.append(args.config)  # a resumed run reads its own config.yaml
     datasets = [p for p in (d.train, d.val, d.test) if p and Path(p).is_dir()]  # VOC folders
@@ -92,8 +121,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"no checkpoint in {args.out}: starting a new run from {args.config}")
     is_main = int(os.environ.get("RANK", "0")) == 0
     with output_lock(args.out):  # one training per run folder
-        final = train(cfg, args.out, resume=args.resume, progress=not args.no_progress,
-                      allow_outside_root=args.allow_outside_root, allow_config_change=args.allow_config_change)
+        final = train(
+            cfg,
+            args.out,
+            resume=args.resume,
+            progress=not args.no_progress,
+            allow_outside_root=args.allow_outside_root,
+            allow_config_change=args.allow_config_change,
+        )
     if is_main:
         print(f"trained {strategy_name(cfg.strategy)}: weights in {final}")
     return 0

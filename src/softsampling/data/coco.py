@@ -32,9 +32,11 @@ Example:
     >>> import json, tempfile
     >>> from pathlib import Path
     >>> folder = Path(tempfile.mkdtemp())
-    >>> doc = {"images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 80}],
-    ...        "annotations": [{"id": 7, "image_id": 1, "category_id": 3, "bbox": [10.5, 20, 30, 40.25], "iscrowd": 0}],
-    ...        "categories": [{"id": 3, "name": "car", "supercategory": "vehicle"}]}
+    >>> doc = {
+    ...     "images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 80}],
+    ...     "annotations": [{"id": 7, "image_id": 1, "category_id": 3, "bbox": [10.5, 20, 30, 40.25], "iscrowd": 0}],
+    ...     "categories": [{"id": 3, "name": "car", "supercategory": "vehicle"}],
+    ... }
     >>> _ = (folder / "train.json").write_text(json.dumps(doc))
     >>> ds = read_coco(folder / "train.json")
     >>> ds.boxes.tolist(), ds.labels.tolist(), ds.box_ids.tolist()
@@ -114,7 +116,8 @@ def read_coco(
     for key in CORE_KEYS:
         if key not in doc:
             raise SoftSamplingError(
-                f"missing top-level key {key!r}", file=name,
+                f"missing top-level key {key!r}",
+                file=name,
                 fix="a COCO instances file needs images, annotations and categories",
             )
         if not isinstance(doc[key], list):
@@ -138,7 +141,9 @@ def read_coco(
         h = _get(im, "height", "size", name, where)
         if w <= 0 or h <= 0:
             raise SoftSamplingError(
-                f"image size must be positive, got width={w}, height={h}", file=name, record=where,
+                f"image size must be positive, got width={w}, height={h}",
+                file=name,
+                record=where,
                 fix="correct width/height (the image's size in pixels)",
             )
         image_ids.append(iid)
@@ -166,13 +171,17 @@ def read_coco(
         image_id = _get(a, "image_id", "int", name, where)
         if image_id not in row_of_image:
             raise SoftSamplingError(
-                f"image_id {image_id} is not the id of any entry in 'images'", file=name, record=where,
+                f"image_id {image_id} is not the id of any entry in 'images'",
+                file=name,
+                record=where,
                 fix="add the image to 'images' or remove the annotation",
             )
         category_id = _get(a, "category_id", "int", name, where)
         if category_id not in cat_ids:
             raise SoftSamplingError(
-                f"category_id {category_id} is not the id of any entry in 'categories'", file=name, record=where,
+                f"category_id {category_id} is not the id of any entry in 'categories'",
+                file=name,
+                record=where,
                 fix="add the category to 'categories' or correct category_id",
             )
         bbox = _get(a, "bbox", "bbox", name, where)
@@ -220,8 +229,11 @@ def read_coco(
     ds.extra = {**ds.extra, "validation_report": report}
     if check_images:
         _check_image_files(
-            ds, file=name, describe_image=lambda row: f"image id {ds.image_ids[row]}",
-            allow_outside_root=allow_outside_root, max_pixels=max_pixels,
+            ds,
+            file=name,
+            describe_image=lambda row: f"image id {ds.image_ids[row]}",
+            allow_outside_root=allow_outside_root,
+            max_pixels=max_pixels,
         )
     return ds
 
@@ -243,11 +255,15 @@ def default_image_root(json_path: str | Path) -> Path:
     json_path = Path(json_path)
     d = json_path.parent
     stem = json_path.stem
-    name = stem[len("instances_"):] if stem.startswith("instances_") else stem
+    name = stem[len("instances_") :] if stem.startswith("instances_") else stem
     candidates = [
-        d.parent / "images" / stem, d.parent / "images" / name,
-        d.parent / stem, d.parent / name,
-        d / "images" / stem, d / "images" / name, d / "images",
+        d.parent / "images" / stem,
+        d.parent / "images" / name,
+        d.parent / stem,
+        d.parent / name,
+        d / "images" / stem,
+        d / "images" / name,
+        d / "images",
     ]
     parts = name.split("_")
     for k in range(len(parts) - 1, 0, -1):
@@ -277,7 +293,8 @@ def _load_json(path: Path) -> Any:
     if not path.is_file():
         raise SoftSamplingError(
             "COCO JSON file not found" if not path.exists() else "expected a COCO JSON file, got a folder",
-            file=path, fix="give the path of the annotations .json file",
+            file=path,
+            fix="give the path of the annotations .json file",
         )
     return parse_json(path.read_bytes(), file=path)
 
@@ -317,27 +334,39 @@ MAX_SIDE = 2**31 - 1  # image width and height: int32, far above any real image
 def _get(obj: dict[str, Any], key: str, kind: str, file: str, where: str) -> Any:
     """Return ``obj[key]`` checked against ``kind`` ('int', 'size', 'str', 'bbox'); raise naming the record."""
     if key not in obj:
-        raise SoftSamplingError(f"missing required key {key!r}", file=file, record=where,
-                                fix=f"add {key!r} to the record")
+        raise SoftSamplingError(
+            f"missing required key {key!r}", file=file, record=where, fix=f"add {key!r} to the record"
+        )
     v = obj[key]
     if kind == "int" and isinstance(v, int) and not isinstance(v, bool):
         if not -(2**63) <= v < 2**63:
-            raise SoftSamplingError(f"{key!r} is {v}, which does not fit in a 64-bit integer", file=file,
-                                    record=where, fix=f"give {key!r} a value below 2**63")
+            raise SoftSamplingError(
+                f"{key!r} is {v}, which does not fit in a 64-bit integer",
+                file=file,
+                record=where,
+                fix=f"give {key!r} a value below 2**63",
+            )
         return v
     if kind == "size" and _is_number(v) and math.isfinite(v) and v == int(v):
         if v > MAX_SIDE:
-            raise SoftSamplingError(f"{key!r} is {v}; image sides must be at most {MAX_SIDE:,} pixels", file=file,
-                                    record=where, fix=f"correct {key!r}")
+            raise SoftSamplingError(
+                f"{key!r} is {v}; image sides must be at most {MAX_SIDE:,} pixels",
+                file=file,
+                record=where,
+                fix=f"correct {key!r}",
+            )
         return int(v)
     if kind == "str" and isinstance(v, str) and v:
         if not v.isascii():
             try:
                 v.encode("utf-8")
             except UnicodeEncodeError as exc:
-                raise SoftSamplingError(f"{key!r} holds a lone surrogate ({v[exc.start]!r}), which is not valid "
-                                        "Unicode text", file=file, record=where,
-                                        fix=f"correct the \\u escape in {key!r}") from None
+                raise SoftSamplingError(
+                    f"{key!r} holds a lone surrogate ({v[exc.start]!r}), which is not valid Unicode text",
+                    file=file,
+                    record=where,
+                    fix=f"correct the \\u escape in {key!r}",
+                ) from None
         return v
     if kind == "bbox" and isinstance(v, list) and len(v) == 4 and all(_is_number(x) for x in v):
         return v
@@ -347,16 +376,18 @@ def _get(obj: dict[str, Any], key: str, kind: str, file: str, where: str) -> Any
         "str": "a non-empty string",
         "bbox": "a list of 4 numbers [x, y, width, height]",
     }[kind]
-    raise SoftSamplingError(f"{key!r} is {json.dumps(v)[:80]}, expected {expected}", file=file, record=where,
-                            fix=f"correct {key!r}")
+    raise SoftSamplingError(
+        f"{key!r} is {json.dumps(v)[:80]}, expected {expected}", file=file, record=where, fix=f"correct {key!r}"
+    )
 
 
 def _get_flag(obj: dict[str, Any], key: str, file: str, where: str) -> bool:
     v = obj.get(key, 0)
     if v in (0, 1) and (isinstance(v, (int, bool))):
         return bool(v)
-    raise SoftSamplingError(f"{key!r} is {json.dumps(v)[:80]}, expected 0 or 1", file=file, record=where,
-                            fix=f"set {key!r} to 0 or 1")
+    raise SoftSamplingError(
+        f"{key!r} is {json.dumps(v)[:80]}, expected 0 or 1", file=file, record=where, fix=f"set {key!r} to 0 or 1"
+    )
 
 
 # --------------------------------------------------------------------- writing
@@ -427,13 +458,15 @@ def _bbox_lists(ds: DetectionDataset) -> list[list[float]]:
     finite = np.isfinite(ds.boxes).all(axis=1)
     if not finite.all():
         row = int(np.flatnonzero(~finite)[0])
-        raise SoftSamplingError(f"box has a NaN or infinite coordinate: {ds.boxes[row].tolist()}",
-                                record=f"annotation id {int(ds.box_ids[row])}",
-                                fix="remove or fix the box before writing")
+        raise SoftSamplingError(
+            f"box has a NaN or infinite coordinate: {ds.boxes[row].tolist()}",
+            record=f"annotation id {int(ds.box_ids[row])}",
+            fix="remove or fix the box before writing",
+        )
     original = ds.box_extra.get("coco_bbox")
-    unchanged = np.zeros(ds.num_boxes, dtype=bool)
-    if original is not None and ds.num_boxes:
-        unchanged = (xywh_to_xyxy(np.array(original, dtype=np.float64)) == ds.boxes).all(axis=1)
+    if original is None or not ds.num_boxes:
+        return shortest_xywh_array(ds.boxes).tolist()
+    unchanged = (xywh_to_xyxy(np.array(original, dtype=np.float64)) == ds.boxes).all(axis=1)
     computed = shortest_xywh_array(ds.boxes[~unchanged]).tolist()
     changed_rows = iter(computed)
     return [original[row] if unchanged[row] else next(changed_rows) for row in range(ds.num_boxes)]
@@ -456,15 +489,19 @@ def shortest_xywh_array(boxes: np.ndarray) -> np.ndarray:
     boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
     out = np.empty(boxes.shape, dtype=np.float64)
     for lo_col, hi_col in ((0, 2), (1, 3)):
-        lo, hi = boxes[:, lo_col], boxes[:, hi_col]
-        start, _ = _fewest_decimals(lo.astype(np.float64), lambda c, i: c.astype(np.float32) == lo[i])
-        size, failed = _fewest_decimals(
-            hi.astype(np.float64) - start, lambda c, i: (start[i] + c).astype(np.float32) == hi[i]
-        )
-        start[failed] = lo[failed].astype(np.float64)  # exact fallback
-        size[failed] = hi[failed].astype(np.float64) - start[failed]
-        out[:, lo_col], out[:, hi_col] = start, size
+        out[:, lo_col], out[:, hi_col] = _shortest_start_size(boxes[:, lo_col], boxes[:, hi_col])
     return out
+
+
+def _shortest_start_size(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One axis of :func:`shortest_xywh_array`: the shortest ``start``, ``size`` that read back as ``lo``, ``hi``."""
+    start, _ = _fewest_decimals(lo.astype(np.float64), lambda c, i: c.astype(np.float32) == lo[i])
+    size, failed = _fewest_decimals(
+        hi.astype(np.float64) - start, lambda c, i: (start[i] + c).astype(np.float32) == hi[i]
+    )
+    start[failed] = lo[failed].astype(np.float64)  # exact fallback
+    size[failed] = hi[failed].astype(np.float64) - start[failed]
+    return start, size
 
 
 def _fewest_decimals(values: np.ndarray, reads_back: Any, max_digits: int = 12) -> tuple[np.ndarray, np.ndarray]:
@@ -512,12 +549,16 @@ def dumps_coco(doc: dict[str, Any], *, file: str | Path | None = None) -> str:
     }
     <BLANKLINE>
     """
+
     def compact(value: Any) -> str:
         try:
             return json.dumps(value, ensure_ascii=False, separators=(", ", ": "), allow_nan=False)
         except ValueError as exc:
-            raise SoftSamplingError(f"cannot write a NaN or infinite number as JSON ({exc})", file=file,
-                                    fix="replace NaN/Infinity values (e.g. in 'area') before writing") from None
+            raise SoftSamplingError(
+                f"cannot write a NaN or infinite number as JSON ({exc})",
+                file=file,
+                fix="replace NaN/Infinity values (e.g. in 'area') before writing",
+            ) from None
 
     lines = ["{"]
     items = list(doc.items())

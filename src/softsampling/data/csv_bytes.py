@@ -68,17 +68,24 @@ def read_header(f: BinaryIO, path: Path, required: Sequence[str], *, what: str) 
             hints.append(f"{c} (found {close[0]!r}?)" if close else c)
         raise SoftSamplingError(
             f"the {what} header {text[:200]!r} lacks column(s) {', '.join(hints)}; expected header: {expected}",
-            file=str(path), record="line 1",
+            file=str(path),
+            record="line 1",
             fix=f"make the first line the header {expected} (names are case-sensitive)",
         )
     if len(set(names)) != len(names):
         dup = next(c for c in names if names.count(c) > 1)
-        raise SoftSamplingError(f"column {dup!r} appears twice in the header", file=str(path), record="line 1",
-                                fix=f"use the header {expected}")
+        raise SoftSamplingError(
+            f"column {dup!r} appears twice in the header",
+            file=str(path),
+            record="line 1",
+            fix=f"use the header {expected}",
+        )
     return names
 
 
-def iter_rows(f: BinaryIO, header: list[str], *, file: str, chunk_bytes: int) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+def iter_rows(
+    f: BinaryIO, header: list[str], *, file: str, chunk_bytes: int
+) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
     """Yield ``(first data row, {column: bytes array})`` for chunks of whole lines of ``f``.
 
     Data row ``r`` (0-based) is on line ``r + 2``. The fast path splits a chunk
@@ -120,8 +127,12 @@ def _check_control_bytes(data: bytes, *, file: str, first_row: int) -> None:
     if len(bad):
         at = int(bad[0])
         line = first_row + 2 + int(np.count_nonzero(buf[:at] == _NEWLINE))
-        raise SoftSamplingError(f"control character 0x{int(buf[at]):02x} in the file", file=file, record=f"line {line}",
-                                fix="remove it: ImageIDs, labels and numbers are plain printable text")
+        raise SoftSamplingError(
+            f"control character 0x{int(buf[at]):02x} in the file",
+            file=file,
+            record=f"line {line}",
+            fix="remove it: ImageIDs, labels and numbers are plain printable text",
+        )
 
 
 def _bounded_pieces(data: bytes) -> Iterator[bytes]:
@@ -159,7 +170,7 @@ def _split_fast(data: bytes, header: list[str], *, file: str, first_row: int) ->
     """
     buf = np.frombuffer(data, dtype=np.uint8)
     n_fields = len(header)
-    seps = np.flatnonzero((buf == _COMMA) | (buf == _NEWLINE))
+    seps: np.ndarray = np.flatnonzero((buf == _COMMA) | (buf == _NEWLINE))  # [S], then [n, n_fields]
     sep_char = buf[seps]
     n = int(np.count_nonzero(sep_char == _NEWLINE))
     pattern_ok = len(seps) == n * n_fields
@@ -191,8 +202,10 @@ def _split_fast(data: bytes, header: list[str], *, file: str, first_row: int) ->
         inside[:, -1] = True
     mat = np.zeros((n, total), dtype=np.uint8)
     mat[inside] = buf
-    return {name: np.ascontiguousarray(mat[:, offsets[k] : offsets[k] + widths[k]]).view(f"S{widths[k]}").reshape(-1)
-            for k, name in enumerate(header)}
+    return {
+        name: np.ascontiguousarray(mat[:, offsets[k] : offsets[k] + widths[k]]).view(f"S{widths[k]}").reshape(-1)
+        for k, name in enumerate(header)
+    }
 
 
 def _raise_bad_line(buf: np.ndarray, header: list[str], *, file: str, first_row: int) -> None:
@@ -216,8 +229,12 @@ def _split_with_csv(data: bytes, header: list[str], *, file: str, first_row: int
         try:
             fields = next(csv.reader([text], strict=True), [])
         except csv.Error as exc:
-            raise SoftSamplingError(f"bad CSV quoting ({exc})", file=file, record=f"line {line_no}",
-                                    fix='quote a field as "text", doubling quotes inside it') from None
+            raise SoftSamplingError(
+                f"bad CSV quoting ({exc})",
+                file=file,
+                record=f"line {line_no}",
+                fix='quote a field as "text", doubling quotes inside it',
+            ) from None
         if len(fields) != len(header):
             _raise_field_count(file, line_no, "an empty line" if not fields else f"{len(fields)} field(s)", header)
         encoded = [v.encode("utf-8") for v in fields]
@@ -232,8 +249,11 @@ def _check_field_lengths(lengths: np.ndarray, header: list[str], *, file: str, f
     if len(too_long):
         i, k = (int(v) for v in too_long[0])
         raise SoftSamplingError(
-            f"{header[k]} is {int(lengths[i, k])} bytes long, more than the {MAX_FIELD_BYTES} any Open Images value needs",
-            file=file, record=f"line {first_row + i + 2}", fix="check the file: is it really an Open Images CSV?",
+            f"{header[k]} is {int(lengths[i, k])} bytes long, "
+            f"more than the {MAX_FIELD_BYTES} any Open Images value needs",
+            file=file,
+            record=f"line {first_row + i + 2}",
+            fix="check the file: is it really an Open Images CSV?",
         )
 
 
@@ -241,7 +261,8 @@ def _raise_field_count(file: str, line: int, got: str, header: list[str]) -> Non
     problem = "line is empty" if got == "an empty line" else f"line has {got}"
     raise SoftSamplingError(
         f"{problem}, expected {len(header)} comma-separated values ({','.join(header)})",
-        file=file, record=f"line {line}",
+        file=file,
+        record=f"line {line}",
         fix="give every line one value per header column (no empty lines); quote values that contain commas",
     )
 
@@ -250,9 +271,12 @@ def decode_utf8(raw: bytes, file: str, what: str, *, line: int | None = None) ->
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise SoftSamplingError(f"{what} is not valid UTF-8 text: {raw[:60]!r}", file=file,
-                                record=None if line is None else f"line {line}",
-                                fix="save the file as UTF-8") from None
+        raise SoftSamplingError(
+            f"{what} is not valid UTF-8 text: {raw[:60]!r}",
+            file=file,
+            record=None if line is None else f"line {line}",
+            fix="save the file as UTF-8",
+        ) from None
 
 
 def to_str(values: np.ndarray, file: str, col: str, first_row: int) -> np.ndarray:
@@ -323,7 +347,10 @@ def parse_decimal(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
     int_digits = dot_pos - body
     first_digit = mat[np.arange(n), np.minimum(body, width - 1)]
     ok = (
-        (n_digits == lens - body - n_dot) & (n_dot <= 1) & (int_digits >= 1) & (n_digits <= 15)
+        (n_digits == lens - body - n_dot)
+        & (n_dot <= 1)
+        & (int_digits >= 1)
+        & (n_digits <= 15)
         & ~((n_dot == 1) & (dot_pos == lens - 1))
         & ~((int_digits > 1) & (first_digit == _ZERO))
     )
@@ -384,7 +411,9 @@ def parse_flag(values: np.ndarray, col: str, file: str, first_row: int) -> np.nd
     if not (one_char | minus_one).all():
         i = int(np.flatnonzero(~(one_char | minus_one))[0])
         raise SoftSamplingError(
-            f"{col} must be 0, 1 or -1, got {bytes_text(values[i])!r}", file=file, record=f"line {first_row + i + 2}",
+            f"{col} must be 0, 1 or -1, got {bytes_text(values[i])!r}",
+            file=file,
+            record=f"line {first_row + i + 2}",
             fix=f"write {col} as 1 (yes), 0 (no) or -1 (unknown)",
         )
     return np.where(minus_one, -1, c0.astype(np.int8) - _ZERO).astype(np.int8)
@@ -436,8 +465,10 @@ def format_fixed(values: np.ndarray, decimals: np.ndarray) -> np.ndarray:
 def csv_field(text: str) -> bytes:
     """CSV text of one value: quoted when it holds a comma or quote; newlines are refused."""
     if "\n" in text or "\r" in text:
-        raise SoftSamplingError(f"value {text!r} contains a line break, which an Open Images CSV cannot hold",
-                                fix="remove line breaks from image ids and class names")
+        raise SoftSamplingError(
+            f"value {text!r} contains a line break, which an Open Images CSV cannot hold",
+            fix="remove line breaks from image ids and class names",
+        )
     if "," in text or '"' in text:
         text = '"' + text.replace('"', '""') + '"'
     return text.encode("utf-8")
@@ -458,7 +489,7 @@ def join_columns(cols: list[np.ndarray]) -> bytes:
     mat = np.empty((n, total), dtype=np.uint8)
     keep = np.ones((n, total), dtype=bool)
     off = 0
-    for k, (c, width) in enumerate(zip(cols, widths)):
+    for k, (c, width) in enumerate(zip(cols, widths, strict=True)):
         mat[:, off : off + width] = np.ascontiguousarray(c).view(np.uint8).reshape(n, width)
         keep[:, off : off + width] = mat[:, off : off + width] != 0
         mat[:, off + width] = _NEWLINE if k == len(cols) - 1 else _COMMA

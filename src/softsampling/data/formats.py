@@ -21,8 +21,12 @@ FORMATS = ("voc", "coco", "openimages")
 
 
 # reader keyword -> (option that names it, kind) for the extra paths a reader opens
-_PATH_OPTIONS = {"classes_csv": ("--classes", "file"), "labels_csv": ("--labels", "file"),
-                 "sizes_csv": ("--sizes", "file"), "image_root": ("--images", "folder")}
+_PATH_OPTIONS = {
+    "classes_csv": ("--classes", "file"),
+    "labels_csv": ("--labels", "file"),
+    "sizes_csv": ("--sizes", "file"),
+    "image_root": ("--images", "folder"),
+}
 
 
 # what a dataset path of each format is

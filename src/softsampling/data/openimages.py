@@ -2,10 +2,11 @@
 
 Files (see docs/formats.md, "Open Images CSV")::
 
-    boxes    ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax,IsOccluded,IsTruncated,IsGroupOf,IsDepiction,IsInside
-    labels   ImageID,Source,LabelName,Confidence        (image-level labels; Confidence 1 = present, 0 = verified absent)
-    classes  LabelName,DisplayName                      (the official file has no header; both are accepted)
-    sizes    ImageID,width,height                       (our own helper file; the header is required)
+    boxes    ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax,
+             IsOccluded,IsTruncated,IsGroupOf,IsDepiction,IsInside   (one header line)
+    labels   ImageID,Source,LabelName,Confidence   (image-level labels; Confidence 1 = present, 0 = verified absent)
+    classes  LabelName,DisplayName                 (the official file has no header; both are accepted)
+    sizes    ImageID,width,height                  (our own helper file; the header is required)
 
 Conventions:
 - coordinates in the file are normalised to [0, 1] and ordered XMin, XMax,
@@ -67,8 +68,10 @@ Example:
     >>> from pathlib import Path
     >>> folder = Path(tempfile.mkdtemp())
     >>> _ = (folder / "boxes.csv").write_text(
-    ...     "ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax,IsOccluded,IsTruncated,IsGroupOf,IsDepiction,IsInside\\n"
-    ...     "img1,xclick,/m/01g317,1,0.25,0.5,0.1,0.9,0,1,0,0,0\\n")
+    ...     "ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax,"
+    ...     "IsOccluded,IsTruncated,IsGroupOf,IsDepiction,IsInside\\n"
+    ...     "img1,xclick,/m/01g317,1,0.25,0.5,0.1,0.9,0,1,0,0,0\\n"
+    ... )
     >>> _ = (folder / "sizes.csv").write_text("ImageID,width,height\\nimg1,200,100\\n")
     >>> ds = read_openimages(folder / "boxes.csv", sizes_csv=folder / "sizes.csv")
     >>> ds.image_ids, ds.boxes.tolist(), ds.truncated.tolist(), ds.categories[0].extra["LabelName"]
@@ -110,8 +113,19 @@ from softsampling.parsing import ascii_float
 from softsampling.structures.records import Category, DetectionDataset
 
 BOX_COLUMNS = (
-    "ImageID", "Source", "LabelName", "Confidence", "XMin", "XMax", "YMin", "YMax",
-    "IsOccluded", "IsTruncated", "IsGroupOf", "IsDepiction", "IsInside",
+    "ImageID",
+    "Source",
+    "LabelName",
+    "Confidence",
+    "XMin",
+    "XMax",
+    "YMin",
+    "YMax",
+    "IsOccluded",
+    "IsTruncated",
+    "IsGroupOf",
+    "IsDepiction",
+    "IsInside",
 )
 LABEL_COLUMNS = ("ImageID", "Source", "LabelName", "Confidence")
 SIZE_COLUMNS = ("ImageID", "width", "height")
@@ -124,6 +138,7 @@ DEFAULT_CHUNK_BYTES = 1 << 23  # 8 MiB of CSV text per chunk (about 100k boxes)
 DEFAULT_CHUNK_ROWS = 100_000
 SOURCE_FOR_NEW = "softsampling"  # Source written for boxes that did not come from an Open Images file
 LABELS_SUFFIX = "-image-labels.csv"
+
 
 # ============================================================================ reading
 def read_openimages(
@@ -251,8 +266,12 @@ def read_openimages(
     ds, report = _validate(ds, name, invalid, clip_tolerance)
     ds.extra = {**ds.extra, "validation_report": report}
     if check_images:
-        _check_image_files(ds, file=name, describe_image=lambda row: f"ImageID {ds.image_ids[row]!r}",
-                           allow_outside_root=allow_outside_root)
+        _check_image_files(
+            ds,
+            file=name,
+            describe_image=lambda row: f"ImageID {ds.image_ids[row]!r}",
+            allow_outside_root=allow_outside_root,
+        )
     return ds
 
 
@@ -277,7 +296,7 @@ def image_level_labels(ds: DetectionDataset) -> tuple[np.ndarray, np.ndarray, np
 
 
 def labels_path_for(boxes_path: str | Path) -> Path:
-    """Where :func:`write_openimages` puts the image-level labels by default: ``<stem>-image-labels.csv`` beside the boxes."""
+    """Where :func:`write_openimages` puts the image-level labels by default: ``<stem>-image-labels.csv`` beside."""
     boxes_path = Path(boxes_path)
     return boxes_path.with_name(boxes_path.stem + LABELS_SUFFIX)
 
@@ -291,8 +310,9 @@ def _read_boxes(path: Path, *, chunk_bytes: int) -> dict[str, Any]:
     source_vocab: dict[bytes, int] = {}
     conf_vocab: dict[bytes, int] = {}
     coord_text: dict[tuple[int, int], str] = {}
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("box_image", "label_code", "source", "confidence",
-                                                           "coords", "decimals", "flags")}
+    parts: dict[str, list[np.ndarray]] = {
+        k: [] for k in ("box_image", "label_code", "source", "confidence", "coords", "decimals", "flags")
+    }
     with open_csv(path) as f:
         header = read_header(f, path, BOX_COLUMNS, what="Open Images boxes")
         extra_names = [c for c in header if c not in BOX_COLUMNS]
@@ -332,9 +352,15 @@ def _read_boxes(path: Path, *, chunk_bytes: int) -> dict[str, Any]:
     return out
 
 
-_EMPTY = {"box_image": (np.int64, ()), "label_code": (np.int64, ()), "source": (np.uint16, ()),
-          "confidence": (np.uint16, ()), "coords": (np.float64, (4,)), "decimals": (np.uint8, (4,)),
-          "flags": (np.int8, (5,))}
+_EMPTY = {
+    "box_image": (np.int64, ()),
+    "label_code": (np.int64, ()),
+    "source": (np.uint16, ()),
+    "confidence": (np.uint16, ()),
+    "coords": (np.float64, (4,)),
+    "decimals": (np.uint8, (4,)),
+    "flags": (np.int8, (5,)),
+}
 
 
 def _concat(parts: list[np.ndarray], key: str) -> np.ndarray:
@@ -374,7 +400,8 @@ def _categories_and_labels(
             row = int(np.flatnonzero(codes == code)[0])
             raise SoftSamplingError(
                 f"LabelName {ln!r} is not in the classes file {str(classes_csv)!r}",
-                file=name, record=f"line {row + 2}",
+                file=name,
+                record=f"line {row + 2}",
                 fix="use the classes file that belongs to these boxes (e.g. class-descriptions-boxable.csv), "
                 "or add the class to it",
             )
@@ -399,7 +426,9 @@ def _pixel_boxes(coords: np.ndarray, widths: np.ndarray, heights: np.ndarray, bo
     return out
 
 
-def _validate(ds: DetectionDataset, name: str, invalid: str, clip_tolerance: float) -> tuple[DetectionDataset, ValidationReport]:
+def _validate(
+    ds: DetectionDataset, name: str, invalid: str, clip_tolerance: float
+) -> tuple[DetectionDataset, ValidationReport]:
     """validate_boxes, after a chunked check that skips it (and its full-size temporaries) when all boxes are fine."""
     step = 2_000_000
     any_bad = False
@@ -412,8 +441,9 @@ def _validate(ds: DetectionDataset, name: str, invalid: str, clip_tolerance: flo
     if not any_bad:
         return ds, ValidationReport()
     read_ids = ds.box_ids
-    return validate_boxes(ds, lambda row: (name, f"line {int(read_ids[row]) + 2}"), policy=invalid,
-                          clip_tolerance=clip_tolerance)
+    return validate_boxes(
+        ds, lambda row: (name, f"line {int(read_ids[row]) + 2}"), policy=invalid, clip_tolerance=clip_tolerance
+    )
 
 
 # ---------------------------------------------------------------------------- other files
@@ -426,8 +456,9 @@ def _read_classes(path: Path) -> list[tuple[str, str]]:
         try:
             rows = list(csv.reader(f, strict=True))
         except (csv.Error, UnicodeDecodeError) as exc:
-            raise SoftSamplingError(f"not a valid CSV file ({exc})", file=name,
-                                    fix="give a UTF-8 CSV with lines LabelName,DisplayName") from None
+            raise SoftSamplingError(
+                f"not a valid CSV file ({exc})", file=name, fix="give a UTF-8 CSV with lines LabelName,DisplayName"
+            ) from None
     out: list[tuple[str, str]] = []
     for i, row in enumerate(rows):
         if i == 0 and [c.strip() for c in row] == list(CLASS_COLUMNS):
@@ -436,7 +467,9 @@ def _read_classes(path: Path) -> list[tuple[str, str]]:
             continue
         if len(row) != 2:
             raise SoftSamplingError(
-                f"line has {len(row)} field(s), expected 2 (LabelName,DisplayName)", file=name, record=f"line {i + 1}",
+                f"line has {len(row)} field(s), expected 2 (LabelName,DisplayName)",
+                file=name,
+                record=f"line {i + 1}",
                 fix="every line must be LabelName,DisplayName, e.g. /m/01g317,Person; quote names that contain commas",
             )
         out.append((row[0], row[1]))
@@ -450,8 +483,9 @@ def _read_image_labels(
     """Columns of the image-level labels file; adds images that have labels but no boxes to ``image_index``."""
     name = str(path)
     id_of = {c.extra.get("LabelName", c.name): c.id for c in categories}
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("image_id", "source", "label_name", "confidence_text",
-                                                           "confidence", "label")}
+    parts: dict[str, list[np.ndarray]] = {
+        k: [] for k in ("image_id", "source", "label_name", "confidence_text", "confidence", "label")
+    }
     with open_csv(path) as f:
         header = read_header(f, path, LABEL_COLUMNS, what="Open Images image-level labels")
         for first_row, cols in iter_rows(f, header, file=name, chunk_bytes=chunk_bytes):
@@ -467,8 +501,11 @@ def _read_image_labels(
             parts["confidence_text"].append(to_str(cols["Confidence"], name, "Confidence", first_row))
             parts["confidence"].append(value)
             uniq, inv = np.unique(label_names, return_inverse=True)
-            parts["label"].append(np.array([id_of.get(str(u), -1) for u in uniq], dtype=np.int64)[inv]
-                                  if len(uniq) else np.zeros(0, np.int64))
+            parts["label"].append(
+                np.array([id_of.get(str(u), -1) for u in uniq], dtype=np.int64)[inv]
+                if len(uniq)
+                else np.zeros(0, np.int64)
+            )
     out: dict[str, np.ndarray] = {}
     for k, v in parts.items():
         if not v:
@@ -496,7 +533,9 @@ def _read_sizes(path: Path, image_index: dict[bytes, int], *, chunk_bytes: int) 
                     i = int(np.flatnonzero(bad)[0])
                     raise SoftSamplingError(
                         f"{col} must be a positive whole number of pixels, got {bytes_text(cols[col][i])!r}",
-                        file=name, record=f"line {first_row + i + 2}", fix="write the image size in pixels, e.g. 1024",
+                        file=name,
+                        record=f"line {first_row + i + 2}",
+                        fix="write the image size in pixels, e.g. 1024",
                     )
                 sizes.append(value.astype(np.int64))
             known = rows >= 0
@@ -509,7 +548,8 @@ def _read_sizes(path: Path, image_index: dict[bytes, int], *, chunk_bytes: int) 
                 first = int(np.flatnonzero(seen)[0]) if seen.any() else _first_duplicate(r)
                 raise SoftSamplingError(
                     f"ImageID {bytes_text(ids[first])!r} has a second size line",
-                    file=name, record=f"line {first_row + int(np.flatnonzero(known)[first]) + 2}",
+                    file=name,
+                    record=f"line {first_row + int(np.flatnonzero(known)[first]) + 2}",
                     fix="keep one line per ImageID",
                 )
             widths[r], heights[r] = w, h
@@ -525,8 +565,9 @@ def _first_duplicate(values: np.ndarray) -> int:
     return 0
 
 
-def _first_use(row: int, box_image: np.ndarray, name: str, labels_csv: Any, image_labels: Any,
-               image_ids: list[str]) -> str:
+def _first_use(
+    row: int, box_image: np.ndarray, name: str, labels_csv: Any, image_labels: Any, image_ids: list[str]
+) -> str:
     """Where image row ``row`` first appears: a line of the boxes file, else of the labels file."""
     hits = np.flatnonzero(box_image == row)
     if len(hits):
@@ -540,11 +581,12 @@ def _first_use(row: int, box_image: np.ndarray, name: str, labels_csv: Any, imag
 
 def _check_image_ids_stay_inside(image_ids: list[str], name: str) -> None:
     """ImageIDs become file names under image_root: refuse separators and '..' (path traversal)."""
-    for row, iid in enumerate(image_ids):
+    for iid in image_ids:
         if "/" in iid or "\\" in iid or iid.startswith(".."):
             raise SoftSamplingError(
                 f"ImageID {iid!r} is not a plain file stem; its image file would leave the image folder",
-                file=name, record=f"ImageID {iid!r}",
+                file=name,
+                record=f"ImageID {iid!r}",
                 fix="use Open Images ImageIDs (hex strings), or pass allow_outside_root=True (--allow-outside-root)",
             )
 
@@ -554,7 +596,9 @@ def _float_or_error(text: str, col: str, file: str, line: int) -> float:
     value = ascii_float(text)  # not float(): it reads full-width digits and "1_0"
     if value is None:
         raise SoftSamplingError(
-            f"{col} is not a number: {text!r}", file=file, record=f"line {line}",
+            f"{col} is not a number: {text!r}",
+            file=file,
+            record=f"line {line}",
             fix=f"write {col} as a number between 0 and 1 (a fraction of the image size), e.g. 0.25",
         )
     return value
@@ -611,8 +655,14 @@ def write_openimages(
         _write_image_labels(ds, table, Path(labels_path) if labels_path is not None else labels_path_for(path))
 
 
-def _box_columns(ds: DetectionDataset, rows: np.ndarray, image_text: np.ndarray, label_text: np.ndarray,
-                 label_row: np.ndarray, oi: dict[str, Any]) -> dict[str, np.ndarray]:
+def _box_columns(
+    ds: DetectionDataset,
+    rows: np.ndarray,
+    image_text: np.ndarray,
+    label_text: np.ndarray,
+    label_row: np.ndarray,
+    oi: dict[str, Any],
+) -> dict[str, np.ndarray]:
     """The 13 standard columns of box rows ``rows`` as numpy bytes arrays."""
     n = len(rows)
     img = ds.box_image[rows]
@@ -625,7 +675,9 @@ def _box_columns(ds: DetectionDataset, rows: np.ndarray, image_text: np.ndarray,
             vocab = np.array([csv_field(v) for v in oi[vocab_key]] or [b""], dtype="S")
             cols["Source" if key == "oi_source" else "Confidence"] = vocab[ds.box_extra[key][rows]]
         else:
-            cols["Source" if key == "oi_source" else "Confidence"] = np.full(n, default.encode(), dtype=f"S{len(default)}")
+            cols["Source" if key == "oi_source" else "Confidence"] = np.full(
+                n, default.encode(), dtype=f"S{len(default)}"
+            )
     group_of = ds.group_of[rows] | ds.iscrowd[rows]
     if "oi_flags" in ds.box_extra:  # the file's -1/0/1, unless the dataset's boolean now disagrees
         flags = ds.box_extra["oi_flags"][rows].astype(np.int8)
@@ -667,7 +719,7 @@ def _box_columns(ds: DetectionDataset, rows: np.ndarray, image_text: np.ndarray,
             if any(t is not None for t in texts):
                 width = max([text.dtype.itemsize] + [len(t.encode()) for t in texts if t is not None])
                 text = text.astype(f"S{width}")
-                for i, t in zip(verbatim, texts):
+                for i, t in zip(verbatim, texts, strict=True):
                     if t is not None:
                         text[i] = t.encode()
         cols[col] = text
@@ -682,7 +734,7 @@ def _format_new(values: np.ndarray) -> np.ndarray:
     mant = np.rint(np.abs(safe) * 10.0**NEW_DECIMALS).astype(np.int64)
     strip = np.zeros(n, dtype=np.int64)
     for t in range(1, NEW_DECIMALS):
-        strip += (mant % 10**t == 0)
+        strip += mant % 10**t == 0
     decimals = NEW_DECIMALS - strip
     rounded = mant / 10.0**NEW_DECIMALS
     text = format_fixed(np.where(np.signbit(safe), -rounded, rounded), decimals)
@@ -718,7 +770,9 @@ def _label_texts(ds: DetectionDataset, file: str) -> tuple[np.ndarray, np.ndarra
     if not known.all():
         i = int(np.flatnonzero(~known)[0])
         raise SoftSamplingError(
-            f"box label {int(ds.labels[i])} is not the id of any category", file=file, record=f"box id {int(ds.box_ids[i])}",
+            f"box label {int(ds.labels[i])} is not the id of any category",
+            file=file,
+            record=f"box id {int(ds.box_ids[i])}",
             fix="add the category to the dataset before writing",
         )
     return texts, order[pos]

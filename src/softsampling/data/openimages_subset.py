@@ -44,15 +44,35 @@ Example:
     >>> import json, tempfile
     >>> from pathlib import Path
     >>> d = Path(tempfile.mkdtemp())
-    >>> head = "ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax,IsOccluded,IsTruncated,IsGroupOf,IsDepiction,IsInside\\n"
+    >>> head = (
+    ...     "ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax,"
+    ...     "IsOccluded,IsTruncated,IsGroupOf,IsDepiction,IsInside\\n"
+    ... )
     >>> row = "{},xclick,{},1,0.1,0.2,0.1,0.2,0,0,{},0,0\\n"
-    >>> _ = (d / "train.csv").write_text(head + "".join(row.format(f"t{i}", c, 0) for i in range(3) for c in ("/m/a", "/m/b")))
-    >>> _ = (d / "test.csv").write_text(head + row.format("s1", "/m/a", 0) + row.format("s1", "/m/a", 1)
-    ...                                 + row.format("s1", "/m/b", 0) + row.format("s2", "/m/b", 0))
-    >>> _ = (d / "labels.csv").write_text("ImageID,Source,LabelName,Confidence\\ns1,verification,/m/a,1\\ns2,verification,/m/a,0\\n")
+    >>> _ = (d / "train.csv").write_text(
+    ...     head + "".join(row.format(f"t{i}", c, 0) for i in range(3) for c in ("/m/a", "/m/b"))
+    ... )
+    >>> _ = (d / "test.csv").write_text(
+    ...     head
+    ...     + row.format("s1", "/m/a", 0)
+    ...     + row.format("s1", "/m/a", 1)
+    ...     + row.format("s1", "/m/b", 0)
+    ...     + row.format("s2", "/m/b", 0)
+    ... )
+    >>> _ = (d / "labels.csv").write_text(
+    ...     "ImageID,Source,LabelName,Confidence\\ns1,verification,/m/a,1\\ns2,verification,/m/a,0\\n"
+    ... )
     >>> _ = (d / "classes.csv").write_text("/m/a,Apple\\n/m/b,Ball\\n")
-    >>> stats = build_subset(d / "train.csv", d / "test.csv", [d / "labels.csv"], d / "classes.csv", d / "out",
-    ...                      num_classes=1, min_train=2, min_test=1)
+    >>> stats = build_subset(
+    ...     d / "train.csv",
+    ...     d / "test.csv",
+    ...     [d / "labels.csv"],
+    ...     d / "classes.csv",
+    ...     d / "out",
+    ...     num_classes=1,
+    ...     min_train=2,
+    ...     min_test=1,
+    ... )
     >>> [(c["LabelName"], c["test_instances"], c["test_images"]) for c in stats["classes"]]
     [('/m/a', 2, 1)]
     >>> (d / "out" / "test.csv").read_text().count("/m/a"), (d / "out" / "test-images.txt").read_text()
@@ -86,8 +106,16 @@ from softsampling.errors import SoftSamplingError
 from softsampling.io import atomic_write, check_can_write, write_json
 
 SPLITS = ("train", "test")
-OUTPUT_FILES = ("train.csv", "test.csv", "train-image-labels.csv", "test-image-labels.csv", "classes.csv",
-                "train-images.txt", "test-images.txt", "stats.json")
+OUTPUT_FILES = (
+    "train.csv",
+    "test.csv",
+    "train-image-labels.csv",
+    "test-image-labels.csv",
+    "classes.csv",
+    "train-images.txt",
+    "test-images.txt",
+    "stats.json",
+)
 
 
 @dataclass(frozen=True)
@@ -114,17 +142,18 @@ class ClassStats:
 def rank_key(s: ClassStats) -> tuple[Fraction, int, bytes]:
     """Sort key of the selection: instances per image (desc), test instances (desc), LabelName bytes (asc).
 
-    >>> a = ClassStats("/m/b", 9, 9, 0, 6, 4, 0)   # 1.5 per image
-    >>> b = ClassStats("/m/a", 9, 9, 0, 3, 2, 0)   # 1.5 per image, fewer instances
-    >>> c = ClassStats("/m/c", 9, 9, 0, 6, 4, 0)   # same as a, later name
+    >>> a = ClassStats("/m/b", 9, 9, 0, 6, 4, 0)  # 1.5 per image
+    >>> b = ClassStats("/m/a", 9, 9, 0, 3, 2, 0)  # 1.5 per image, fewer instances
+    >>> c = ClassStats("/m/c", 9, 9, 0, 6, 4, 0)  # same as a, later name
     >>> [s.label_name for s in sorted([c, b, a], key=rank_key)]
     ['/m/b', '/m/c', '/m/a']
     """
     return (-s.instances_per_image, -s.test_instances, s.label_name.encode("utf-8"))
 
 
-def select_classes(stats: Sequence[ClassStats], *, num_classes: int | None, min_train: int, min_test: int,
-                   where: str = "") -> list[ClassStats]:
+def select_classes(
+    stats: Sequence[ClassStats], *, num_classes: int | None, min_train: int, min_test: int, where: str = ""
+) -> list[ClassStats]:
     """The chosen classes in rank order (``num_classes=None``: every eligible class).
 
     Raises when fewer than ``num_classes`` classes are eligible; ``where``
@@ -136,7 +165,8 @@ def select_classes(stats: Sequence[ClassStats], *, num_classes: int | None, min_
     if num_classes > len(eligible):
         raise SoftSamplingError(
             f"only {len(eligible)} class(es) have more than {min_train} train and more than {min_test} test "
-            f"instances, fewer than --num-classes {num_classes}", file=where or None,
+            f"instances, fewer than --num-classes {num_classes}",
+            file=where or None,
             fix=f"lower --num-classes to {len(eligible)} or less, or lower --min-train / --min-test",
         )
     return eligible[:num_classes]
@@ -169,8 +199,9 @@ def _scan_boxes(path: Path, class_vocab: dict[bytes, int], *, chunk_bytes: int) 
     return _BoxScan(path, header, list(image_index), cat["image"], cat["class"], cat["group_of"])
 
 
-def _counts(box_image: np.ndarray, box_class: np.ndarray, group_of: np.ndarray, n_classes: int
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _counts(
+    box_image: np.ndarray, box_class: np.ndarray, group_of: np.ndarray, n_classes: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per class: ``(instances, images with the class, group-of boxes)`` int64 [K]."""
     instances = np.bincount(box_class, minlength=n_classes)
     groups = np.bincount(box_class[group_of], minlength=n_classes)
@@ -217,45 +248,65 @@ def build_subset(
     train_boxes = Path(train_boxes)
     out = Path(out)
     random_mode = random_images is not None
-    if random_mode:
+    if random_images is not None:
         if test_boxes is not None:
-            raise SoftSamplingError("random mode draws both splits from --train-boxes", file=str(test_boxes),
-                                    fix="leave out --test-boxes with --random-images")
+            raise SoftSamplingError(
+                "random mode draws both splits from --train-boxes",
+                file=str(test_boxes),
+                fix="leave out --test-boxes with --random-images",
+            )
         if test_fraction is None or not 0.0 < test_fraction < 1.0:
-            raise SoftSamplingError(f"--test-fraction must be between 0 and 1, got {test_fraction}",
-                                    fix="e.g. --test-fraction 0.05 (5k test images of 100k)")
+            raise SoftSamplingError(
+                f"--test-fraction must be between 0 and 1, got {test_fraction}",
+                fix="e.g. --test-fraction 0.05 (5k test images of 100k)",
+            )
         if random_images < 2:
-            raise SoftSamplingError(f"--random-images must be at least 2, got {random_images}", fix="e.g. --random-images 100000")
+            raise SoftSamplingError(
+                f"--random-images must be at least 2, got {random_images}", fix="e.g. --random-images 100000"
+            )
     elif test_boxes is None:
-        raise SoftSamplingError("the test boxes CSV is missing", fix="pass --test-boxes CSV, or --random-images N "
-                                "--test-fraction F to draw both splits from --train-boxes")
+        raise SoftSamplingError(
+            "the test boxes CSV is missing",
+            fix="pass --test-boxes CSV, or --random-images N --test-fraction F to draw both splits from --train-boxes",
+        )
     elif test_fraction is not None:
-        raise SoftSamplingError("--test-fraction applies only with --random-images", fix="add --random-images N or "
-                                "leave out --test-fraction")
+        raise SoftSamplingError(
+            "--test-fraction applies only with --random-images",
+            fix="add --random-images N or leave out --test-fraction",
+        )
     if num_classes is not None and num_classes < 1:
-        raise SoftSamplingError(f"--num-classes must be at least 1, got {num_classes}", fix="e.g. --num-classes 50, or all")
+        raise SoftSamplingError(
+            f"--num-classes must be at least 1, got {num_classes}", fix="e.g. --num-classes 50, or all"
+        )
     if min_train < 0 or min_test < 0:
         raise SoftSamplingError("--min-train and --min-test must be >= 0", fix="e.g. --min-train 200 --min-test 100")
     classes = _read_classes(Path(classes_csv))
     check_can_write(out, force=force)
     for p in labels:
         if not Path(p).exists():
-            raise SoftSamplingError("image-level labels file does not exist", file=str(p), fix="check the --labels paths")
+            raise SoftSamplingError(
+                "image-level labels file does not exist", file=str(p), fix="check the --labels paths"
+            )
 
     class_vocab: dict[bytes, int] = {}
     say(f"scanning {train_boxes}")
     train_scan = _scan_boxes(train_boxes, class_vocab, chunk_bytes=chunk_bytes)
-    if random_mode:
-        assert random_images is not None and test_fraction is not None
+    if random_images is not None:
+        assert test_fraction is not None  # checked above
         n_images = len(train_scan.image_ids)
         if random_images > n_images:
-            raise SoftSamplingError(f"--random-images {random_images} is more than the {n_images} images with boxes",
-                                    file=str(train_boxes), fix=f"use --random-images {n_images} or less")
+            raise SoftSamplingError(
+                f"--random-images {random_images} is more than the {n_images} images with boxes",
+                file=str(train_boxes),
+                fix=f"use --random-images {n_images} or less",
+            )
         draw = np.random.default_rng(seed).permutation(n_images)[:random_images]
         n_test = int(round(random_images * test_fraction))
         if not 0 < n_test < random_images:
-            raise SoftSamplingError(f"--test-fraction {test_fraction} of {random_images} images leaves an empty split",
-                                    fix="raise --random-images or choose a fraction nearer 0.5")
+            raise SoftSamplingError(
+                f"--test-fraction {test_fraction} of {random_images} images leaves an empty split",
+                fix="raise --random-images or choose a fraction nearer 0.5",
+            )
         image_split = np.full(n_images, -1, dtype=np.int8)
         image_split[draw[n_test:]] = 0
         image_split[draw[:n_test]] = 1
@@ -271,19 +322,33 @@ def build_subset(
 
     names = [k.decode("utf-8", errors="replace") for k in class_vocab]
     k = len(names)
-    counts = [_counts(s.box_image[m], s.box_class[m], s.group_of[m], k) for s, m in zip(scans, masks)]
-    stats = [ClassStats(names[c], int(counts[0][0][c]), int(counts[0][1][c]), int(counts[0][2][c]),
-                        int(counts[1][0][c]), int(counts[1][1][c]), int(counts[1][2][c])) for c in range(k)]
+    counts = [_counts(s.box_image[m], s.box_class[m], s.group_of[m], k) for s, m in zip(scans, masks, strict=True)]
+    stats = [
+        ClassStats(
+            names[c],
+            int(counts[0][0][c]),
+            int(counts[0][1][c]),
+            int(counts[0][2][c]),
+            int(counts[1][0][c]),
+            int(counts[1][1][c]),
+            int(counts[1][2][c]),
+        )
+        for c in range(k)
+    ]
     where = str(train_boxes) if random_mode else f"{train_boxes}, {test_boxes}"
     chosen = select_classes(stats, num_classes=num_classes, min_train=min_train, min_test=min_test, where=where)
     if not chosen:
-        raise SoftSamplingError(f"no class has more than {min_train} train and more than {min_test} test instances",
-                                file=where, fix="lower --min-train / --min-test")
+        raise SoftSamplingError(
+            f"no class has more than {min_train} train and more than {min_test} test instances",
+            file=where,
+            fix="lower --min-train / --min-test",
+        )
     display = dict(classes)
     missing = [s.label_name for s in chosen if s.label_name not in display]
     if missing:
         raise SoftSamplingError(
-            f"{len(missing)} chosen class(es) are not in the classes file, e.g. {missing[0]!r}", file=str(classes_csv),
+            f"{len(missing)} chosen class(es) are not in the classes file, e.g. {missing[0]!r}",
+            file=str(classes_csv),
             fix="pass the class descriptions that belong to these boxes (class-descriptions-boxable.csv)",
         )
     say(f"chose {len(chosen)} of {sum(s.eligible(min_train, min_test) for s in stats)} eligible classes")
@@ -293,7 +358,7 @@ def build_subset(
     keep_class[[class_vocab[s.label_name.encode("utf-8")] for s in chosen]] = True
     kept_images: list[np.ndarray] = []
     box_counts: list[int] = []
-    for split, scan, mask in zip(SPLITS, scans, masks):
+    for split, scan, mask in zip(SPLITS, scans, masks, strict=True):
         keep = mask & keep_class[scan.box_class]
         box_counts.append(int(keep.sum()))
         kept_codes, first = np.unique(scan.box_image[keep], return_index=True)
@@ -305,19 +370,38 @@ def build_subset(
         with atomic_write(out / f"{split}-images.txt", "wb") as f:
             f.write(b"".join(i + b"\n" for i in image_ids.tolist()))
 
-    label_rows = _write_labels(labels, kept_images, np.array([s.label_name for s in chosen], dtype="U").astype("S")
-                               if chosen else np.zeros(0, "S1"), out, chunk_bytes=chunk_bytes)
+    label_rows = _write_labels(
+        labels,
+        kept_images,
+        np.array([s.label_name for s in chosen], dtype="U").astype("S") if chosen else np.zeros(0, "S1"),
+        out,
+        chunk_bytes=chunk_bytes,
+    )
     with atomic_write(out / "classes.csv", "wb") as f:
         f.write(b"LabelName,DisplayName\n")
         for ln in sorted(s.label_name for s in chosen):
             f.write(csv_field(ln) + b"," + csv_field(display[ln]) + b"\n")
 
-    result = _stats_json(stats, chosen, display, min_train=min_train, min_test=min_test, num_classes=num_classes,
-                         kept_images=kept_images, box_counts=box_counts, label_rows=label_rows,
-                         inputs={"train_boxes": str(train_boxes), "test_boxes": None if test_boxes is None else str(test_boxes),
-                                 "labels": [str(p) for p in labels], "classes": str(classes_csv),
-                                 "random_images": random_images, "test_fraction": test_fraction,
-                                 "seed": seed if random_mode else None})
+    result = _stats_json(
+        stats,
+        chosen,
+        display,
+        min_train=min_train,
+        min_test=min_test,
+        num_classes=num_classes,
+        kept_images=kept_images,
+        box_counts=box_counts,
+        label_rows=label_rows,
+        inputs={
+            "train_boxes": str(train_boxes),
+            "test_boxes": None if test_boxes is None else str(test_boxes),
+            "labels": [str(p) for p in labels],
+            "classes": str(classes_csv),
+            "random_images": random_images,
+            "test_fraction": test_fraction,
+            "seed": seed if random_mode else None,
+        },
+    )
     write_json(out / "stats.json", result)
     return result
 
@@ -346,13 +430,16 @@ def _quoted(values: np.ndarray) -> np.ndarray:
     return values
 
 
-def _write_labels(paths: Sequence[str | Path], kept_images: list[np.ndarray], chosen: np.ndarray, out: Path,
-                  *, chunk_bytes: int) -> list[int]:
+def _write_labels(
+    paths: Sequence[str | Path], kept_images: list[np.ndarray], chosen: np.ndarray, out: Path, *, chunk_bytes: int
+) -> list[int]:
     """Route the label rows of the chosen classes to the split(s) whose kept images hold their ImageID."""
     sorted_ids = [np.sort(ids) for ids in kept_images]
     written = [0, 0]
-    with atomic_write(out / "train-image-labels.csv", "wb") as w_train, \
-            atomic_write(out / "test-image-labels.csv", "wb") as w_test:
+    with (
+        atomic_write(out / "train-image-labels.csv", "wb") as w_train,
+        atomic_write(out / "test-image-labels.csv", "wb") as w_test,
+    ):
         writers = (w_train, w_test)
         for w in writers:
             w.write((",".join(LABEL_COLUMNS) + "\n").encode())
@@ -373,36 +460,57 @@ def _write_labels(paths: Sequence[str | Path], kept_images: list[np.ndarray], ch
     return written
 
 
-def _stats_json(stats: list[ClassStats], chosen: list[ClassStats], display: dict[str, str], *, min_train: int,
-                min_test: int, num_classes: int | None, kept_images: list[np.ndarray], box_counts: list[int],
-                label_rows: list[int], inputs: dict[str, Any]) -> dict[str, Any]:
+def _stats_json(
+    stats: list[ClassStats],
+    chosen: list[ClassStats],
+    display: dict[str, str],
+    *,
+    min_train: int,
+    min_test: int,
+    num_classes: int | None,
+    kept_images: list[np.ndarray],
+    box_counts: list[int],
+    label_rows: list[int],
+    inputs: dict[str, Any],
+) -> dict[str, Any]:
     def entry(rank: int | None, s: ClassStats) -> dict[str, Any]:
-        return {"rank": rank, "LabelName": s.label_name, "DisplayName": display.get(s.label_name),
-                "train_instances": s.train_instances, "train_images": s.train_images,
-                "train_group_of": s.train_group_of, "test_instances": s.test_instances,
-                "test_images": s.test_images, "test_group_of": s.test_group_of,
-                "instances_per_image": round(float(s.instances_per_image), 6),
-                "eligible": s.eligible(min_train, min_test)}
+        return {
+            "rank": rank,
+            "LabelName": s.label_name,
+            "DisplayName": display.get(s.label_name),
+            "train_instances": s.train_instances,
+            "train_images": s.train_images,
+            "train_group_of": s.train_group_of,
+            "test_instances": s.test_instances,
+            "test_images": s.test_images,
+            "test_group_of": s.test_group_of,
+            "instances_per_image": round(float(s.instances_per_image), 6),
+            "eligible": s.eligible(min_train, min_test),
+        }
 
     test_inst = sum(s.test_instances for s in chosen)
     test_pairs = sum(s.test_images for s in chosen)
     chosen_names = {s.label_name for s in chosen}
     return {
         "rule": {
-            "num_classes": num_classes if num_classes is not None else "all", "min_train": min_train,
+            "num_classes": num_classes if num_classes is not None else "all",
+            "min_train": min_train,
             "min_test": min_test,
             "eligible": "train instances > min_train and test instances > min_test",
             "order": "test instances / test images with the class (desc, exact), then test instances (desc), "
-                     "then LabelName (bytes, asc)",
+            "then LabelName (bytes, asc)",
             "group_of": "a group-of box counts as one instance",
         },
         "inputs": inputs,
         "totals": {
             "classes": len(chosen),
             "eligible_classes": sum(s.eligible(min_train, min_test) for s in stats),
-            "train_images": int(len(kept_images[0])), "test_images": int(len(kept_images[1])),
-            "train_boxes": box_counts[0], "test_boxes": box_counts[1],
-            "train_label_rows": label_rows[0], "test_label_rows": label_rows[1],
+            "train_images": int(len(kept_images[0])),
+            "test_images": int(len(kept_images[1])),
+            "train_boxes": box_counts[0],
+            "test_boxes": box_counts[1],
+            "train_label_rows": label_rows[0],
+            "test_label_rows": label_rows[1],
             "test_instances_per_class_per_image": round(test_inst / test_pairs, 6) if test_pairs else None,
             "mean_instances_per_image": round(float(np.mean([float(s.instances_per_image) for s in chosen])), 6),
         },

@@ -50,7 +50,9 @@ class ValidationReport:
         return ", ".join(parts) + (f" (e.g. {shown})" if shown else "")
 
 
-def box_problems(boxes: np.ndarray, widths: np.ndarray, heights: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray]:
+def box_problems(
+    boxes: np.ndarray, widths: np.ndarray, heights: np.ndarray, tol: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(problem_code, clippable)`` per box.
 
     ``problem_code`` int8 [M]: 0 ok, 1 non-finite, 2 empty (x2<=x1 or y2<=y1),
@@ -80,7 +82,10 @@ def box_problems(boxes: np.ndarray, widths: np.ndarray, heights: np.ndarray, tol
 _MESSAGES = {
     1: ("box has a NaN or infinite coordinate", "correct the coordinates or pass --invalid skip"),
     2: ("box is empty (x2 <= x1 or y2 <= y1)", "correct the coordinates or pass --invalid skip"),
-    3: ("box lies outside the image", "correct the box or image size, pass --invalid clip for slightly-outside boxes, or --invalid skip"),
+    3: (
+        "box lies outside the image",
+        "correct the box or image size, pass --invalid clip for slightly-outside boxes, or --invalid skip",
+    ),
 }
 
 
@@ -136,11 +141,20 @@ def validate_boxes(
 
 def add_invalid_options(parser, *, what: str = "boxes") -> None:
     """Add ``--invalid {error,clip,skip}`` and its alias ``--skip-invalid`` to an argparse parser or group."""
-    parser.add_argument("--invalid", choices=POLICIES, default="error",
-                        help=f"bad {what} (NaN, empty, outside the image): error (default), clip slightly-outside "
-                             "ones to the image, or skip them")
-    parser.add_argument("--skip-invalid", dest="invalid", action="store_const", const="skip",
-                        help="same as --invalid skip: drop the bad ones and print how many and which")
+    parser.add_argument(
+        "--invalid",
+        choices=POLICIES,
+        default="error",
+        help=f"bad {what} (NaN, empty, outside the image): error (default), clip slightly-outside "
+        "ones to the image, or skip them",
+    )
+    parser.add_argument(
+        "--skip-invalid",
+        dest="invalid",
+        action="store_const",
+        const="skip",
+        help="same as --invalid skip: drop the bad ones and print how many and which",
+    )
 
 
 def check_unique(values: list, *, what: str, file: str) -> None:

@@ -35,12 +35,14 @@ Example:
     >>> import tempfile
     >>> from pathlib import Path
     >>> voc = Path(tempfile.mkdtemp()) / "VOC2007"
-    >>> (voc / "Annotations").mkdir(parents=True); (voc / "ImageSets" / "Main").mkdir(parents=True)
+    >>> (voc / "Annotations").mkdir(parents=True)
+    >>> (voc / "ImageSets" / "Main").mkdir(parents=True)
     >>> _ = (voc / "ImageSets/Main/trainval.txt").write_text("000001\\n")
     >>> _ = (voc / "Annotations/000001.xml").write_text(
     ...     "<annotation><filename>000001.jpg</filename><size><width>50</width><height>40</height>"
     ...     "<depth>3</depth></size><object><name>dog</name><difficult>1</difficult>"
-    ...     "<bndbox><xmin>1</xmin><ymin>5</ymin><xmax>10</xmax><ymax>40</ymax></bndbox></object></annotation>")
+    ...     "<bndbox><xmin>1</xmin><ymin>5</ymin><xmax>10</xmax><ymax>40</ymax></bndbox></object></annotation>"
+    ... )
     >>> ds = read_voc(voc)
     >>> ds.boxes.tolist(), ds.labels.tolist(), ds.difficult.tolist(), ds.image_ids
     ([[0.0, 4.0, 10.0, 40.0]], [12], [True], ['000001'])
@@ -66,8 +68,26 @@ from softsampling.parsing import parse_xml
 from softsampling.structures.records import Category, DetectionDataset
 
 VOC_CLASSES = (
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
 )
 COORDS = ("xmin", "ymin", "xmax", "ymax")
 # a node of the kept XML tree: [tag, text] or [tag, [child nodes]]; ["object", None] marks the objects' place
@@ -153,11 +173,18 @@ def read_voc(
             elif child.tag == "size":
                 size = (_int_child(child, "width", xml_file, "<size>"), _int_child(child, "height", xml_file, "<size>"))
         if size is None:
-            raise SoftSamplingError("missing <size> (width/height of the image)", file=xml_file,
-                                    fix="add <size><width>W</width><height>H</height><depth>3</depth></size>")
+            raise SoftSamplingError(
+                "missing <size> (width/height of the image)",
+                file=xml_file,
+                fix="add <size><width>W</width><height>H</height><depth>3</depth></size>",
+            )
         if size[0] <= 0 or size[1] <= 0:
-            raise SoftSamplingError(f"image size must be positive, got width={size[0]}, height={size[1]}",
-                                    file=xml_file, record="<size>", fix="correct <width>/<height>")
+            raise SoftSamplingError(
+                f"image size must be positive, got width={size[0]}, height={size[1]}",
+                file=xml_file,
+                record="<size>",
+                fix="correct <width>/<height>",
+            )
         image_ids.append(stem)
         file_names.append(file_name)
         widths.append(size[0])
@@ -195,8 +222,11 @@ def read_voc(
     ds.extra = {**ds.extra, "validation_report": report}
     if check_images:
         _check_image_files(
-            ds, file=voc / "Annotations", describe_image=lambda row: f"{ds.image_ids[row]}.xml",
-            allow_outside_root=allow_outside_root, max_pixels=max_pixels,
+            ds,
+            file=voc / "Annotations",
+            describe_image=lambda row: f"{ds.image_ids[row]}.xml",
+            allow_outside_root=allow_outside_root,
+            max_pixels=max_pixels,
         )
     return ds
 
@@ -205,16 +235,20 @@ def find_voc_folder(path: Path) -> Path:
     """``path`` itself if it has ``Annotations/``, else its only sub-folder that has one (``VOCdevkit/VOC2007``)."""
     if not path.is_dir():
         problem = "VOC dataset folder not found" if not path.exists() else "expected a folder, got a file"
-        raise SoftSamplingError(problem,
-                                file=path, fix="give the VOC20xx folder (the one holding Annotations/ and JPEGImages/)")
+        raise SoftSamplingError(
+            problem, file=path, fix="give the VOC20xx folder (the one holding Annotations/ and JPEGImages/)"
+        )
     if (path / "Annotations").is_dir():
         return path
     found = sorted(p for p in path.iterdir() if p.is_dir() and (p / "Annotations").is_dir())
     if len(found) == 1:
         return found[0]
     what = "no sub-folder with Annotations/" if not found else f"several: {', '.join(p.name for p in found)}"
-    raise SoftSamplingError(f"not a VOC folder ({what})", file=path,
-                            fix="give one VOC20xx folder (the one holding Annotations/ and JPEGImages/)")
+    raise SoftSamplingError(
+        f"not a VOC folder ({what})",
+        file=path,
+        fix="give one VOC20xx folder (the one holding Annotations/ and JPEGImages/)",
+    )
 
 
 def _read_split(voc: Path, split: str) -> list[str]:
@@ -222,9 +256,13 @@ def _read_split(voc: Path, split: str) -> list[str]:
     if not split_file.is_file():
         main = voc / "ImageSets" / "Main"
         have = sorted(p.stem for p in main.glob("*.txt") if "_" not in p.stem) if main.is_dir() else []
-        raise SoftSamplingError(f"split file for split {split!r} not found", file=split_file,
-                                fix=f"choose one of the splits present: {', '.join(have)}" if have
-                                else "create ImageSets/Main/<split>.txt with one image stem per line")
+        raise SoftSamplingError(
+            f"split file for split {split!r} not found",
+            file=split_file,
+            fix=f"choose one of the splits present: {', '.join(have)}"
+            if have
+            else "create ImageSets/Main/<split>.txt with one image stem per line",
+        )
     stems: list[str] = []
     line_of: dict[str, int] = {}
     for n, line in enumerate(split_file.read_text(encoding="utf-8").splitlines(), start=1):
@@ -233,16 +271,26 @@ def _read_split(voc: Path, split: str) -> list[str]:
             continue
         stem = tokens[0]
         if stem in (".", "..") or any(c in stem for c in "/\\\0"):  # before any path is built from it
-            raise SoftSamplingError(f"image id {stem!r} is not a plain file name (it would name a file outside "
-                                    "Annotations/)", file=split_file, record=f"line {n}",
-                                    fix="list image ids such as 000005, one per line, without folders")
+            raise SoftSamplingError(
+                f"image id {stem!r} is not a plain file name (it would name a file outside Annotations/)",
+                file=split_file,
+                record=f"line {n}",
+                fix="list image ids such as 000005, one per line, without folders",
+            )
         if stem in line_of:
-            raise SoftSamplingError(f"image {stem!r} is listed twice (first on line {line_of[stem]})",
-                                    file=split_file, record=f"line {n}", fix="list every image once")
+            raise SoftSamplingError(
+                f"image {stem!r} is listed twice (first on line {line_of[stem]})",
+                file=split_file,
+                record=f"line {n}",
+                fix="list every image once",
+            )
         if not (voc / "Annotations" / f"{stem}.xml").is_file():
-            raise SoftSamplingError(f"no annotation file Annotations/{stem}.xml for image {stem!r}",
-                                    file=split_file, record=f"line {n}",
-                                    fix="add the XML file or remove the line from the split")
+            raise SoftSamplingError(
+                f"no annotation file Annotations/{stem}.xml for image {stem!r}",
+                file=split_file,
+                record=f"line {n}",
+                fix="add the XML file or remove the line from the split",
+            )
         line_of[stem] = n
         stems.append(stem)
     return stems
@@ -251,8 +299,11 @@ def _read_split(voc: Path, split: str) -> list[str]:
 def _parse_xml(xml_file: Path) -> ET.Element:
     root = parse_xml(xml_file)
     if root.tag != "annotation":
-        raise SoftSamplingError(f"root element is <{root.tag}>, expected <annotation>", file=xml_file,
-                                fix="give a Pascal VOC annotation file")
+        raise SoftSamplingError(
+            f"root element is <{root.tag}>, expected <annotation>",
+            file=xml_file,
+            fix="give a Pascal VOC annotation file",
+        )
     return root
 
 
@@ -265,8 +316,9 @@ def _read_object(el: ET.Element, xml_file: Path, ordinal: int) -> dict[str, Any]
     record = f"object {ordinal} ({name!r})"
     box_el = el.find("bndbox")
     if box_el is None:
-        raise SoftSamplingError("missing <bndbox>", file=xml_file, record=record,
-                                fix="add <bndbox> with xmin, ymin, xmax, ymax")
+        raise SoftSamplingError(
+            "missing <bndbox>", file=xml_file, record=record, fix="add <bndbox> with xmin, ymin, xmax, ymax"
+        )
     coords = []
     for tag in COORDS:
         child = box_el.find(tag)
@@ -274,8 +326,12 @@ def _read_object(el: ET.Element, xml_file: Path, ordinal: int) -> dict[str, Any]
             coords.append(float(_text(child)))
         except (TypeError, ValueError):
             got = "missing" if child is None else f"{_text(child)!r}"
-            raise SoftSamplingError(f"<bndbox><{tag}> is {got}, expected a number", file=xml_file, record=record,
-                                    fix="give xmin, ymin, xmax, ymax as pixel numbers") from None
+            raise SoftSamplingError(
+                f"<bndbox><{tag}> is {got}, expected a number",
+                file=xml_file,
+                record=record,
+                fix="give xmin, ymin, xmax, ymax as pixel numbers",
+            ) from None
     return {
         "name": name,
         "coords": coords,
@@ -292,8 +348,9 @@ def _flag(el: ET.Element, tag: str, xml_file: Path, record: str) -> bool:
     text = _text(child)
     if text in ("0", "1"):
         return text == "1"
-    raise SoftSamplingError(f"<{tag}> is {text!r}, expected 0 or 1", file=xml_file, record=record,
-                            fix=f"set <{tag}> to 0 or 1")
+    raise SoftSamplingError(
+        f"<{tag}> is {text!r}, expected 0 or 1", file=xml_file, record=record, fix=f"set <{tag}> to 0 or 1"
+    )
 
 
 def _int_child(el: ET.Element, tag: str, xml_file: Path, where: str) -> int:
@@ -305,8 +362,11 @@ def _int_child(el: ET.Element, tag: str, xml_file: Path, where: str) -> int:
             return int(value)
     except (ValueError, OverflowError):
         pass
-    raise SoftSamplingError(f"{where}<{tag}> is {text or 'missing'!r}, expected a whole number", file=xml_file,
-                            fix=f"give <{tag}> in pixels")
+    raise SoftSamplingError(
+        f"{where}<{tag}> is {text or 'missing'!r}, expected a whole number",
+        file=xml_file,
+        fix=f"give <{tag}> in pixels",
+    )
 
 
 def _text(el: ET.Element | None) -> str:
@@ -320,8 +380,9 @@ def _to_node(el: ET.Element) -> Node:
     return [el.tag, _text(el)]
 
 
-def _categories(names: list[str], class_names: Any, xml_files: list[str], box_image: list[int],
-                ordinals: list[int]) -> list[Category]:
+def _categories(
+    names: list[str], class_names: Any, xml_files: list[str], box_image: list[int], ordinals: list[int]
+) -> list[Category]:
     if class_names is not None:
         order = list(class_names)
         if len(set(order)) != len(order):
@@ -329,9 +390,12 @@ def _categories(names: list[str], class_names: Any, xml_files: list[str], box_im
         known = set(order)
         for row, n in enumerate(names):
             if n not in known:
-                raise SoftSamplingError(f"class {n!r} is not in class_names", file=xml_files[box_image[row]],
-                                        record=f"object {ordinals[row]} ({n!r})",
-                                        fix="add the class to class_names or correct <name>")
+                raise SoftSamplingError(
+                    f"class {n!r} is not in class_names",
+                    file=xml_files[box_image[row]],
+                    record=f"object {ordinals[row]} ({n!r})",
+                    fix="add the class to class_names or correct <name>",
+                )
     elif set(names) <= set(VOC_CLASSES):
         order = list(VOC_CLASSES)
     else:
@@ -358,11 +422,15 @@ def write_voc(ds: DetectionDataset, path: str | Path, *, split: str = "trainval"
     stems = [str(i) for i in ds.image_ids]
     for row, stem in enumerate(stems):
         if not stem or stem in (".", "..") or any(c in stem for c in "/\\\0\n\r"):
-            raise SoftSamplingError(f"image id {stem!r} cannot be a VOC file name", record=f"image row {row}",
-                                    fix="give images ids usable as file names")
+            raise SoftSamplingError(
+                f"image id {stem!r} cannot be a VOC file name",
+                record=f"image row {row}",
+                fix="give images ids usable as file names",
+            )
     if len(set(stems)) != len(stems):
-        raise SoftSamplingError("two images have the same id as text; VOC names files by image id",
-                                fix="give every image a unique id")
+        raise SoftSamplingError(
+            "two images have the same id as text; VOC names files by image id", fix="give every image a unique id"
+        )
     name_of = ds.category_names
     missing = sorted(set(int(v) for v in np.unique(ds.labels)) - set(name_of))
     if missing:
@@ -376,7 +444,8 @@ def write_voc(ds: DetectionDataset, path: str | Path, *, split: str = "trainval"
             raise SoftSamplingError(
                 f"the output folder contains this dataset's images ({real_images}); "
                 "writing would replace the folder and delete them",
-                file=path, fix="write to a new folder",
+                file=path,
+                fix="write to a new folder",
             )
         link_target = os.path.relpath(real_images, real_final)  # the link lives in final/
 
@@ -402,10 +471,17 @@ def voc_xml(ds: DetectionDataset, row: int, *, folder: str = "VOC", name_of: dic
     """The VOC XML (UTF-8 bytes, tab-indented, no declaration) of image row ``row`` of ``ds``."""
     name_of = ds.category_names if name_of is None else name_of
     kept = ds.image_extra.get("voc_fields")
-    fields: list[Node] = kept[row] if kept is not None else [
-        ["folder", folder], ["filename", ""], ["size", [["width", ""], ["height", ""], ["depth", "3"]]],
-        ["segmented", "0"], ["object", None],
-    ]
+    fields: list[Node] = (
+        kept[row]
+        if kept is not None
+        else [
+            ["folder", folder],
+            ["filename", ""],
+            ["size", [["width", ""], ["height", ""], ["depth", "3"]]],
+            ["segmented", "0"],
+            ["object", None],
+        ]
+    )
     tags = [f[0] for f in fields]
     if "filename" not in tags:
         fields = [["filename", ""], *fields]
@@ -433,9 +509,17 @@ def voc_xml(ds: DetectionDataset, row: int, *, folder: str = "VOC", name_of: dic
 
 def _object_element(ds: DetectionDataset, box_row: int, name_of: dict[int, str]) -> ET.Element:
     kept = ds.box_extra.get("voc_fields")
-    fields: list[Node] = kept[box_row] if kept is not None else [
-        ["name", ""], ["pose", "Unspecified"], ["truncated", ""], ["difficult", ""], ["bndbox", []],
-    ]
+    fields: list[Node] = (
+        kept[box_row]
+        if kept is not None
+        else [
+            ["name", ""],
+            ["pose", "Unspecified"],
+            ["truncated", ""],
+            ["difficult", ""],
+            ["bndbox", []],
+        ]
+    )
     flags = {"truncated": bool(ds.truncated[box_row]), "difficult": bool(ds.difficult[box_row])}
     tags = [f[0] for f in fields]
     fields = (
@@ -460,7 +544,7 @@ def _object_element(ds: DetectionDataset, box_row: int, name_of: dict[int, str])
 def _bndbox_nodes(box: np.ndarray, kept: list[Node]) -> list[Node]:
     """``<bndbox>`` children for a float32 xyxy ``box``: kept text where it still reads back as ``box``."""
     offsets = {"xmin": 1.0, "ymin": 1.0, "xmax": 0.0, "ymax": 0.0}
-    value = dict(zip(COORDS, (np.float32(v) for v in box)))
+    value = dict(zip(COORDS, (np.float32(v) for v in box), strict=True))
     kept_tags = [t for t, _ in kept]
     out = []
     for tag, text in kept + [[t, None] for t in COORDS if t not in kept_tags]:

@@ -44,8 +44,9 @@ def _first_line(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", *,
-                    required: tuple[str, ...] = ()) -> dict[str, Any]:
+def load_checkpoint(
+    path: str | Path, map_location: str | torch.device = "cpu", *, required: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """Load a checkpoint safely (``weights_only=True``) as a dict holding at least the keys ``required``.
 
     Missing, empty, torn, code-carrying or incomplete files raise :class:`SoftSamplingError` naming the file.
@@ -60,20 +61,30 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
         # torch's own message suggests an unsafe way round; we do not repeat it
         raise SoftSamplingError(
             "refusing to load: the file holds Python objects other than tensors and plain containers, "
-            "and loading those could run code", file=path,
+            "and loading those could run code",
+            file=path,
             fix="load only checkpoints written by softsampling; save other weights as a plain state dict of tensors",
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise SoftSamplingError(f"checkpoint is unreadable ({_first_line(exc)})", file=path,
-                                fix="delete it and resume from an earlier checkpoint, or retrain") from None
+        raise SoftSamplingError(
+            f"checkpoint is unreadable ({_first_line(exc)})",
+            file=path,
+            fix="delete it and resume from an earlier checkpoint, or retrain",
+        ) from None
     if not isinstance(state, dict):
-        raise SoftSamplingError(f"not a softsampling checkpoint (it holds a {type(state).__name__}, not a mapping)",
-                                file=path, fix="pass a run folder written by `softsampling train`")
+        raise SoftSamplingError(
+            f"not a softsampling checkpoint (it holds a {type(state).__name__}, not a mapping)",
+            file=path,
+            fix="pass a run folder written by `softsampling train`",
+        )
     missing = [key for key in required if key not in state]
     if missing:
-        raise SoftSamplingError(f"checkpoint is incomplete: no {', '.join(repr(k) for k in missing)} "
-                                f"(a {path.name} written by `softsampling train` holds {', '.join(required)})",
-                                file=path, fix="retrain the run, or resume it from a complete checkpoint")
+        raise SoftSamplingError(
+            f"checkpoint is incomplete: no {', '.join(repr(k) for k in missing)} "
+            f"(a {path.name} written by `softsampling train` holds {', '.join(required)})",
+            file=path,
+            fix="retrain the run, or resume it from a complete checkpoint",
+        )
     return state
 
 
@@ -82,6 +93,8 @@ def load_state(module: Any, state: Any, path: str | Path, what: str) -> None:
     try:
         module.load_state_dict(state)
     except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise SoftSamplingError(f"the {what} state in the checkpoint does not fit this run ({_first_line(exc)})",
-                                file=path, fix="the checkpoint was written for another model or config; retrain, "
-                                "or point at the run it belongs to") from None
+        raise SoftSamplingError(
+            f"the {what} state in the checkpoint does not fit this run ({_first_line(exc)})",
+            file=path,
+            fix="the checkpoint was written for another model or config; retrain, or point at the run it belongs to",
+        ) from None

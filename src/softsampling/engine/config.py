@@ -13,15 +13,17 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import math
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -44,7 +46,9 @@ class DataConfig:
     test: str | None = None  # test annotations, for `softsampling evaluate --run RUN --split test`
     test_images: str | None = None  # image root of `test`
     test_split: str = "test"  # VOC image set of `test`
-    manifest: str | None = None  # curation manifest (default: found beside `train`); upper_bound and rpn_full_annotations read it
+    manifest: str | None = (
+        None  # curation manifest (default: found beside `train`); upper_bound and rpn_full_annotations read it
+    )
 
 
 @dataclass
@@ -55,7 +59,9 @@ class ModelConfig:
     ``fcos_resnet50_fpn`` (torchvision's, built without weights).
     """
 
-    name: str = "digits"  # digits | resnet50_fpn | resnet50_fpn_v2 | digits_retinanet | digits_fcos | retinanet_resnet50_fpn | fcos_resnet50_fpn
+    # digits | resnet50_fpn | resnet50_fpn_v2 | digits_retinanet | digits_fcos | retinanet_resnet50_fpn
+    # | fcos_resnet50_fpn
+    name: str = "digits"
     # ImageNet ResNet-50 weights: torchvision name (ResNet50_Weights.IMAGENET1K_V2) or local file
     backbone_weights: str | None = None
     # the whole detector: torchvision name (FasterRCNN_ResNet50_FPN_V2_Weights.COCO_V1) or local file;
@@ -65,8 +71,8 @@ class ModelConfig:
     soft_nms: str | None = None  # None | gaussian | linear
     min_size: int | None = None  # resize (None: the builder's default)
     max_size: int | None = None
-    # other torchvision FasterRCNN (one-stage models: RetinaNet / FCOS) arguments for the builder, e.g. the paper's hard-negative setting
-    # {rpn_post_nms_top_n_train: 6000} with strategy_params.hard_negative_topk=300
+    # other torchvision FasterRCNN (one-stage models: RetinaNet / FCOS) arguments for the builder, e.g. the paper's
+    # hard-negative setting {rpn_post_nms_top_n_train: 6000} with strategy_params.hard_negative_topk=300
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -160,7 +166,9 @@ def _from_dict(cls: type, values: dict[str, Any], where: str) -> Any:
 def config_from_dict(values: dict[str, Any], where: str = "") -> RunConfig:
     """A validated :class:`RunConfig` from its ``to_dict()`` form (e.g. the config saved in a checkpoint)."""
     if not isinstance(values, dict):
-        raise SoftSamplingError(f"config {where}must be a mapping, got {type(values).__name__}", fix="see configs/*.yaml")
+        raise SoftSamplingError(
+            f"config {where}must be a mapping, got {type(values).__name__}", fix="see configs/*.yaml"
+        )
     return validate(_from_dict(RunConfig, values, where))
 
 
@@ -174,7 +182,9 @@ def load_config(path: str | Path | None) -> RunConfig:
         return validate(RunConfig())
     path = Path(path)
     if not path.exists():
-        raise SoftSamplingError("config file not found", file=path, fix="pass an existing YAML file, e.g. configs/digits.yaml")
+        raise SoftSamplingError(
+            "config file not found", file=path, fix="pass an existing YAML file, e.g. configs/digits.yaml"
+        )
     check_input_file(path, option="--config", what="YAML config file", allow_empty=True)  # a FIFO would block
     try:
         values = _safe_yaml(path.read_text(encoding="utf-8")) or {}
@@ -182,13 +192,18 @@ def load_config(path: str | Path | None) -> RunConfig:
         raise SoftSamplingError(exc.problem, file=path, record=exc.record, fix=exc.fix) from None
     except UnicodeDecodeError as exc:
         line = path.read_bytes()[: exc.start].count(b"\n") + 1
-        raise SoftSamplingError(f"file is not UTF-8 text ({exc.reason} at byte {exc.start})", file=path,
-                                record=f"line {line}", fix="save the config as UTF-8") from None
+        raise SoftSamplingError(
+            f"file is not UTF-8 text ({exc.reason} at byte {exc.start})",
+            file=path,
+            record=f"line {line}",
+            fix="save the config as UTF-8",
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else None
-        raise SoftSamplingError(f"invalid YAML: {getattr(exc, 'problem', exc)}", file=path, record=where,
-                                fix="correct the YAML syntax") from None
+        raise SoftSamplingError(
+            f"invalid YAML: {getattr(exc, 'problem', exc)}", file=path, record=where, fix="correct the YAML syntax"
+        ) from None
     if not isinstance(values, dict):
         raise SoftSamplingError("config must be a YAML mapping", file=path, fix="see configs/digits.yaml")
     try:
@@ -213,7 +228,7 @@ def _allowed_types(hint: Any) -> tuple[Any, ...]:
 def _field_hint(key: str) -> Any:
     """The type of dotted config key ``key`` (``train.lr`` -> float); None for keys inside free mappings."""
     parts = key.split(".")
-    cls: type = RunConfig
+    cls: type | None = RunConfig
     for part in parts[:-1]:
         cls = _SECTIONS.get(part) if cls is RunConfig else None
         if cls is None:
@@ -260,21 +275,22 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
         except SoftSamplingError as exc:  # a YAML alias
             raise SoftSamplingError(f"--set {key}: {exc.problem}", fix=exc.fix) from None
         if isinstance(value, str):  # YAML 1.1 reads 1e-3 as a string; users mean a number
-            try:
+            with contextlib.suppress(ValueError):
                 value = float(value)
-            except ValueError:
-                pass
         node[parts[-1]] = value
     return config_from_dict(values)
 
 
-def _between(low: float | None, high: float | None, *, low_open: bool = False, high_open: bool = False
-             ) -> tuple[Callable[[float], bool], str]:
+def _between(
+    low: float | None, high: float | None, *, low_open: bool = False, high_open: bool = False
+) -> tuple[Callable[[float], bool], str]:
     """A range check and its description, e.g. ``_between(0, 1, high_open=True)`` -> "in [0, 1)"."""
+
     def check(v: float) -> bool:
         above = low is None or (v > low if low_open else v >= low)
         below = high is None or (v < high if high_open else v <= high)
         return above and below
+
     if high is None:
         return check, f"{'>' if low_open else '>='} {low}"
     return check, f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
@@ -309,8 +325,7 @@ ENGINE_PARAMS = ("prior", "thresholds")
 
 
 def _type_name(hint: Any) -> str:
-    names = {int: "a whole number", float: "a finite number", bool: "true or false", str: "text",
-             type(None): "null"}
+    names = {int: "a whole number", float: "a finite number", bool: "true or false", str: "text", type(None): "null"}
     if typing.get_origin(hint) is list:
         return f"a list of {_type_name(typing.get_args(hint)[0]).replace('a ', '', 1)}s"
     if typing.get_origin(hint) is dict:
@@ -342,24 +357,29 @@ def _check_types(obj: Any, where: str) -> None:
             continue
         allowed = _allowed_types(typing.get_type_hints(type(obj))[f.name])
         if int in allowed and isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT64_MAX:
-            raise SoftSamplingError(f"config {key}: {value} is out of range (more than 2**63 - 1)",
-                                    fix=f"e.g. --set {key}={_example(f.default, f.default_factory)}")
+            raise SoftSamplingError(
+                f"config {key}: {value} is out of range (more than 2**63 - 1)",
+                fix=f"e.g. --set {key}={_example(f.default, f.default_factory)}",
+            )
         if not any(_is_instance(value, t) for t in allowed):
             want = " or ".join(_type_name(t) for t in allowed)
             got = f"{value!r} ({type(value).__name__})" if not isinstance(value, (int, float)) else repr(value)
-            raise SoftSamplingError(f"config {key}: must be {want}, got {got}",
-                                    fix=f"e.g. --set {key}={_example(f.default, f.default_factory)}")
+            raise SoftSamplingError(
+                f"config {key}: must be {want}, got {got}",
+                fix=f"e.g. --set {key}={_example(f.default, f.default_factory)}",
+            )
         check = RANGES.get(key)
         if check is not None and value is not None:
             for v in value if isinstance(value, list) else [value]:
                 if not check[0](v):
-                    raise SoftSamplingError(f"config {key}: must be {_plain(check[1])}, got {v!r}",
-                                            fix=f"use {check[1]}" if check[1][0].isalpha()
-                                            else f"choose a value {check[1]}")
+                    raise SoftSamplingError(
+                        f"config {key}: must be {_plain(check[1])}, got {v!r}",
+                        fix=f"use {check[1]}" if check[1][0].isalpha() else f"choose a value {check[1]}",
+                    )
 
 
 def _plain(desc: str) -> str:
-    """"in [0, 1]" / ">= 0" / "a positive integer" as it reads after "must be"."""
+    """ "in [0, 1]" / ">= 0" / "a positive integer" as it reads after "must be"."""
     return desc if desc[0].isalpha() else desc.replace(">=", "at least", 1).replace(">", "above", 1)
 
 
@@ -382,8 +402,10 @@ def _check_strategy_params(cfg: RunConfig) -> None:
 
     given = [k for k in ENGINE_PARAMS if k in cfg.strategy_params]
     if given:
-        raise bad(f"{given[0]!r} is set by the engine, not the config",
-                  "remove it; score_soft and pseudo_label read their round-one run from prior_run")
+        raise bad(
+            f"{given[0]!r} is set by the engine, not the config",
+            "remove it; score_soft and pseudo_label read their round-one run from prior_run",
+        )
     try:
         defaults = parameter_defaults(cfg.strategy)
     except (ValueError, KeyError, TypeError):
@@ -399,8 +421,10 @@ def _check_strategy_params(cfg: RunConfig) -> None:
         if value is None and default is None:
             continue
         if not _is_instance(value, kind):
-            raise bad(f"{key} must be {_type_name(kind)}, got {value!r}",
-                      f"see `{strategy_label(cfg.strategy)}` in docs/strategies.md")
+            raise bad(
+                f"{key} must be {_type_name(kind)}, got {value!r}",
+                f"see `{strategy_label(cfg.strategy)}` in docs/strategies.md",
+            )
 
 
 def strategy_label(strategy: Any) -> str:
@@ -424,6 +448,7 @@ def composition_of(cfg: RunConfig) -> Any:
 
 def validate(cfg: RunConfig) -> RunConfig:
     """Check every value: its declared type, its range and its choices; return ``cfg`` unchanged when fine."""
+
     def bad(key: str, msg: str, fix: str) -> SoftSamplingError:
         return SoftSamplingError(f"config {key}: {msg}", fix=fix)
 
@@ -440,8 +465,12 @@ def validate(cfg: RunConfig) -> RunConfig:
     try:
         composition = composition_of(cfg)
     except ValueError as exc:
-        raise bad("strategy", str(exc), f"strategies: {', '.join(STRATEGIES)}; compose rules as a list, e.g. "
-                  "--set strategy=[overlap_soft,pseudo_label]; parameters: docs/strategies.md") from None
+        raise bad(
+            "strategy",
+            str(exc),
+            f"strategies: {', '.join(STRATEGIES)}; compose rules as a list, e.g. "
+            "--set strategy=[overlap_soft,pseudo_label]; parameters: docs/strategies.md",
+        ) from None
     if cfg.sampling not in SAMPLING_MODES:
         raise bad("sampling", f"unknown mode {cfg.sampling!r}", f"use {_one_of(SAMPLING_MODES)}")
     if cfg.normalization not in NORMALIZATIONS:
@@ -453,16 +482,22 @@ def validate(cfg: RunConfig) -> RunConfig:
     try:
         composition.check_detector("one_stage" if cfg.model.name in ONE_STAGE_MODEL_NAMES else "two_stage")
     except ValueError as exc:
-        raise bad("strategy", str(exc), "choose another model.name or strategy (docs/strategies.md, One-stage "
-                  "detectors)") from None
+        raise bad(
+            "strategy", str(exc), "choose another model.name or strategy (docs/strategies.md, One-stage detectors)"
+        ) from None
     if cfg.model.soft_nms is not None and cfg.model.soft_nms not in SOFT_NMS_METHODS:
-        raise bad("model.soft_nms", f"unknown method {cfg.model.soft_nms!r}", f"use {_one_of(('null', *SOFT_NMS_METHODS))}")
+        raise bad(
+            "model.soft_nms", f"unknown method {cfg.model.soft_nms!r}", f"use {_one_of(('null', *SOFT_NMS_METHODS))}"
+        )
     if cfg.train.device not in ("auto", "cpu", "cuda"):
         raise bad("train.device", f"unknown device {cfg.train.device!r}", "use auto, cpu or cuda")
     needs_prior = [rule for rule in composition.rules if rule in PRIOR_RULES]
     if needs_prior and not cfg.prior_run:
-        raise bad("prior_run", f"{needs_prior[0]} needs a prior run (the round-one detector)",
-                  "train a baseline first, then --set prior_run=RUN_DIR")
+        raise bad(
+            "prior_run",
+            f"{needs_prior[0]} needs a prior run (the round-one detector)",
+            "train a baseline first, then --set prior_run=RUN_DIR",
+        )
     if cfg.model.options:
         _check_model_options(cfg)
     return cfg
@@ -486,26 +521,52 @@ def _check_model_options(cfg: RunConfig) -> None:
     name = cfg.model.name
     builder = ONE_STAGE_BUILDERS.get(name, build_digits_model if name == "digits" else build_paper_model)
     detector = FCOS if "fcos" in name else RetinaNet if "retinanet" in name else FasterRCNN
-    owned = {"self", "num_classes", "backbone", "backbone_weights", "deformable_conv5", "soft_nms", "min_size",
-             "max_size", "faster_rcnn_kwargs", "kwargs", "weights", "weights_backbone", "progress",
-             "retinanet_kwargs", "fcos_kwargs", "trainable_backbone_layers"}
+    owned = {
+        "self",
+        "num_classes",
+        "backbone",
+        "backbone_weights",
+        "deformable_conv5",
+        "soft_nms",
+        "min_size",
+        "max_size",
+        "faster_rcnn_kwargs",
+        "kwargs",
+        "weights",
+        "weights_backbone",
+        "progress",
+        "retinanet_kwargs",
+        "fcos_kwargs",
+        "trainable_backbone_layers",
+    }
     modules = ("_generator", "_pool", "_head", "_predictor")  # objects, not config values
     defaults: dict[str, Any] = {}
     for fn in (GeneralizedRCNNTransform.__init__, detector.__init__, builder):  # the builder's defaults win
-        defaults.update({n: p.default for n, p in inspect.signature(fn).parameters.items()
-                         if not n.startswith("_") and not n.endswith(modules) and n not in owned})
+        defaults.update(
+            {
+                n: p.default
+                for n, p in inspect.signature(fn).parameters.items()
+                if not n.startswith("_") and not n.endswith(modules) and n not in owned
+            }
+        )
     unknown = sorted(set(cfg.model.options) - set(defaults))
     if unknown:
-        raise SoftSamplingError(f"config model.options: unknown option(s) {unknown} for model {cfg.model.name!r}",
-                                fix=f"valid options: {', '.join(sorted(defaults))} (sizes: model.min_size, model.max_size)")
+        raise SoftSamplingError(
+            f"config model.options: unknown option(s) {unknown} for model {cfg.model.name!r}",
+            fix=f"valid options: {', '.join(sorted(defaults))} (sizes: model.min_size, model.max_size)",
+        )
     for key, value in cfg.model.options.items():
         default = defaults[key]
         if isinstance(default, (int, float)) and not isinstance(default, bool) and not _is_instance(value, float):
-            raise SoftSamplingError(f"config model.options.{key}: must be a finite number, got {value!r}",
-                                    fix=f"e.g. --set model.options.{key}={default}")
+            raise SoftSamplingError(
+                f"config model.options.{key}: must be a finite number, got {value!r}",
+                fix=f"e.g. --set model.options.{key}={default}",
+            )
         if isinstance(default, (tuple, list)) and not isinstance(value, list):
-            raise SoftSamplingError(f"config model.options.{key}: must be a list, got {value!r}",
-                                    fix=f"e.g. --set model.options.{key}={json.dumps(list(default))}")
+            raise SoftSamplingError(
+                f"config model.options.{key}: must be a list, got {value!r}",
+                fix=f"e.g. --set model.options.{key}={json.dumps(list(default))}",
+            )
 
 
 def save_config(cfg: RunConfig, path: str | Path) -> None:

@@ -61,25 +61,36 @@ class LabelMap:
 def load_image(path: Path, *, max_pixels: int = 250_000_000) -> torch.Tensor:
     """Read an image as ``uint8 [3, H, W]`` (RGB). Clear errors for missing, broken or huge files."""
     if not is_regular_file(path):  # also keeps FIFOs and devices (which would block) from being opened
-        raise SoftSamplingError("image file not found" if not path.exists() else "not a regular file, not an image",
-                                file=path, fix="check the dataset's image folder (--images / data.images)")
+        raise SoftSamplingError(
+            "image file not found" if not path.exists() else "not a regular file, not an image",
+            file=path,
+            fix="check the dataset's image folder (--images / data.images)",
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as im:
                 w, h = im.size
                 if w * h > max_pixels:
-                    raise SoftSamplingError(f"image has {w}x{h} = {w * h:,} pixels, above the limit of {max_pixels:,} "
-                                            "(possible decompression bomb)", file=path,
-                                            fix="resize the image or raise the pixel limit")
+                    raise SoftSamplingError(
+                        f"image has {w}x{h} = {w * h:,} pixels, above the limit of {max_pixels:,} "
+                        "(possible decompression bomb)",
+                        file=path,
+                        fix="resize the image or raise the pixel limit",
+                    )
                 arr = np.asarray(im.convert("RGB"))
     except SoftSamplingError:
         raise
     except Image.DecompressionBombError as exc:
-        raise SoftSamplingError(f"image is too large to open safely ({exc})", file=path,
-                                fix="resize the image; if it is genuine, raise PIL.Image.MAX_IMAGE_PIXELS") from None
+        raise SoftSamplingError(
+            f"image is too large to open safely ({exc})",
+            file=path,
+            fix="resize the image; if it is genuine, raise PIL.Image.MAX_IMAGE_PIXELS",
+        ) from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise SoftSamplingError(f"cannot read image ({exc})", file=path, fix="replace the file with a valid image") from None
+        raise SoftSamplingError(
+            f"cannot read image ({exc})", file=path, fix="replace the file with a valid image"
+        ) from None
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
 
 
@@ -144,19 +155,23 @@ class DetectionTrainingSet(torch.utils.data.Dataset):
         return self.image(i).float().div_(255.0), self.target(i)
 
 
-def dropped_by_image(ds: DetectionDataset, manifest_image_ids: list, manifest_boxes: np.ndarray) -> dict[int, np.ndarray]:
+def dropped_by_image(
+    ds: DetectionDataset, manifest_image_ids: list, manifest_boxes: np.ndarray
+) -> dict[int, np.ndarray]:
     """Group a curation manifest's dropped boxes by image row of ``ds`` (unknown images are an error)."""
     row_of = {im: r for r, im in enumerate(ds.image_ids)}
     out: dict[int, list[np.ndarray]] = {}
-    for im, box in zip(manifest_image_ids, np.asarray(manifest_boxes, dtype=np.float32).reshape(-1, 4)):
+    for im, box in zip(manifest_image_ids, np.asarray(manifest_boxes, dtype=np.float32).reshape(-1, 4), strict=True):
         r = row_of.get(im)
         if r is None:
-            raise SoftSamplingError(f"manifest lists a dropped box of image {im!r}, which is not in the training set",
-                                    fix="use the manifest written by `softsampling curate` for this file (data.manifest)")
+            raise SoftSamplingError(
+                f"manifest lists a dropped box of image {im!r}, which is not in the training set",
+                fix="use the manifest written by `softsampling curate` for this file (data.manifest)",
+            )
         out.setdefault(r, []).append(box)
     return {r: np.stack(v) for r, v in out.items()}
 
 
 def collate(batch: list) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
-    images, targets = zip(*batch)
+    images, targets = zip(*batch, strict=True)
     return list(images), list(targets)

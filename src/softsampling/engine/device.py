@@ -21,6 +21,8 @@ def pick_device(name: str) -> torch.device:
     if kind == "cuda" and not torch.cuda.is_available():
         raise SoftSamplingError(f"device {name} asked for, but no CUDA GPU is available", fix="use the cpu device")
     if index and int(index) >= torch.cuda.device_count():
-        raise SoftSamplingError(f"device {name} asked for, but there are {torch.cuda.device_count()} CUDA GPU(s)",
-                                fix="use cuda:0 ... or auto")
+        raise SoftSamplingError(
+            f"device {name} asked for, but there are {torch.cuda.device_count()} CUDA GPU(s)",
+            fix="use cuda:0 ... or auto",
+        )
     return torch.device(name)

@@ -11,24 +11,35 @@ from PIL import Image, ImageDraw, ImageFont
 
 from softsampling.io import atomic_write
 
-PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
-           (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212)]
+PALETTE = [
+    (230, 25, 75),
+    (60, 180, 75),
+    (255, 225, 25),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (210, 245, 60),
+    (250, 190, 212),
+]
 
 
-def render_detections(image: torch.Tensor, boxes: np.ndarray, names: list[str], scores: np.ndarray,
-                      *, scale: int = 1) -> Image.Image:
+def render_detections(
+    image: torch.Tensor, boxes: np.ndarray, names: list[str], scores: np.ndarray, *, scale: int = 1
+) -> Image.Image:
     """A PIL image of ``uint8 [3,H,W]`` ``image`` with boxes, class names and scores drawn (optionally upscaled).
 
     Line width and font size follow the (upscaled) image: about 1/256 and 1/32 of its shorter side.
     """
     pil = Image.fromarray(image.permute(1, 2, 0).numpy())
     if scale != 1:
-        pil = pil.resize((pil.width * scale, pil.height * scale), Image.NEAREST)
+        pil = pil.resize((pil.width * scale, pil.height * scale), Image.Resampling.NEAREST)
     side = min(pil.width, pil.height)
     width = max(1, round(side / 256))
     font = ImageFont.load_default(size=max(10, round(side / 32)))
     draw = ImageDraw.Draw(pil)
-    for b, n, s in zip(boxes, names, scores):
+    for b, n, s in zip(boxes, names, scores, strict=True):
         color = PALETTE[hash(n) % len(PALETTE)] if not n.isdigit() else PALETTE[int(n) % len(PALETTE)]
         x1, y1, x2, y2 = (float(v) * scale for v in b)
         draw.rectangle([x1, y1, x2, y2], outline=color, width=width)
@@ -40,8 +51,9 @@ def render_detections(image: torch.Tensor, boxes: np.ndarray, names: list[str], 
     return pil
 
 
-def draw_detections(image: torch.Tensor, boxes: np.ndarray, names: list[str], scores: np.ndarray, path: Path,
-                    *, min_side: int = 512) -> None:
+def draw_detections(
+    image: torch.Tensor, boxes: np.ndarray, names: list[str], scores: np.ndarray, path: Path, *, min_side: int = 512
+) -> None:
     """Write ``render_detections(...)`` as a PNG, atomically; small images are upscaled to ``min_side`` px."""
     short = max(1, min(int(image.shape[1]), int(image.shape[2])))
     scale = min(8, max(1, math.ceil(min_side / short)))

@@ -23,12 +23,17 @@ def check_gpu_settings(t: TrainConfig, device: torch.device) -> None:
     asked = [key for key in GPU_ONLY if getattr(t, key)]
     if asked and device.type != "cuda":
         sets = " ".join(f"--set train.{key}=false" for key in asked)
-        raise SoftSamplingError(f"{', '.join(f'train.{k}=true' for k in asked)} needs a CUDA GPU, but this run "
-                                f"uses the {device.type.upper()}", fix=f"run on a GPU, or turn it off: {sets}")
+        raise SoftSamplingError(
+            f"{', '.join(f'train.{k}=true' for k in asked)} needs a CUDA GPU, but this run "
+            f"uses the {device.type.upper()}",
+            fix=f"run on a GPU, or turn it off: {sets}",
+        )
     if t.cudnn_benchmark and t.deterministic:
-        raise SoftSamplingError("train.cudnn_benchmark=true picks convolution algorithms by timing them, which "
-                                "contradicts train.deterministic=true",
-                                fix="--set train.deterministic=false to use cudnn_benchmark, or leave it false")
+        raise SoftSamplingError(
+            "train.cudnn_benchmark=true picks convolution algorithms by timing them, which "
+            "contradicts train.deterministic=true",
+            fix="--set train.deterministic=false to use cudnn_benchmark, or leave it false",
+        )
 
 
 def apply_gpu_settings(model: torch.nn.Module, t: TrainConfig) -> torch.nn.Module:

@@ -58,14 +58,21 @@ def read_image_list(path: Path) -> Iterator[Path]:
                 yield p if p.is_absolute() else base / p
 
 
-def detection_entries(file_name: str, boxes: np.ndarray, category_ids: np.ndarray,
-                      scores: np.ndarray) -> list[dict[str, Any]]:
+def detection_entries(
+    file_name: str, boxes: np.ndarray, category_ids: np.ndarray, scores: np.ndarray
+) -> list[dict[str, Any]]:
     """COCO results entries of one image (``bbox`` ``[x, y, w, h]``, rounded to 0.01 px; scores to 1e-5)."""
     entries = []
-    for b, c, s in zip(boxes, category_ids, scores):
+    for b, c, s in zip(boxes, category_ids, scores, strict=True):
         x1, y1, x2, y2 = (round(float(v), 2) for v in b)
-        entries.append({"file_name": file_name, "category_id": int(c),
-                        "bbox": [x1, y1, round(x2 - x1, 2), round(y2 - y1, 2)], "score": round(float(s), 5)})
+        entries.append(
+            {
+                "file_name": file_name,
+                "category_id": int(c),
+                "bbox": [x1, y1, round(x2 - x1, 2), round(y2 - y1, 2)],
+                "score": round(float(s), 5),
+            }
+        )
     return entries
 
 
@@ -84,19 +91,32 @@ def _start_or_resume(partial: Path, job: dict[str, Any], force: bool) -> int:
         except (OSError, json.JSONDecodeError):
             previous = None
         if previous != job:
-            raise SoftSamplingError("an interrupted prediction with other settings is in this folder", file=partial,
-                                    fix="rerun it with its own settings to finish it, or pass --force to start over")
+            raise SoftSamplingError(
+                "an interrupted prediction with other settings is in this folder",
+                file=partial,
+                fix="rerun it with its own settings to finish it, or pass --force to start over",
+            )
         return len(list(partial.glob("chunk-*.json")))
     partial.mkdir(parents=True, exist_ok=True)
     write_json(job_file, job)
     return 0
 
 
-def predict_to_file(model: torch.nn.Module, label_map: LabelMap, images: Iterable[Path], out_json: Path, *,
-                    job: dict[str, Any], cut: np.ndarray, device: torch.device, num_images: int | None = None,
-                    chunk_size: int = CHUNK_SIZE, force: bool = False, progress: bool = True,
-                    on_image: Callable[[Path, torch.Tensor, np.ndarray, np.ndarray, np.ndarray], None] | None = None,
-                    ) -> tuple[int, int]:
+def predict_to_file(
+    model: torch.nn.Module,
+    label_map: LabelMap,
+    images: Iterable[Path],
+    out_json: Path,
+    *,
+    job: dict[str, Any],
+    cut: np.ndarray,
+    device: torch.device,
+    num_images: int | None = None,
+    chunk_size: int = CHUNK_SIZE,
+    force: bool = False,
+    progress: bool = True,
+    on_image: Callable[[Path, torch.Tensor, np.ndarray, np.ndarray, np.ndarray], None] | None = None,
+) -> tuple[int, int]:
     """Write the detections of ``images`` to ``out_json`` (COCO results); return (images, detections).
 
     ``job``: the settings that determine the output (checked on resume). ``cut``:
@@ -113,8 +133,18 @@ def predict_to_file(model: torch.nn.Module, label_map: LabelMap, images: Iterabl
             print(f"resuming: {resumed} chunk(s) of {chunk_size} images already done in {partial}")
     barrier()
     try:
-        total = _predict_chunks(model, label_map, images, partial, cut=cut, device=device, num_images=num_images,
-                                chunk_size=chunk_size, progress=progress and rank == 0, on_image=on_image)
+        total = _predict_chunks(
+            model,
+            label_map,
+            images,
+            partial,
+            cut=cut,
+            device=device,
+            num_images=num_images,
+            chunk_size=chunk_size,
+            progress=progress and rank == 0,
+            on_image=on_image,
+        )
     except BaseException:
         if rank == 0 and partial.is_dir() and not any(partial.glob("chunk-*.json")):
             shutil.rmtree(partial, ignore_errors=True)  # nothing to resume: leave no partial output
@@ -125,10 +155,19 @@ def predict_to_file(model: torch.nn.Module, label_map: LabelMap, images: Iterabl
     return total, count
 
 
-def _predict_chunks(model: torch.nn.Module, label_map: LabelMap, images: Iterable[Path], partial: Path, *,
-                    cut: np.ndarray, device: torch.device, num_images: int | None, chunk_size: int, progress: bool,
-                    on_image: Callable[[Path, torch.Tensor, np.ndarray, np.ndarray, np.ndarray], None] | None,
-                    ) -> int:
+def _predict_chunks(
+    model: torch.nn.Module,
+    label_map: LabelMap,
+    images: Iterable[Path],
+    partial: Path,
+    *,
+    cut: np.ndarray,
+    device: torch.device,
+    num_images: int | None,
+    chunk_size: int,
+    progress: bool,
+    on_image: Callable[[Path, torch.Tensor, np.ndarray, np.ndarray, np.ndarray], None] | None,
+) -> int:
     """Predict this process's chunks that are not on disk yet; return the number of images listed."""
     from tqdm import tqdm
 
@@ -175,8 +214,11 @@ def _merge(partial: Path, out_json: Path, num_images: int, chunk_size: int) -> i
             try:
                 chunk = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, json.JSONDecodeError) as exc:
-                raise SoftSamplingError(f"chunk of images {k * chunk_size}.. is missing or unreadable ({exc})",
-                                        file=path, fix="run the same command again to redo it") from None
+                raise SoftSamplingError(
+                    f"chunk of images {k * chunk_size}.. is missing or unreadable ({exc})",
+                    file=path,
+                    fix="run the same command again to redo it",
+                ) from None
             for entry in chunk["detections"]:
                 f.write(", " if count else "")
                 f.write(json.dumps(entry, ensure_ascii=False))

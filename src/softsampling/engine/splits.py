@@ -7,9 +7,6 @@ of :func:`softsampling.data.formats.image_check_options`.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 from softsampling.data.formats import image_check_options, load_dataset
 from softsampling.engine.config import RunConfig
 from softsampling.errors import SoftSamplingError
@@ -18,6 +15,7 @@ from softsampling.structures.records import DetectionDataset
 
 def split_dataset(cfg: RunConfig, split: str, *, allow_outside_root: bool = False) -> DetectionDataset:
     """The annotations of a run's ``train``, ``val`` or other split named in its config (images checked)."""
+    path: str | None
     if split == "train":
         path, images, voc_split = cfg.data.train, cfg.data.images, cfg.data.split
     elif split == "val":
@@ -25,10 +23,14 @@ def split_dataset(cfg: RunConfig, split: str, *, allow_outside_root: bool = Fals
     elif split == "test":
         path, images, voc_split = cfg.data.test, cfg.data.test_images, cfg.data.test_split
     else:
-        raise SoftSamplingError(f"unknown split {split!r}", fix="use train, val or test (or pass the annotations explicitly)")
+        raise SoftSamplingError(
+            f"unknown split {split!r}", fix="use train, val or test (or pass the annotations explicitly)"
+        )
     if not path:
-        raise SoftSamplingError(f"the run's config has no data.{split}",
-                                fix=f"pass the {split} annotations explicitly, or train with --set data.{split}=PATH")
+        raise SoftSamplingError(
+            f"the run's config has no data.{split}",
+            fix=f"pass the {split} annotations explicitly, or train with --set data.{split}=PATH",
+        )
     options = image_check_options(cfg.data.format, images, allow_outside_root)
     if cfg.data.format == "voc":
         options["split"] = voc_split

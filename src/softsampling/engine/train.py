@@ -19,7 +19,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -41,11 +41,27 @@ from softsampling.io import atomic_write, check_can_write, remove_stale_temp_fil
 from softsampling.sampling import strategy_name
 from softsampling.structures.records import DetectionDataset
 
+if TYPE_CHECKING:
+    from softsampling.model.one_stage import OneStageStrategy
+    from softsampling.model.roi_heads import SoftSamplingRoIHeads
+
+
 # --------------------------------------------------------------------------- helpers
+def _strategy_head(model: torch.nn.Module) -> SoftSamplingRoIHeads | OneStageStrategy:
+    """The module whose strategy rules read the training progress: ``roi_heads`` (two-stage) or ``head``."""
+    from softsampling.model.one_stage import OneStageStrategy
+    from softsampling.model.roi_heads import SoftSamplingRoIHeads
+
+    head = model.get_submodule("roi_heads" if hasattr(model, "roi_heads") else "head")
+    if not isinstance(head, (SoftSamplingRoIHeads, OneStageStrategy)):
+        raise TypeError(f"{type(head).__name__} has no strategy installed (build the model with build_model)")
+    return head
+
+
 def global_batch(seed: int, iteration: int, batch_size: int, num_images: int) -> np.ndarray:
     """Image rows of the global batch at ``iteration``: consecutive slices of per-epoch seeded permutations."""
     start = iteration * batch_size
-    out = []
+    out: list[int] = []
     while len(out) < batch_size:
         epoch, offset = divmod(start + len(out), num_images)
         perm = np.random.default_rng([seed, epoch]).permutation(num_images)
@@ -61,8 +77,9 @@ def lr_factor(iteration: int, cfg: RunConfig) -> float:
     return warm * (0.1**steps)
 
 
-def load_training_data(cfg: RunConfig, *, allow_outside_root: bool = False
-                       ) -> tuple[DetectionDataset, LabelMap, dict[int, np.ndarray] | None]:
+def load_training_data(
+    cfg: RunConfig, *, allow_outside_root: bool = False
+) -> tuple[DetectionDataset, LabelMap, dict[int, np.ndarray] | None]:
     """Read the training annotations (images checked, see :func:`image_check_options`),
     and the curation manifest when the run needs the dropped boxes."""
     options = image_check_options(cfg.data.format, cfg.data.images, allow_outside_root)
@@ -79,7 +96,8 @@ def load_training_data(cfg: RunConfig, *, allow_outside_root: bool = False
             need = "the upper_bound rule" if "upper_bound" in _rules(cfg) else "rpn_full_annotations"
             raise SoftSamplingError(
                 f"{need} needs the curation manifest (the list of dropped boxes)",
-                file=cfg.data.train, fix="curate with `softsampling curate` (it writes the manifest) or --set data.manifest=PATH",
+                file=cfg.data.train,
+                fix="curate with `softsampling curate` (it writes the manifest) or --set data.manifest=PATH",
             )
         manifest = read_manifest(manifest_path)
         dropped = dropped_by_image(ds, list(manifest.image_ids), manifest.boxes)
@@ -99,8 +117,11 @@ def _truncate_metrics(path: Path, before_iteration: int) -> None:
     """On resume, forget log lines written after the checkpoint we resume from."""
     if not path.exists():
         return
-    keep = [line for line in path.read_text(encoding="utf-8", errors="replace").splitlines()
-            if _iteration_of(line) <= before_iteration]
+    keep = [
+        line
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines()
+        if _iteration_of(line) <= before_iteration
+    ]
     with atomic_write(path) as f:
         f.write("".join(line + "\n" for line in keep))
 
@@ -113,8 +134,15 @@ def _iteration_of(line: str) -> float:
         return math.inf
 
 
-def evaluate_split(model: torch.nn.Module, cfg: RunConfig, label_map: LabelMap, split: str,
-                   device: torch.device, *, allow_outside_root: bool = False) -> dict[str, Any]:
+def evaluate_split(
+    model: torch.nn.Module,
+    cfg: RunConfig,
+    label_map: LabelMap,
+    split: str,
+    device: torch.device,
+    *,
+    allow_outside_root: bool = False,
+) -> dict[str, Any]:
     """VOC-area mAP@0.5 of ``model`` on a split of the run's data (model left in train mode afterwards)."""
     from softsampling.engine.predict import predict_dataset
     from softsampling.evaluation.voc_metric import voc_ap
@@ -140,8 +168,15 @@ def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 # Keys that do not change what is trained: resuming with other values is fine.
-RUNTIME_KEYS = ("train.device", "train.threads", "train.checkpoint_every", "train.log_every",
-                "data.test", "data.test_images", "data.test_split")
+RUNTIME_KEYS = (
+    "train.device",
+    "train.threads",
+    "train.checkpoint_every",
+    "train.log_every",
+    "data.test",
+    "data.test_images",
+    "data.test_split",
+)
 
 
 def config_changes(state: dict[str, Any], cfg: RunConfig, path: Path, *, allow: bool) -> dict[str, list[Any]]:
@@ -153,23 +188,37 @@ def config_changes(state: dict[str, Any], cfg: RunConfig, path: Path, *, allow: 
     saved = state.get("config")
     if isinstance(saved, dict):
         before, now = _flatten(saved), _flatten(cfg.to_dict())
-        changed = {k: [before.get(k), now.get(k)] for k in sorted(set(before) | set(now))
-                   if before.get(k) != now.get(k) and k not in RUNTIME_KEYS}
+        changed = {
+            k: [before.get(k), now.get(k)]
+            for k in sorted(set(before) | set(now))
+            if before.get(k) != now.get(k) and k not in RUNTIME_KEYS
+        }
     elif "config_digest" in state and state["config_digest"] != cfg.digest():
         changed = {"config_digest": [state["config_digest"], cfg.digest()]}
     else:
         changed = {}
     if changed and not allow:
         shown = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in list(changed.items())[:5])
-        raise SoftSamplingError(f"the config differs from the one this checkpoint was trained with ({shown})",
-                                file=path, fix="undo the change (config.yaml or --set), or pass --allow-config-change "
-                                "to continue with it (recorded in metrics.jsonl)")
+        raise SoftSamplingError(
+            f"the config differs from the one this checkpoint was trained with ({shown})",
+            file=path,
+            fix="undo the change (config.yaml or --set), or pass --allow-config-change "
+            "to continue with it (recorded in metrics.jsonl)",
+        )
     return changed
 
 
 # --------------------------------------------------------------------------- main loop
-def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, progress: bool = True,
-          allow_outside_root: bool = False, allow_config_change: bool = False, report: bool = True) -> Path:
+def train(
+    cfg: RunConfig,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    allow_outside_root: bool = False,
+    allow_config_change: bool = False,
+    report: bool = True,
+) -> Path:
     """Train a detector as ``cfg`` says; write everything under ``out_dir``; return the final weights' path.
 
     The data (annotations and image headers) is checked before ``out_dir`` is
@@ -185,8 +234,15 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, progress
     out_dir = Path(out_dir)
     before = set(os.listdir(out_dir)) if out_dir.is_dir() else None
     try:
-        return _train(cfg, out_dir, resume=resume, progress=progress, allow_outside_root=allow_outside_root,
-                      allow_config_change=allow_config_change, report=report)
+        return _train(
+            cfg,
+            out_dir,
+            resume=resume,
+            progress=progress,
+            allow_outside_root=allow_outside_root,
+            allow_config_change=allow_config_change,
+            report=report,
+        )
     except BaseException:
         if distributed_context()[0] == 0 and not (out_dir / LAST).exists():
             _remove_failed_start(out_dir, before)
@@ -206,18 +262,31 @@ def _remove_failed_start(out_dir: Path, before: set[str] | None) -> None:
             path.unlink(missing_ok=True)
 
 
-def _train(cfg: RunConfig, out_dir: Path, *, resume: bool, progress: bool, allow_outside_root: bool,
-           allow_config_change: bool, report: bool) -> Path:
+def _train(
+    cfg: RunConfig,
+    out_dir: Path,
+    *,
+    resume: bool,
+    progress: bool,
+    allow_outside_root: bool,
+    allow_config_change: bool,
+    report: bool,
+) -> Path:
     rank, world = distributed_context()
     is_main = rank == 0
     t = cfg.train
     if t.batch_size % world != 0:
-        raise SoftSamplingError(f"train.batch_size={t.batch_size} is not divisible by {world} processes",
-                                fix="choose a global batch size that is a multiple of the process count")
+        raise SoftSamplingError(
+            f"train.batch_size={t.batch_size} is not divisible by {world} processes",
+            fix="choose a global batch size that is a multiple of the process count",
+        )
     last_path = out_dir / LAST
     if not resume and (last_path.exists() or (out_dir / FINAL).exists()):
-        raise SoftSamplingError("run folder already holds a training run", file=out_dir,
-                                fix="pass --resume to continue it, or choose another --out")
+        raise SoftSamplingError(
+            "run folder already holds a training run",
+            file=out_dir,
+            fix="pass --resume to continue it, or choose another --out",
+        )
     if is_main:
         check_can_write(out_dir / LAST, force=True)  # a writable folder (or one we can create), before any work
 
@@ -234,8 +303,9 @@ def _train(cfg: RunConfig, out_dir: Path, *, resume: bool, progress: bool, allow
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise SoftSamplingError(f"cannot create the run folder ({exc.strerror})", file=out_dir,
-                                    fix="choose a writable --out") from None
+            raise SoftSamplingError(
+                f"cannot create the run folder ({exc.strerror})", file=out_dir, fix="choose a writable --out"
+            ) from None
     train_set = DetectionTrainingSet(ds, label_map, dropped=dropped, cache=ds.num_images <= 20_000)
     if ds.num_images == 0:
         raise SoftSamplingError("training set has no images", file=cfg.data.train, fix="check data.train")
@@ -249,12 +319,15 @@ def _train(cfg: RunConfig, out_dir: Path, *, resume: bool, progress: bool, allow
     if "pseudo_label" in rules:
         from softsampling.engine.prior import prepare_pseudo_boxes
 
-        train_set.pseudo = prepare_pseudo_boxes(cfg, train_set, out_dir if is_main else None, device,
-                                                allow_outside_root=allow_outside_root)
-    model = build_model(cfg, label_map.num_classes, prior=prior, thresholds=thresholds,
-                        load_weights=not (resume and last_path.exists()))
-    if is_main and progress and getattr(model, "weights_report", None) is not None:
-        print(model.weights_report.summary())
+        train_set.pseudo = prepare_pseudo_boxes(
+            cfg, train_set, out_dir if is_main else None, device, allow_outside_root=allow_outside_root
+        )
+    model = build_model(
+        cfg, label_map.num_classes, prior=prior, thresholds=thresholds, load_weights=not (resume and last_path.exists())
+    )
+    weights_report = getattr(model, "weights_report", None)  # set by build_model
+    if is_main and progress and weights_report is not None:
+        print(weights_report.summary())
     model.to(device)
     model = apply_gpu_settings(model, t)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -272,16 +345,26 @@ def _train(cfg: RunConfig, out_dir: Path, *, resume: bool, progress: bool, allow
         load_state(scheduler, state["scheduler"], last_path, "scheduler")
         start = state["iteration"]
         rng = state["rng"]
-        if (isinstance(start, bool) or not isinstance(start, int) or not 0 <= start <= t.iterations
-                or not isinstance(rng, list) or not rng or not all(isinstance(r, torch.Tensor) for r in rng)):
-            raise SoftSamplingError(f"checkpoint is corrupt: iteration {start!r} (train.iterations={t.iterations}) "
-                                    "or its RNG state is invalid", file=last_path,
-                                    fix="delete it and retrain, or raise train.iterations if it was lowered")
+        if (
+            isinstance(start, bool)
+            or not isinstance(start, int)
+            or not 0 <= start <= t.iterations
+            or not isinstance(rng, list)
+            or not rng
+            or not all(isinstance(r, torch.Tensor) for r in rng)
+        ):
+            raise SoftSamplingError(
+                f"checkpoint is corrupt: iteration {start!r} (train.iterations={t.iterations}) "
+                "or its RNG state is invalid",
+                file=last_path,
+                fix="delete it and retrain, or raise train.iterations if it was lowered",
+            )
         try:
             torch.set_rng_state(rng[rank] if rank < len(rng) else rng[0])
         except (RuntimeError, TypeError) as exc:
-            raise SoftSamplingError(f"checkpoint is corrupt: bad RNG state ({exc})", file=last_path,
-                                    fix="delete it and retrain") from None
+            raise SoftSamplingError(
+                f"checkpoint is corrupt: bad RNG state ({exc})", file=last_path, fix="delete it and retrain"
+            ) from None
     metrics_path = out_dir / "metrics.jsonl"
     if is_main:
         if resume:
@@ -303,13 +386,29 @@ def _train(cfg: RunConfig, out_dir: Path, *, resume: bool, progress: bool, allow
             torch_dist.all_gather_object(gathered, rng[0])
             rng = gathered
         if is_main:
-            save_checkpoint(last_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                        "scheduler": scheduler.state_dict(), "iteration": iteration, "rng": rng,
-                                        "config_digest": cfg.digest(), "config": cfg.to_dict()})
+            save_checkpoint(
+                last_path,
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "iteration": iteration,
+                    "rng": rng,
+                    "config_digest": cfg.digest(),
+                    "config": cfg.to_dict(),
+                },
+            )
 
     model.train()
-    bar = tqdm(range(start, t.iterations), initial=start, total=t.iterations, disable=not (progress and is_main),
-               desc=f"train {strategy_name(cfg.strategy)}", unit="it", dynamic_ncols=True)
+    bar = tqdm(
+        range(start, t.iterations),
+        initial=start,
+        total=t.iterations,
+        disable=not (progress and is_main),
+        desc=f"train {strategy_name(cfg.strategy)}",
+        unit="it",
+        dynamic_ncols=True,
+    )
     per_rank = t.batch_size // world
     tic = time.perf_counter()
     for it in bar:
@@ -317,7 +416,7 @@ def _train(cfg: RunConfig, out_dir: Path, *, resume: bool, progress: bool, allow
         images, targets = collate([train_set[int(r)] for r in rows])
         images = [im.to(device) for im in images]
         targets = [{k: v.to(device) for k, v in tg.items()} for tg in targets]
-        (model.roi_heads if hasattr(model, "roi_heads") else model.head).set_progress(it, t.iterations)  # warm-ups
+        _strategy_head(model).set_progress(it, t.iterations)  # warm-ups
         with autocast(t, device):
             losses = ddp_model(images, targets)
         loss = sum(losses.values())
@@ -343,8 +442,13 @@ def _train(cfg: RunConfig, out_dir: Path, *, resume: bool, progress: bool, allow
             values = [round(v, 6) for v in logged.tolist()]
         if is_main and (done % t.log_every == 0 or done == t.iterations):
             elapsed = time.perf_counter() - tic
-            record = {"iteration": done, "loss": values[0], **dict(zip(losses.keys(), values[1:])),
-                      "lr": optimizer.param_groups[0]["lr"], "sec_per_iter": round(elapsed / t.log_every, 4)}
+            record = {
+                "iteration": done,
+                "loss": values[0],
+                **dict(zip(losses.keys(), values[1:], strict=True)),
+                "lr": optimizer.param_groups[0]["lr"],
+                "sec_per_iter": round(elapsed / t.log_every, 4),
+            }
             if device.type == "cuda":  # peak GPU memory of this process so far
                 record["max_memory_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
             _append_metrics(metrics_path, record)
@@ -357,7 +461,9 @@ def _train(cfg: RunConfig, out_dir: Path, *, resume: bool, progress: bool, allow
 
     final_path = out_dir / FINAL
     if is_main:
-        save_checkpoint(final_path, {"model": model.state_dict(), "labels": label_map.to_json(), "config": cfg.to_dict()})
+        save_checkpoint(
+            final_path, {"model": model.state_dict(), "labels": label_map.to_json(), "config": cfg.to_dict()}
+        )
         if cfg.data.val:
             result = evaluate_split(model, cfg, label_map, "val", device, allow_outside_root=allow_outside_root)
             _append_metrics(metrics_path, {"iteration": t.iterations, "val_mAP50": round(result["mAP"], 6)})

@@ -50,9 +50,9 @@ from typing import Any
 
 import numpy as np
 
-from softsampling.structures.records import DetectionDataset
-from softsampling.structures.detections import Detections
 from softsampling.evaluation.voc_metric import box_iou_pairs, match_detections
+from softsampling.structures.detections import Detections
+from softsampling.structures.records import DetectionDataset
 
 DEFAULT_BINS = 200
 _CHUNK = 1 << 20  # detections per chunk of the overlap test
@@ -78,7 +78,7 @@ def class_rows(category_ids: np.ndarray, labels: np.ndarray) -> np.ndarray:
     if not len(category_ids):
         return np.full(len(labels), -1, dtype=np.int64)
     low, high = int(category_ids[0]), int(category_ids[-1])
-    if 0 <= low and high < 1 << 22:
+    if low >= 0 and high < 1 << 22:
         lut = np.full(high + 2, -1, dtype=np.int64)
         lut[category_ids] = np.arange(len(category_ids))
         return lut[np.clip(labels, 0, high + 1)]
@@ -87,8 +87,9 @@ def class_rows(category_ids: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ candidates
-def unannotated(gt: DetectionDataset, dets: Detections, *, iou: float = 0.5, same_class: bool = False,
-                threads: int | None = None) -> np.ndarray:
+def unannotated(
+    gt: DetectionDataset, dets: Detections, *, iou: float = 0.5, same_class: bool = False, threads: int | None = None
+) -> np.ndarray:
     """bool [D]: detections whose IoU with every annotated box of their image is ``< iou``.
 
     Every annotated box counts (difficult, crowd and group-of boxes too); with
@@ -99,8 +100,11 @@ def unannotated(gt: DetectionDataset, dets: Detections, *, iou: float = 0.5, sam
     go in chunks of 1M over ``threads`` threads (default :func:`default_threads`).
 
     >>> from softsampling.structures.records import Category
-    >>> gt = DetectionDataset.from_lists(images=[{"id": 1, "file_name": "a.png", "width": 50, "height": 50}],
-    ...     boxes=[{"image_index": 0, "bbox": [0, 0, 10, 10], "label": 1}], categories=[Category(1, "a")])
+    >>> gt = DetectionDataset.from_lists(
+    ...     images=[{"id": 1, "file_name": "a.png", "width": 50, "height": 50}],
+    ...     boxes=[{"image_index": 0, "bbox": [0, 0, 10, 10], "label": 1}],
+    ...     categories=[Category(1, "a")],
+    ... )
     >>> unannotated(gt, Detections([0, 0], [[0, 0, 10, 10], [20, 20, 30, 30]], [1, 1], [0.9, 0.8]), iou=0.5).tolist()
     [False, True]
     """
@@ -186,7 +190,7 @@ def isotonic_increasing(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     means: list[float] = []
     sums: list[float] = []
     sizes: list[int] = []
-    for v, w in zip(values[used].tolist(), weights[used].tolist()):
+    for v, w in zip(values[used].tolist(), weights[used].tolist(), strict=True):
         means.append(v)
         sums.append(w)
         sizes.append(1)
@@ -244,8 +248,11 @@ class Calibration:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON summary (method and, per class, recall / label frequency), not the table."""
-        doc: dict[str, Any] = {"method": self.method, "bins": int(self.table.shape[1]),
-                               "score_range": [self.low, self.high]}
+        doc: dict[str, Any] = {
+            "method": self.method,
+            "bins": int(self.table.shape[1]),
+            "score_range": [self.low, self.high],
+        }
         if self.detector_recall is not None:
             doc["detector_recall"] = {str(k): round(v, 6) for k, v in self.detector_recall.items()}
         if self.label_frequency is not None:
@@ -269,9 +276,16 @@ def _score_range(*score_arrays: np.ndarray) -> tuple[float, float]:
     return low, high
 
 
-def _binned_isotonic(category_ids: np.ndarray, labels: np.ndarray, scores: np.ndarray, positive: np.ndarray,
-                     low: float, high: float, bins: int,
-                     weights: np.ndarray | None = None) -> tuple[Calibration, np.ndarray, np.ndarray]:
+def _binned_isotonic(
+    category_ids: np.ndarray,
+    labels: np.ndarray,
+    scores: np.ndarray,
+    positive: np.ndarray,
+    low: float,
+    high: float,
+    bins: int,
+    weights: np.ndarray | None = None,
+) -> tuple[Calibration, np.ndarray, np.ndarray]:
     """Per-class isotonic P(positive | score) on score bins; also the per-bin totals and positives [K, bins]."""
     cal = Calibration(category_ids, low, high, np.zeros((len(category_ids), bins)), "")
     row = class_rows(category_ids, labels)
@@ -280,8 +294,9 @@ def _binned_isotonic(category_ids: np.ndarray, labels: np.ndarray, scores: np.nd
         ok &= weights > 0
     key = row[ok] * bins + cal.bin_of(scores[ok])
     total = np.bincount(key, minlength=len(category_ids) * bins).reshape(-1, bins).astype(np.float64)
-    pos = np.bincount(key, weights=positive[ok].astype(np.float64),
-                      minlength=len(category_ids) * bins).reshape(-1, bins)
+    pos = np.bincount(key, weights=positive[ok].astype(np.float64), minlength=len(category_ids) * bins).reshape(
+        -1, bins
+    )
     with np.errstate(invalid="ignore", divide="ignore"):
         rate = np.where(total > 0, pos / np.maximum(total, 1), 0.0)
     for k in range(len(category_ids)):
@@ -289,9 +304,15 @@ def _binned_isotonic(category_ids: np.ndarray, labels: np.ndarray, scores: np.nd
     return cal, total, pos
 
 
-def fit_validation_calibration(val_gt: DetectionDataset, val_dets: Detections, category_ids: list[int] | np.ndarray,
-                               *, iou: float = 0.5, bins: int = DEFAULT_BINS,
-                               score_range: tuple[float, float] | None = None) -> Calibration:
+def fit_validation_calibration(
+    val_gt: DetectionDataset,
+    val_dets: Detections,
+    category_ids: list[int] | np.ndarray,
+    *,
+    iou: float = 0.5,
+    bins: int = DEFAULT_BINS,
+    score_range: tuple[float, float] | None = None,
+) -> Calibration:
     """Per class, isotonic P(true positive | score) on a fully annotated validation split.
 
     True positives are flagged as the VOC metric does (greedy by score, IoU
@@ -304,8 +325,9 @@ def fit_validation_calibration(val_gt: DetectionDataset, val_dets: Detections, c
     low, high = score_range if score_range is not None else _score_range(val_dets.scores)
     matches = match_detections(val_gt, val_dets, iou=iou)
     keep = ~matches.ignored
-    cal, total, pos = _binned_isotonic(ids, val_dets.labels, val_dets.scores, matches.tp, low, high, bins,
-                                       weights=keep.astype(np.float64))
+    cal, total, pos = _binned_isotonic(
+        ids, val_dets.labels, val_dets.scores, matches.tp, low, high, bins, weights=keep.astype(np.float64)
+    )
     centres = low + (np.arange(bins) + 0.5) / bins * (high - low)
     for k in range(len(ids)):
         if total[k].sum() == 0:
@@ -319,10 +341,17 @@ def fit_validation_calibration(val_gt: DetectionDataset, val_dets: Detections, c
     return cal
 
 
-def fit_unlabeled_calibration(gt: DetectionDataset, dets: Detections, category_ids: list[int] | np.ndarray, *,
-                              iou: float = 0.5, same_class: bool = False, bins: int = DEFAULT_BINS,
-                              score_range: tuple[float, float] | None = None,
-                              candidate: np.ndarray | None = None) -> Calibration:
+def fit_unlabeled_calibration(
+    gt: DetectionDataset,
+    dets: Detections,
+    category_ids: list[int] | np.ndarray,
+    *,
+    iou: float = 0.5,
+    same_class: bool = False,
+    bins: int = DEFAULT_BINS,
+    score_range: tuple[float, float] | None = None,
+    candidate: np.ndarray | None = None,
+) -> Calibration:
     """Positive-unlabelled calibration on the audited detections themselves (no validation split).
 
     A detection is *labelled* when it overlaps an annotated box (the complement
@@ -397,9 +426,16 @@ def _same_group_pairs(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return order[first[keep]], order[second[keep]]
 
 
-def score_candidates(gt: DetectionDataset, detection_sets: list[Detections], calibrations: list[Calibration], *,
-                     iou: float = 0.5, same_class: bool = False, agreement_iou: float = 0.5,
-                     masks: list[np.ndarray] | None = None) -> Candidates:
+def score_candidates(
+    gt: DetectionDataset,
+    detection_sets: list[Detections],
+    calibrations: list[Calibration],
+    *,
+    iou: float = 0.5,
+    same_class: bool = False,
+    agreement_iou: float = 0.5,
+    masks: list[np.ndarray] | None = None,
+) -> Candidates:
     """The candidates of one or more detection sets on ``gt``'s images with their scores, in input order.
 
     ``calibrations[r]`` calibrates ``detection_sets[r]``; ``masks[r]`` may give
@@ -409,14 +445,15 @@ def score_candidates(gt: DetectionDataset, detection_sets: list[Detections], cal
     if len(detection_sets) != len(calibrations) or not detection_sets:
         raise ValueError("give one calibration per detection set, and at least one set")
     parts = []
-    for r, (dets, cal) in enumerate(zip(detection_sets, calibrations)):
+    for r, (dets, cal) in enumerate(zip(detection_sets, calibrations, strict=True)):
         mask = masks[r] if masks is not None else unannotated(gt, dets, iou=iou, same_class=same_class)
         cand = dets.select(mask)
         parts.append((cand, cal(cand.labels, cand.scores), np.full(len(cand), r, dtype=np.int64)))
     if len(parts) == 1:
         cand, prob, source = parts[0]
-        return Candidates(cand.image_index, cand.boxes, cand.labels, prob, cand.scores,
-                          np.ones(len(prob), dtype=np.int64), source)
+        return Candidates(
+            cand.image_index, cand.boxes, cand.labels, prob, cand.scores, np.ones(len(prob), dtype=np.int64), source
+        )
     image_index = np.concatenate([c.image_index for c, _, _ in parts])
     boxes = np.concatenate([c.boxes for c, _, _ in parts]).reshape(-1, 4)
     labels = np.concatenate([c.labels for c, _, _ in parts])
@@ -445,8 +482,7 @@ def score_candidates(gt: DetectionDataset, detection_sets: list[Detections], cal
         # keep only the best of each group: drop i when an overlapping j of another set ranks higher
         beaten = (score[j] > score[i]) | ((score[j] == score[i]) & ((raw[j] > raw[i]) | ((raw[j] == raw[i]) & (j < i))))
         keep[i[beaten]] = False
-    return Candidates(image_index[keep], boxes[keep], labels[keep], score[keep], raw[keep], support[keep],
-                      source[keep])
+    return Candidates(image_index[keep], boxes[keep], labels[keep], score[keep], raw[keep], support[keep], source[keep])
 
 
 def rank(candidates: Candidates, limit: int | None = None) -> Candidates:
@@ -461,21 +497,36 @@ def rank(candidates: Candidates, limit: int | None = None) -> Candidates:
         # everything strictly better than the limit-th score, plus ties at it (sorted below)
         cut = np.partition(-candidates.score, limit - 1)[limit - 1]
         index = np.flatnonzero(-candidates.score <= cut)
-    order = index[np.lexsort((index, -candidates.detector_score[index].astype(np.float64),
-                              -candidates.score[index]))]
+    order = index[np.lexsort((index, -candidates.detector_score[index].astype(np.float64), -candidates.score[index]))]
     if limit is not None:
         order = order[:limit]
     c = candidates
-    return Candidates(c.image_index[order], c.boxes[order].astype(np.float32), c.labels[order], c.score[order],
-                      c.detector_score[order].astype(np.float32), c.support[order], c.source[order])
+    return Candidates(
+        c.image_index[order],
+        c.boxes[order].astype(np.float32),
+        c.labels[order],
+        c.score[order],
+        c.detector_score[order].astype(np.float32),
+        c.support[order],
+        c.source[order],
+    )
 
 
-def rank_candidates(gt: DetectionDataset, detection_sets: list[Detections], calibrations: list[Calibration], *,
-                    iou: float = 0.5, same_class: bool = False, agreement_iou: float = 0.5,
-                    limit: int | None = None) -> Candidates:
+def rank_candidates(
+    gt: DetectionDataset,
+    detection_sets: list[Detections],
+    calibrations: list[Calibration],
+    *,
+    iou: float = 0.5,
+    same_class: bool = False,
+    agreement_iou: float = 0.5,
+    limit: int | None = None,
+) -> Candidates:
     """:func:`score_candidates` then :func:`rank`: the candidates, best first."""
-    return rank(score_candidates(gt, detection_sets, calibrations, iou=iou, same_class=same_class,
-                                 agreement_iou=agreement_iou), limit)
+    return rank(
+        score_candidates(gt, detection_sets, calibrations, iou=iou, same_class=same_class, agreement_iou=agreement_iou),
+        limit,
+    )
 
 
 # ------------------------------------------------------------------ summary
@@ -499,16 +550,22 @@ class ClassSummary:
         def r(v: float | None) -> float | None:
             return None if v is None or not math.isfinite(v) else round(float(v), 4)
 
-        return {"category_id": self.category_id, "name": self.name, "annotated": self.annotated,
-                "candidates": self.candidates, "expected_missing": r(self.expected_missing),
-                "missing_interval": [r(self.missing_low), r(self.missing_high)],
-                "annotation_recall": r(self.annotation_recall),
-                "annotation_recall_interval": [r(self.recall_low), r(self.recall_high)],
-                "detector_recall": r(self.detector_recall)}
+        return {
+            "category_id": self.category_id,
+            "name": self.name,
+            "annotated": self.annotated,
+            "candidates": self.candidates,
+            "expected_missing": r(self.expected_missing),
+            "missing_interval": [r(self.missing_low), r(self.missing_high)],
+            "annotation_recall": r(self.annotation_recall),
+            "annotation_recall_interval": [r(self.recall_low), r(self.recall_high)],
+            "detector_recall": r(self.detector_recall),
+        }
 
 
-def summarize(gt: DetectionDataset, candidates: Candidates, *, detector_recall: dict[int, float] | None = None,
-              z: float = 1.96) -> list[ClassSummary]:
+def summarize(
+    gt: DetectionDataset, candidates: Candidates, *, detector_recall: dict[int, float] | None = None, z: float = 1.96
+) -> list[ClassSummary]:
     """Per category of ``gt`` (and a final ``all`` row, id 0): annotated boxes and the estimated missing ones.
 
     ``M = sum(p) / r`` over the class's candidates with ``r`` the detector's
@@ -519,10 +576,20 @@ def summarize(gt: DetectionDataset, candidates: Candidates, *, detector_recall: 
     (``null`` in JSON, ``unknown`` in the table), and so does the ``all`` row.
 
     >>> from softsampling.structures.records import Category
-    >>> gt = DetectionDataset.from_lists(images=[{"id": 1, "file_name": "a.png", "width": 9, "height": 9}],
-    ...     boxes=[{"image_index": 0, "bbox": [0, 0, 2, 2], "label": 1}], categories=[Category(1, "a")])
-    >>> c = Candidates(np.zeros(2, np.int64), np.zeros((2, 4)), np.array([1, 1]), np.array([1.0, 0.5]),
-    ...                np.zeros(2), np.ones(2, np.int64), np.zeros(2, np.int64))
+    >>> gt = DetectionDataset.from_lists(
+    ...     images=[{"id": 1, "file_name": "a.png", "width": 9, "height": 9}],
+    ...     boxes=[{"image_index": 0, "bbox": [0, 0, 2, 2], "label": 1}],
+    ...     categories=[Category(1, "a")],
+    ... )
+    >>> c = Candidates(
+    ...     np.zeros(2, np.int64),
+    ...     np.zeros((2, 4)),
+    ...     np.array([1, 1]),
+    ...     np.array([1.0, 0.5]),
+    ...     np.zeros(2),
+    ...     np.ones(2, np.int64),
+    ...     np.zeros(2, np.int64),
+    ... )
     >>> s = summarize(gt, c)[0]
     >>> s.expected_missing, round(s.annotation_recall, 3)
     (1.5, 0.4)
@@ -535,11 +602,14 @@ def summarize(gt: DetectionDataset, candidates: Candidates, *, detector_recall: 
         return np.bincount(row[ok], weights=None if weights is None else weights[ok], minlength=len(ids))
 
     p = candidates.score.astype(np.float64)
-    counts, sums, variances = per_class(candidates.labels), per_class(candidates.labels, p), \
-        per_class(candidates.labels, p * (1 - p))
+    counts, sums, variances = (
+        per_class(candidates.labels),
+        per_class(candidates.labels, p),
+        per_class(candidates.labels, p * (1 - p)),
+    )
     annotated = per_class(gt.labels)
     rows = []
-    total = [0, 0, 0.0, 0.0]
+    total_n, total_count, total_m, total_var = 0, 0, 0.0, 0.0  # m and var: nan if any class is unknown
     for cat in gt.categories:
         k = int(np.searchsorted(ids, cat.id))
         r = (detector_recall or {}).get(cat.id, 1.0)
@@ -547,8 +617,8 @@ def summarize(gt: DetectionDataset, candidates: Candidates, *, detector_recall: 
         # a detector that finds none of the class's validation boxes cannot estimate what is missing
         m, var = (float(sums[k]) / r, float(variances[k]) / r**2) if r > 0 else (float("nan"), float("nan"))
         rows.append(_class_row(cat.id, cat.name, n, count, m, var, z, r))
-        total = [total[0] + n, total[1] + count, total[2] + m, total[3] + var]  # nan if any class is unknown
-    rows.append(_class_row(0, "all", total[0], total[1], total[2], total[3], z, float("nan")))
+        total_n, total_count, total_m, total_var = total_n + n, total_count + count, total_m + m, total_var + var
+    rows.append(_class_row(0, "all", total_n, total_count, total_m, total_var, z, float("nan")))
     return rows
 
 
@@ -559,14 +629,17 @@ def _class_row(cid: int, name: str, n: int, count: int, m: float, var: float, z:
     def recall(missing: float) -> float | None:
         return n / (n + missing) if math.isfinite(missing) and n + missing > 0 else None
 
-    return ClassSummary(cid, name, n, count, m, low, high, recall(m), recall(high), recall(low),
-                        r if math.isfinite(r) else float("nan"))
+    return ClassSummary(
+        cid, name, n, count, m, low, high, recall(m), recall(high), recall(low), r if math.isfinite(r) else float("nan")
+    )
 
 
 def format_summary(rows: list[ClassSummary]) -> str:
     """The printed table: one line per class, the ``all`` row last."""
-    head = f"{'class':<16} {'annotated':>9} {'candidates':>10} {'est. missing':>12} {'95% interval':>17} " \
-           f"{'annot. recall':>13} {'det. recall':>11}"
+    head = (
+        f"{'class':<16} {'annotated':>9} {'candidates':>10} {'est. missing':>12} {'95% interval':>17} "
+        f"{'annot. recall':>13} {'det. recall':>11}"
+    )
     lines = [head, "-" * len(head)]
     for s in rows:
         interval = f"[{s.missing_low:.1f}, {s.missing_high:.1f}]"
@@ -575,8 +648,9 @@ def format_summary(rows: list[ClassSummary]) -> str:
         missing = f"{s.expected_missing:.1f}" if math.isfinite(s.expected_missing) else "unknown"
         if not math.isfinite(s.expected_missing):
             interval = "-"
-        lines.append(f"{s.name[:16]:<16} {s.annotated:>9} {s.candidates:>10} {missing:>12} "
-                     f"{interval:>17} {rec:>13} {det:>11}")
+        lines.append(
+            f"{s.name[:16]:<16} {s.annotated:>9} {s.candidates:>10} {missing:>12} {interval:>17} {rec:>13} {det:>11}"
+        )
     return "\n".join(lines)
 
 
@@ -594,10 +668,18 @@ def candidates_to_json(gt: DetectionDataset, candidates: Candidates) -> list[dic
     for k in range(len(candidates)):
         x1, y1, x2, y2 = boxes[k].tolist()
         row = int(candidates.image_index[k])
-        out.append({"image_id": _json_id(gt.image_ids[row]), "file_name": gt.file_names[row],
-                    "category_id": int(candidates.labels[k]), "bbox": [x1, y1, x2 - x1, y2 - y1],
-                    "score": float(candidates.score[k]), "rank": k + 1,
-                    "detector_score": float(candidates.detector_score[k]), "support": int(candidates.support[k])})
+        out.append(
+            {
+                "image_id": _json_id(gt.image_ids[row]),
+                "file_name": gt.file_names[row],
+                "category_id": int(candidates.labels[k]),
+                "bbox": [x1, y1, x2 - x1, y2 - y1],
+                "score": float(candidates.score[k]),
+                "rank": k + 1,
+                "detector_score": float(candidates.detector_score[k]),
+                "support": int(candidates.support[k]),
+            }
+        )
     return out
 
 
@@ -631,16 +713,24 @@ def merge_boxes(ds: DetectionDataset, additions: list[Addition]) -> tuple[Detect
     extra = dict(ds.extra)
     box_extra = {key: _extend_column(key, col, ds, image, boxes, extra) for key, col in ds.box_extra.items()}
     merged = dataclasses.replace(
-        ds, box_image=np.concatenate([ds.box_image, image]), boxes=np.concatenate([ds.boxes, boxes]),
-        labels=np.concatenate([ds.labels, labels]), box_ids=np.concatenate([ds.box_ids, new_ids]),
-        iscrowd=np.concatenate([ds.iscrowd, false]), difficult=np.concatenate([ds.difficult, false]),
-        group_of=np.concatenate([ds.group_of, false]), truncated=np.concatenate([ds.truncated, false]),
-        box_extra=box_extra, extra=extra)
+        ds,
+        box_image=np.concatenate([ds.box_image, image]),
+        boxes=np.concatenate([ds.boxes, boxes]),
+        labels=np.concatenate([ds.labels, labels]),
+        box_ids=np.concatenate([ds.box_ids, new_ids]),
+        iscrowd=np.concatenate([ds.iscrowd, false]),
+        difficult=np.concatenate([ds.difficult, false]),
+        group_of=np.concatenate([ds.group_of, false]),
+        truncated=np.concatenate([ds.truncated, false]),
+        box_extra=box_extra,
+        extra=extra,
+    )
     return merged, new_ids
 
 
-def _extend_column(key: str, column: Any, ds: DetectionDataset, image: np.ndarray, boxes: np.ndarray,
-                   extra: dict[str, Any]) -> Any:
+def _extend_column(
+    key: str, column: Any, ds: DetectionDataset, image: np.ndarray, boxes: np.ndarray, extra: dict[str, Any]
+) -> Any:
     """``column`` of ``box_extra`` with one entry per new box (see :func:`merge_boxes`)."""
     n = len(boxes)
     xywh = [[float(x1), float(y1), float(x2 - x1), float(y2 - y1)] for x1, y1, x2, y2 in boxes.astype(np.float64)]
@@ -649,8 +739,10 @@ def _extend_column(key: str, column: Any, ds: DetectionDataset, image: np.ndarra
     if key == "coco_fields":
         return list(column) + [{"area": b[2] * b[3]} for b in xywh]
     if key == "voc_fields":
-        return list(column) + [[["name", ""], ["pose", "Unspecified"], ["truncated", ""], ["difficult", ""],
-                                ["bndbox", []]] for _ in range(n)]
+        return list(column) + [
+            [["name", ""], ["pose", "Unspecified"], ["truncated", ""], ["difficult", ""], ["bndbox", []]]
+            for _ in range(n)
+        ]
     if key in ("oi_source", "oi_confidence") and "openimages" in extra:
         oi = dict(extra["openimages"])
         vocab_key, text = ("sources", "softsampling") if key == "oi_source" else ("confidences", "1")
@@ -689,8 +781,9 @@ class RankingQuality:
         return dataclasses.asdict(self)
 
 
-def ranking_quality(missing: DetectionDataset, image_index: np.ndarray, boxes: np.ndarray, labels: np.ndarray, *,
-                    iou: float = 0.5) -> RankingQuality:
+def ranking_quality(
+    missing: DetectionDataset, image_index: np.ndarray, boxes: np.ndarray, labels: np.ndarray, *, iou: float = 0.5
+) -> RankingQuality:
     """AP and recall at K = #missing of a ranking (rows best first) against the boxes truly ``missing``.
 
     A ranked box is a true positive when it has the class of a missing box of
@@ -700,8 +793,11 @@ def ranking_quality(missing: DetectionDataset, image_index: np.ndarray, boxes: n
     (a box the ranking never lists lowers the recall).
 
     >>> from softsampling.structures.records import Category
-    >>> miss = DetectionDataset.from_lists(images=[{"id": 1, "file_name": "a.png", "width": 50, "height": 50}],
-    ...     boxes=[{"image_index": 0, "bbox": [0, 0, 10, 10], "label": 1}], categories=[Category(1, "a")])
+    >>> miss = DetectionDataset.from_lists(
+    ...     images=[{"id": 1, "file_name": "a.png", "width": 50, "height": 50}],
+    ...     boxes=[{"image_index": 0, "bbox": [0, 0, 10, 10], "label": 1}],
+    ...     categories=[Category(1, "a")],
+    ... )
     >>> q = ranking_quality(miss, np.array([0, 0]), np.array([[30, 30, 40, 40], [0, 0, 10, 10]]), np.array([1, 1]))
     >>> q.average_precision, q.recall_at_k
     (0.5, 0.0)
@@ -714,7 +810,6 @@ def ranking_quality(missing: DetectionDataset, image_index: np.ndarray, boxes: n
     if total == 0:
         return RankingQuality(float("nan"), float("nan"), 0, 0, 0)
     hits = np.cumsum(tp)
-    recall = hits / total
     precision = hits / (ranks + 1)
     # all-point interpolation: precision made non-increasing from the right, summed over recall steps
     envelope = np.maximum.accumulate(precision[::-1])[::-1] if n else precision

@@ -43,7 +43,7 @@ Example (one class, two boxes; the 0.6 detection is a false positive):
     >>> import numpy as np
     >>> scores = np.array([0.9, 0.6, 0.4], dtype=np.float32)
     >>> tp = np.array([True, False, True])
-    >>> round(choose_threshold(scores, tp, num_gt=2), 6)   # F1: 0.667, 0.5, 0.8
+    >>> round(choose_threshold(scores, tp, num_gt=2), 6)  # F1: 0.667, 0.5, 0.8
     0.4
     >>> round(choose_threshold(scores, tp, num_gt=2, criterion="precision=0.9"), 6)
     0.9
@@ -59,13 +59,15 @@ from typing import Any
 import numpy as np
 
 from softsampling.errors import SoftSamplingError
-from softsampling.structures.detections import Detections
-from softsampling.structures.records import DetectionDataset
 
 # The VOC metric's matching, so that calibration and mAP agree on what a true positive is.
 from softsampling.evaluation.voc_metric import DetectionMatches, match_detections  # noqa: F401 (re-exported)
+from softsampling.structures.detections import Detections
+from softsampling.structures.records import DetectionDataset
 
-CRITERIA_HELP = "f1 (maximise F1), precision=P (highest recall with precision >= P), recall=R (fewest detections with recall >= R)"
+CRITERIA_HELP = (
+    "f1 (maximise F1), precision=P (highest recall with precision >= P), recall=R (fewest detections with recall >= R)"
+)
 
 
 # ------------------------------------------------------------ threshold choice
@@ -175,8 +177,13 @@ class ClassCalibration:
     note: str | None  # why the default was kept; None when calibrated
 
     def to_json(self) -> dict[str, Any]:
-        return {"category_id": self.category_id, "threshold": self.threshold, "note": self.note,
-                "before": asdict(self.before), "after": asdict(self.after)}
+        return {
+            "category_id": self.category_id,
+            "threshold": self.threshold,
+            "note": self.note,
+            "before": asdict(self.before),
+            "after": asdict(self.after),
+        }
 
 
 def calibrate_thresholds(
@@ -209,12 +216,16 @@ def calibrate_thresholds(
         if chosen is None:
             note = _why_not(len(scores), num_gt, int(tp.sum()), criterion)
         threshold = float(default_threshold) if chosen is None else chosen
-        results.append(ClassCalibration(
-            int(cid), names.get(int(cid), str(cid)), threshold,
-            before=operating_point(scores, tp, num_gt, default_threshold),
-            after=operating_point(scores, tp, num_gt, threshold),
-            note=note,
-        ))
+        results.append(
+            ClassCalibration(
+                int(cid),
+                names.get(int(cid), str(cid)),
+                threshold,
+                before=operating_point(scores, tp, num_gt, default_threshold),
+                after=operating_point(scores, tp, num_gt, threshold),
+                note=note,
+            )
+        )
     return results
 
 
@@ -233,23 +244,30 @@ def format_calibration(results: list[ClassCalibration]) -> str:
 
     The last row is the mean over classes with ground truth (macro average).
     """
-    head = f"{'class':<16} {'#GT':>5} | {'before: thr':>11} {'P':>6} {'R':>6} {'F1':>6} | " \
-           f"{'after: thr':>10} {'P':>6} {'R':>6} {'F1':>6}  note"
+    head = (
+        f"{'class':<16} {'#GT':>5} | {'before: thr':>11} {'P':>6} {'R':>6} {'F1':>6} | "
+        f"{'after: thr':>10} {'P':>6} {'R':>6} {'F1':>6}  note"
+    )
     lines = [head, "-" * len(head)]
     for r in results:
         b, a = r.before, r.after
-        lines.append(f"{r.name[:16]:<16} {b.num_gt:>5} | {b.threshold:>11.4f} {_pct(b.precision)} {_pct(b.recall)} "
-                     f"{_pct(b.f1)} | {a.threshold:>10.4f} {_pct(a.precision)} {_pct(a.recall)} {_pct(a.f1)}  "
-                     f"{r.note or ''}".rstrip())
+        lines.append(
+            f"{r.name[:16]:<16} {b.num_gt:>5} | {b.threshold:>11.4f} {_pct(b.precision)} {_pct(b.recall)} "
+            f"{_pct(b.f1)} | {a.threshold:>10.4f} {_pct(a.precision)} {_pct(a.recall)} {_pct(a.f1)}  "
+            f"{r.note or ''}".rstrip()
+        )
     with_gt = [r for r in results if r.before.num_gt > 0]
     if with_gt:
+
         def mean(attr: str, when: str) -> str:
             return _pct(float(np.mean([getattr(getattr(r, when), attr) for r in with_gt])))
 
         lines.append("-" * len(head))
-        lines.append(f"{'mean':<16} {sum(r.before.num_gt for r in with_gt):>5} | {'':>11} {mean('precision', 'before')} "
-                     f"{mean('recall', 'before')} {mean('f1', 'before')} | {'':>10} {mean('precision', 'after')} "
-                     f"{mean('recall', 'after')} {mean('f1', 'after')}")
+        lines.append(
+            f"{'mean':<16} {sum(r.before.num_gt for r in with_gt):>5} | {'':>11} {mean('precision', 'before')} "
+            f"{mean('recall', 'before')} {mean('f1', 'before')} | {'':>10} {mean('precision', 'after')} "
+            f"{mean('recall', 'after')} {mean('f1', 'after')}"
+        )
     return "\n".join(lines)
 
 

@@ -192,13 +192,19 @@ def coco_metric(
         ``AP``. ``num_gt`` counts non-crowd boxes, ``num_det`` detections.
     """
     _check_options(iou_type, max_dets, backend)
-    max_dets = tuple(sorted(int(m) for m in max_dets))  # COCOeval.evaluate() sorts them
+    max_dets = _sorted_max_dets(max_dets)
     if backend == "numpy":
         return coco_metric_sweep(gt, dets, None, max_dets=max_dets)[0]
     check_detections(gt, dets)
     evaluator = _library_evaluator(gt, dets, max_dets=max_dets, backend=backend, verbose=verbose)
-    return _result(gt, dets.labels, np.asarray(evaluator.stats, dtype=np.float64), evaluator.eval["precision"],
-                   [int(c) for c in evaluator.params.catIds], tuple(max_dets))
+    return _result(
+        gt,
+        dets.labels,
+        np.asarray(evaluator.stats, dtype=np.float64),
+        evaluator.eval["precision"],
+        [int(c) for c in evaluator.params.catIds],
+        max_dets,
+    )
 
 
 def coco_metric_sweep(
@@ -227,9 +233,13 @@ def coco_metric_sweep(
     _check_options(iou_type, max_dets, backend)
     check_detections(gt, dets)
     if backend != "numpy":
-        return [coco_metric(gt, dets if t is None else dets.above(float(t)), max_dets=max_dets, backend=backend,
-                            verbose=verbose) for t in ([None] if thresholds is None else thresholds)]
-    max_dets = tuple(sorted(int(m) for m in max_dets))  # COCOeval.evaluate() sorts them
+        return [
+            coco_metric(
+                gt, dets if t is None else dets.above(float(t)), max_dets=max_dets, backend=backend, verbose=verbose
+            )
+            for t in ([None] if thresholds is None else thresholds)
+        ]
+    max_dets = _sorted_max_dets(max_dets)
     matches = _CocoMatches.build(gt, dets, max_dets)
     # the same test as Detections.above
     keeps = [None if t is None else dets.scores >= float(t) for t in ([None] if thresholds is None else thresholds)]
@@ -239,6 +249,12 @@ def coco_metric_sweep(
         labels = dets.labels if keep is None else dets.labels[keep]
         results.append(_result(gt, labels, stats, precision, matches.cat_ids.tolist(), max_dets))
     return results
+
+
+def _sorted_max_dets(max_dets: Sequence[int]) -> tuple[int, int, int]:
+    """The three limits in increasing order, as COCOeval.evaluate() sorts them (:func:`_check_options` counted them)."""
+    low, mid, high = sorted(int(m) for m in max_dets)
+    return low, mid, high
 
 
 def _check_options(iou_type: str, max_dets: Sequence[int], backend: str) -> None:
@@ -255,8 +271,9 @@ def _check_options(iou_type: str, max_dets: Sequence[int], backend: str) -> None
         raise SoftSamplingError(f"unknown COCO backend {backend!r}", fix=f"use one of {', '.join(COCO_BACKENDS)}")
 
 
-def _library_evaluator(gt: DetectionDataset, dets: Detections, *, max_dets: Sequence[int], backend: str,
-                       verbose: bool) -> Any:
+def _library_evaluator(
+    gt: DetectionDataset, dets: Detections, *, max_dets: Sequence[int], backend: str, verbose: bool
+) -> Any:
     """A finished (evaluated, accumulated, summarized) ``COCOeval`` of pycocotools or faster-coco-eval."""
     if backend == "pycocotools":
         from pycocotools.coco import COCO
@@ -266,8 +283,10 @@ def _library_evaluator(gt: DetectionDataset, dets: Detections, *, max_dets: Sequ
             from faster_coco_eval import COCO
             from faster_coco_eval import COCOeval_faster as COCOeval
         except ImportError:
-            raise SoftSamplingError("the faster-coco-eval package is not installed",
-                                    fix="pip install faster-coco-eval, or use the numpy backend") from None
+            raise SoftSamplingError(
+                "the faster-coco-eval package is not installed",
+                fix="pip install faster-coco-eval, or use the numpy backend",
+            ) from None
 
     quiet = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
     with quiet:
@@ -279,8 +298,11 @@ def _library_evaluator(gt: DetectionDataset, dets: Detections, *, max_dets: Sequ
             coco_dt = coco_gt.loadRes(results)
         else:  # loadRes cannot take an empty list; an empty result set is valid for COCOeval
             coco_dt = COCO()
-            coco_dt.dataset = {"images": coco_gt.dataset["images"], "categories": coco_gt.dataset["categories"],
-                               "annotations": []}
+            coco_dt.dataset = {
+                "images": coco_gt.dataset["images"],
+                "categories": coco_gt.dataset["categories"],
+                "annotations": [],
+            }
             coco_dt.createIndex()
         evaluator = COCOeval(coco_gt, coco_dt, iouType="bbox")
         evaluator.params.maxDets = [int(m) for m in max_dets]
@@ -290,12 +312,18 @@ def _library_evaluator(gt: DetectionDataset, dets: Detections, *, max_dets: Sequ
     return evaluator
 
 
-def _result(gt: DetectionDataset, det_labels: np.ndarray, stats: np.ndarray, precision: np.ndarray,
-            cat_ids: list[int], max_dets: tuple[int, ...]) -> dict[str, Any]:
+def _result(
+    gt: DetectionDataset,
+    det_labels: np.ndarray,
+    stats: np.ndarray,
+    precision: np.ndarray,
+    cat_ids: list[int],
+    max_dets: tuple[int, int, int],
+) -> dict[str, Any]:
     """The result dict from COCOeval's ``stats`` and ``eval["precision"]`` [T, R, K, A, M];
     ``det_labels``: the category id of each evaluated detection."""
     out: dict[str, Any] = {"metric": "coco", "mAP": float(stats[0])}
-    out.update(zip(coco_stat_names(tuple(max_dets)), (float(s) for s in stats)))
+    out.update(zip(coco_stat_names(max_dets), (float(s) for s in stats), strict=True))
     iou50 = int(np.argmin(np.abs(_IOU_THRS - 0.5)))
     column = {cid: k for k, cid in enumerate(cat_ids)}
     names = gt.category_names
@@ -356,8 +384,9 @@ class _CocoMatches:
         g_key, g_xywh, g_area, g_crowd = g_key[g_order], g_xywh[g_order], g_area[g_order], gt.iscrowd[g_order]
         # ignored per area range: crowd, or area outside the range
         g_ignored = g_crowd[None, :] | (g_area[None, :] < _AREA_RNG[:, :1]) | (g_area[None, :] > _AREA_RNG[:, 1:])
-        num_positive = np.stack([np.bincount(g_key[~g_ignored[a]] % num_cats, minlength=len(cat_ids))
-                                 for a in range(num_areas)], axis=1)
+        num_positive = np.stack(
+            [np.bincount(g_key[~g_ignored[a]] % num_cats, minlength=len(cat_ids)) for a in range(num_areas)], axis=1
+        )
 
         # detections: by key, score descending, input order; the best max_dets[-1] per key
         d_key = image_pos[dets.image_index] * num_cats + np.searchsorted(cat_ids, dets.labels)
@@ -377,12 +406,18 @@ class _CocoMatches:
         position[acc] = np.arange(len(acc))
         by_position = np.argsort(position[cand])
         d_area = d_xywh[acc, 2] * d_xywh[acc, 3]
-        return cls(cat_ids=cat_ids, det_index=order[acc], rank=rank[acc],
-                   cat_start=np.searchsorted(d_cat[acc], np.arange(len(cat_ids) + 1)),
-                   out_of_range=(d_area[None, :] < _AREA_RNG[:, :1]) | (d_area[None, :] > _AREA_RNG[:, 1:]),
-                   cand=position[cand][by_position], matched=matched[:, :, by_position],
-                   matched_ignored=matched_ignored[:, :, by_position], num_positive=num_positive,
-                   max_dets=max_dets)
+        return cls(
+            cat_ids=cat_ids,
+            det_index=order[acc],
+            rank=rank[acc],
+            cat_start=np.searchsorted(d_cat[acc], np.arange(len(cat_ids) + 1)),
+            out_of_range=(d_area[None, :] < _AREA_RNG[:, :1]) | (d_area[None, :] > _AREA_RNG[:, 1:]),
+            cand=position[cand][by_position],
+            matched=matched[:, :, by_position],
+            matched_ignored=matched_ignored[:, :, by_position],
+            num_positive=num_positive,
+            max_dets=max_dets,
+        )
 
     def accumulate(self, keeps: Sequence[np.ndarray | None]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """COCOeval's ``eval["precision"]`` [T, R, K, A, M] and ``eval["recall"]`` [T, K, A, M], per entry of ``keeps``.
@@ -428,10 +463,11 @@ class _CocoMatches:
         dm, da, dt, dc = _nonzero(delta)
         d_key = row_of(dm, da, dt, dc) * (num_cand + 1) + dc
         d_cum = np.concatenate([[0], np.cumsum(delta[dm, da, dt, dc], dtype=np.int64)])
-        correction = (d_cum[np.searchsorted(d_key, row * (num_cand + 1) + c_i, side="right")]
-                      - d_cum[np.searchsorted(d_key, row * (num_cand + 1), side="left")])
-        counted = (plain[m_i, a_i, self.cand[c_i] + 1] - plain[m_i, a_i, self.cat_start[cand_cat[c_i]]]
-                   + correction)
+        correction = (
+            d_cum[np.searchsorted(d_key, row * (num_cand + 1) + c_i, side="right")]
+            - d_cum[np.searchsorted(d_key, row * (num_cand + 1), side="left")]
+        )
+        counted = plain[m_i, a_i, self.cand[c_i] + 1] - plain[m_i, a_i, self.cat_start[cand_cat[c_i]]] + correction
         tp, fp = j.astype(np.float64), (counted - j).astype(np.float64)
         pr = tp / (fp + tp + np.spacing(1))
         position = self.cand[c_i]  # of each TP's detection; increasing inside a row
@@ -442,12 +478,13 @@ class _CocoMatches:
         bounds = np.searchsorted((cand_cat[c_i] * num_areas + a_i)[by_class], np.arange(num_cats * num_areas + 1))
 
         for first_entry in range(0, len(keeps), _SWEEP_CHUNK):
-            chunk = keeps[first_entry: first_entry + _SWEEP_CHUNK]
+            chunk = keeps[first_entry : first_entry + _SWEEP_CHUNK]
             cut = np.stack([self._cut(keep) for keep in chunk])  # [S, K]: first position not kept
             num_sets = len(chunk)
             # TPs kept per row: those before the row category's cut (a prefix of the row's TPs)
-            n_tp = (np.searchsorted(tp_key, rows * (num_det + 1) + cut[:, rows % num_cats], side="left")
-                    - row_start).reshape(num_sets, num_max, num_areas, num_thrs, num_cats)
+            n_tp = (
+                np.searchsorted(tp_key, rows * (num_det + 1) + cut[:, rows % num_cats], side="left") - row_start
+            ).reshape(num_sets, num_max, num_areas, num_thrs, num_cats)
             precision = -np.ones((num_sets, num_thrs, len(_REC_THRS), num_cats, num_areas, num_max))
             recall = -np.ones((num_sets, num_thrs, num_cats, num_areas, num_max))
             for k in range(num_cats):
@@ -455,7 +492,7 @@ class _CocoMatches:
                     npig = int(self.num_positive[k, a])
                     if npig == 0:
                         continue
-                    sel = by_class[bounds[k * num_areas + a]: bounds[k * num_areas + a + 1]]
+                    sel = by_class[bounds[k * num_areas + a] : bounds[k * num_areas + a + 1]]
                     kept_pr = np.where(position[sel][None, :] < cut[:, k, None], pr[sel][None, :], 0.0)  # [S, n]
                     envelope = np.zeros((num_sets, num_max, num_thrs, npig))
                     envelope[:, m_i[sel], t_i[sel], j[sel] - 1] = kept_pr
@@ -485,8 +522,14 @@ def _nonzero(array: np.ndarray) -> tuple[np.ndarray, ...]:
     return np.unravel_index(np.flatnonzero(array), array.shape)
 
 
-def _greedy_match(d_key: np.ndarray, d_xywh: np.ndarray, g_key: np.ndarray, g_xywh: np.ndarray,
-                  g_crowd: np.ndarray, g_ignored: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _greedy_match(
+    d_key: np.ndarray,
+    d_xywh: np.ndarray,
+    g_key: np.ndarray,
+    g_xywh: np.ndarray,
+    g_crowd: np.ndarray,
+    g_ignored: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """COCOeval's greedy matching (``evaluateImg``) of all (image, category) groups at once.
 
     ``d_key`` sorted, each group's detections in rank order; ``g_key`` sorted. Returns the
@@ -499,8 +542,11 @@ def _greedy_match(d_key: np.ndarray, d_xywh: np.ndarray, g_key: np.ndarray, g_xy
     """
     num_areas, num_thrs, n = g_ignored.shape[0], len(_IOU_THRS), len(d_key)
     if n == 0 or len(g_key) == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros((num_areas, num_thrs, 0), dtype=bool), \
-            np.zeros((num_areas, num_thrs, 0), dtype=bool)
+        return (
+            np.zeros(0, dtype=np.int64),
+            np.zeros((num_areas, num_thrs, 0), dtype=bool),
+            np.zeros((num_areas, num_thrs, 0), dtype=bool),
+        )
     thr = np.minimum(_IOU_THRS, 1 - 1e-10)
     # all (detection, box) pairs of a group, grouped by detection
     start = np.searchsorted(g_key, d_key, side="left")
@@ -581,13 +627,22 @@ def _summarize(precision: np.ndarray, recall: np.ndarray, max_dets: tuple[int, .
             s = s[:, :, aind, mind]
         return -1.0 if len(s[s > -1]) == 0 else float(np.mean(s[s > -1]))
 
-    return np.array([
-        one(True, max_det=100),  # pycocotools' summarize() hard-codes 100 here: -1 when 100 is not in max_dets
-        one(True, 0.5), one(True, 0.75),
-        one(True, area="small"), one(True, area="medium"), one(True, area="large"),
-        one(False, max_det=max_dets[0]), one(False, max_det=max_dets[1]), one(False, max_det=max_dets[2]),
-        one(False, area="small"), one(False, area="medium"), one(False, area="large"),
-    ])
+    return np.array(
+        [
+            one(True, max_det=100),  # pycocotools' summarize() hard-codes 100 here: -1 when 100 is not in max_dets
+            one(True, 0.5),
+            one(True, 0.75),
+            one(True, area="small"),
+            one(True, area="medium"),
+            one(True, area="large"),
+            one(False, max_det=max_dets[0]),
+            one(False, max_det=max_dets[1]),
+            one(False, max_det=max_dets[2]),
+            one(False, area="small"),
+            one(False, area="medium"),
+            one(False, area="large"),
+        ]
+    )
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -50,8 +50,7 @@ clipped to the image: the metric must see the numbers the file has.
 Example (Cartucho/mAP's real sample, shipped with the tests)::
 
     notes = []
-    gt, dets = read_txt_layout("tests/data/cartucho/ground-truth",
-                               "tests/data/cartucho/detection-results", notes=notes)
+    gt, dets = read_txt_layout("tests/data/cartucho/ground-truth", "tests/data/cartucho/detection-results", notes=notes)
     # gt: 85 images, 686 boxes, 30 classes; dets: 494 read, those of 8 classes
     # the ground truth lacks are dropped and described in notes
 """
@@ -63,7 +62,7 @@ import io
 import json
 import math
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -89,10 +88,10 @@ class _ImageLookup:
         self.by_id: dict[Any, int] = {}
         # Checked in this order; a key claimed by two images is ambiguous (row -1).
         self.by_name: list[dict[str, int]] = [{}, {}, {}, {}]
-        for row, (iid, fname) in enumerate(zip(gt.image_ids, gt.file_names)):
+        for row, (iid, fname) in enumerate(zip(gt.image_ids, gt.file_names, strict=True)):
             self.by_id.setdefault(iid, row)
             p = PurePosixPath(str(fname).replace("\\", "/"))
-            for table, key in zip(self.by_name, (str(fname), p.name, p.stem, str(iid))):
+            for table, key in zip(self.by_name, (str(fname), p.name, p.stem, str(iid)), strict=True):
                 table[key] = row if table.get(key, row) == row else -1
 
     def find_name(self, name: str) -> int | None:
@@ -205,23 +204,38 @@ def _read_coco_results(path: Path, gt: DetectionDataset, notes: list[str] | None
     for i, e in enumerate(entries):
         record = f"entry {i}"
         if not isinstance(e, dict):
-            raise SoftSamplingError(f"entry is a JSON {type(e).__name__}, not an object", file=path, record=record,
-                                    fix="each entry is {\"image_id\" or \"file_name\", \"category_id\", \"bbox\", \"score\"}")
+            raise SoftSamplingError(
+                f"entry is a JSON {type(e).__name__}, not an object",
+                file=path,
+                record=record,
+                fix='each entry is {"image_id" or "file_name", "category_id", "bbox", "score"}',
+            )
         missing = [k for k in ("category_id", "bbox", "score") if k not in e]
         if "image_id" not in e and "file_name" not in e:
             missing.insert(0, "image_id or file_name")
         if missing:
-            raise SoftSamplingError(f"malformed detection: missing {', '.join(map(repr, missing))}", file=path,
-                                    record=record, fix="each entry needs image_id (or file_name), category_id, "
-                                                       "bbox [x, y, w, h] and a numeric score")
+            raise SoftSamplingError(
+                f"malformed detection: missing {', '.join(map(repr, missing))}",
+                file=path,
+                record=record,
+                fix="each entry needs image_id (or file_name), category_id, bbox [x, y, w, h] and a numeric score",
+            )
         category_id = _json_int(e["category_id"], "category_id", path, record)
         bbox = e["bbox"]
         if not isinstance(bbox, list) or len(bbox) != 4 or not all(_is_json_number(v) for v in bbox):
-            raise SoftSamplingError(f"'bbox' must be a list of 4 numbers [x, y, w, h], got {_short(bbox)}", file=path,
-                                    record=record, fix="write bbox as [x, y, width, height] in pixels")
+            raise SoftSamplingError(
+                f"'bbox' must be a list of 4 numbers [x, y, w, h], got {_short(bbox)}",
+                file=path,
+                record=record,
+                fix="write bbox as [x, y, width, height] in pixels",
+            )
         if not _is_json_number(e["score"]):
-            raise SoftSamplingError(f"'score' must be a number, got {_short(e['score'])}", file=path, record=record,
-                                    fix="write the detection's confidence as a number")
+            raise SoftSamplingError(
+                f"'score' must be a number, got {_short(e['score'])}",
+                file=path,
+                record=record,
+                fix="write the detection's confidence as a number",
+            )
         x, y, w, h = (float(v) for v in bbox)
         score = float(e["score"])
         _check_numbers(path, record, score, (x, y, x + w, y + h))
@@ -251,8 +265,12 @@ def _json_int(value: Any, key: str, file: Path, record: str) -> int:
     """An integer id; ``9.7``, ``"9"`` and ``true`` are refused rather than coerced (``9.0`` is 9)."""
     if _is_json_number(value) and math.isfinite(value) and value == int(value) and abs(value) < 2**63:
         return int(value)
-    raise SoftSamplingError(f"{key!r} must be a whole number, got {_short(value)}", file=file, record=record,
-                            fix=f"write {key} as the ground truth's integer id")
+    raise SoftSamplingError(
+        f"{key!r} must be a whole number, got {_short(value)}",
+        file=file,
+        record=record,
+        fix=f"write {key} as the ground truth's integer id",
+    )
 
 
 def _coco_entry_row(lookup: _ImageLookup, gt: DetectionDataset, entry: dict[str, Any], file: Path, record: str) -> int:
@@ -264,30 +282,47 @@ def _coco_entry_row(lookup: _ImageLookup, gt: DetectionDataset, entry: dict[str,
     """
     image_id = entry.get("image_id")
     if image_id is not None and not (isinstance(image_id, str) or _is_json_number(image_id)):
-        raise SoftSamplingError(f"'image_id' must be a number or a string, got {_short(image_id)}", file=file,
-                                record=record, fix="write the ground truth's image id")
+        raise SoftSamplingError(
+            f"'image_id' must be a number or a string, got {_short(image_id)}",
+            file=file,
+            record=record,
+            fix="write the ground truth's image id",
+        )
     if isinstance(image_id, float):
         image_id = _json_int(image_id, "image_id", file, record)
     if "file_name" not in entry:
         return _image_row(lookup, image_id, file, record)
     name = entry["file_name"]
     if not isinstance(name, str) or not name:
-        raise SoftSamplingError(f"'file_name' must be a non-empty string, got {_short(name)}", file=file, record=record,
-                                fix="write the image's file name")
+        raise SoftSamplingError(
+            f"'file_name' must be a non-empty string, got {_short(name)}",
+            file=file,
+            record=record,
+            fix="write the image's file name",
+        )
     row = lookup.find_name(name.replace("\\", "/"))
     if row is None:
-        raise SoftSamplingError(f"image file {name!r} is not in the ground truth", file=file, record=record,
-                                fix="check that the detections belong to this ground-truth file")
+        raise SoftSamplingError(
+            f"image file {name!r} is not in the ground truth",
+            file=file,
+            record=record,
+            fix="check that the detections belong to this ground-truth file",
+        )
     if row == -1:
-        raise SoftSamplingError(f"file name {name!r} matches several ground-truth images", file=file, record=record,
-                                fix="write file_name relative to the dataset's image folder")
+        raise SoftSamplingError(
+            f"file name {name!r} matches several ground-truth images",
+            file=file,
+            record=record,
+            fix="write file_name relative to the dataset's image folder",
+        )
     if image_id is not None and lookup.find(image_id) != row:
         raise SoftSamplingError(
             f"image_id {image_id!r} and file_name {name!r} name different ground-truth images "
             f"({name!r} has image id {gt.image_ids[row]!r})",
-            file=file, record=record,
+            file=file,
+            record=record,
             fix="drop image_id and match by file_name, or write the ground truth's ids (older `predict` "
-                "versions wrote list positions as image_id)",
+            "versions wrote list positions as image_id)",
         )
     return row
 
@@ -302,7 +337,9 @@ def _read_csv(path: Path, gt: DetectionDataset, notes: list[str] | None) -> Dete
         first = next(reader, None)
         header = None if first is None else first[1]
         if header is None:
-            raise SoftSamplingError("empty file (no header)", file=path, fix=f"start with the header {','.join(CSV_COLUMNS)}")
+            raise SoftSamplingError(
+                "empty file (no header)", file=path, fix=f"start with the header {','.join(CSV_COLUMNS)}"
+            )
         header = [h.strip() for h in header]
         missing = [c for c in CSV_COLUMNS if c not in header]
         if missing:
@@ -320,13 +357,19 @@ def _read_csv(path: Path, gt: DetectionDataset, notes: list[str] | None) -> Dete
                 continue
             if len(fields) < width:
                 raise SoftSamplingError(
-                    f"expected {len(header)} fields, got {len(fields)}", file=path, record=record, fix="fill every column"
+                    f"expected {len(header)} fields, got {len(fields)}",
+                    file=path,
+                    record=record,
+                    fix="fill every column",
                 )
             image, label, *numbers = (fields[c].strip() for c in col)
-            values = [ascii_float(v) for v in numbers]
-            if any(v is None for v in values):
+            values = [v for v in map(ascii_float, numbers) if v is not None]
+            if len(values) != len(numbers):
                 raise SoftSamplingError(
-                    f"score and coordinates must be numbers, got {numbers}", file=path, record=record, fix="fix the line"
+                    f"score and coordinates must be numbers, got {numbers}",
+                    file=path,
+                    record=record,
+                    fix="fix the line",
                 )
             score, x1, y1, x2, y2 = values
             _check_numbers(path, record, score, (x1, y1, x2, y2))
@@ -350,7 +393,7 @@ def _read_csv(path: Path, gt: DetectionDataset, notes: list[str] | None) -> Dete
     return _report_unknown_labels(dets, unknown, path, notes, "class")
 
 
-def _csv_rows(f: io.StringIO, path: Path) -> Iterable[tuple[int, list[str]]]:
+def _csv_rows(f: io.StringIO, path: Path) -> Iterator[tuple[int, list[str]]]:
     """``(line number, fields)`` of each CSV row; a quote left open or a value spanning lines is an error.
 
     Python's csv module reads an unterminated quote to the end of the file as
@@ -364,12 +407,19 @@ def _csv_rows(f: io.StringIO, path: Path) -> Iterable[tuple[int, list[str]]]:
         except StopIteration:
             return
         except csv.Error as exc:
-            raise SoftSamplingError(f"bad CSV quoting ({exc})", file=path, record=f"line {start}",
-                                    fix='close every quoted value on its line ("text"), doubling quotes inside it') from None
+            raise SoftSamplingError(
+                f"bad CSV quoting ({exc})",
+                file=path,
+                record=f"line {start}",
+                fix='close every quoted value on its line ("text"), doubling quotes inside it',
+            ) from None
         if reader.line_num != start:
-            raise SoftSamplingError(f"a quoted value runs from line {start} to line {reader.line_num}", file=path,
-                                    record=f"line {start}",
-                                    fix="close the quote on the same line; values may not contain line breaks")
+            raise SoftSamplingError(
+                f"a quoted value runs from line {start} to line {reader.line_num}",
+                file=path,
+                record=f"line {start}",
+                fix="close the quote on the same line; values may not contain line breaks",
+            )
         yield start, fields
         start = reader.line_num + 1
 
@@ -394,7 +444,7 @@ def check_same_units(gt: DetectionDataset, dets: Detections, file: str | Path) -
                 f"in pixels (coordinates up to {det_max:g}); comparing them would score about 0",
                 file=file,
                 fix="give the ground truth its image sizes: evaluate --sizes CSV (ImageID,width,height) or "
-                    "--images DIR (read_openimages: sizes_csv= or image_root=)",
+                "--images DIR (read_openimages: sizes_csv= or image_root=)",
             )
         return
     gt_max = float(np.abs(gt.boxes).max()) if gt.num_boxes else 0.0
@@ -410,7 +460,9 @@ def check_same_units(gt: DetectionDataset, dets: Detections, file: str | Path) -
 def _check_numbers(file: Path, record: str, score: float, box: Iterable[float]) -> None:
     x1, y1, x2, y2 = box
     if not all(math.isfinite(v) for v in (score, x1, y1, x2, y2)):
-        raise SoftSamplingError("score or coordinate is NaN or infinite", file=file, record=record, fix="fix the detection")
+        raise SoftSamplingError(
+            "score or coordinate is NaN or infinite", file=file, record=record, fix="fix the detection"
+        )
     if x2 < x1 or y2 < y1:
         raise SoftSamplingError(
             f"box has negative width or height: xyxy=({x1:g}, {y1:g}, {x2:g}, {y2:g})",
@@ -434,15 +486,19 @@ def write_detections_coco(dets: Detections, gt: DetectionDataset, path: str | Pa
     :func:`read_detections` gives the same float32 boxes and scores.
     """
     out = []
-    for row, label, box, score in zip(dets.image_index.tolist(), dets.labels.tolist(), dets.boxes, dets.scores):
+    for row, label, box, score in zip(
+        dets.image_index.tolist(), dets.labels.tolist(), dets.boxes, dets.scores, strict=True
+    ):
         x1, y1, x2, y2 = (float(v) for v in box)
         image_id = gt.image_ids[row]
-        out.append({
-            "image_id": image_id.item() if isinstance(image_id, np.generic) else image_id,
-            "category_id": int(label),
-            "bbox": [x1, y1, x2 - x1, y2 - y1],
-            "score": float(score),
-        })
+        out.append(
+            {
+                "image_id": image_id.item() if isinstance(image_id, np.generic) else image_id,
+                "category_id": int(label),
+                "bbox": [x1, y1, x2 - x1, y2 - y1],
+                "score": float(score),
+            }
+        )
     write_json(path, out, indent=None)
 
 
@@ -456,7 +512,9 @@ def write_detections_csv(dets: Detections, gt: DetectionDataset, path: str | Pat
     with atomic_write(path) as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(CSV_COLUMNS)
-        for row, label, box, score in zip(dets.image_index.tolist(), dets.labels.tolist(), dets.boxes, dets.scores):
+        for row, label, box, score in zip(
+            dets.image_index.tolist(), dets.labels.tolist(), dets.boxes, dets.scores, strict=True
+        ):
             w.writerow([gt.file_names[row], names.get(label, str(label)), num(score), *(num(v) for v in box)])
 
 
@@ -518,7 +576,8 @@ def read_txt_layout(
                 raise SoftSamplingError(
                     f"no ground-truth file {path.stem}.txt for these detections",
                     file=path,
-                    fix=f"add an empty {gt_dir / (path.stem + '.txt')} if the image has no objects, or remove this file",
+                    fix=f"add an empty {gt_dir / (path.stem + '.txt')} if the image has no objects, "
+                    "or remove this file",
                 )
             row = row_of[path.stem]
             for line_no, fields in _lines(path):
@@ -570,7 +629,7 @@ def read_txt_layout(
         image_root=None if images_dir is None else Path(images_dir),
         extra={"format": "txt", "source": str(gt_dir)},
     )
-    if dets is not None:
+    if dets is not None and det_dir is not None:  # dets are read only from a det_dir
         check_same_units(gt, dets, det_dir)
     return gt, dets
 
@@ -586,10 +645,15 @@ def _number(text: str, path: Path, line_no: int) -> float:
     value = ascii_float(text)
     if value is None:
         raise SoftSamplingError(
-            f"{text!r} is not a number", file=path, record=f"line {line_no}", fix="fix the line; class names must not contain spaces"
+            f"{text!r} is not a number",
+            file=path,
+            record=f"line {line_no}",
+            fix="fix the line; class names must not contain spaces",
         )
     if not math.isfinite(value):
-        raise SoftSamplingError(f"{text!r} is not a finite number", file=path, record=f"line {line_no}", fix="fix the line")
+        raise SoftSamplingError(
+            f"{text!r} is not a finite number", file=path, record=f"line {line_no}", fix="fix the line"
+        )
     return value
 
 

@@ -35,8 +35,15 @@ def _parse_iou(text: str | None) -> list[float] | None:
     return values
 
 
-def metric_function(name: str, gt: DetectionDataset, *, iou: str | None = None,
-                    hierarchy: Path | None = None, exhaustive: bool = True, coco_backend: str = "numpy") -> Metric:
+def metric_function(
+    name: str,
+    gt: DetectionDataset,
+    *,
+    iou: str | None = None,
+    hierarchy: Path | None = None,
+    exhaustive: bool = True,
+    coco_backend: str = "numpy",
+) -> Metric:
     """``metric(gt, dets) -> dict`` for ``--metric name`` with its options bound.
 
     ``exhaustive`` (openimages metric only): the ground truth annotates every
@@ -50,12 +57,18 @@ def metric_function(name: str, gt: DetectionDataset, *, iou: str | None = None,
     if name in ("voc", "voc07", "voc07_exact"):
         from softsampling.evaluation.voc_metric import voc_ap
 
-        return partial(voc_ap, iou_thresholds=tuple(ious or (0.5,)), use_07_metric=name != "voc",
-                       exact_tenths=name == "voc07_exact")
+        return partial(
+            voc_ap,
+            iou_thresholds=tuple(ious or (0.5,)),
+            use_07_metric=name != "voc",
+            exact_tenths=name == "voc07_exact",
+        )
     if name == "coco":
         if ious is not None:
-            raise SoftSamplingError("--metric coco uses COCO's fixed IoU thresholds 0.50:0.05:0.95",
-                                    fix="leave --iou out (AP50 and AP75 are among its numbers)")
+            raise SoftSamplingError(
+                "--metric coco uses COCO's fixed IoU thresholds 0.50:0.05:0.95",
+                fix="leave --iou out (AP50 and AP75 are among its numbers)",
+            )
         from softsampling.evaluation.coco_metric import coco_metric
 
         return partial(coco_metric, backend=coco_backend)
@@ -74,6 +87,6 @@ def exhaustive_labels(gt: DetectionDataset) -> dict[int, tuple[list[int], list[i
     positive where it has a box, negative elsewhere."""
     all_ids = [c.id for c in gt.categories]
     present: list[set[int]] = [set() for _ in range(gt.num_images)]
-    for row, label in zip(gt.box_image.tolist(), gt.labels.tolist()):
+    for row, label in zip(gt.box_image.tolist(), gt.labels.tolist(), strict=True):
         present[row].add(label)
     return {row: (sorted(p), [c for c in all_ids if c not in p]) for row, p in enumerate(present)}

@@ -76,8 +76,12 @@ class 3 not verified):
     ...     boxes=[{"image_index": 0, "bbox": [0, 0, 50, 50], "label": 1}],
     ...     categories=[Category(1, "Dog"), Category(2, "Cat"), Category(3, "Car")],
     ... )
-    >>> dets = Detections(image_index=[0, 0, 0], boxes=[[0, 0, 50, 50], [0, 0, 9, 9], [5, 5, 9, 9]],
-    ...                   labels=[1, 2, 3], scores=[0.9, 0.8, 0.7])
+    >>> dets = Detections(
+    ...     image_index=[0, 0, 0],
+    ...     boxes=[[0, 0, 50, 50], [0, 0, 9, 9], [5, 5, 9, 9]],
+    ...     labels=[1, 2, 3],
+    ...     scores=[0.9, 0.8, 0.7],
+    ... )
     >>> r = openimages_metric(gt, dets, image_labels={0: ({1}, {2})})
     >>> r["mAP"], r["per_class"][1]["ap"], r["per_class"][2]["ap"]
     (1.0, 1.0, None)
@@ -91,7 +95,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -139,7 +143,7 @@ class ImageLabels:
             rows += [(int(image), int(c), False) for c in sorted(neg)]
         if not rows:
             return cls(np.zeros(0), np.zeros(0), np.zeros(0))
-        image_index, labels, positive = zip(*rows)
+        image_index, labels, positive = zip(*rows, strict=True)
         return cls(np.array(image_index), np.array(labels), np.array(positive))
 
     @classmethod
@@ -159,7 +163,7 @@ class ImageLabels:
         return cls(np.zeros(0), np.zeros(0), np.zeros(0))
 
 
-ImageLabelsLike = Union[ImageLabels, Mapping[int, tuple[Iterable[int], Iterable[int]]]]
+ImageLabelsLike = ImageLabels | Mapping[int, tuple[Iterable[int], Iterable[int]]]
 
 
 def as_image_labels(image_labels: ImageLabelsLike) -> ImageLabels:
@@ -181,9 +185,7 @@ class ClassHierarchy:
     descendants: dict[int, frozenset[int]]
 
 
-def load_hierarchy(
-    source: str | Path | Mapping[str, Any], categories: Sequence[Category]
-) -> ClassHierarchy:
+def load_hierarchy(source: str | Path | Mapping[str, Any], categories: Sequence[Category]) -> ClassHierarchy:
     """Read an Open Images class hierarchy (``{"LabelName": ..., "Subcategory": [...]}``).
 
     ``source`` is the parsed JSON or a path to it. Hierarchy nodes are matched
@@ -193,8 +195,12 @@ def load_hierarchy(
     node is skipped, as in the reference.
 
     >>> cats = [Category(1, "/m/animal"), Category(2, "/m/dog"), Category(3, "/m/cat")]
-    >>> tree = {"LabelName": "/m/root", "Subcategory": [
-    ...     {"LabelName": "/m/animal", "Subcategory": [{"LabelName": "/m/dog"}, {"LabelName": "/m/cat"}]}]}
+    >>> tree = {
+    ...     "LabelName": "/m/root",
+    ...     "Subcategory": [
+    ...         {"LabelName": "/m/animal", "Subcategory": [{"LabelName": "/m/dog"}, {"LabelName": "/m/cat"}]}
+    ...     ],
+    ... }
     >>> h = load_hierarchy(tree, cats)
     >>> sorted(h.ancestors[2]), sorted(h.descendants[1]), sorted(h.ancestors[1])
     ([1], [2, 3], [])
@@ -208,14 +214,21 @@ def load_hierarchy(
         try:
             tree = json.loads(Path(source).read_text())
         except FileNotFoundError:
-            raise SoftSamplingError("hierarchy file does not exist", file=where,
-                                    fix="pass the path of bbox_labels_600_hierarchy.json") from None
+            raise SoftSamplingError(
+                "hierarchy file does not exist", file=where, fix="pass the path of bbox_labels_600_hierarchy.json"
+            ) from None
         except json.JSONDecodeError as e:
-            raise SoftSamplingError(f"hierarchy file is not valid JSON ({e.msg}, line {e.lineno})", file=where,
-                                    fix="pass the official hierarchy JSON file") from None
+            raise SoftSamplingError(
+                f"hierarchy file is not valid JSON ({e.msg}, line {e.lineno})",
+                file=where,
+                fix="pass the official hierarchy JSON file",
+            ) from None
     if not isinstance(tree, Mapping) or "LabelName" not in tree:
-        raise SoftSamplingError("hierarchy has no top-level 'LabelName'", file=where,
-                                fix='expected {"LabelName": ..., "Subcategory": [...]}')
+        raise SoftSamplingError(
+            "hierarchy has no top-level 'LabelName'",
+            file=where,
+            fix='expected {"LabelName": ..., "Subcategory": [...]}',
+        )
 
     id_of = {_label_name(c): int(c.id) for c in categories}
     ancestors: dict[int, set[int]] = {int(c.id): set() for c in categories}
@@ -229,11 +242,16 @@ def load_hierarchy(
         node, path = stack.pop()
         name = str(node["LabelName"]) if "LabelName" in node else None
         if name is None:
-            raise SoftSamplingError("hierarchy node without 'LabelName'", file=where, record=f"under {path}",
-                                    fix="every node needs a LabelName")
+            raise SoftSamplingError(
+                "hierarchy node without 'LabelName'",
+                file=where,
+                record=f"under {path}",
+                fix="every node needs a LabelName",
+            )
         if name in path:
-            raise SoftSamplingError(f"hierarchy has a cycle through {name!r}", file=where,
-                                    fix="the hierarchy must be a tree or a DAG")
+            raise SoftSamplingError(
+                f"hierarchy has a cycle through {name!r}", file=where, fix="the hierarchy must be a tree or a DAG"
+            )
         if name in id_of:
             cid = id_of[name]
             for above in path:
@@ -259,8 +277,11 @@ def _label_name(category: Category) -> str:
 def _subcategories(node: Mapping[str, Any], where: str | None) -> list[Mapping[str, Any]]:
     subs = node.get("Subcategory", [])
     if not isinstance(subs, list) or not all(isinstance(s, Mapping) for s in subs):
-        raise SoftSamplingError(f"'Subcategory' of {node.get('LabelName')!r} is not a list of nodes", file=where,
-                                fix="use the official hierarchy JSON layout")
+        raise SoftSamplingError(
+            f"'Subcategory' of {node.get('LabelName')!r} is not a list of nodes",
+            file=where,
+            fix="use the official hierarchy JSON layout",
+        )
     return subs
 
 
@@ -294,8 +315,12 @@ def openimages_metric(
     Returns:
         A dict of plain Python numbers::
 
-            {"metric": "openimages", "iou_thresholds": [iou], "mAP": float,
-             "per_class": {category_id: {"name", "ap", "num_gt", "num_det", "num_tp"}}}
+            {
+                "metric": "openimages",
+                "iou_thresholds": [iou],
+                "mAP": float,
+                "per_class": {category_id: {"name", "ap", "num_gt", "num_det", "num_tp"}},
+            }
 
         ``ap`` is ``None`` for a class without positives (left out of the
         mean); ``num_gt`` counts positives after hierarchy expansion (a
@@ -308,8 +333,9 @@ def openimages_metric(
         SoftSamplingError: bad category ids or image rows, a bad threshold or
             hierarchy file, or ground truth without any box (mAP undefined).
     """
-    return openimages_metric_sweep(gt, dets, None, image_labels=image_labels, iou=iou, hierarchy=hierarchy,
-                                   expand_detections=expand_detections)[0]
+    return openimages_metric_sweep(
+        gt, dets, None, image_labels=image_labels, iou=iou, hierarchy=hierarchy, expand_detections=expand_detections
+    )[0]
 
 
 def openimages_metric_sweep(
@@ -338,9 +364,11 @@ def openimages_metric_sweep(
         unknown = ~np.isin(labels.labels, cat_ids)
         if unknown.any():
             r = int(np.flatnonzero(unknown)[0])
-            raise SoftSamplingError(f"image-level label has category id {int(labels.labels[r])}, which the "
-                                    "ground truth does not define", record=f"image row {int(labels.image_index[r])}",
-                                    fix="map image-level labels to the ground truth's category ids")
+            raise SoftSamplingError(
+                f"image-level label has category id {int(labels.labels[r])}, which the ground truth does not define",
+                record=f"image row {int(labels.image_index[r])}",
+                fix="map image-level labels to the ground truth's category ids",
+            )
     num_classes = len(cat_ids)
     if num_classes == 0:
         raise SoftSamplingError("the ground truth defines no categories", fix="read a dataset with categories")
@@ -358,8 +386,9 @@ def openimages_metric_sweep(
         known = set(cat_ids.tolist())
 
         def related(table: Mapping[int, frozenset[int]]) -> tuple[np.ndarray, np.ndarray]:
-            return _class_csr([to_index(np.array(sorted(known & set(table.get(int(c), ()))), dtype=np.int64))
-                               for c in cat_ids])
+            return _class_csr(
+                [to_index(np.array(sorted(known & set(table.get(int(c), ()))), dtype=np.int64)) for c in cat_ids]
+            )
 
         up, down = related(h.ancestors), related(h.descendants)
         rows, g_class = _expand(g_class, up)
@@ -415,8 +444,10 @@ def openimages_metric_sweep(
     # --- rules 5 and 6: AP per class, mean over classes with positives
     num_gt = np.bincount(g_class, minlength=num_classes)
     if not (num_gt > 0).any():
-        raise SoftSamplingError("the ground truth has no boxes, so Open Images mAP is undefined",
-                                fix="evaluate on a split that has annotated objects")
+        raise SoftSamplingError(
+            "the ground truth has no boxes, so Open Images mAP is undefined",
+            fix="evaluate on a split that has annotated objects",
+        )
     by_class = np.lexsort((np.arange(len(e_score)), -e_score, e_class))
     bounds = np.searchsorted(e_class[by_class], np.arange(num_classes + 1), side="left")
     # scores are float32 values: compare them as Detections.above does
@@ -445,8 +476,7 @@ def openimages_metric_sweep(
             }
             for k, c in enumerate(cat_ids)
         }
-        results.append({"metric": "openimages", "iou_thresholds": [float(iou)], "mAP": mean_ap,
-                        "per_class": per_class})
+        results.append({"metric": "openimages", "iou_thresholds": [float(iou)], "mAP": mean_ap, "per_class": per_class})
     return results
 
 

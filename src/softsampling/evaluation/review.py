@@ -27,8 +27,9 @@ DECISIONS_FORMAT = "softsampling-audit-decisions"
 CROP_SIZE = 192
 
 
-def crop_data_uri(image: Any, box: np.ndarray, annotated: np.ndarray, *, context: float = 1.0,
-                  size: int = CROP_SIZE) -> str:
+def crop_data_uri(
+    image: Any, box: np.ndarray, annotated: np.ndarray, *, context: float = 1.0, size: int = CROP_SIZE
+) -> str:
     """A JPEG data URI of ``box`` (xyxy) in a PIL ``image`` with ``context`` box-sizes of margin on each side.
 
     The candidate is drawn in red, ``annotated`` boxes [n, 4] in green; the crop
@@ -48,17 +49,24 @@ def crop_data_uri(image: Any, box: np.ndarray, annotated: np.ndarray, *, context
     draw = ImageDraw.Draw(crop)
     width = max(1, round(size / 96))
     for g in annotated:
-        draw.rectangle([(g[0] - left) * scale, (g[1] - top) * scale, (g[2] - left) * scale, (g[3] - top) * scale],
-                       outline=(0, 200, 0), width=width)
-    draw.rectangle([(x1 - left) * scale, (y1 - top) * scale, (x2 - left) * scale, (y2 - top) * scale],
-                   outline=(255, 0, 0), width=width + 1)
+        draw.rectangle(
+            [(g[0] - left) * scale, (g[1] - top) * scale, (g[2] - left) * scale, (g[3] - top) * scale],
+            outline=(0, 200, 0),
+            width=width,
+        )
+    draw.rectangle(
+        [(x1 - left) * scale, (y1 - top) * scale, (x2 - left) * scale, (y2 - top) * scale],
+        outline=(255, 0, 0),
+        width=width + 1,
+    )
     buf = io.BytesIO()
     crop.save(buf, format="JPEG", quality=85)
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def review_items(gt: DetectionDataset, entries: list[dict[str, Any]], *, limit: int | None = None,
-                 context: float = 1.0) -> list[dict[str, Any]]:
+def review_items(
+    gt: DetectionDataset, entries: list[dict[str, Any]], *, limit: int | None = None, context: float = 1.0
+) -> list[dict[str, Any]]:
     """The page's items: each candidate entry (``candidates.json``) plus its crop; images opened once each."""
     from PIL import Image
 
@@ -75,16 +83,24 @@ def review_items(gt: DetectionDataset, entries: list[dict[str, Any]], *, limit: 
             for k in ks:
                 e = chosen[k]
                 x, y, w, h = e["bbox"]
-                items[k] = {**e, "crop": crop_data_uri(image, np.array([x, y, x + w, y + h]), annotated,
-                                                       context=context)}
+                items[k] = {
+                    **e,
+                    "crop": crop_data_uri(image, np.array([x, y, x + w, y + h]), annotated, context=context),
+                }
     return items
 
 
-def render_review_html(items: list[dict[str, Any]], class_names: dict[int, str], *, title: str,
-                       candidates_sha256: str, total: int) -> str:
+def render_review_html(
+    items: list[dict[str, Any]], class_names: dict[int, str], *, title: str, candidates_sha256: str, total: int
+) -> str:
     """The page as one HTML string (``items`` from :func:`review_items`, best first)."""
-    data = {"items": items, "classes": {str(k): v for k, v in class_names.items()},
-            "candidates_sha256": candidates_sha256, "format": DECISIONS_FORMAT, "total": total}
+    data = {
+        "items": items,
+        "classes": {str(k): v for k, v in class_names.items()},
+        "candidates_sha256": candidates_sha256,
+        "format": DECISIONS_FORMAT,
+        "total": total,
+    }
     payload = json.dumps(data, ensure_ascii=True, allow_nan=False).replace("</", "<\\/")
     return _PAGE.replace("__TITLE__", html.escape(title)).replace("__DATA__", payload)
 
@@ -93,7 +109,8 @@ _PAGE = r"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>__TITLE__</title>
 <style>
 body{font-family:system-ui,sans-serif;margin:0;background:#f4f4f4;color:#222}
-header{position:sticky;top:0;background:#fff;border-bottom:1px solid #ccc;padding:8px 12px;display:flex;gap:14px;align-items:center;flex-wrap:wrap;z-index:2}
+header{position:sticky;top:0;background:#fff;border-bottom:1px solid #ccc;padding:8px 12px;
+  display:flex;gap:14px;align-items:center;flex-wrap:wrap;z-index:2}
 #grid{display:flex;flex-wrap:wrap;gap:10px;padding:12px}
 .card{background:#fff;border:3px solid #ddd;border-radius:6px;padding:6px;width:200px;font-size:12px}
 .card img{display:block;width:192px;height:auto;margin:auto}

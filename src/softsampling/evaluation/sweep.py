@@ -15,9 +15,12 @@ Example:
     >>> from softsampling.evaluation.voc_metric import voc_ap
     >>> gt = DetectionDataset.from_lists(
     ...     images=[{"id": 0, "file_name": "a.jpg", "width": 50, "height": 50}],
-    ...     boxes=[{"image_index": 0, "bbox": [0, 0, 10, 10], "label": 1},
-    ...            {"image_index": 0, "bbox": [20, 20, 30, 30], "label": 1}],
-    ...     categories=[Category(1, "cat")])
+    ...     boxes=[
+    ...         {"image_index": 0, "bbox": [0, 0, 10, 10], "label": 1},
+    ...         {"image_index": 0, "bbox": [20, 20, 30, 30], "label": 1},
+    ...     ],
+    ...     categories=[Category(1, "cat")],
+    ... )
     >>> dets = Detections([0, 0], [[0, 0, 10, 10], [20, 20, 30, 30]], [1, 1], [0.9, 0.3])
     >>> score_threshold_sweep(gt, dets, [0.0, 0.5, 0.95], voc_ap)
     [(0.0, 1.0), (0.5, 0.5), (0.95, 0.0)]
@@ -54,7 +57,7 @@ def score_threshold_sweep(
     ``functools.partial``, e.g. ``partial(voc_ap, use_07_metric=True)``).
     """
     results = sweep_results(gt, dets, thresholds, metric_fn)
-    return [(float(t), float(r["mAP"])) for t, r in zip(thresholds, results)]
+    return [(float(t), float(r["mAP"])) for t, r in zip(thresholds, results, strict=True)]
 
 
 def sweep_results(
@@ -62,7 +65,7 @@ def sweep_results(
     dets: Detections,
     thresholds: Sequence[float],
     metric_fn: MetricFn,
-) -> list[Mapping[str, Any]]:
+) -> Sequence[Mapping[str, Any]]:
     """``[metric_fn(gt, dets.above(t)) for t in thresholds]``, the full result per threshold.
 
     The package's metrics (:func:`voc_ap`, :func:`coco_metric`,

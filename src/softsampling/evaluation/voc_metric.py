@@ -57,11 +57,13 @@ Example (one image, one "cat"; a duplicate and a miss):
     >>> from softsampling.structures.detections import Detections
     >>> gt = DetectionDataset.from_lists(
     ...     images=[{"id": "a", "file_name": "a.jpg", "width": 100, "height": 100}],
-    ...     boxes=[{"image_index": 0, "bbox": [0, 0, 10, 10], "label": 1},
-    ...            {"image_index": 0, "bbox": [50, 50, 60, 60], "label": 1}],
-    ...     categories=[Category(1, "cat")])
-    >>> dets = Detections(image_index=[0, 0], boxes=[[0, 0, 10, 10], [1, 0, 10, 10]],
-    ...                   labels=[1, 1], scores=[0.9, 0.8])
+    ...     boxes=[
+    ...         {"image_index": 0, "bbox": [0, 0, 10, 10], "label": 1},
+    ...         {"image_index": 0, "bbox": [50, 50, 60, 60], "label": 1},
+    ...     ],
+    ...     categories=[Category(1, "cat")],
+    ... )
+    >>> dets = Detections(image_index=[0, 0], boxes=[[0, 0, 10, 10], [1, 0, 10, 10]], labels=[1, 1], scores=[0.9, 0.8])
     >>> r = voc_ap(gt, dets)
     >>> r["mAP"], r["per_class"][1]["num_gt"], r["per_class"][1]["num_det"]
     (0.5, 2, 2)
@@ -115,8 +117,9 @@ def voc_ap(
         class. Classes without non-difficult boxes get ``ap = None`` and are left
         out of the mean. All numbers are plain Python ``float``/``int``.
     """
-    return voc_ap_sweep(gt, dets, None, iou_thresholds=iou_thresholds, use_07_metric=use_07_metric,
-                        exact_tenths=exact_tenths)[0]
+    return voc_ap_sweep(
+        gt, dets, None, iou_thresholds=iou_thresholds, use_07_metric=use_07_metric, exact_tenths=exact_tenths
+    )[0]
 
 
 def voc_ap_sweep(
@@ -172,18 +175,36 @@ def voc_ap_sweep(
                     continue
                 lo, hi = class_start[c], class_start[c + 1]
                 keep = ~ignored[lo:hi] & kept_ranked[lo:hi]
-                ap[ti, c] = average_precision(tp[lo:hi][keep], int(num_gt[c]), use_07_metric=use_07_metric,
-                                              exact_tenths=exact_tenths)
+                ap[ti, c] = average_precision(
+                    tp[lo:hi][keep], int(num_gt[c]), use_07_metric=use_07_metric, exact_tenths=exact_tenths
+                )
         num_det = np.bincount(det_cls[kept], minlength=num_classes)
         listed = in_gt | (num_det > 0)  # the classes _class_ids(gt, dets.above(score)) would list
-        results.append(_voc_result(gt, class_ids[listed], ap[:, listed], num_gt[listed], num_det[listed],
-                                   thresholds, use_07_metric, exact_tenths))
+        results.append(
+            _voc_result(
+                gt,
+                class_ids[listed],
+                ap[:, listed],
+                num_gt[listed],
+                num_det[listed],
+                thresholds,
+                use_07_metric,
+                exact_tenths,
+            )
+        )
     return results
 
 
-def _voc_result(gt: DetectionDataset, class_ids: np.ndarray, ap: np.ndarray, num_gt: np.ndarray,
-                num_det: np.ndarray, thresholds: list[float], use_07_metric: bool,
-                exact_tenths: bool) -> dict[str, Any]:
+def _voc_result(
+    gt: DetectionDataset,
+    class_ids: np.ndarray,
+    ap: np.ndarray,
+    num_gt: np.ndarray,
+    num_det: np.ndarray,
+    thresholds: list[float],
+    use_07_metric: bool,
+    exact_tenths: bool,
+) -> dict[str, Any]:
     has_gt = num_gt > 0
     maps = [float(np.mean(ap[ti, has_gt])) for ti in range(len(thresholds))]
     names = gt.category_names
@@ -206,9 +227,7 @@ def _voc_result(gt: DetectionDataset, class_ids: np.ndarray, ap: np.ndarray, num
     }
 
 
-def average_precision(
-    tp: np.ndarray, num_gt: int, *, use_07_metric: bool = False, exact_tenths: bool = False
-) -> float:
+def average_precision(tp: np.ndarray, num_gt: int, *, use_07_metric: bool = False, exact_tenths: bool = False) -> float:
     """AP of one class from its ranked detections.
 
     ``tp``: bool [n], true positive flags in rank order (ignored detections
@@ -375,9 +394,11 @@ def match_detections(gt: DetectionDataset, dets: Detections, iou: float = 0.5) -
     >>> gt = DetectionDataset.from_lists(
     ...     images=[{"id": 0, "file_name": "a.png", "width": 50, "height": 50}],
     ...     boxes=[{"image_index": 0, "bbox": [0, 0, 10, 10], "label": 1}],
-    ...     categories=[Category(1, "cat"), Category(2, "dog")])
-    >>> m = match_detections(gt, Detections([0, 0, 0], [[1, 0, 10, 10], [0, 0, 10, 10], [0, 0, 10, 10]],
-    ...                                     [1, 1, 2], [0.5, 0.8, 0.9]))
+    ...     categories=[Category(1, "cat"), Category(2, "dog")],
+    ... )
+    >>> m = match_detections(
+    ...     gt, Detections([0, 0, 0], [[1, 0, 10, 10], [0, 0, 10, 10], [0, 0, 10, 10]], [1, 1, 2], [0.5, 0.8, 0.9])
+    ... )
     >>> m.tp.tolist(), m.num_gt
     ([False, True, False], {1: 1, 2: 0})
     """
@@ -397,4 +418,4 @@ def match_detections(gt: DetectionDataset, dets: Detections, iou: float = 0.5) -
     ignored = np.zeros(len(dets), dtype=bool)
     tp[order] = tp_ranked
     ignored[order] = ignored_ranked
-    return DetectionMatches(tp, ignored, {int(c): int(n) for c, n in zip(class_ids, num_gt)})
+    return DetectionMatches(tp, ignored, {int(c): int(n) for c, n in zip(class_ids, num_gt, strict=True)})

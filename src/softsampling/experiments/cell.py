@@ -36,8 +36,9 @@ import numpy as np
 from softsampling.io import write_json
 
 
-def evaluate_detections(gt: Any, dets: Any, *, thresholds: list[float], iou: float = 0.5,
-                        metric_name: str = "voc") -> dict[str, Any]:
+def evaluate_detections(
+    gt: Any, dets: Any, *, thresholds: list[float], iou: float = 0.5, metric_name: str = "voc"
+) -> dict[str, Any]:
     """mAP of ``dets`` on ``gt`` (``metric_name`` ``voc`` or ``openimages``) and the score-threshold sweep.
 
     ``openimages`` uses the image-level labels the reader kept
@@ -74,11 +75,12 @@ def check_same_classes(label_map: Any, gt: Any, path: str) -> None:
     from softsampling.errors import SoftSamplingError
 
     have = [(c.id, c.name) for c in gt.categories]
-    trained = list(zip(label_map.category_ids, label_map.names))
+    trained = list(zip(label_map.category_ids, label_map.names, strict=True))
     if have != trained:
         raise SoftSamplingError(
             f"the model was trained on {len(trained)} classes that differ from the {len(have)} classes of the "
-            "evaluation data (ids and names must match)", file=path,
+            "evaluation data (ids and names must match)",
+            file=path,
             fix="train and evaluate on splits with the same classes (e.g. both files of one openimages-subset folder)",
         )
 
@@ -102,9 +104,13 @@ def evaluate_run(run_dir: Path, evaluation: dict[str, Any], device: str = "cpu")
         if evaluation.get("metric") == "openimages":  # ids follow each file's LabelNames: check they agree
             check_same_classes(label_map, gt, spec["path"])
         dets = predict_dataset(model, gt, label_map, batch_size=int(evaluation.get("batch_size", 8)), device=device)
-        out[split] = evaluate_detections(gt, dets, thresholds=list(evaluation["sweep_thresholds"]),
-                                         iou=float(evaluation.get("iou", 0.5)),
-                                         metric_name=str(evaluation.get("metric", "voc")))
+        out[split] = evaluate_detections(
+            gt,
+            dets,
+            thresholds=list(evaluation["sweep_thresholds"]),
+            iou=float(evaluation.get("iou", 0.5)),
+            metric_name=str(evaluation.get("metric", "voc")),
+        )
     return out
 
 
@@ -142,11 +148,19 @@ def run_cell(spec_path: Path) -> int:
         torch.set_num_threads(cfg.train.threads)
     scores = evaluate_run(run_dir, spec["evaluation"], device=device)
     results = {
-        "key": spec["key"], "seed": spec["seed"], "method": spec["method"], "rate": spec["rate"],
-        "run_dir": spec["run_dir"], "config_digest": cfg.digest(), "strategy": cfg.strategy,
-        "iterations": cfg.train.iterations, "evaluation": spec["evaluation"],
-        "test": scores["test"], "train": scores["train"],
-        "train_seconds": timing.get("train_seconds"), "eval_seconds": round(time.perf_counter() - tic, 2),
+        "key": spec["key"],
+        "seed": spec["seed"],
+        "method": spec["method"],
+        "rate": spec["rate"],
+        "run_dir": spec["run_dir"],
+        "config_digest": cfg.digest(),
+        "strategy": cfg.strategy,
+        "iterations": cfg.train.iterations,
+        "evaluation": spec["evaluation"],
+        "test": scores["test"],
+        "train": scores["train"],
+        "train_seconds": timing.get("train_seconds"),
+        "eval_seconds": round(time.perf_counter() - tic, 2),
     }
     write_json(run_dir / "results.json", results)
     return 0

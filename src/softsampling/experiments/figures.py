@@ -27,8 +27,12 @@ def _save(fig: Any, path: Path) -> None:
         fig.savefig(f, format="png", bbox_inches="tight")
 
 
-def plot_score_threshold(panels: dict[str, dict[str, tuple[list[float], list[float], list[float] | None]]],
-                         path: Path, *, title: str = "mAP@0.5 vs. detection score threshold") -> None:
+def plot_score_threshold(
+    panels: dict[str, dict[str, tuple[list[float], list[float], list[float] | None]]],
+    path: Path,
+    *,
+    title: str = "mAP@0.5 vs. detection score threshold",
+) -> None:
     """Fig. 2. ``panels``: panel title -> curve label -> ``(thresholds, mean mAP points, std or None)``.
 
     One panel per split (the paper: trainval and test); a shaded band shows
@@ -36,7 +40,8 @@ def plot_score_threshold(panels: dict[str, dict[str, tuple[list[float], list[flo
     """
     fig = _figure(5.2 * max(1, len(panels)), 4)
     axes = fig.subplots(1, max(1, len(panels)), squeeze=False)
-    for ax, (panel, curves) in zip(axes[0], panels.items()):
+    # strict=False: with no panels there is still one (empty) axes
+    for ax, (panel, curves) in zip(axes[0], panels.items(), strict=False):
         for label, (t, m, s) in curves.items():
             t_arr, m_arr = np.asarray(t, float), np.asarray(m, float)
             ax.plot(t_arr, m_arr, marker="o", ms=3, label=label)
@@ -82,15 +87,24 @@ def plot_overlap(analysis: dict[str, Any], path: Path, *, title: str = "") -> No
     ax.plot(o, gompertz(o, a, b, c), color="tab:blue", lw=2, label=f"paper's weight (a={a:g}, b={b:g}, c={c:g})")
     if analysis.get("fitted"):
         fa, fb, fc = (analysis["fitted"][k] for k in "abc")
-        ax.plot(o, gompertz(o, fa, fb, fc), "--", color="tab:green", lw=2,
-                label=f"fitted to 1 - P (a={fa:.2f}, b={fb:.3g}, c={fc:.3g})")
+        ax.plot(
+            o,
+            gompertz(o, fa, fb, fc),
+            "--",
+            color="tab:green",
+            lw=2,
+            label=f"fitted to 1 - P (a={fa:.2f}, b={fb:.3g}, c={fc:.3g})",
+        )
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("weight / 1 - P")
     ax.legend(fontsize=8, loc="center right")
     ax.grid(alpha=0.3)
-    ax.set_title(title or f"background proposals of {analysis['images']} curated training images "
-                          f"({analysis['background_on_dropped']} of {analysis['background_proposals']} on dropped objects)",
-                 fontsize=9)
+    ax.set_title(
+        title
+        or f"background proposals of {analysis['images']} curated training images "
+        f"({analysis['background_on_dropped']} of {analysis['background_proposals']} on dropped objects)",
+        fontsize=9,
+    )
     counts = np.asarray(curve["count"], float)
     ax_n.bar(edges[:-1], counts, width=width, align="edge", color="gray", edgecolor="white")
     ax_n.set_yscale("log" if counts.max(initial=0) > 0 else "linear")

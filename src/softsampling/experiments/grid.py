@@ -152,16 +152,22 @@ def prepare_data(preset: Preset, seeds: list[int], out: Path, *, log: Callable[[
         root = data_dir / "digits"
         if not (root / "annotations" / "test.json").exists():
             tic = time.perf_counter()
-            make_digit_scenes(root, train=d.train, val=d.val, test=d.test, size=d.size, seed=d.seed, force=True,
-                              preset=d.preset)
-            log(f"built {d.preset} digit scenes ({d.train}/{d.val}/{d.test} images, {d.size} px) in "
-                f"{time.perf_counter() - tic:.1f} s: {root}")
+            make_digit_scenes(
+                root, train=d.train, val=d.val, test=d.test, size=d.size, seed=d.seed, force=True, preset=d.preset
+            )
+            log(
+                f"built {d.preset} digit scenes ({d.train}/{d.val}/{d.test} images, {d.size} px) in "
+                f"{time.perf_counter() - tic:.1f} s: {root}"
+            )
         else:
             log(f"reusing digit scenes in {root}")
 
         def split(name: str) -> SplitSpec:
-            return SplitSpec(_rel(root / "annotations" / f"{name}.json", out), "coco",
-                             {"image_root": _rel(root / "images" / name, out)})
+            return SplitSpec(
+                _rel(root / "annotations" / f"{name}.json", out),
+                "coco",
+                {"image_root": _rel(root / "images" / name, out)},
+            )
 
         train, val, test = split("train"), (split("val") if d.val > 0 else None), split("test")
         curated_fmt, suffix = "coco", ".json"
@@ -176,14 +182,17 @@ def prepare_data(preset: Preset, seeds: list[int], out: Path, *, log: Callable[[
         assert preset.oi_root is not None
         oi = Path(preset.oi_root)
         train = SplitSpec(_rel(oi / "train.csv", out), "openimages", {"image_root": _rel(oi / "images" / "train", out)})
-        test = SplitSpec(_rel(oi / "test.csv", out), "openimages",
-                         {"image_root": _rel(oi / "images" / "test", out),
-                          "labels_csv": _rel(oi / "test-image-labels.csv", out)})
+        test = SplitSpec(
+            _rel(oi / "test.csv", out),
+            "openimages",
+            {"image_root": _rel(oi / "images" / "test", out), "labels_csv": _rel(oi / "test-image-labels.csv", out)},
+        )
         val = None
         curated_fmt, suffix = "openimages", ".csv"
     else:
-        raise SoftSamplingError(f"unknown dataset kind {preset.dataset!r} in preset {preset.name!r}",
-                                fix="use digits, voc or openimages")
+        raise SoftSamplingError(
+            f"unknown dataset kind {preset.dataset!r} in preset {preset.name!r}", fix="use digits, voc or openimages"
+        )
 
     full = None
     curated: dict[tuple[int, float], SplitSpec] = {}
@@ -203,8 +212,15 @@ def prepare_data(preset: Preset, seeds: list[int], out: Path, *, log: Callable[[
                 save_dataset(result.dataset, target, "voc", split="trainval")
             else:
                 save_dataset(result.dataset, target, curated_fmt)
-            write_manifest(manifest, full, result, input_path=train.path, input_format=train.format,
-                           input_sha256=sha256_of_input(out / train.path), options={"rate": str(rate)})
+            write_manifest(
+                manifest,
+                full,
+                result,
+                input_path=train.path,
+                input_format=train.format,
+                input_sha256=sha256_of_input(out / train.path),
+                options={"rate": str(rate)},
+            )
             t = result.totals()
             log(f"curated seed {seed} at {rate:.0%}: kept {t['boxes_after']} of {t['boxes_before']} boxes -> {target}")
     return DataLayout(train=train, test=test, val=val, curated=curated)
@@ -247,8 +263,15 @@ class Cell:
 
     def spec(self) -> dict[str, Any]:
         """What ``python -m softsampling.experiments.cell SPEC.json`` needs."""
-        return {"key": self.key, "seed": self.seed, "method": self.method, "rate": self.rate,
-                "run_dir": self.run_dir, "config": self.config.to_dict(), "evaluation": self.evaluation}
+        return {
+            "key": self.key,
+            "seed": self.seed,
+            "method": self.method,
+            "rate": self.rate,
+            "run_dir": self.run_dir,
+            "config": self.config.to_dict(),
+            "evaluation": self.evaluation,
+        }
 
 
 def base_config(preset: Preset, overrides: list[str]) -> RunConfig:
@@ -258,8 +281,12 @@ def base_config(preset: Preset, overrides: list[str]) -> RunConfig:
 
 def _with_data(cfg: RunConfig, spec: SplitSpec, val: SplitSpec | None) -> RunConfig:
     data = dataclasses.replace(
-        cfg.data, format=spec.format, train=spec.path, images=spec.options.get("image_root"),
-        split=spec.options.get("split", cfg.data.split), manifest=None,
+        cfg.data,
+        format=spec.format,
+        train=spec.path,
+        images=spec.options.get("image_root"),
+        split=spec.options.get("split", cfg.data.split),
+        manifest=None,
         val=None if val is None or cfg.data.val is None else val.path,
         val_images=None if val is None or cfg.data.val is None else val.options.get("image_root"),
         val_split=cfg.data.val_split if val is None else val.options.get("split", cfg.data.val_split),
@@ -289,8 +316,9 @@ def build_cells(preset: Preset, seeds: list[int], layout: DataLayout, base: RunC
     fig2_rate = min(preset.rates) if preset.rates else None
     cells: list[Cell] = []
 
-    def add(seed: int, method: str, rate: float, data_cfg: RunConfig, baseline_cell: Cell | None,
-            curated: SplitSpec | None) -> Cell | None:
+    def add(
+        seed: int, method: str, rate: float, data_cfg: RunConfig, baseline_cell: Cell | None, curated: SplitSpec | None
+    ) -> Cell | None:
         strategy, params = METHODS[method]
         rules = _rules(strategy)
         if "pseudo_label" in rules and data_cfg.data.val is None:
@@ -375,8 +403,13 @@ def subprocess_launcher(command_prefix: list[str] | None = None, threads: int = 
         src = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         with open(log_path, "w", encoding="utf-8") as log:
-            proc = subprocess.run([*prefix, "-m", "softsampling.experiments.cell", str(spec_path.resolve())],
-                                  cwd=out_dir, env=env, stdout=log, stderr=subprocess.STDOUT)
+            proc = subprocess.run(
+                [*prefix, "-m", "softsampling.experiments.cell", str(spec_path.resolve())],
+                cwd=out_dir,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         tail = "\n".join(log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-15:])
         return proc.returncode, tail
 
@@ -395,8 +428,14 @@ class GridProgress:
     tests.
     """
 
-    def __init__(self, *, log: Callable[[str], None] = print, bar: bool | None = None, heartbeat: float = 60.0,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(
+        self,
+        *,
+        log: Callable[[str], None] = print,
+        bar: bool | None = None,
+        heartbeat: float = 60.0,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
         self.log, self.heartbeat, self.clock = log, heartbeat, clock
         self.use_bar = sys.stderr.isatty() if bar is None else bar
         self.total = self.done = 0
@@ -415,8 +454,13 @@ class GridProgress:
         self.total, self.jobs = total, max(1, jobs)
         self.started_at = self.last_line = self.clock()
         if self.use_bar and total:
-            self._bar = tqdm(total=total, unit="run", desc="reproduce", dynamic_ncols=True,
-                             bar_format="{desc}: {n_fmt}/{total_fmt} runs |{bar}| {elapsed} elapsed{postfix}")
+            self._bar = tqdm(
+                total=total,
+                unit="run",
+                desc="reproduce",
+                dynamic_ncols=True,
+                bar_format="{desc}: {n_fmt}/{total_fmt} runs |{bar}| {elapsed} elapsed{postfix}",
+            )
             self._bar.set_postfix_str(self.eta_text(), refresh=True)
 
     def eta_seconds(self) -> float | None:
@@ -437,8 +481,10 @@ class GridProgress:
 
     def status(self) -> str:
         """E.g. ``3/14 runs done, 2 running, 12:30 elapsed, about 45:10 left``."""
-        return (f"{self.done}/{self.total} runs done, {len(self.running)} running, "
-                f"{tqdm.format_interval(self.clock() - self.started_at)} elapsed, {self.eta_text()}")
+        return (
+            f"{self.done}/{self.total} runs done, {len(self.running)} running, "
+            f"{tqdm.format_interval(self.clock() - self.started_at)} elapsed, {self.eta_text()}"
+        )
 
     def started(self, key: str) -> None:
         self.running[key] = self.clock()
@@ -481,8 +527,15 @@ class GridProgress:
         self.log(text)
 
 
-def run_cells(cells: list[Cell], out: Path, *, jobs: int = 2, launcher: Launcher | None = None,
-              log: Callable[[str], None] = print, progress: GridProgress | None = None) -> list[CellOutcome]:
+def run_cells(
+    cells: list[Cell],
+    out: Path,
+    *,
+    jobs: int = 2,
+    launcher: Launcher | None = None,
+    log: Callable[[str], None] = print,
+    progress: GridProgress | None = None,
+) -> list[CellOutcome]:
     """Run every unfinished cell, ``jobs`` at a time, a cell only after its prior finished.
 
     Finished cells (:func:`is_finished`) are reused without launching. A
@@ -555,8 +608,11 @@ def run_cells(cells: list[Cell], out: Path, *, jobs: int = 2, launcher: Launcher
                     progress.finished(cell.key, f"[{finished}/{total}] {cell.key}: {score} ({seconds:.0f} s)")
                 else:
                     outcomes[cell.key] = CellOutcome(cell, "failed", results, seconds, tail)
-                    progress.finished(cell.key, f"[{finished}/{total}] {cell.key}: FAILED after {seconds:.0f} s "
-                                                f"(exit {code}); log: {out / cell.run_dir / 'cell.log'}",
-                                      detail="\n".join("    " + ln for ln in tail.splitlines()))
+                    progress.finished(
+                        cell.key,
+                        f"[{finished}/{total}] {cell.key}: FAILED after {seconds:.0f} s "
+                        f"(exit {code}); log: {out / cell.run_dir / 'cell.log'}",
+                        detail="\n".join("    " + ln for ln in tail.splitlines()),
+                    )
     progress.close()
     return [outcomes[c.key] for c in cells]

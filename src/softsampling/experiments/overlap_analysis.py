@@ -37,12 +37,15 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from softsampling.errors import SoftSamplingError
+
+if TYPE_CHECKING:
+    from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 
 PAPER_ABC = (0.25, 50.0, 20.0)
 DEFAULT_EDGES = tuple(round(0.05 * i, 2) for i in range(11))  # 0, 0.05, ..., 0.5
@@ -68,8 +71,10 @@ def fit_gompertz(o: np.ndarray, target: np.ndarray, weights: np.ndarray | None =
     w = np.ones_like(y) if weights is None else np.asarray(weights, dtype=np.float64)
     keep = np.isfinite(y) & (w > 0)
     if keep.sum() < 3:
-        raise SoftSamplingError(f"only {int(keep.sum())} overlap bins have proposals; at least 3 are needed to fit a, b, c",
-                                fix="analyse more images (--images) or use a model that proposes more regions")
+        raise SoftSamplingError(
+            f"only {int(keep.sum())} overlap bins have proposals; at least 3 are needed to fit a, b, c",
+            fix="analyse more images (--images) or use a model that proposes more regions",
+        )
     o, y, sw = o[keep], y[keep], np.sqrt(w[keep] / w[keep].max())
 
     def residual(p: np.ndarray) -> np.ndarray:
@@ -79,8 +84,14 @@ def fit_gompertz(o: np.ndarray, target: np.ndarray, weights: np.ndarray | None =
     for a0 in (0.25, 0.5, 0.9):
         for b0 in (5.0, 50.0, 500.0):
             for c0 in (5.0, 20.0, 60.0):
-                r = least_squares(residual, x0=[a0, np.log(b0), c0], bounds=([0.0, np.log(1e-3), 0.0], [1.0, np.log(1e6), 500.0]),
-                                  xtol=1e-12, ftol=1e-12, gtol=1e-12)
+                r = least_squares(
+                    residual,
+                    x0=[a0, np.log(b0), c0],
+                    bounds=([0.0, np.log(1e-3), 0.0], [1.0, np.log(1e6), 500.0]),
+                    xtol=1e-12,
+                    ftol=1e-12,
+                    gtol=1e-12,
+                )
                 if best is None or r.cost < best.cost:
                     best = r
     assert best is not None
@@ -102,8 +113,9 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 
-def background_overlaps(proposals: np.ndarray, annotated: np.ndarray, dropped: np.ndarray,
-                        *, fg_iou: float = 0.5, dropped_iou: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+def background_overlaps(
+    proposals: np.ndarray, annotated: np.ndarray, dropped: np.ndarray, *, fg_iou: float = 0.5, dropped_iou: float = 0.5
+) -> tuple[np.ndarray, np.ndarray]:
     """For one image: ``(o, on_dropped)`` of its background proposals.
 
     ``o`` float64 [K]: max IoU with the annotated boxes (0 without any);
@@ -112,7 +124,7 @@ def background_overlaps(proposals: np.ndarray, annotated: np.ndarray, dropped: n
 
     >>> props = np.array([[0, 0, 10, 10], [20, 20, 30, 30], [0, 0, 4, 10]], dtype=float)
     >>> o, d = background_overlaps(props, annotated=np.array([[0, 0, 10, 10]]), dropped=np.array([[20, 20, 30, 30]]))
-    >>> o.tolist(), d.tolist()      # the first proposal is foreground; the second sits on the dropped box
+    >>> o.tolist(), d.tolist()  # the first proposal is foreground; the second sits on the dropped box
     ([0.0, 0.4], [True, False])
     """
     o = box_iou(proposals, annotated).max(axis=1) if len(annotated) else np.zeros(len(proposals))
@@ -135,13 +147,18 @@ def overlap_curve(o: np.ndarray, on_dropped: np.ndarray, edges: tuple[float, ...
     inside = (o >= e[0]) & (o <= e[-1])
     count = np.bincount(idx[inside], minlength=len(e) - 1)
     dropped = np.bincount(idx[inside], weights=on_dropped[inside].astype(np.float64), minlength=len(e) - 1)
-    p = [float(d / n) if n else None for d, n in zip(dropped, count)]
-    return {"edges": [float(x) for x in e], "centers": [float(x) for x in (e[:-1] + e[1:]) / 2],
-            "count": [int(n) for n in count], "dropped": [int(d) for d in dropped], "p_dropped": p}
+    p = [float(d / n) if n else None for d, n in zip(dropped, count, strict=True)]
+    return {
+        "edges": [float(x) for x in e],
+        "centers": [float(x) for x in (e[:-1] + e[1:]) / 2],
+        "count": [int(n) for n in count],
+        "dropped": [int(d) for d in dropped],
+        "p_dropped": p,
+    }
 
 
 @torch.no_grad()
-def rpn_proposals(model: torch.nn.Module, images: list[torch.Tensor]) -> list[np.ndarray]:
+def rpn_proposals(model: GeneralizedRCNN, images: list[torch.Tensor]) -> list[np.ndarray]:
     """Post-NMS RPN proposals (``float32 [P, 4]`` xyxy in original image pixels) of a torchvision two-stage detector.
 
     ``images``: ``uint8 [3, H, W]``. Uses the detector's own ``transform``,
@@ -158,8 +175,10 @@ def rpn_proposals(model: torch.nn.Module, images: list[torch.Tensor]) -> list[np
     if isinstance(features, torch.Tensor):
         features = OrderedDict([("0", features)])
     proposals, _ = model.rpn(image_list, features)
-    return [resize_boxes(p, image_list.image_sizes[i], sizes[i]).cpu().numpy().astype(np.float32)
-            for i, p in enumerate(proposals)]
+    return [
+        resize_boxes(p, image_list.image_sizes[i], sizes[i]).cpu().numpy().astype(np.float32)
+        for i, p in enumerate(proposals)
+    ]
 
 
 @dataclass
@@ -175,15 +194,29 @@ class OverlapAnalysis:
     on_dropped: int
 
     def to_json(self) -> dict[str, Any]:
-        fit = None if self.fitted is None else dict(zip("abc", self.fitted))
-        return {"target": "w*(o) = 1 - P(proposal on a dropped object | background, overlap o)",
-                "images": self.images, "proposals": self.proposals, "background_proposals": self.background,
-                "background_on_dropped": self.on_dropped, "curve": self.curve, "fitted": fit,
-                "paper": dict(zip("abc", self.paper))}
+        fit = None if self.fitted is None else dict(zip("abc", self.fitted, strict=True))
+        return {
+            "target": "w*(o) = 1 - P(proposal on a dropped object | background, overlap o)",
+            "images": self.images,
+            "proposals": self.proposals,
+            "background_proposals": self.background,
+            "background_on_dropped": self.on_dropped,
+            "curve": self.curve,
+            "fitted": fit,
+            "paper": dict(zip("abc", self.paper, strict=True)),
+        }
 
 
-def analyze_overlap(ds: Any, dropped: dict[int, np.ndarray], model: torch.nn.Module, *, images: int = 200,
-                    seed: int = 0, batch_size: int = 8, edges: tuple[float, ...] = DEFAULT_EDGES) -> OverlapAnalysis:
+def analyze_overlap(
+    ds: Any,
+    dropped: dict[int, np.ndarray],
+    model: torch.nn.Module,
+    *,
+    images: int = 200,
+    seed: int = 0,
+    batch_size: int = 8,
+    edges: tuple[float, ...] = DEFAULT_EDGES,
+) -> OverlapAnalysis:
     """Measure ``P(dropped | overlap)`` on ``images`` seeded-random images of the curated dataset ``ds``.
 
     ``dropped``: image row -> ``float32 [K, 4]`` dropped boxes (see
@@ -196,9 +229,9 @@ def analyze_overlap(ds: Any, dropped: dict[int, np.ndarray], model: torch.nn.Mod
     rows = np.sort(np.random.default_rng(seed).permutation(ds.num_images)[:n])
     all_o, all_d, total = [], [], 0
     for start in range(0, n, batch_size):
-        chunk = rows[start:start + batch_size].tolist()
+        chunk = rows[start : start + batch_size].tolist()
         props = rpn_proposals(model, [load_image(ds.image_path(r)) for r in chunk])
-        for r, p in zip(chunk, props):
+        for r, p in zip(chunk, props, strict=True):
             total += len(p)
             keep = ~(ds.iscrowd[ds.box_indices_of(r)])
             o, d = background_overlaps(p, ds.boxes_of(r)[keep], dropped.get(r, np.zeros((0, 4), np.float32)))
@@ -211,5 +244,12 @@ def analyze_overlap(ds: Any, dropped: dict[int, np.ndarray], model: torch.nn.Mod
     target = np.array([np.nan if p is None else 1.0 - p for p in curve["p_dropped"]])
     counts = np.array(curve["count"], dtype=np.float64)
     fitted = fit_gompertz(centers, target, counts) if (counts > 0).sum() >= 3 else None
-    return OverlapAnalysis(curve=curve, fitted=fitted, paper=PAPER_ABC, images=n, proposals=total,
-                           background=int(len(o)), on_dropped=int(d.sum()))
+    return OverlapAnalysis(
+        curve=curve,
+        fitted=fitted,
+        paper=PAPER_ABC,
+        images=n,
+        proposals=total,
+        background=int(len(o)),
+        on_dropped=int(d.sum()),
+    )

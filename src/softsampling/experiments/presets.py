@@ -40,7 +40,10 @@ SWEEP_THRESHOLDS: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(10)
 
 @dataclass(frozen=True)
 class DigitsData:
-    """Arguments of :func:`softsampling.data.digits.make_digit_scenes` (image counts, side in pixels, seed, scene preset)."""
+    """Arguments of :func:`softsampling.data.digits.make_digit_scenes`.
+
+    Image counts per split, image side in pixels, seed, scene preset.
+    """
 
     train: int
     val: int
@@ -51,12 +54,18 @@ class DigitsData:
 
 
 def digit_defaults(preset: str = "classic") -> DigitsData:
-    """The digit module's own defaults for scene preset ``preset`` (so the study follows the benchmark when it changes)."""
+    """The digit module's own defaults for scene preset ``preset`` (the study follows the benchmark when it changes)."""
     from softsampling.data.digits import SCENE_PRESETS, make_digit_scenes
 
     params = inspect.signature(make_digit_scenes).parameters
-    return DigitsData(train=params["train"].default, val=params["val"].default, test=params["test"].default,
-                      size=SCENE_PRESETS[preset].size, seed=0, preset=preset)
+    return DigitsData(
+        train=params["train"].default,
+        val=params["val"].default,
+        test=params["test"].default,
+        size=SCENE_PRESETS[preset].size,
+        seed=0,
+        preset=preset,
+    )
 
 
 @dataclass(frozen=True)
@@ -92,8 +101,13 @@ class Preset:
     budget: str = ""
     voc_root: str | None = None
     oi_root: str | None = None
-    methods: tuple[str, ...] = ("baseline", "overlap_soft", "pseudo_label", "objectness_mining",
-                                "overlap_soft+pseudo_label")
+    methods: tuple[str, ...] = (
+        "baseline",
+        "overlap_soft",
+        "pseudo_label",
+        "objectness_mining",
+        "overlap_soft+pseudo_label",
+    )
     metric: str = "voc"
     paper: tuple[tuple[str, float], ...] = ()
 
@@ -105,8 +119,11 @@ class Preset:
         for candidate in (CONFIG_DIR / self.config, Path("configs") / self.config):
             if candidate.exists():
                 return candidate
-        raise SoftSamplingError(f"config {self.config!r} of preset {self.name!r} not found", file=CONFIG_DIR / self.config,
-                                fix="run from the softsampling source tree or pass --config PATH")
+        raise SoftSamplingError(
+            f"config {self.config!r} of preset {self.name!r} not found",
+            file=CONFIG_DIR / self.config,
+            fix="run from the softsampling source tree or pass --config PATH",
+        )
 
 
 def digits_preset() -> Preset:
@@ -128,7 +145,7 @@ def digits_hard_preset() -> Preset:
     return Preset(
         name="digits-hard",
         description="hard digit scenes (160 px, 3-30 digits, 4x sizes, Zipf classes, occlusion, textured clutter), "
-                    "30/40/50% drop",
+        "30/40/50% drop",
         config="digits-hard.yaml",
         rates=(0.3, 0.4, 0.5),
         dataset="digits",
@@ -148,8 +165,15 @@ def smoke_preset() -> Preset:
         rates=(0.5,),
         dataset="digits",
         digits=DigitsData(train=40, val=10, test=20, size=128, seed=0),
-        overrides=("train.threads=1", "train.iterations=6", "train.batch_size=2", "train.warmup_iterations=2",
-                   "train.checkpoint_every=6", "train.log_every=2", "data.val=null"),
+        overrides=(
+            "train.threads=1",
+            "train.iterations=6",
+            "train.batch_size=2",
+            "train.warmup_iterations=2",
+            "train.checkpoint_every=6",
+            "train.log_every=2",
+            "data.val=null",
+        ),
         train_eval_images=10,
         overlap_images=10,
         example_images=3,
@@ -193,7 +217,7 @@ def open50_preset(oi_root: str | None = None, backbone_weights: str | None = Non
     return Preset(
         name="open50",
         description="the paper's Open50 benchmark (50 Open Images classes, annotations as given), ResNet-50-FPN, "
-                    "official Open Images metric at IoU 0.5; needs a GPU",
+        "official Open Images metric at IoU 0.5; needs a GPU",
         config="open50.yaml",
         rates=(),
         dataset="openimages",
@@ -202,7 +226,7 @@ def open50_preset(oi_root: str | None = None, backbone_weights: str | None = Non
         overlap_images=0,
         example_images=4,
         budget="roughly 2 GPU-days per seed on one GPU (estimate: 3 runs of 140k iterations at batch 8); "
-               "use --nproc-per-node with several GPUs",
+        "use --nproc-per-node with several GPUs",
         oi_root=None if oi_root is None else str(Path(oi_root).resolve()),
         methods=("baseline", "hard_negative_0.1", "overlap_soft"),
         metric="openimages",
@@ -222,8 +246,9 @@ def _check_backbone_weights(backbone_weights: str | None) -> None:
         raise SoftSamplingError("backbone weights file not found", file=backbone_weights, fix=RESNET50_WEIGHTS_HINT)
 
 
-def get_preset(name: str, *, voc_root: str | None = None, backbone_weights: str | None = None,
-               oi_root: str | None = None) -> Preset:
+def get_preset(
+    name: str, *, voc_root: str | None = None, backbone_weights: str | None = None, oi_root: str | None = None
+) -> Preset:
     """The preset called ``name``; ``voc`` needs ``voc_root`` (a ``VOCdevkit/VOC2007`` folder), ``open50``
     ``oi_root`` (the output folder of ``softsampling data openimages-subset`` with ``images/{train,test}``)."""
     if name == "digits":
@@ -234,23 +259,30 @@ def get_preset(name: str, *, voc_root: str | None = None, backbone_weights: str 
         return smoke_preset()
     if name == "voc":
         if not voc_root:
-            raise SoftSamplingError("the voc preset needs the VOC 2007 folder",
-                                    fix="pass --voc-root PATH/VOCdevkit/VOC2007 (with Annotations, ImageSets, JPEGImages)")
+            raise SoftSamplingError(
+                "the voc preset needs the VOC 2007 folder",
+                fix="pass --voc-root PATH/VOCdevkit/VOC2007 (with Annotations, ImageSets, JPEGImages)",
+            )
         if not Path(voc_root).is_dir():
             raise SoftSamplingError("VOC folder not found", file=voc_root, fix="pass --voc-root PATH/VOCdevkit/VOC2007")
         _check_backbone_weights(backbone_weights)
         return voc_preset(voc_root, backbone_weights)
     if name == "open50":
         if not oi_root:
-            raise SoftSamplingError("the open50 preset needs the Open50 folder",
-                                    fix="pass --oi-root DIR, the --out folder of `softsampling data openimages-subset` "
-                                        "with the images in DIR/images/train and DIR/images/test")
+            raise SoftSamplingError(
+                "the open50 preset needs the Open50 folder",
+                fix="pass --oi-root DIR, the --out folder of `softsampling data openimages-subset` "
+                "with the images in DIR/images/train and DIR/images/test",
+            )
         for rel in OPEN50_FILES:
             if not (Path(oi_root) / rel).exists():
-                raise SoftSamplingError(f"the Open50 folder lacks {rel}", file=Path(oi_root) / rel,
-                                        fix="build it with `softsampling data openimages-subset --out DIR` and put "
-                                            "(or symlink) the images as DIR/images/train/<ImageID>.jpg and "
-                                            "DIR/images/test/<ImageID>.jpg")
+                raise SoftSamplingError(
+                    f"the Open50 folder lacks {rel}",
+                    file=Path(oi_root) / rel,
+                    fix="build it with `softsampling data openimages-subset --out DIR` and put "
+                    "(or symlink) the images as DIR/images/train/<ImageID>.jpg and "
+                    "DIR/images/test/<ImageID>.jpg",
+                )
         _check_backbone_weights(backbone_weights)
         return open50_preset(oi_root, backbone_weights)
     raise SoftSamplingError(f"unknown preset {name!r}", fix=f"use one of {', '.join(PRESET_NAMES)}")

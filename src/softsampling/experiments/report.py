@@ -56,9 +56,15 @@ def plain_table(scores: Scores, preset: Preset, seeds: int) -> tuple[list[str], 
     """The table of a preset without drop rates: one row per method, ours, ours at score >= 0.8, and the paper's."""
     paper = dict(preset.paper)
     header = ["method", "mAP@0.5 (%)", f"score >= {SCORE_THRESHOLD:g}", "paper"]
-    rows = [[ROW_LABEL.get(m, m), format_cell(scores.values_of(m, 0.0), expected=seeds),
-             format_cell(scores.values_of(m, 0.0, SCORE_THRESHOLD), expected=seeds),
-             f"{paper[m]:.2f}" if m in paper else "-"] for m in preset.methods]
+    rows = [
+        [
+            ROW_LABEL.get(m, m),
+            format_cell(scores.values_of(m, 0.0), expected=seeds),
+            format_cell(scores.values_of(m, 0.0, SCORE_THRESHOLD), expected=seeds),
+            f"{paper[m]:.2f}" if m in paper else "-",
+        ]
+        for m in preset.methods
+    ]
     return header, rows
 
 
@@ -74,8 +80,11 @@ def write_tables(out: Path, outcomes: list[CellOutcome], preset: Preset, seeds: 
     if not rates:
         header, rows = plain_table(scores, preset, len(seeds))
         md = {"table1": markdown(header, rows)}
-        _write(out / "table1.md", f"# {preset.name}: test mAP@0.5 (%), {metric_label(preset)}, mean ± std over seeds "
-                                  f"{', '.join(str(s) for s in seeds)}\n\n{md['table1']}")
+        _write(
+            out / "table1.md",
+            f"# {preset.name}: test mAP@0.5 (%), {metric_label(preset)}, mean ± std over seeds "
+            f"{', '.join(str(s) for s in seeds)}\n\n{md['table1']}",
+        )
         _write(out / "table1.csv", to_csv(header, rows))
         _write_results_csv(out, outcomes)
         return md
@@ -91,11 +100,13 @@ def write_tables(out: Path, outcomes: list[CellOutcome], preset: Preset, seeds: 
         "targets": markdown(hx, rx, numeric=False),
     }
     seeds_text = ", ".join(str(s) for s in seeds)
-    _write(out / "table1.md",
-           f"# Table 1: test mAP@0.5 (%), VOC area metric, mean ± std over seeds {seeds_text}\n\n{md['table1']}\n"
-           f"## Gap closed towards the upper bound: (method - baseline) / (upper bound - baseline)\n\n{md['gap']}\n"
-           f"## mAP@0.5 (%) with detections below score {SCORE_THRESHOLD:g} discarded\n\n{md['score']}\n"
-           f"## Targets (means over seeds)\n\n{md['targets']}")
+    _write(
+        out / "table1.md",
+        f"# Table 1: test mAP@0.5 (%), VOC area metric, mean ± std over seeds {seeds_text}\n\n{md['table1']}\n"
+        f"## Gap closed towards the upper bound: (method - baseline) / (upper bound - baseline)\n\n{md['gap']}\n"
+        f"## mAP@0.5 (%) with detections below score {SCORE_THRESHOLD:g} discarded\n\n{md['score']}\n"
+        f"## Targets (means over seeds)\n\n{md['targets']}",
+    )
     _write(out / "table1.csv", to_csv(h1, r1))
     _write(out / "gap_closed.csv", to_csv(hg, rg))
     _write(out / "targets.csv", to_csv(hx, rx))
@@ -105,15 +116,36 @@ def write_tables(out: Path, outcomes: list[CellOutcome], preset: Preset, seeds: 
 
 
 def _write_results_csv(out: Path, outcomes: list[CellOutcome]) -> None:
-    header = ["seed", "method", "rate", "status", "test_mAP", f"test_mAP_score{SCORE_THRESHOLD:g}", "train_mAP",
-              "train_seconds", "eval_seconds", "run_dir"]
+    header = [
+        "seed",
+        "method",
+        "rate",
+        "status",
+        "test_mAP",
+        f"test_mAP_score{SCORE_THRESHOLD:g}",
+        "train_mAP",
+        "train_seconds",
+        "eval_seconds",
+        "run_dir",
+    ]
     lines = []
     for o in outcomes:
         r = o.results or {}
         test, train = r.get("test") or {}, r.get("train") or {}
-        lines.append([o.cell.seed, o.cell.method, o.cell.rate, o.status, _pct(test.get("mAP")),
-                      _pct(_at(test, SCORE_THRESHOLD)), _pct(train.get("mAP")), r.get("train_seconds", ""),
-                      r.get("eval_seconds", ""), o.cell.run_dir])
+        lines.append(
+            [
+                o.cell.seed,
+                o.cell.method,
+                o.cell.rate,
+                o.status,
+                _pct(test.get("mAP")),
+                _pct(_at(test, SCORE_THRESHOLD)),
+                _pct(train.get("mAP")),
+                r.get("train_seconds", ""),
+                r.get("eval_seconds", ""),
+                o.cell.run_dir,
+            ]
+        )
     _write(out / "results.csv", to_csv(header, [[str(v) for v in line] for line in lines]))
 
 
@@ -123,7 +155,7 @@ def _pct(v: Any) -> str:
 
 def _at(part: dict[str, Any], threshold: float) -> float | None:
     sweep = part.get("sweep") or {}
-    for t, m in zip(sweep.get("thresholds", []), sweep.get("mAP", [])):
+    for t, m in zip(sweep.get("thresholds", []), sweep.get("mAP", []), strict=True):
         if abs(float(t) - threshold) < 1e-6:
             return float(m)
     return None
@@ -137,9 +169,11 @@ def make_fig2(out: Path, outcomes: list[CellOutcome], preset: Preset) -> Path:
     results = finished_results(outcomes)
     if preset.rates:
         low = min(preset.rates)
-        wanted = [("baseline", 0.0, "baseline, full annotations"),
-                  ("baseline", low, f"baseline, {column_label(low)} dropped")]
-        splits = (("train", "train (full annotations)"), ("test", "test"))
+        wanted = [
+            ("baseline", 0.0, "baseline, full annotations"),
+            ("baseline", low, f"baseline, {column_label(low)} dropped"),
+        ]
+        splits: tuple[tuple[str, str], ...] = (("train", "train (full annotations)"), ("test", "test"))
     else:  # no drop rates (open50): every method on test
         wanted = [(m, 0.0, ROW_LABEL.get(m, m)) for m in preset.methods]
         splits = (("test", "test"),)
@@ -147,8 +181,11 @@ def make_fig2(out: Path, outcomes: list[CellOutcome], preset: Preset) -> Path:
     for split, title in splits:
         curves = {}
         for method, rate, label in wanted:
-            sweeps = [r[split]["sweep"] for r in results
-                      if r["method"] == method and float(r["rate"]) == rate and r.get(split)]
+            sweeps = [
+                r[split]["sweep"]
+                for r in results
+                if r["method"] == method and float(r["rate"]) == rate and r.get(split)
+            ]
             if not sweeps:
                 continue
             m = 100 * np.array([s["mAP"] for s in sweeps], float)
@@ -167,7 +204,9 @@ def _find(outcomes: list[CellOutcome], seed: int, method: str, rate: float) -> C
     return None
 
 
-def make_fig3(out: Path, outcomes: list[CellOutcome], preset: Preset, layout: DataLayout, seed: int) -> dict[str, Any] | None:
+def make_fig3(
+    out: Path, outcomes: list[CellOutcome], preset: Preset, layout: DataLayout, seed: int
+) -> dict[str, Any] | None:
     """Overlap analysis with the baseline trained at the largest drop rate, on its curated training images."""
     from softsampling.data.curate import read_manifest
     from softsampling.engine.data import dropped_by_image
@@ -183,13 +222,21 @@ def make_fig3(out: Path, outcomes: list[CellOutcome], preset: Preset, layout: Da
     ds = spec.load(out)
     manifest = read_manifest(out / spec.path)
     model, _, _ = load_run(out / run.cell.run_dir)
-    analysis = analyze_overlap(ds, dropped_by_image(ds, manifest.image_ids.tolist(), manifest.boxes), model,
-                               images=preset.overlap_images, seed=seed)
+    analysis = analyze_overlap(
+        ds,
+        dropped_by_image(ds, manifest.image_ids.tolist(), manifest.boxes),
+        model,
+        images=preset.overlap_images,
+        seed=seed,
+    )
     data = {**analysis.to_json(), "run_dir": run.cell.run_dir, "curated": spec.path, "drop_rate": rate}
     write_json(out / "fig3_overlap.json", data)
-    plot_overlap(data, out / "fig3_overlap.png",
-                 title=f"{column_label(rate)} dropped, seed {seed}: background proposals of "
-                       f"{analysis.images} training images (RPN of the baseline)")
+    plot_overlap(
+        data,
+        out / "fig3_overlap.png",
+        title=f"{column_label(rate)} dropped, seed {seed}: background proposals of "
+        f"{analysis.images} training images (RPN of the baseline)",
+    )
     return data
 
 
@@ -198,8 +245,15 @@ def fig5_rate(rates: list[float]) -> float:
     return min(rates, key=lambda r: (abs(r - 0.4), r))
 
 
-def make_fig5(out: Path, outcomes: list[CellOutcome], preset: Preset, layout: DataLayout, seed: int,
-              *, score_threshold: float = 0.3) -> list[str]:
+def make_fig5(
+    out: Path,
+    outcomes: list[CellOutcome],
+    preset: Preset,
+    layout: DataLayout,
+    seed: int,
+    *,
+    score_threshold: float = 0.3,
+) -> list[str]:
     """The same test images (the ones with most objects) under baseline-full, baseline-R and overlap-soft-R."""
     from softsampling.engine.data import load_image
     from softsampling.engine.draw import render_detections
@@ -208,30 +262,45 @@ def make_fig5(out: Path, outcomes: list[CellOutcome], preset: Preset, layout: Da
 
     if preset.rates:
         rate = fig5_rate(list(preset.rates))
-        wanted = [("baseline", 0.0, "baseline, full annotations"),
-                  ("baseline", rate, f"baseline, {column_label(rate)} dropped"),
-                  ("overlap_soft", rate, f"overlap soft sampling, {column_label(rate)} dropped")]
+        wanted = [
+            ("baseline", 0.0, "baseline, full annotations"),
+            ("baseline", rate, f"baseline, {column_label(rate)} dropped"),
+            ("overlap_soft", rate, f"overlap soft sampling, {column_label(rate)} dropped"),
+        ]
     else:
         wanted = [(m, 0.0, ROW_LABEL.get(m, m)) for m in preset.methods]
-    runs = [(_find(outcomes, seed, m, r), title) for m, r, title in wanted]
-    runs = [(o, t) for o, t in runs if o is not None]
+    found = [(_find(outcomes, seed, m, r), title) for m, r, title in wanted]
+    runs = [(o, t) for o, t in found if o is not None]
     test = layout.test.load(out)
     n_boxes = test.boxes_per_image()
-    rows_idx = sorted(np.argsort(-n_boxes, kind="stable")[:preset.example_images].tolist())
+    rows_idx = sorted(np.argsort(-n_boxes, kind="stable")[: preset.example_images].tolist())
     images = [load_image(test.image_path(r)) for r in rows_idx]
     scale = max(1, int(round(384 / max(1, max(im.shape[-1] for im in images))))) if images else 1
     rendered: list[list[Any]] = [[] for _ in rows_idx]
     for outcome, _ in runs:
         model, label_map, _ = load_run(out / outcome.cell.run_dir)
         preds = predict_images(model, images)
-        names = dict(zip(label_map.category_ids, label_map.names))
-        for i, (im, p) in enumerate(zip(images, preds)):
+        names = dict(zip(label_map.category_ids, label_map.names, strict=True))
+        for i, (im, p) in enumerate(zip(images, preds, strict=True)):
             keep = p["scores"] >= score_threshold
             labels = label_map.to_dataset(p["labels"][keep].numpy())
-            rendered[i].append(render_detections(im, p["boxes"][keep].numpy(), [names[int(c)] for c in labels],
-                                                 p["scores"][keep].numpy(), scale=scale))
-    plot_examples([(f"test {test.file_names[r]} ({int(n_boxes[r])} objects)", ims) for r, ims in zip(rows_idx, rendered)],
-                  out / "fig5_examples.png", column_titles=[t for _, t in runs])
+            rendered[i].append(
+                render_detections(
+                    im,
+                    p["boxes"][keep].numpy(),
+                    [names[int(c)] for c in labels],
+                    p["scores"][keep].numpy(),
+                    scale=scale,
+                )
+            )
+    plot_examples(
+        [
+            (f"test {test.file_names[r]} ({int(n_boxes[r])} objects)", ims)
+            for r, ims in zip(rows_idx, rendered, strict=True)
+        ],
+        out / "fig5_examples.png",
+        column_titles=[t for _, t in runs],
+    )
     return [t for _, t in runs]
 
 
@@ -244,14 +313,28 @@ def environment() -> dict[str, str]:
     from softsampling import __version__
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
-    return {"python": sys.version.split()[0], "softsampling": __version__, "torch": torch.__version__,
-            "torchvision": torchvision.__version__, "numpy": np.__version__,
-            "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores, GPU: {gpu}",
-            "processor": platform.processor() or platform.machine()}
+    return {
+        "python": sys.version.split()[0],
+        "softsampling": __version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": np.__version__,
+        "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores, GPU: {gpu}",
+        "processor": platform.processor() or platform.machine(),
+    }
 
 
-def write_report(out: Path, preset: Preset, seeds: list[int], outcomes: list[CellOutcome], md: dict[str, str],
-                 *, wall_seconds: float, figures: dict[str, str], command: str) -> Path:
+def write_report(
+    out: Path,
+    preset: Preset,
+    seeds: list[int],
+    outcomes: list[CellOutcome],
+    md: dict[str, str],
+    *,
+    wall_seconds: float,
+    figures: dict[str, str],
+    command: str,
+) -> Path:
     """``report.md``: tables, targets, figures, the run list (configs, wall times) and the environment."""
     env = environment()
     failed = [o for o in outcomes if o.status in ("failed", "skipped")]
@@ -300,41 +383,60 @@ def write_report(out: Path, preset: Preset, seeds: list[int], outcomes: list[Cel
     lines += ["## Figures", ""]
     captions = {
         "fig2": "Fig. 2: mAP vs. score threshold of the full-data and lowest-drop baselines, on training images "
-                "(full annotations) and test." if preset.rates else "mAP vs. score threshold of every method on test.",
+        "(full annotations) and test."
+        if preset.rates
+        else "mAP vs. score threshold of every method on test.",
         "fig3": "Fig. 3: for background proposals of the curated training set, the probability that a proposal lies "
-                "on a dropped object vs. its overlap with the annotated boxes, with the paper's Gompertz weight and one "
-                "fitted to 1 - P.",
+        "on a dropped object vs. its overlap with the annotated boxes, with the paper's Gompertz weight and one "
+        "fitted to 1 - P.",
         "fig5": "Fig. 5: the same test images under each model (detections with score >= 0.3).",
     }
     for key, file in figures.items():
         lines += [f"![{key}]({file})", "", captions.get(key, ""), ""]
     if "fig3_fit" in md:
         lines += [md["fig3_fit"], ""]
-    lines += ["## Runs", "",
-              "| seed | method | drop | status | test mAP | train s | eval s | config |",
-              "|---:|:---|---:|:---|---:|---:|---:|:---|"]
+    lines += [
+        "## Runs",
+        "",
+        "| seed | method | drop | status | test mAP | train s | eval s | config |",
+        "|---:|:---|---:|:---|---:|---:|---:|:---|",
+    ]
     for o in outcomes:
         r = o.results or {}
         test = r.get("test") or {}
         config = f"[config.yaml]({o.cell.run_dir}/config.yaml)"
-        lines.append(f"| {o.cell.seed} | {ROW_LABEL.get(o.cell.method, o.cell.method)} | {column_label(o.cell.rate)} | "
-                     f"{o.status} | {_pct(test.get('mAP'))} | {r.get('train_seconds', '')} | {r.get('eval_seconds', '')} "
-                     f"| {config} |")
+        lines.append(
+            f"| {o.cell.seed} | {ROW_LABEL.get(o.cell.method, o.cell.method)} | {column_label(o.cell.rate)} | "
+            f"{o.status} | {_pct(test.get('mAP'))} | {r.get('train_seconds', '')} | {r.get('eval_seconds', '')} "
+            f"| {config} |"
+        )
     if failed:
         lines += ["", "### Failed runs", ""]
         for o in failed:
             tail = "\n".join("    " + ln for ln in (o.error or "").splitlines()[-10:])
             lines += [f"- `{o.cell.key}` ({o.status}), log `{o.cell.run_dir}/cell.log`:", "", tail, ""]
     lines += ["", "## Environment", ""] + [f"- {k}: {v}" for k, v in env.items()]
-    lines += ["", f"Runs live in `runs/seed<S>/<method>-<{rate_tag(0.3)}|full>-<config digest>/`; rerunning the same "
-                  "command reuses every finished run."]
+    lines += [
+        "",
+        f"Runs live in `runs/seed<S>/<method>-<{rate_tag(0.3)}|full>-<config digest>/`; rerunning the same "
+        "command reuses every finished run.",
+    ]
     path = out / "report.md"
     _write(path, "\n".join(lines) + "\n")
     return path
 
 
-def build_outputs(out: Path, preset: Preset, seeds: list[int], layout: DataLayout, outcomes: list[CellOutcome],
-                  *, wall_seconds: float, command: str, log: Callable[[str], None] = print) -> Path:
+def build_outputs(
+    out: Path,
+    preset: Preset,
+    seeds: list[int],
+    layout: DataLayout,
+    outcomes: list[CellOutcome],
+    *,
+    wall_seconds: float,
+    command: str,
+    log: Callable[[str], None] = print,
+) -> Path:
     """Tables, figures and report; a figure that cannot be made is reported and left out."""
     md = write_tables(out, outcomes, preset, seeds)
     figures: dict[str, str] = {}
@@ -345,10 +447,13 @@ def build_outputs(out: Path, preset: Preset, seeds: list[int], layout: DataLayou
         if data is not None:
             figures["fig3"] = "fig3_overlap.png"
             fit = data.get("fitted")
-            md["fig3_fit"] = (f"Fitted Gompertz weight to 1 - P(dropped | overlap): a = {fit['a']:.3f}, "
-                              f"b = {fit['b']:.3g}, c = {fit['c']:.3g} (paper: a = 0.25, b = 50, c = 20); "
-                              "curve data in `fig3_overlap.json`." if fit else
-                              "Too few overlap bins with proposals to fit a, b, c; see `fig3_overlap.json`.")
+            md["fig3_fit"] = (
+                f"Fitted Gompertz weight to 1 - P(dropped | overlap): a = {fit['a']:.3f}, "
+                f"b = {fit['b']:.3g}, c = {fit['c']:.3g} (paper: a = 0.25, b = 50, c = 20); "
+                "curve data in `fig3_overlap.json`."
+                if fit
+                else "Too few overlap bins with proposals to fit a, b, c; see `fig3_overlap.json`."
+            )
         elif preset.rates:
             log("fig3: skipped, the baseline at the largest drop rate did not finish")
     except Exception as exc:  # a figure must not cost the tables

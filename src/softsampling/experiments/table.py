@@ -8,9 +8,22 @@ annotations); ``n/a`` marks a combination that should exist but has no result
 (a failed run). ``(n=k)`` is appended when fewer seeds than expected finished.
 
 Example:
-    >>> s = Scores.from_results([
-    ...     {"seed": 0, "method": "baseline", "rate": 0.0, "test": {"mAP": 0.90, "sweep": {"thresholds": [0.8], "mAP": [0.7]}}},
-    ...     {"seed": 1, "method": "baseline", "rate": 0.0, "test": {"mAP": 0.92, "sweep": {"thresholds": [0.8], "mAP": [0.72]}}}])
+    >>> s = Scores.from_results(
+    ...     [
+    ...         {
+    ...             "seed": 0,
+    ...             "method": "baseline",
+    ...             "rate": 0.0,
+    ...             "test": {"mAP": 0.90, "sweep": {"thresholds": [0.8], "mAP": [0.7]}},
+    ...         },
+    ...         {
+    ...             "seed": 1,
+    ...             "method": "baseline",
+    ...             "rate": 0.0,
+    ...             "test": {"mAP": 0.92, "sweep": {"thresholds": [0.8], "mAP": [0.72]}},
+    ...         },
+    ...     ]
+    ... )
     >>> format_cell(s.values_of("baseline", 0.0), expected=2)
     '91.00 ± 1.41'
     >>> round(s.mean("baseline", 0.0, threshold=0.8), 2)
@@ -40,8 +53,15 @@ ROWS: tuple[tuple[str, str], ...] = (
 ROW_LABEL = dict(ROWS)
 # the rows also run on the full annotations
 NO_DROP_METHODS = ("baseline", "overlap_soft", "pseudo_label", "objectness_mining", "overlap_soft+pseudo_label")
-GAP_ROWS = ("hard_negative_0.1", "hard_negative_0.2", "overlap_soft", "score_soft", "pseudo_label",
-            "objectness_mining", "overlap_soft+pseudo_label")
+GAP_ROWS = (
+    "hard_negative_0.1",
+    "hard_negative_0.2",
+    "overlap_soft",
+    "score_soft",
+    "pseudo_label",
+    "objectness_mining",
+    "overlap_soft+pseudo_label",
+)
 
 
 def column_label(rate: float) -> str:
@@ -71,7 +91,7 @@ class Scores:
             key = (str(r["method"]), float(r["rate"]))
             scores.values.setdefault((*key, None), {})[int(r["seed"])] = 100.0 * float(part["mAP"])
             sweep = part.get("sweep") or {}
-            for t, m in zip(sweep.get("thresholds", []), sweep.get("mAP", [])):
+            for t, m in zip(sweep.get("thresholds", []), sweep.get("mAP", []), strict=True):
                 scores.values.setdefault((*key, round(float(t), 6)), {})[int(r["seed"])] = 100.0 * float(m)
         return scores
 
@@ -106,14 +126,18 @@ def format_cell(values: list[float], *, expected: int, digits: int = 2) -> str:
     return text + (f" (n={len(values)})" if len(values) < expected else "")
 
 
-def table1(scores: Scores, rates: list[float], *, seeds: int, threshold: float | None = None) -> tuple[list[str], list[list[str]]]:
+def table1(
+    scores: Scores, rates: list[float], *, seeds: int, threshold: float | None = None
+) -> tuple[list[str], list[list[str]]]:
     """Header and rows of Table 1: rows :data:`ROWS`, columns ``no drop`` then each rate."""
     columns = [0.0] + [float(r) for r in rates]
     header = ["method"] + [column_label(r) for r in columns]
     rows = []
     for method, label in ROWS:
-        cells = [format_cell(scores.values_of(method, r, threshold), expected=seeds) if applicable(method, r) else "-"
-                 for r in columns]
+        cells = [
+            format_cell(scores.values_of(method, r, threshold), expected=seeds) if applicable(method, r) else "-"
+            for r in columns
+        ]
         rows.append([label, *cells])
     return header, rows
 
@@ -121,7 +145,7 @@ def table1(scores: Scores, rates: list[float], *, seeds: int, threshold: float |
 def gap_closed(method: float | None, baseline: float | None, upper: float | None) -> float | None:
     """``(method - baseline) / (upper - baseline)``, or ``None`` when undefined (missing, or upper <= baseline).
 
-    >>> round(gap_closed(78.24, 76.75, 79.26), 3)   # the paper's overlap soft sampling at 30%
+    >>> round(gap_closed(78.24, 76.75, 79.26), 3)  # the paper's overlap soft sampling at 30%
     0.594
     >>> gap_closed(1.0, 2.0, 2.0) is None
     True
@@ -180,9 +204,14 @@ def evaluate_targets(scores: Scores, rates: list[float], *, score_threshold: flo
     if full is None or base is None:
         targets.append(Target("a", f"baseline at {col} >= 3 mAP points below full data", "missing runs", None))
     else:
-        targets.append(Target("a", f"baseline at {col} >= 3 mAP points below full data",
-                              f"full {full:.2f}, baseline {col} {base:.2f}: {full - base:.2f} points lower",
-                              full - base >= 3.0))
+        targets.append(
+            Target(
+                "a",
+                f"baseline at {col} >= 3 mAP points below full data",
+                f"full {full:.2f}, baseline {col} {base:.2f}: {full - base:.2f} points lower",
+                full - base >= 3.0,
+            )
+        )
 
     parts, worse, missing = [], False, False
     for r in rates:
@@ -197,44 +226,71 @@ def evaluate_targets(scores: Scores, rates: list[float], *, score_threshold: flo
     targets.append(Target("b", "overlap soft sampling >= baseline at every drop rate", "; ".join(parts), verdict_b))
 
     if full is None or base is None or oss is None:
-        targets.append(Target("c", f"at {col}, overlap soft sampling recovers >= 50% of the baseline's loss",
-                              "missing runs", None))
+        targets.append(
+            Target("c", f"at {col}, overlap soft sampling recovers >= 50% of the baseline's loss", "missing runs", None)
+        )
     elif full - base <= 0:
-        targets.append(Target("c", f"at {col}, overlap soft sampling recovers >= 50% of the baseline's loss",
-                              f"baseline lost nothing ({full:.2f} -> {base:.2f}): undefined", None))
+        targets.append(
+            Target(
+                "c",
+                f"at {col}, overlap soft sampling recovers >= 50% of the baseline's loss",
+                f"baseline lost nothing ({full:.2f} -> {base:.2f}): undefined",
+                None,
+            )
+        )
     else:
         rec = (oss - base) / (full - base)
-        targets.append(Target("c", f"at {col}, overlap soft sampling recovers >= 50% of the baseline's loss",
-                              f"recovers {100 * rec:.0f}% ({base:.2f} -> {oss:.2f} of {full:.2f})", rec >= 0.5))
+        targets.append(
+            Target(
+                "c",
+                f"at {col}, overlap soft sampling recovers >= 50% of the baseline's loss",
+                f"recovers {100 * rec:.0f}% ({base:.2f} -> {oss:.2f} of {full:.2f})",
+                rec >= 0.5,
+            )
+        )
 
     t = score_threshold
-    full_t, base_t, oss_t = (scores.mean(m, r, t) for m, r in (("baseline", 0.0), ("baseline", hi), ("overlap_soft", hi)))
-    req = (f"detections below {t:g} discarded: overlap soft sampling at {col} keeps >= 80% of full-data mAP, "
-           f"baseline < 65%")
+    full_t, base_t, oss_t = (
+        scores.mean(m, r, t) for m, r in (("baseline", 0.0), ("baseline", hi), ("overlap_soft", hi))
+    )
+    req = (
+        f"detections below {t:g} discarded: overlap soft sampling at {col} keeps >= 80% of full-data mAP, "
+        f"baseline < 65%"
+    )
     if full_t is None or base_t is None or oss_t is None:
         targets.append(Target("d", req, "missing runs", None))
     elif full_t <= 0:
         targets.append(Target("d", req, f"full-data mAP at score >= {t:g} is 0: undefined", None))
     else:
         keep_o, keep_b = oss_t / full_t, base_t / full_t
-        targets.append(Target("d", req, f"full {full_t:.2f}; overlap soft {oss_t:.2f} ({100 * keep_o:.0f}%), "
-                                        f"baseline {base_t:.2f} ({100 * keep_b:.0f}%)",
-                              keep_o >= 0.8 and keep_b < 0.65))
+        targets.append(
+            Target(
+                "d",
+                req,
+                f"full {full_t:.2f}; overlap soft {oss_t:.2f} ({100 * keep_o:.0f}%), "
+                f"baseline {base_t:.2f} ({100 * keep_b:.0f}%)",
+                keep_o >= 0.8 and keep_b < 0.65,
+            )
+        )
     return targets
 
 
 def targets_table(targets: list[Target]) -> tuple[list[str], list[list[str]]]:
-    return ["target", "requirement", "measured", "verdict"], [[f"({t.name})", t.requirement, t.measured, t.verdict]
-                                                              for t in targets]
+    return ["target", "requirement", "measured", "verdict"], [
+        [f"({t.name})", t.requirement, t.measured, t.verdict] for t in targets
+    ]
 
 
 def markdown(header: list[str], rows: list[list[str]], *, numeric: bool = True) -> str:
     """A GitHub Markdown table: first column left-aligned, the others right-aligned (``numeric``) or left."""
+
     def esc(v: str) -> str:
         return str(v).replace("|", "\\|")
 
-    lines = ["| " + " | ".join(esc(h) for h in header) + " |",
-             "|" + "|".join([":---"] + [("---:" if numeric else ":---")] * (len(header) - 1)) + "|"]
+    lines = [
+        "| " + " | ".join(esc(h) for h in header) + " |",
+        "|" + "|".join([":---"] + [("---:" if numeric else ":---")] * (len(header) - 1)) + "|",
+    ]
     lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 

@@ -123,8 +123,14 @@ def build_digits_model(
 
 
 def _digits_transform(image_size: int) -> dict[str, Any]:
-    return {"min_size": image_size, "max_size": image_size, "image_mean": [0.5, 0.5, 0.5],
-            "image_std": [0.5, 0.5, 0.5], "detections_per_img": 50, "score_thresh": 0.05}
+    return {
+        "min_size": image_size,
+        "max_size": image_size,
+        "image_mean": [0.5, 0.5, 0.5],
+        "image_std": [0.5, 0.5, 0.5],
+        "detections_per_img": 50,
+        "score_thresh": 0.05,
+    }
 
 
 def build_digits_retinanet(
@@ -177,8 +183,13 @@ def build_digits_fcos(
     return FCOS(backbone, num_classes, anchor_generator=anchors, **settings)
 
 
-ONE_STAGE_BUILDERS = dict(zip(ONE_STAGE_MODEL_NAMES, (build_digits_retinanet, build_digits_fcos,
-                                                     retinanet_resnet50_fpn, fcos_resnet50_fpn), strict=True))
+ONE_STAGE_BUILDERS = dict(
+    zip(
+        ONE_STAGE_MODEL_NAMES,
+        (build_digits_retinanet, build_digits_fcos, retinanet_resnet50_fpn, fcos_resnet50_fpn),
+        strict=True,
+    )
+)
 
 
 def build_one_stage_model(name: str, num_classes: int, **kwargs: Any) -> RetinaNet | FCOS:
@@ -211,14 +222,26 @@ class DeformableConv3x3(nn.Module):
         super().__init__()
         kh, kw = conv.kernel_size
         self.offset = nn.Conv2d(
-            conv.in_channels, 2 * kh * kw, conv.kernel_size, stride=conv.stride, padding=conv.padding,
-            dilation=conv.dilation, bias=True,
+            conv.in_channels,
+            2 * kh * kw,
+            (kh, kw),
+            stride=_pair(conv.stride),
+            padding=conv.padding if isinstance(conv.padding, str) else _pair(conv.padding),
+            dilation=_pair(conv.dilation),
+            bias=True,
         )
         nn.init.zeros_(self.offset.weight)
+        assert self.offset.bias is not None  # bias=True
         nn.init.zeros_(self.offset.bias)
         self.conv = DeformConv2d(
-            conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=conv.padding,
-            dilation=conv.dilation, groups=conv.groups, bias=conv.bias is not None,
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            stride=conv.stride,
+            padding=conv.padding,
+            dilation=conv.dilation,
+            groups=conv.groups,
+            bias=conv.bias is not None,
         )
         with torch.no_grad():
             self.conv.weight.copy_(conv.weight)
@@ -233,10 +256,19 @@ class DeformableConv3x3(nn.Module):
 def make_conv5_deformable(resnet: nn.Module) -> int:
     """Replace the 3x3 convs of ``resnet.layer4`` (conv5) by :class:`DeformableConv3x3`; return how many."""
     count = 0
-    for block in resnet.layer4:
-        block.conv2 = DeformableConv3x3(block.conv2)
+    for block in resnet.get_submodule("layer4").children():
+        conv = block.get_submodule("conv2")
+        if not isinstance(conv, nn.Conv2d):
+            raise TypeError(f"layer4's conv2 is a {type(conv).__name__}, not an nn.Conv2d (already deformable?)")
+        block.conv2 = DeformableConv3x3(conv)
         count += 1
     return count
+
+
+def _pair(value: tuple[int, ...]) -> tuple[int, int]:
+    """A 2-d conv's (height, width) setting, as the pair nn.Conv2d's signature names."""
+    h, w = value
+    return h, w
 
 
 def load_backbone_weights(resnet: nn.Module, source: str | Path) -> None:
@@ -281,14 +313,16 @@ def _v2_parts(norm_layer: type[nn.Module], trainable_layers: int) -> tuple[nn.Mo
     from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
     from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, RPNHead, _default_anchorgen
 
-    backbone = _resnet_fpn_extractor(resnet50(weights=None, norm_layer=norm_layer), trainable_layers,
-                                     norm_layer=nn.BatchNorm2d)
+    backbone = _resnet_fpn_extractor(
+        resnet50(weights=None, norm_layer=norm_layer), trainable_layers, norm_layer=nn.BatchNorm2d
+    )
     anchors = _default_anchorgen()
     parts = {
         "rpn_anchor_generator": anchors,
         "rpn_head": RPNHead(backbone.out_channels, anchors.num_anchors_per_location()[0], conv_depth=2),
-        "box_head": FastRCNNConvFCHead((backbone.out_channels, 7, 7), [256, 256, 256, 256], [1024],
-                                       norm_layer=nn.BatchNorm2d),
+        "box_head": FastRCNNConvFCHead(
+            (backbone.out_channels, 7, 7), [256, 256, 256, 256], [1024], norm_layer=nn.BatchNorm2d
+        ),
     }
     return backbone, parts
 
@@ -342,13 +376,16 @@ def build_paper_model(
     pretrained = backbone_weights is not None or weights is not None
     # read (and for names, download) the weights before the slow model construction, so bad input fails fast
     backbone_state = _read_backbone_state(backbone_weights) if backbone_weights is not None else None
-    detector_state = read_detector_weights(weights, model_name=PAPER_MODEL_NAMES[version]) if weights is not None else None
+    detector_state = (
+        read_detector_weights(weights, model_name=PAPER_MODEL_NAMES[version]) if weights is not None else None
+    )
     frozen = pretrained if frozen_batch_norm is None else frozen_batch_norm
     norm_layer = FrozenBatchNorm2d if frozen else nn.BatchNorm2d
     layers = trainable_layers if trainable_layers is not None else (3 if pretrained else 5)
     if version == 1:
-        backbone = resnet_fpn_backbone(backbone_name="resnet50", weights=None, norm_layer=norm_layer,
-                                       trainable_layers=layers)
+        backbone = resnet_fpn_backbone(
+            backbone_name="resnet50", weights=None, norm_layer=norm_layer, trainable_layers=layers
+        )
         parts: dict[str, Any] = {}
     else:
         backbone, parts = _v2_parts(norm_layer, layers)

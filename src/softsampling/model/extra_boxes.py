@@ -15,7 +15,7 @@ def rescale_extra_boxes(module: nn.Module, inputs: tuple, output: tuple) -> None
     image_list, new_targets = output
     if targets is None or new_targets is None:
         return
-    for image, size, target in zip(images, image_list.image_sizes, new_targets):
+    for image, size, target in zip(images, image_list.image_sizes, new_targets, strict=True):
         h, w = image.shape[-2:]
         if (h, w) == tuple(size):
             continue

@@ -79,9 +79,11 @@ class OneStageStrategy:
         """Per image: torchvision's matches, then the strategy's rules (labels, weights, BRL marks)."""
         params = self.composition.params
         states = []
-        for anchors_per_image, target, matched in zip(anchors, targets, matched_idxs):
+        for anchors_per_image, target, matched in zip(anchors, targets, matched_idxs, strict=True):
             ctx = image_context(
-                anchors_per_image, target["boxes"], target["labels"],
+                anchors_per_image,
+                target["boxes"],
+                target["labels"],
                 group_of=target.get("group_of"),
                 dropped_boxes=target.get("dropped_boxes"),
                 pseudo_boxes=target.get("pseudo_boxes"),
@@ -106,13 +108,15 @@ class OneStageStrategy:
         """
         pseudo_regress = bool(self.composition.params.get("pseudo_regress", False))
         out_targets, out_matched = [], []
-        for target, state in zip(targets, states):
+        for target, state in zip(targets, states, strict=True):
             num_gt = target["boxes"].shape[0]
             regress = (state.labels > 0) & (state.matched_gt >= 0)
             if pseudo_regress and "pseudo_boxes" in target:
-                target = {**target,
-                          "boxes": torch.cat([target["boxes"], target["pseudo_boxes"].to(target["boxes"])]),
-                          "labels": torch.cat([target["labels"], target["pseudo_labels"].to(target["labels"])])}
+                target = {
+                    **target,
+                    "boxes": torch.cat([target["boxes"], target["pseudo_boxes"].to(target["boxes"])]),
+                    "labels": torch.cat([target["labels"], target["pseudo_labels"].to(target["labels"])]),
+                }
             else:
                 regress &= state.matched_gt < num_gt
             out_targets.append(target)
@@ -123,7 +127,9 @@ class OneStageStrategy:
         """Summed weighted focal loss of anchors, with BRL where the ``brl`` rule marked them."""
         if "brl" not in self.composition.rules:
             return weighted_focal_loss(logits, labels, weights)
-        return weighted_focal_loss(logits, labels, weights, recalibrate, beta=float(self.composition.params["brl_beta"]))
+        return weighted_focal_loss(
+            logits, labels, weights, recalibrate, beta=float(self.composition.params["brl_beta"])
+        )
 
 
 class SoftSamplingRetinaNetHead(OneStageStrategy, RetinaNetHead):
@@ -136,7 +142,7 @@ class SoftSamplingRetinaNetHead(OneStageStrategy, RetinaNetHead):
     ``RetinaNetRegressionHead.compute_loss`` on the final foreground anchors.
     """
 
-    def compute_loss(  # type: ignore[override]
+    def compute_loss(
         self,
         targets: list[dict[str, Tensor]],
         head_outputs: dict[str, Tensor],
@@ -144,13 +150,22 @@ class SoftSamplingRetinaNetHead(OneStageStrategy, RetinaNetHead):
         matched_idxs: list[Tensor],
     ) -> dict[str, Tensor]:
         states = self.assign_anchors(targets, anchors, matched_idxs)
-        losses = [self.focal(logits, s.labels, s.weights, s.recalibrate) / max(1, (s.labels > 0).sum())
-                  for logits, s in zip(head_outputs["cls_logits"], states)]
+        losses = [
+            self.focal(logits, s.labels, s.weights, s.recalibrate) / max(1, int((s.labels > 0).sum()))
+            for logits, s in zip(head_outputs["cls_logits"], states, strict=True)
+        ]
         reg_targets, reg_matched = self.regression_targets(targets, states)
         return {
             "classification": sum(losses) / len(targets),
             "bbox_regression": self.regression_head.compute_loss(reg_targets, head_outputs, anchors, reg_matched),
         }
+
+
+def _recalibrated(state: Assignment) -> Tensor:
+    """``state.recalibrate``, or all False where the Assignment was built without it."""
+    if state.recalibrate is None:
+        return torch.zeros_like(state.labels, dtype=torch.bool)
+    return state.recalibrate
 
 
 class SoftSamplingFCOSHead(OneStageStrategy, FCOSHead):
@@ -166,7 +181,7 @@ class SoftSamplingFCOSHead(OneStageStrategy, FCOSHead):
 
     overlap = staticmethod(centered_box_iou)
 
-    def compute_loss(  # type: ignore[override]
+    def compute_loss(
         self,
         targets: list[dict[str, Tensor]],
         head_outputs: dict[str, Tensor],
@@ -178,8 +193,12 @@ class SoftSamplingFCOSHead(OneStageStrategy, FCOSHead):
         losses = super().compute_loss(reg_targets, head_outputs, anchors, reg_matched)
         cls_logits = head_outputs["cls_logits"]
         labels = torch.cat([s.labels for s in states])
-        loss = self.focal(cls_logits.flatten(0, 1), labels, torch.cat([s.weights for s in states]),
-                          torch.cat([s.recalibrate for s in states]))
+        loss = self.focal(
+            cls_logits.flatten(0, 1),
+            labels,
+            torch.cat([s.weights for s in states]),
+            torch.cat([_recalibrated(s) for s in states]),
+        )
         losses["classification"] = loss / max(1, int((labels > 0).sum()))
         return losses
 
@@ -218,11 +237,14 @@ def use_one_stage_strategy(
     stock, ours = HEADS[kind]
     head = detector.head
     if type(head) not in (stock, ours):
-        raise ValueError(f"use_strategy needs torchvision's own {stock.__name__} in the {kind.__name__}, "
-                         f"got {type(head).__name__}")
+        raise ValueError(
+            f"use_strategy needs torchvision's own {stock.__name__} in the {kind.__name__}, got {type(head).__name__}"
+        )
     if normalization != "count":
-        raise ValueError(f"normalization {normalization!r} does not apply to one-stage detectors; they normalise "
-                         "by the number of foreground anchors (normalization: count)")
+        raise ValueError(
+            f"normalization {normalization!r} does not apply to one-stage detectors; they normalise "
+            "by the number of foreground anchors (normalization: count)"
+        )
     params = dict(params)
     if kind is RetinaNet:
         matcher = detector.proposal_matcher
@@ -244,7 +266,6 @@ def use_one_stage_strategy(
     head.composition = composition
     head._rescale_hook = None
     if composition.needs & {"dropped_boxes", "pseudo_boxes"}:
-
         head._rescale_hook = detector.transform.register_forward_hook(rescale_extra_boxes)
     return detector
 

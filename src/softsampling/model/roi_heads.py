@@ -79,7 +79,9 @@ class PriorScorer:
         return self.detector.transform
 
     @torch.no_grad()
-    def score_proposals(self, images: Tensor, image_shapes: list[tuple[int, int]], proposals: list[Tensor]) -> list[Tensor]:
+    def score_proposals(
+        self, images: Tensor, image_shapes: list[tuple[int, int]], proposals: list[Tensor]
+    ) -> list[Tensor]:
         """Softmax class scores of RoIs on already transformed images.
 
         Args:
@@ -117,8 +119,10 @@ class PriorScorer:
         detector = self.detector.eval()
         device = next(detector.parameters()).device
         images = [image.to(device) for image in images]
-        targets = [{"boxes": b.to(device).float(), "labels": torch.zeros(b.shape[0], dtype=torch.int64, device=device)}
-                   for b in boxes]
+        targets = [
+            {"boxes": b.to(device).float(), "labels": torch.zeros(b.shape[0], dtype=torch.int64, device=device)}
+            for b in boxes
+        ]
         image_list, targets = detector.transform(images, targets)
         return self.score_proposals(image_list.tensors, image_list.image_sizes, [t["boxes"] for t in targets])
 
@@ -147,7 +151,7 @@ class ObjectnessRecordingRPN(RegionProposalNetwork):
 
     objectness_record: ObjectnessRecord | None = None
 
-    def filter_proposals(self, proposals, objectness, image_shapes, num_anchors_per_level):  # type: ignore[override]
+    def filter_proposals(self, proposals, objectness, image_shapes, num_anchors_per_level):
         boxes, scores = super().filter_proposals(proposals, objectness, image_shapes, num_anchors_per_level)
         if self.training and self.objectness_record is not None:
             self.objectness_record.scores = [s.detach() for s in scores]
@@ -195,6 +199,10 @@ class SoftSamplingRoIHeads(RoIHeads):
     always applies).
     """
 
+    # set by torchvision's RoIHeads.__init__; postprocess_detections swaps them for one call
+    nms_thresh: float
+    detections_per_img: int
+
     def __init__(
         self,
         box_roi_pool: nn.Module,
@@ -228,8 +236,10 @@ class SoftSamplingRoIHeads(RoIHeads):
         composition = resolve_strategy(strategy, {**params, "fg_iou": fg_iou_thresh, "bg_iou": bg_iou_thresh})
         composition.check_detector("two_stage")
         if "prior_scores" in composition.needs and (prior is None or thresholds is None):
-            raise ValueError(f"strategy {composition.name!r} needs prior=<the detector trained in round one on the "
-                             "curated data> and thresholds=<per-class T>")
+            raise ValueError(
+                f"strategy {composition.name!r} needs prior=<the detector trained in round one on the "
+                "curated data> and thresholds=<per-class T>"
+            )
         if sampling not in SAMPLING_MODES:
             raise ValueError(f"unknown sampling mode {sampling!r}; choose one of {', '.join(SAMPLING_MODES)}")
         if normalization not in NORMALIZATIONS:
@@ -297,16 +307,23 @@ class SoftSamplingRoIHeads(RoIHeads):
         proposals = self.add_gt_proposals(proposals, gt_boxes)
         sampled = SampledRoIs([], [], [], [], [], [])
         contexts, states = [], []
-        for i, (image_proposals, target, image_gt, n_rpn) in enumerate(zip(proposals, targets, gt_boxes, num_rpn)):
+        for i, (image_proposals, target, image_gt, n_rpn) in enumerate(
+            zip(proposals, targets, gt_boxes, num_rpn, strict=True)
+        ):
             ctx = image_context(
-                image_proposals, image_gt, target["labels"],
+                image_proposals,
+                image_gt,
+                target["labels"],
                 group_of=target.get("group_of"),
                 dropped_boxes=target.get("dropped_boxes"),
                 pseudo_boxes=target.get("pseudo_boxes"),
                 pseudo_labels=target.get("pseudo_labels"),
                 pseudo_scores=target.get("pseudo_scores"),
-                objectness=(None if objectness is None else
-                            torch.cat([objectness[i].to(device), torch.zeros(image_gt.shape[0], device=device)])),
+                objectness=(
+                    None
+                    if objectness is None
+                    else torch.cat([objectness[i].to(device), torch.zeros(image_gt.shape[0], device=device)])
+                ),
                 iteration=self.iteration,
                 iterations=self.iterations,
             )
@@ -321,18 +338,25 @@ class SoftSamplingRoIHeads(RoIHeads):
                 positive_fraction=self.fg_bg_sampler.positive_fraction,
                 generator=self.generator,
             )
-            state = Assignment(labels[keep], result.weights[keep], result.overlaps[keep], result.matched_gt[keep],
-                               result.recalibrate[keep])
+            state = Assignment(
+                labels[keep],
+                result.weights[keep],
+                result.overlaps[keep],
+                result.matched_gt[keep],
+                None if result.recalibrate is None else result.recalibrate[keep],
+            )
             contexts.append(replace(ctx, proposals=image_proposals[keep], objectness=None))
             states.append(state)
             sampled.proposals.append(image_proposals[keep])
         if composition.after_sampling:
             scores = self._prior_scores(sampled.proposals, image_shapes)
-            states = [composition.assign_after_sampling(state, replace(ctx, prior_scores=s, thresholds=self.thresholds))
-                      for state, ctx, s in zip(states, contexts, scores)]
+            states = [
+                composition.assign_after_sampling(state, replace(ctx, prior_scores=s, thresholds=self.thresholds))
+                for state, ctx, s in zip(states, contexts, scores, strict=True)
+            ]
         regress_pseudo = bool(composition.params.get("pseudo_regress", False))
         matched_boxes = []
-        for state, ctx, image_gt in zip(states, contexts, gt_boxes):
+        for state, ctx, image_gt in zip(states, contexts, gt_boxes, strict=True):
             num_gt = image_gt.shape[0]
             boxes = image_gt
             if ctx.pseudo_boxes is not None and ctx.pseudo_boxes.shape[0]:
@@ -342,7 +366,9 @@ class SoftSamplingRoIHeads(RoIHeads):
             sampled.weights.append(state.weights)
             sampled.matched_idxs.append(matched)
             sampled.regress.append((state.labels > 0) & ((state.matched_gt < num_gt) | regress_pseudo))
-            matched_boxes.append((boxes if boxes.shape[0] else torch.zeros((1, 4), dtype=dtype, device=device))[matched])
+            matched_boxes.append(
+                (boxes if boxes.shape[0] else torch.zeros((1, 4), dtype=dtype, device=device))[matched]
+            )
         sampled.regression_targets.extend(self.box_coder.encode(matched_boxes, sampled.proposals))
         return sampled
 
@@ -358,7 +384,9 @@ class SoftSamplingRoIHeads(RoIHeads):
 
     def _prior_scores(self, proposals: list[Tensor], image_shapes: list[tuple[int, int]]) -> list[Tensor]:
         if self.prior is None:
-            raise ValueError(f"strategy {self.strategy!r} needs a prior detector: use_strategy(..., prior=trained_detector)")
+            raise ValueError(
+                f"strategy {self.strategy!r} needs a prior detector: use_strategy(..., prior=trained_detector)"
+            )
         if self._images is None:
             raise ValueError(
                 f"{self.strategy}: the head has not seen the transformed images; install it with "
@@ -368,7 +396,7 @@ class SoftSamplingRoIHeads(RoIHeads):
         self._images = None
         return scores
 
-    def select_training_samples(self, proposals, targets):  # type: ignore[override]
+    def select_training_samples(self, proposals, targets):
         """torchvision's contract (4-tuple), with this head's strategy and sampling (weights dropped).
 
         Not used by this head's own ``forward``; ``score_soft`` needs ``select_weighted_samples``
@@ -428,17 +456,19 @@ class SoftSamplingRoIHeads(RoIHeads):
         targets: list[dict[str, Tensor]],
     ) -> Tensor:
         """torchvision's Mask R-CNN loss on the sampled foreground RoIs of annotated boxes (unweighted)."""
-        foreground = [torch.where((labels > 0) & (m < t["boxes"].shape[0]))[0]
-                      for labels, m, t in zip(sampled.labels, sampled.matched_idxs, targets)]
-        mask_proposals = [p[i] for p, i in zip(sampled.proposals, foreground)]
-        matched = [m[i] for m, i in zip(sampled.matched_idxs, foreground)]
+        foreground = [
+            torch.where((labels > 0) & (m < t["boxes"].shape[0]))[0]
+            for labels, m, t in zip(sampled.labels, sampled.matched_idxs, targets, strict=True)
+        ]
+        mask_proposals = [p[i] for p, i in zip(sampled.proposals, foreground, strict=True)]
+        matched = [m[i] for m, i in zip(sampled.matched_idxs, foreground, strict=True)]
         mask_logits = self.mask_predictor(self.mask_head(self.mask_roi_pool(features, mask_proposals, image_shapes)))
         return maskrcnn_loss(
             mask_logits, mask_proposals, [t["masks"] for t in targets], [t["labels"] for t in targets], matched
         )
 
     # ----------------------------------------------------------------- inference
-    def postprocess_detections(self, class_logits, box_regression, proposals, image_shapes):  # type: ignore[override]
+    def postprocess_detections(self, class_logits, box_regression, proposals, image_shapes):
         """torchvision's post-processing, with Soft-NMS instead of hard NMS when ``soft_nms`` is set.
 
         torchvision decodes, clips, thresholds by ``score_thresh`` and drops tiny
@@ -456,7 +486,7 @@ class SoftSamplingRoIHeads(RoIHeads):
             )
         finally:
             self.nms_thresh, self.detections_per_img = saved
-        for i, (boxes, scores, labels) in enumerate(zip(all_boxes, all_scores, all_labels)):
+        for i, (boxes, scores, labels) in enumerate(zip(all_boxes, all_scores, all_labels, strict=True)):
             keep, new_scores = self.soft_nms(boxes, scores, labels)
             keep, new_scores = keep[: self.detections_per_img], new_scores[: self.detections_per_img]
             all_boxes[i], all_scores[i], all_labels[i] = boxes[keep], new_scores, labels[keep]
@@ -516,16 +546,25 @@ def use_strategy(
         ('SoftSamplingRoIHeads', 'overlap_soft')
     """
     if is_one_stage(detector):
-        given = {"batch_size_per_image": batch_size_per_image, "positive_fraction": positive_fraction,
-                 "soft_nms": soft_nms, "prior": prior, "thresholds": thresholds, "generator": generator}
+        given = {
+            "batch_size_per_image": batch_size_per_image,
+            "positive_fraction": positive_fraction,
+            "soft_nms": soft_nms,
+            "prior": prior,
+            "thresholds": thresholds,
+            "generator": generator,
+        }
         extra = [name for name in TWO_STAGE_ONLY if given[name] is not None]
         if extra:
-            raise ValueError(f"{', '.join(extra)} apply to two-stage detectors only; "
-                             f"{type(detector).__name__} trains every anchor")
+            raise ValueError(
+                f"{', '.join(extra)} apply to two-stage detectors only; {type(detector).__name__} trains every anchor"
+            )
         return use_one_stage_strategy(detector, strategy, normalization=normalization, **params)
     old = getattr(detector, "roi_heads", None)
     if not isinstance(old, RoIHeads):
-        raise ValueError(f"use_strategy needs a torchvision two-stage detector with RoIHeads, got {type(detector).__name__}")
+        raise ValueError(
+            f"use_strategy needs a torchvision two-stage detector with RoIHeads, got {type(detector).__name__}"
+        )
     if old.has_keypoint():
         raise ValueError("use_strategy does not support keypoint detectors (KeypointRCNN)")
     if soft_nms is None and isinstance(old, SoftSamplingRoIHeads):
@@ -570,8 +609,10 @@ def use_strategy(
         head._rpn_pseudo_hook = detector.rpn.register_forward_pre_hook(_rpn_with_pseudo_boxes)
     if "objectness" in head.composition.needs:
         if not isinstance(detector.rpn, RegionProposalNetwork):
-            raise ValueError(f"strategy {head.strategy!r} needs torchvision's RegionProposalNetwork, "
-                             f"got {type(detector.rpn).__name__}")
+            raise ValueError(
+                f"strategy {head.strategy!r} needs torchvision's RegionProposalNetwork, "
+                f"got {type(detector.rpn).__name__}"
+            )
         detector.rpn.__class__ = ObjectnessRecordingRPN
         detector.rpn.objectness_record = head.objectness
     elif isinstance(detector.rpn, ObjectnessRecordingRPN):

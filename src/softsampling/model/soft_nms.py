@@ -67,9 +67,8 @@ def batched_soft_nms(
         decayed scores.
 
     Example:
-        >>> boxes = torch.tensor([[0., 0., 10., 10.], [0., 0., 10., 10.], [0., 0., 10., 10.]])
-        >>> keep, s = batched_soft_nms(boxes, torch.tensor([0.9, 0.8, 0.7]), torch.tensor([0, 0, 1]),
-        ...                            method="linear")
+        >>> boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 10.0]])
+        >>> keep, s = batched_soft_nms(boxes, torch.tensor([0.9, 0.8, 0.7]), torch.tensor([0, 0, 1]), method="linear")
         >>> keep.tolist()  # the duplicate of class 0 decays to 0; class 1 is untouched
         [0, 2]
     """
@@ -88,9 +87,7 @@ def batched_soft_nms(
     while bool(active.any()):
         # One pick per class: the highest active score, lowest index on ties.
         masked = torch.where(active, current, torch.full_like(current, -float("inf")))
-        class_max = torch.full((num_cls,), -float("inf"), device=device).scatter_reduce(
-            0, cls, masked, reduce="amax"
-        )
+        class_max = torch.full((num_cls,), -float("inf"), device=device).scatter_reduce(0, cls, masked, reduce="amax")
         is_top = active & (masked == class_max[cls])
         candidate_index = torch.where(is_top, order, torch.full_like(order, n))
         first = torch.full((num_cls,), n, dtype=torch.int64, device=device).scatter_reduce(
@@ -133,7 +130,7 @@ def soft_nms(
     """Soft-NMS over boxes of a single class; see :func:`batched_soft_nms` for the arguments.
 
     Example:
-        >>> boxes = torch.tensor([[0., 0., 10., 10.], [0., 0., 10., 8.], [50., 50., 60., 60.]])
+        >>> boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 8.0], [50.0, 50.0, 60.0, 60.0]])
         >>> keep, s = soft_nms(boxes, torch.tensor([0.9, 0.8, 0.5]))
         >>> keep.tolist(), [round(v, 3) for v in s.tolist()]  # IoU 0.8: 0.8 * exp(-0.64 / 0.5)
         ([0, 2, 1], [0.9, 0.5, 0.222])

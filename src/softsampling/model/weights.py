@@ -32,7 +32,10 @@ _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*_Weights\.[A-Za-z0-9_]+$")
 
 # torchvision enums whose weights fit our builders, by model.name.
 BACKBONE_ENUMS = {"ResNet50_Weights": ("resnet50_fpn", "resnet50_fpn_v2")}
-DETECTOR_ENUMS = {"FasterRCNN_ResNet50_FPN_Weights": "resnet50_fpn", "FasterRCNN_ResNet50_FPN_V2_Weights": "resnet50_fpn_v2"}
+DETECTOR_ENUMS = {
+    "FasterRCNN_ResNet50_FPN_Weights": "resnet50_fpn",
+    "FasterRCNN_ResNet50_FPN_V2_Weights": "resnet50_fpn_v2",
+}
 
 # Keys of the box predictor (class scores and per-class box deltas): re-initialised for the dataset's classes.
 PREDICTOR_PREFIX = "roi_heads.box_predictor."
@@ -50,10 +53,12 @@ def is_weights_name(value: str | Path) -> bool:
 
 def offline_hint(name: str) -> str:
     """How to get a named file onto a machine without internet access."""
-    return (f"on a machine with internet access run `python -c \"import torchvision; "
-            f"torchvision.models.get_weight('{name}').get_state_dict()\"`, then copy its "
-            "$TORCH_HOME/hub/checkpoints folder (default ~/.cache/torch/hub/checkpoints) here; "
-            "or pass the path of a local weights file")
+    return (
+        f'on a machine with internet access run `python -c "import torchvision; '
+        f"torchvision.models.get_weight('{name}').get_state_dict()\"`, then copy its "
+        "$TORCH_HOME/hub/checkpoints folder (default ~/.cache/torch/hub/checkpoints) here; "
+        "or pass the path of a local weights file"
+    )
 
 
 def torchvision_weights(name: str, allowed: dict[str, Any], what: str) -> Any:
@@ -62,13 +67,16 @@ def torchvision_weights(name: str, allowed: dict[str, Any], what: str) -> Any:
 
     enum_name = name.split(".", 1)[0]
     if enum_name not in allowed:
-        raise SoftSamplingError(f"{name!r} is not usable as {what}",
-                                fix=f"use weights of {', '.join(sorted(allowed))}, e.g. {_example(allowed)}")
+        raise SoftSamplingError(
+            f"{name!r} is not usable as {what}",
+            fix=f"use weights of {', '.join(sorted(allowed))}, e.g. {_example(allowed)}",
+        )
     try:
         return get_weight(name)
     except (KeyError, ValueError, AttributeError):
-        raise SoftSamplingError(f"torchvision has no weights called {name!r}",
-                                fix=f"use one of {', '.join(_members(enum_name))}") from None
+        raise SoftSamplingError(
+            f"torchvision has no weights called {name!r}", fix=f"use one of {', '.join(_members(enum_name))}"
+        ) from None
 
 
 def _members(enum_name: str) -> list[str]:
@@ -82,7 +90,9 @@ def _example(allowed: dict[str, Any]) -> str:
     return _members(sorted(allowed)[0])[-1]
 
 
-def read_state_dict(source: str | Path, *, allowed: dict[str, Any], what: str, hint: str) -> tuple[dict[str, Tensor], str]:
+def read_state_dict(
+    source: str | Path, *, allowed: dict[str, Any], what: str, hint: str
+) -> tuple[dict[str, Tensor], str]:
     """``(state_dict, description)`` of a torchvision weights name or a local file.
 
     Raises:
@@ -95,8 +105,10 @@ def read_state_dict(source: str | Path, *, allowed: dict[str, Any], what: str, h
             state = weights.get_state_dict(progress=True, check_hash=True, weights_only=True)
         except Exception as error:  # noqa: BLE001 - no network, hash mismatch, torn cache file: one user problem
             first = str(error).splitlines()[0] if str(error) else ""
-            raise SoftSamplingError(f"cannot get torchvision weights {source} from {weights.url} "
-                                    f"({type(error).__name__}: {first})", fix=offline_hint(str(source))) from None
+            raise SoftSamplingError(
+                f"cannot get torchvision weights {source} from {weights.url} ({type(error).__name__}: {first})",
+                fix=offline_hint(str(source)),
+            ) from None
         return state, str(source)
     path = Path(source)
     if not path.is_file():
@@ -134,8 +146,10 @@ class WeightsReport:
         return text
 
 
-DETECTOR_HINT = ("pass a torchvision detector weights name such as FasterRCNN_ResNet50_FPN_V2_Weights.COCO_V1 "
-                 "(with model.name=resnet50_fpn_v2), or the path of a detector state_dict or softsampling model.pt")
+DETECTOR_HINT = (
+    "pass a torchvision detector weights name such as FasterRCNN_ResNet50_FPN_V2_Weights.COCO_V1 "
+    "(with model.name=resnet50_fpn_v2), or the path of a detector state_dict or softsampling model.pt"
+)
 
 
 def read_detector_weights(source: str | Path, *, model_name: str) -> tuple[dict[str, Tensor], str]:
@@ -144,13 +158,15 @@ def read_detector_weights(source: str | Path, *, model_name: str) -> tuple[dict[
         enum_name = str(source).split(".", 1)[0]
         expected = DETECTOR_ENUMS.get(enum_name)
         if expected is not None and expected != model_name:
-            raise SoftSamplingError(f"{source} are weights of model.name={expected}, not {model_name}",
-                                    fix=f"--set model.name={expected}")
+            raise SoftSamplingError(
+                f"{source} are weights of model.name={expected}, not {model_name}", fix=f"--set model.name={expected}"
+            )
     return read_state_dict(source, allowed=DETECTOR_ENUMS, what="detector weights", hint=DETECTOR_HINT)
 
 
-def load_detector_weights(model: nn.Module, source: str | Path | tuple[dict[str, Tensor], str], *,
-                          model_name: str) -> WeightsReport:
+def load_detector_weights(
+    model: nn.Module, source: str | Path | tuple[dict[str, Tensor], str], *, model_name: str
+) -> WeightsReport:
     """Load a whole detector's weights into ``model``; its box predictor keeps its fresh initialisation.
 
     ``source``: a torchvision name, a local file, or what :func:`read_detector_weights` returned.
@@ -167,7 +183,9 @@ def load_detector_weights(model: nn.Module, source: str | Path | tuple[dict[str,
     own = model.state_dict()
     skipped: dict[str, str] = {}
     kept: dict[str, Tensor] = {}
-    classes = model.roi_heads.box_predictor.cls_score.out_features
+    cls_score = model.get_submodule("roi_heads.box_predictor.cls_score")
+    assert isinstance(cls_score, nn.Linear)  # torchvision's FastRCNNPredictor
+    classes = cls_score.out_features
     for key, value in state.items():
         if key.startswith(PREDICTOR_PREFIX):
             shape = f"{tuple(value.shape)} -> {tuple(own[key].shape)}, " if key in own else ""
@@ -176,15 +194,21 @@ def load_detector_weights(model: nn.Module, source: str | Path | tuple[dict[str,
             skipped[key] = "frozen batch norm keeps no counter"
         else:
             kept[key] = value
-    missing = [k for k in own if k not in kept and not k.startswith(PREDICTOR_PREFIX)
-               and not k.endswith("num_batches_tracked")]  # batch norm starts its counter at 0
+    missing = [
+        k for k in own if k not in kept and not k.startswith(PREDICTOR_PREFIX) and not k.endswith("num_batches_tracked")
+    ]  # batch norm starts its counter at 0
     unexpected = [k for k in kept if k not in own]
-    shapes = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in kept.items()
-              if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    shapes = [
+        f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}"
+        for k, v in kept.items()
+        if k in own and tuple(v.shape) != tuple(own[k].shape)
+    ]
     if missing or unexpected or shapes:
         raise SoftSamplingError(
             f"detector weights do not fit model.name={model_name}: {len(missing)} missing keys (e.g. {missing[:3]}), "
             f"{len(unexpected)} unexpected (e.g. {unexpected[:3]}), {len(shapes)} of another shape (e.g. {shapes[:2]})",
-            file=description, fix=DETECTOR_HINT)
+            file=description,
+            fix=DETECTOR_HINT,
+        )
     model.load_state_dict(kept, strict=False)
     return WeightsReport(description, len(kept), skipped)

@@ -18,6 +18,7 @@ from softsampling.sampling.assign import (
     strategy_name,
 )
 from softsampling.sampling.boxes import centered_box_iou, group_of_coverage
+from softsampling.sampling.loss import NORMALIZATIONS, weighted_fastrcnn_loss, weighted_focal_loss
 from softsampling.sampling.pseudo import merge_flip_detections, select_pseudo_boxes
 from softsampling.sampling.rules import (
     COMMON_PARAMS,
@@ -29,7 +30,6 @@ from softsampling.sampling.rules import (
     ImageContext,
     RuleSpec,
 )
-from softsampling.sampling.loss import NORMALIZATIONS, weighted_fastrcnn_loss, weighted_focal_loss
 from softsampling.sampling.sampler import SAMPLING_MODES, keep_first_candidates, sample_rois
 from softsampling.sampling.weights import gompertz_weight, median_thresholds, score_weight
 

@@ -66,8 +66,19 @@ from torch import Tensor
 from softsampling.sampling.boxes import check_boxes, group_of_coverage
 from softsampling.sampling.rules import COMMON_PARAMS, DETECTORS, REQUIRED, RULES, STRATEGIES, Assignment, ImageContext
 
-__all__ = ["Assignment", "Composition", "ImageContext", "assign", "from_matches", "group_of_coverage", "image_context",
-           "match", "resolve_params", "resolve_strategy", "strategy_name"]
+__all__ = [
+    "Assignment",
+    "Composition",
+    "ImageContext",
+    "assign",
+    "from_matches",
+    "group_of_coverage",
+    "image_context",
+    "match",
+    "resolve_params",
+    "resolve_strategy",
+    "strategy_name",
+]
 
 Step = tuple[Callable[..., Assignment], dict[str, Any]]
 
@@ -139,8 +150,10 @@ class Composition:
         for rule in self.rules:
             allowed = RULES[rule].detectors
             if kind not in allowed:
-                raise ValueError(f"rule {rule!r} of strategy {self.name!r} needs {DETECTORS[allowed[0]]}; "
-                                 f"this is {DETECTORS[kind].split(' (')[0]}")
+                raise ValueError(
+                    f"rule {rule!r} of strategy {self.name!r} needs {DETECTORS[allowed[0]]}; "
+                    f"this is {DETECTORS[kind].split(' (')[0]}"
+                )
 
 
 def _apply(state: Assignment, ctx: ImageContext, steps: tuple[Step, ...]) -> Assignment:
@@ -173,7 +186,9 @@ def resolve_strategy(strategy: str | Sequence[str], params: dict[str, Any] | Non
     allowed = parameter_defaults(rules)
     unknown = sorted(set(params) - set(allowed))
     if unknown:
-        raise ValueError(f"strategy {name!r} got unknown parameter(s) {unknown}; it accepts: {', '.join(sorted(allowed))}")
+        raise ValueError(
+            f"strategy {name!r} got unknown parameter(s) {unknown}; it accepts: {', '.join(sorted(allowed))}"
+        )
     resolved = {**allowed, **params}
     missing = sorted(key for key, value in resolved.items() if value is REQUIRED)
     if missing:
@@ -190,8 +205,8 @@ def resolve_strategy(strategy: str | Sequence[str], params: dict[str, Any] | Non
     for spec in specs:
         if spec.check is not None:
             spec.check(resolved)
-    late = [r for r, spec in zip(rules, specs) if spec.after_sampling]
-    if late and rules[-len(late):] != tuple(late):
+    late = [r for r, spec in zip(rules, specs, strict=True) if spec.after_sampling]
+    if late and rules[-len(late) :] != tuple(late):
         raise ValueError(f"rule {late[0]!r} must come last in strategy {name!r} (it weights the sampled RoIs)")
     steps = tuple((spec.apply, {k: resolved[k] for k in (*spec.common, *spec.params)}) for spec in specs)
     n_late = len(late)
@@ -200,7 +215,7 @@ def resolve_strategy(strategy: str | Sequence[str], params: dict[str, Any] | Non
         rules=rules,
         params=resolved,
         before_sampling=steps[: len(steps) - n_late],
-        after_sampling=steps[len(steps) - n_late:],
+        after_sampling=steps[len(steps) - n_late :],
         needs=frozenset(need for spec in specs for need in spec.needs),
     )
 
@@ -269,8 +284,13 @@ def match(ctx: ImageContext, fg_iou: float, bg_iou: float, group_of_threshold: f
     matched_gt = torch.where(foreground, best_gt, torch.full_like(best_gt, -1))
     _ignore_inside_group_of(labels, ctx, group_of_threshold)
     weights = torch.ones(n, dtype=torch.float32, device=device)
-    return Assignment(labels=labels, weights=weights, overlaps=overlaps.float(), matched_gt=matched_gt,
-                      recalibrate=torch.zeros(n, dtype=torch.bool, device=device))
+    return Assignment(
+        labels=labels,
+        weights=weights,
+        overlaps=overlaps.float(),
+        matched_gt=matched_gt,
+        recalibrate=torch.zeros(n, dtype=torch.bool, device=device),
+    )
 
 
 def _ignore_inside_group_of(labels: Tensor, ctx: ImageContext, group_of_threshold: float) -> None:
@@ -291,8 +311,11 @@ def from_matches(ctx: ImageContext, matched_idxs: Tensor, group_of_threshold: fl
     strategy's rules with :meth:`Composition.apply_rules`.
 
     Example:
-        >>> ctx = image_context(torch.tensor([[0., 0., 10., 10.], [0., 0., 10., 6.], [50., 50., 60., 60.]]),
-        ...                     torch.tensor([[0., 0., 10., 10.]]), torch.tensor([4]))
+        >>> ctx = image_context(
+        ...     torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 6.0], [50.0, 50.0, 60.0, 60.0]]),
+        ...     torch.tensor([[0.0, 0.0, 10.0, 10.0]]),
+        ...     torch.tensor([4]),
+        ... )
         >>> a = from_matches(ctx, torch.tensor([0, -2, -1]), 0.9)
         >>> a.labels.tolist(), a.matched_gt.tolist(), [round(o, 2) for o in a.overlaps.tolist()]
         ([4, -1, 0], [0, -1, -1], [1.0, 0.6, 0.0])
@@ -310,8 +333,13 @@ def from_matches(ctx: ImageContext, matched_idxs: Tensor, group_of_threshold: fl
     matched_gt = torch.where(foreground, matched_idxs, torch.full_like(matched_idxs, -1))
     _ignore_inside_group_of(labels, ctx, group_of_threshold)
     weights = torch.ones(n, dtype=torch.float32, device=device)
-    return Assignment(labels=labels, weights=weights, overlaps=overlaps.float(), matched_gt=matched_gt,
-                      recalibrate=torch.zeros(n, dtype=torch.bool, device=device))
+    return Assignment(
+        labels=labels,
+        weights=weights,
+        overlaps=overlaps.float(),
+        matched_gt=matched_gt,
+        recalibrate=torch.zeros(n, dtype=torch.bool, device=device),
+    )
 
 
 def assign(
@@ -365,15 +393,25 @@ def assign(
         ValueError: unknown strategy or parameter, missing required input, bad shapes.
 
     Example:
-        >>> proposals = torch.tensor([[0., 0., 10., 10.], [0., 0., 10., 8.], [20., 20., 30., 30.]])
-        >>> a = assign("overlap_soft", proposals, torch.tensor([[0., 0., 10., 10.]]), torch.tensor([3]))
+        >>> proposals = torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 8.0], [20.0, 20.0, 30.0, 30.0]])
+        >>> a = assign("overlap_soft", proposals, torch.tensor([[0.0, 0.0, 10.0, 10.0]]), torch.tensor([3]))
         >>> a.labels.tolist(), [round(w, 3) for w in a.weights.tolist()]
         ([3, 3, 0], [1.0, 1.0, 0.25])
     """
     composition = resolve_strategy(strategy, params)
     ctx = image_context(
-        proposals, gt_boxes, gt_labels, group_of=group_of, dropped_boxes=dropped_boxes,
-        prior_scores=proposal_scores, thresholds=thresholds, pseudo_boxes=pseudo_boxes, pseudo_labels=pseudo_labels,
-        pseudo_scores=pseudo_scores, objectness=objectness, iteration=iteration, iterations=iterations,
+        proposals,
+        gt_boxes,
+        gt_labels,
+        group_of=group_of,
+        dropped_boxes=dropped_boxes,
+        prior_scores=proposal_scores,
+        thresholds=thresholds,
+        pseudo_boxes=pseudo_boxes,
+        pseudo_labels=pseudo_labels,
+        pseudo_scores=pseudo_scores,
+        objectness=objectness,
+        iteration=iteration,
+        iterations=iterations,
     )
     return composition.assign(ctx)

@@ -20,7 +20,7 @@ def group_of_coverage(proposals: Tensor, group_boxes: Tensor) -> Tensor:
     Zero-area proposals get coverage 0.
 
     Example:
-        >>> group_of_coverage(torch.tensor([[0., 0., 10., 10.]]), torch.tensor([[0., 0., 5., 10.]])).tolist()
+        >>> group_of_coverage(torch.tensor([[0.0, 0.0, 10.0, 10.0]]), torch.tensor([[0.0, 0.0, 5.0, 10.0]])).tolist()
         [[0.5]]
     """
     top_left = torch.maximum(proposals[:, None, :2], group_boxes[None, :, :2])
@@ -34,7 +34,7 @@ def max_iou(proposals: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:
     """Max IoU of each proposal with ``boxes`` and the argmax (0.0 and -1 when there are none).
 
     Example:
-        >>> best, index = max_iou(torch.tensor([[0., 0., 10., 10.]]), torch.zeros(0, 4))
+        >>> best, index = max_iou(torch.tensor([[0.0, 0.0, 10.0, 10.0]]), torch.zeros(0, 4))
         >>> best.tolist(), index.tolist()
         ([0.0], [-1])
     """
@@ -62,8 +62,12 @@ def centered_box_iou(anchors: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:
     Returns the max over ``boxes`` and the argmax per anchor (0.0 and -1 when there are none).
 
     Example:
-        >>> anchors = torch.tensor([[0., 0., 8., 8.], [6., 0., 14., 8.], [40., 40., 48., 48.]])  # centres x=4, 10, 44
-        >>> best, index = centered_box_iou(anchors, torch.tensor([[-6., -6., 14., 14.]]))  # 20x20 box centred at 4,4
+        >>> anchors = torch.tensor(
+        ...     [[0.0, 0.0, 8.0, 8.0], [6.0, 0.0, 14.0, 8.0], [40.0, 40.0, 48.0, 48.0]]
+        ... )  # centres x=4, 10, 44
+        >>> best, index = centered_box_iou(
+        ...     anchors, torch.tensor([[-6.0, -6.0, 14.0, 14.0]])
+        ... )  # 20x20 box centred at 4,4
         >>> [round(v, 4) for v in best.tolist()], index.tolist()
         ([1.0, 0.5385, 0.0], [0, 0, 0])
     """

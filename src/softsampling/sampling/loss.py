@@ -56,8 +56,9 @@ def weighted_fastrcnn_loss(
 
     Example:
         >>> logits = torch.zeros(2, 3)
-        >>> cls, box = weighted_fastrcnn_loss(logits, torch.zeros(2, 12), torch.tensor([0, 2]),
-        ...                                   torch.zeros(2, 4), torch.tensor([0.5, 1.0]))
+        >>> cls, box = weighted_fastrcnn_loss(
+        ...     logits, torch.zeros(2, 12), torch.tensor([0, 2]), torch.zeros(2, 4), torch.tensor([0.5, 1.0])
+        ... )
         >>> round(cls.item(), 4), box.item()  # (0.5 + 1) * ln(3) / 2
         (0.824, 0.0)
     """
@@ -137,13 +138,15 @@ def weighted_focal_loss(
     """
     n = labels.shape[0]
     if logits.dim() != 2 or logits.shape[0] != n or weights.shape != (n,):
-        raise ValueError(f"logits must be [N, K] and labels, weights [N]: got {tuple(logits.shape)}, "
-                         f"{tuple(labels.shape)}, {tuple(weights.shape)}")
+        raise ValueError(
+            f"logits must be [N, K] and labels, weights [N]: got {tuple(logits.shape)}, "
+            f"{tuple(labels.shape)}, {tuple(weights.shape)}"
+        )
     valid = labels >= 0
     targets = torch.zeros_like(logits)
     foreground = torch.where(labels > 0)[0]
     targets[foreground, labels[foreground]] = 1.0
-    terms = sigmoid_focal_loss(logits[valid], targets[valid], alpha=alpha, gamma=gamma, reduction="none")
+    terms: Tensor = sigmoid_focal_loss(logits[valid], targets[valid], alpha=alpha, gamma=gamma, reduction="none")
     if recalibrate is not None:
         x = logits[valid]
         p = torch.sigmoid(x)

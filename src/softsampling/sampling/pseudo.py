@@ -26,15 +26,21 @@ from softsampling.sampling.boxes import group_of_coverage
 def flip_boxes(boxes: Tensor, width: int | float) -> Tensor:
     """Mirror xyxy boxes horizontally in an image ``width`` pixels wide.
 
-    >>> flip_boxes(torch.tensor([[1., 2., 4., 5.]]), 10).tolist()
+    >>> flip_boxes(torch.tensor([[1.0, 2.0, 4.0, 5.0]]), 10).tolist()
     [[6.0, 2.0, 9.0, 5.0]]
     """
     return torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], dim=1)
 
 
 def merge_flip_detections(
-    boxes: Tensor, labels: Tensor, scores: Tensor,
-    flip_boxes_back: Tensor, flip_labels: Tensor, flip_scores: Tensor, *, iou: float = 0.5,
+    boxes: Tensor,
+    labels: Tensor,
+    scores: Tensor,
+    flip_boxes_back: Tensor,
+    flip_labels: Tensor,
+    flip_scores: Tensor,
+    *,
+    iou: float = 0.5,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Average two views' detections of one image (see the module docstring).
 
@@ -48,8 +54,14 @@ def merge_flip_detections(
         order of the first view's scores), then unpaired ones of each view.
 
     Example:
-        >>> b, l, s = merge_flip_detections(torch.tensor([[0., 0., 10., 10.]]), torch.tensor([1]), torch.tensor([0.8]),
-        ...                                 torch.tensor([[0., 0., 10., 12.]]), torch.tensor([1]), torch.tensor([0.6]))
+        >>> b, l, s = merge_flip_detections(
+        ...     torch.tensor([[0.0, 0.0, 10.0, 10.0]]),
+        ...     torch.tensor([1]),
+        ...     torch.tensor([0.8]),
+        ...     torch.tensor([[0.0, 0.0, 10.0, 12.0]]),
+        ...     torch.tensor([1]),
+        ...     torch.tensor([0.6]),
+        ... )
         >>> b.tolist(), l.tolist(), [round(v, 3) for v in s.tolist()]
         ([[0.0, 0.0, 10.0, 11.0]], [1], [0.7])
     """
@@ -69,17 +81,34 @@ def merge_flip_detections(
     first, second = torch.where(paired)[0], pair_of[paired]
     unpaired_flip = torch.ones(e, dtype=torch.bool)
     unpaired_flip[second] = False
-    out_boxes = torch.cat([(boxes[first].float() + flip_boxes_back[second].float()) / 2,
-                           boxes[~paired].float(), flip_boxes_back[unpaired_flip].float()])
+    out_boxes = torch.cat(
+        [
+            (boxes[first].float() + flip_boxes_back[second].float()) / 2,
+            boxes[~paired].float(),
+            flip_boxes_back[unpaired_flip].float(),
+        ]
+    )
     out_labels = torch.cat([labels[first], labels[~paired], flip_labels[unpaired_flip]]).to(torch.int64)
-    out_scores = torch.cat([(scores[first].float() + flip_scores[second].float()) / 2,
-                            scores[~paired].float() / 2, flip_scores[unpaired_flip].float() / 2])
+    out_scores = torch.cat(
+        [
+            (scores[first].float() + flip_scores[second].float()) / 2,
+            scores[~paired].float() / 2,
+            flip_scores[unpaired_flip].float() / 2,
+        ]
+    )
     return out_boxes.reshape(-1, 4), out_labels, out_scores
 
 
 def select_pseudo_boxes(
-    boxes: Tensor, labels: Tensor, scores: Tensor, thresholds: Tensor,
-    gt_boxes: Tensor, gt_labels: Tensor, *, duplicate_iou: float = 0.5, duplicate_inside: float = 0.9,
+    boxes: Tensor,
+    labels: Tensor,
+    scores: Tensor,
+    thresholds: Tensor,
+    gt_boxes: Tensor,
+    gt_labels: Tensor,
+    *,
+    duplicate_iou: float = 0.5,
+    duplicate_inside: float = 0.9,
 ) -> Tensor:
     """Which detections become pseudo boxes: bool [D] (see the module docstring).
 
@@ -89,10 +118,17 @@ def select_pseudo_boxes(
         gt_boxes, gt_labels: the image's annotated boxes [G, 4] and classes [G].
 
     Example:
-        >>> dets = torch.tensor([[0., 0., 10., 10.], [1., 1., 4., 4.], [20., 20., 30., 30.], [40., 40., 50., 50.]])
-        >>> select_pseudo_boxes(dets, torch.tensor([1, 1, 1, 2]), torch.tensor([0.9, 0.9, 0.9, 0.1]),
-        ...                     torch.tensor([0.0, 0.5, 0.5]), torch.tensor([[0., 0., 10., 10.]]),
-        ...                     torch.tensor([1])).tolist()
+        >>> dets = torch.tensor(
+        ...     [[0.0, 0.0, 10.0, 10.0], [1.0, 1.0, 4.0, 4.0], [20.0, 20.0, 30.0, 30.0], [40.0, 40.0, 50.0, 50.0]]
+        ... )
+        >>> select_pseudo_boxes(
+        ...     dets,
+        ...     torch.tensor([1, 1, 1, 2]),
+        ...     torch.tensor([0.9, 0.9, 0.9, 0.1]),
+        ...     torch.tensor([0.0, 0.5, 0.5]),
+        ...     torch.tensor([[0.0, 0.0, 10.0, 10.0]]),
+        ...     torch.tensor([1]),
+        ... ).tolist()
         [False, False, True, False]
     """
     thresholds = torch.as_tensor(thresholds, dtype=torch.float32).reshape(-1)

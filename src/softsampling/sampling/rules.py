@@ -78,7 +78,7 @@ class ImageContext:
 
 
 def _need(ctx: ImageContext, name: str, rule: str, what: str) -> Tensor:
-    value = getattr(ctx, name)
+    value: Tensor | None = getattr(ctx, name)  # one of the optional Tensor fields
     if value is None:
         raise ValueError(f"strategy {rule!r} needs {name} ({what})")
     return value
@@ -148,8 +148,10 @@ def pseudo_label(state: Assignment, ctx: ImageContext, *, fg_iou: float, pseudo_
     labels_p = _need(ctx, "pseudo_labels", "pseudo_label", "int64 [P] class ids >= 1")
     scores_p = _need(ctx, "pseudo_scores", "pseudo_label", "float [P] teacher confidence")
     if not labels_p.shape[0] == scores_p.shape[0] == boxes.shape[0]:
-        raise ValueError(f"pseudo_boxes ({boxes.shape[0]}), pseudo_labels ({labels_p.shape[0]}) and "
-                         f"pseudo_scores ({scores_p.shape[0]}) must have one entry per pseudo box")
+        raise ValueError(
+            f"pseudo_boxes ({boxes.shape[0]}), pseudo_labels ({labels_p.shape[0]}) and "
+            f"pseudo_scores ({scores_p.shape[0]}) must have one entry per pseudo box"
+        )
     if boxes.shape[0] == 0 or state.labels.shape[0] == 0:
         return state
     device = ctx.proposals.device
@@ -170,8 +172,9 @@ def objectness_mining(
         return state
     objectness = _need(ctx, "objectness", "objectness_mining", "float [N] RPN objectness probability per RoI")
     if objectness.shape != state.labels.shape:
-        raise ValueError(f"objectness must have one entry per RoI (N={state.labels.shape[0]}), "
-                         f"got {tuple(objectness.shape)}")
+        raise ValueError(
+            f"objectness must have one entry per RoI (N={state.labels.shape[0]}), got {tuple(objectness.shape)}"
+        )
     labels = state.labels.clone()
     labels[(labels == 0) & (objectness.to(labels.device) >= tau) & (state.overlaps <= mining_iou)] = -1
     return state._replace(labels=labels)
@@ -193,7 +196,7 @@ REQUIRED = object()  # a parameter without default
 DETECTORS: dict[str, str] = {
     "two_stage": "a two-stage detector (Faster R-CNN, Mask R-CNN: model.name digits, resnet50_fpn, resnet50_fpn_v2)",
     "one_stage": "a one-stage detector (RetinaNet, FCOS: model.name digits_retinanet, digits_fcos, "
-                 "retinanet_resnet50_fpn, fcos_resnet50_fpn)",
+    "retinanet_resnet50_fpn, fcos_resnet50_fpn)",
 }
 # Parameters of the common matcher (every strategy accepts them).
 COMMON_PARAMS: dict[str, Any] = {"fg_iou": 0.5, "bg_iou": None, "group_of_threshold": 0.9}
@@ -267,34 +270,72 @@ def _check_objectness_mining(p: dict[str, Any]) -> None:
 
 RULES: dict[str, RuleSpec] = {
     "hard_negative": RuleSpec(
-        hard_negative, "background RoIs with o < min_overlap are ignored", "Soft Sampling (BMVC 2019)",
-        params={"min_overlap": 0.1}, options={"hard_negative_topk": None}, check=_check_hard_negative),
+        hard_negative,
+        "background RoIs with o < min_overlap are ignored",
+        "Soft Sampling (BMVC 2019)",
+        params={"min_overlap": 0.1},
+        options={"hard_negative_topk": None},
+        check=_check_hard_negative,
+    ),
     "overlap_soft": RuleSpec(
-        overlap_soft, "background weight a + (1-a) exp(-b exp(-c o))", "Soft Sampling (BMVC 2019)",
-        params={"a": DEFAULT_A, "b": DEFAULT_B, "c": DEFAULT_C}, check=_check_curve),
+        overlap_soft,
+        "background weight a + (1-a) exp(-b exp(-c o))",
+        "Soft Sampling (BMVC 2019)",
+        params={"a": DEFAULT_A, "b": DEFAULT_B, "c": DEFAULT_C},
+        check=_check_curve,
+    ),
     "score_soft": RuleSpec(
-        score_soft, "background weight a + (1-a) exp(-b exp(-c (T[k] - s))) from a prior detector",
-        "Soft Sampling (BMVC 2019)", params={"a": DEFAULT_A, "b": DEFAULT_B, "c": DEFAULT_C},
-        needs=("prior_scores", "thresholds"), after_sampling=True, check=_check_curve, detectors=("two_stage",)),
+        score_soft,
+        "background weight a + (1-a) exp(-b exp(-c (T[k] - s))) from a prior detector",
+        "Soft Sampling (BMVC 2019)",
+        params={"a": DEFAULT_A, "b": DEFAULT_B, "c": DEFAULT_C},
+        needs=("prior_scores", "thresholds"),
+        after_sampling=True,
+        check=_check_curve,
+        detectors=("two_stage",),
+    ),
     "upper_bound": RuleSpec(
-        upper_bound, "RoIs that match a dropped box are ignored (needs the curation manifest)",
-        "Soft Sampling (BMVC 2019)", common=("fg_iou",), needs=("dropped_boxes",)),
+        upper_bound,
+        "RoIs that match a dropped box are ignored (needs the curation manifest)",
+        "Soft Sampling (BMVC 2019)",
+        common=("fg_iou",),
+        needs=("dropped_boxes",),
+    ),
     "pseudo_label": RuleSpec(
-        pseudo_label, "RoIs matching a teacher's pseudo box train as its class, weight = teacher confidence",
+        pseudo_label,
+        "RoIs matching a teacher's pseudo box train as its class, weight = teacher confidence",
         "pseudo-labels as in Co-mining (AAAI 2021) and Calibrated Teacher (AAAI 2023)",
         params={"pseudo_weight": "score"},
-        options={"pseudo_regress": False, "pseudo_precision": 0.9, "pseudo_duplicate_iou": 0.5,
-                 "pseudo_duplicate_inside": 0.9, "pseudo_rpn": False},
-        common=("fg_iou",), needs=("pseudo_boxes", "pseudo_labels", "pseudo_scores"), check=_check_pseudo_label),
+        options={
+            "pseudo_regress": False,
+            "pseudo_precision": 0.9,
+            "pseudo_duplicate_iou": 0.5,
+            "pseudo_duplicate_inside": 0.9,
+            "pseudo_rpn": False,
+        },
+        common=("fg_iou",),
+        needs=("pseudo_boxes", "pseudo_labels", "pseudo_scores"),
+        check=_check_pseudo_label,
+    ),
     "objectness_mining": RuleSpec(
-        objectness_mining, "after warm-up, background RoIs with RPN objectness >= tau and o <= mining_iou are ignored",
-        "SparseDet (ICCV 2023)", params={"tau": 0.8, "mining_iou": 0.2, "mining_warmup": 0.2},
-        needs=("objectness",), check=_check_objectness_mining, detectors=("two_stage",)),
+        objectness_mining,
+        "after warm-up, background RoIs with RPN objectness >= tau and o <= mining_iou are ignored",
+        "SparseDet (ICCV 2023)",
+        params={"tau": 0.8, "mining_iou": 0.2, "mining_warmup": 0.2},
+        needs=("objectness",),
+        check=_check_objectness_mining,
+        detectors=("two_stage",),
+    ),
     "brl": RuleSpec(
-        brl, "background anchors with o < brl_iou: where p >= 0.5 the focal term -(1-alpha) p^gamma log(1-p) "
+        brl,
+        "background anchors with o < brl_iou: where p >= 0.5 the focal term -(1-alpha) p^gamma log(1-p) "
         "becomes -(1-alpha) brl_beta (1-p)^gamma log(p)",
-        "Background Recalibration Loss (ICASSP 2020)", params={"brl_iou": 0.1}, options={"brl_beta": 1.0},
-        check=_check_brl, detectors=("one_stage",)),
+        "Background Recalibration Loss (ICASSP 2020)",
+        params={"brl_iou": 0.1},
+        options={"brl_beta": 1.0},
+        check=_check_brl,
+        detectors=("one_stage",),
+    ),
 }
 
 # Named strategies: what ``strategy: NAME`` means. A list of rule names is a composition.
@@ -309,29 +350,42 @@ def describe_strategies() -> str:
     >>> print(describe_strategies().splitlines()[0])
     strategies (--set strategy=NAME, or a list of rules: --set strategy=[overlap_soft,pseudo_label]):
     """
-    lines = ["strategies (--set strategy=NAME, or a list of rules: --set strategy=[overlap_soft,pseudo_label]):",
-             "  baseline: the common IoU matcher alone (every strategy starts with it)"]
+    lines = [
+        "strategies (--set strategy=NAME, or a list of rules: --set strategy=[overlap_soft,pseudo_label]):",
+        "  baseline: the common IoU matcher alone (every strategy starts with it)",
+    ]
     for name, spec in RULES.items():
         only = "" if len(spec.detectors) > 1 else f" [{spec.detectors[0].replace('_', '-')} detectors only]"
         lines.append(f"  {name}: {spec.summary}{only}")
         defaults = {**spec.params, **spec.options}
         if defaults:
             lines.append("      params: " + ", ".join(f"{k}={v}" for k, v in defaults.items()))
-    lines.append("  every strategy: " + ", ".join(f"{k}={v}" for k, v in COMMON_PARAMS.items())
-                 + " (bg_iou None = fg_iou)")
-    lines.append(f"  {', '.join(PRIOR_RULES)} need --set prior_run=RUN (the round-one run); set parameters with "
-                 "--set strategy_params.NAME=VALUE")
+    lines.append(
+        "  every strategy: " + ", ".join(f"{k}={v}" for k, v in COMMON_PARAMS.items()) + " (bg_iou None = fg_iou)"
+    )
+    lines.append(
+        f"  {', '.join(PRIOR_RULES)} need --set prior_run=RUN (the round-one run); set parameters with "
+        "--set strategy_params.NAME=VALUE"
+    )
     return "\n".join(lines)
 
 
 def strategies_markdown() -> str:
     """The Markdown table of rules, parameters and defaults that docs/strategies.md shows (kept equal by a test)."""
-    lines = ["| strategy / rule | what it does | parameters (defaults) | needs | source |", "|---|---|---|---|---|",
-             "| `baseline` | the common IoU matcher alone | – | – | Faster R-CNN |"]
+    lines = [
+        "| strategy / rule | what it does | parameters (defaults) | needs | source |",
+        "|---|---|---|---|---|",
+        "| `baseline` | the common IoU matcher alone | – | – | Faster R-CNN |",
+    ]
     for name, spec in RULES.items():
         params = ", ".join(f"`{k}` {v}" for k, v in {**spec.params, **spec.options}.items()) or "–"
-        needs = "a prior run" if name in PRIOR_RULES else "dropped boxes" if "dropped_boxes" in spec.needs else (
-            "RPN objectness" if "objectness" in spec.needs else "–")
+        needs = (
+            "a prior run"
+            if name in PRIOR_RULES
+            else "dropped boxes"
+            if "dropped_boxes" in spec.needs
+            else ("RPN objectness" if "objectness" in spec.needs else "–")
+        )
         if spec.detectors == ("one_stage",):
             needs = "a one-stage detector"
         elif name in PRIOR_RULES and spec.detectors == ("two_stage",):

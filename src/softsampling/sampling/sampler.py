@@ -49,8 +49,9 @@ def sample_rois(
         >>> labels = torch.tensor([1, 0, 0, -1, 2, 0])
         >>> sample_rois(labels, "all").tolist()
         [0, 1, 2, 4, 5]
-        >>> sample_rois(labels, batch_size_per_image=4, positive_fraction=0.25,
-        ...             generator=torch.Generator().manual_seed(0)).numel()
+        >>> sample_rois(
+        ...     labels, batch_size_per_image=4, positive_fraction=0.25, generator=torch.Generator().manual_seed(0)
+        ... ).numel()
         4
     """
     if mode not in SAMPLING_MODES:

@@ -29,9 +29,7 @@ def _as_float_tensor(values: Tensor | float | list[float]) -> Tensor:
     return tensor
 
 
-def gompertz_weight(
-    overlaps: Tensor, a: float = DEFAULT_A, b: float = DEFAULT_B, c: float = DEFAULT_C
-) -> Tensor:
+def gompertz_weight(overlaps: Tensor, a: float = DEFAULT_A, b: float = DEFAULT_B, c: float = DEFAULT_C) -> Tensor:
     """Overlap-based soft-sampling weight ``w(o) = a + (1 - a) * exp(-b * exp(-c * o))``.
 
     Args:
@@ -81,9 +79,7 @@ def score_weight(
     return a + (1.0 - a) * torch.exp(-b * torch.exp(-c * (t - s)))
 
 
-def median_thresholds(
-    gt_scores: Tensor, gt_labels: Tensor, num_classes: int, *, default: float = 0.5
-) -> Tensor:
+def median_thresholds(gt_scores: Tensor, gt_labels: Tensor, num_classes: int, *, default: float = 0.5) -> Tensor:
     """Per-class threshold ``T``: the median prior score of the annotated boxes of each class.
 
     This is how the paper sets ``T`` for score-based soft sampling: run the

@@ -35,14 +35,14 @@ class Detections:
     def __len__(self) -> int:
         return len(self.scores)
 
-    def select(self, keep: np.ndarray) -> "Detections":
+    def select(self, keep: np.ndarray) -> Detections:
         """Subset by a boolean mask or index array."""
         return Detections(self.image_index[keep], self.boxes[keep], self.labels[keep], self.scores[keep])
 
-    def above(self, threshold: float) -> "Detections":
+    def above(self, threshold: float) -> Detections:
         """Only detections with ``score >= threshold`` (the paper's score-threshold sweep)."""
         return self.select(self.scores >= threshold)
 
     @classmethod
-    def empty(cls) -> "Detections":
+    def empty(cls) -> Detections:
         return cls(np.zeros(0), np.zeros((0, 4)), np.zeros(0), np.zeros(0))

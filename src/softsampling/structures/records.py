@@ -132,7 +132,8 @@ class DetectionDataset:
 
     def boxes_of(self, image_index: int) -> np.ndarray:
         """``float32 [n, 4]`` xyxy boxes of one image."""
-        return self.boxes[self.box_indices_of(image_index)]
+        boxes: np.ndarray = self.boxes[self.box_indices_of(image_index)]
+        return boxes
 
     def image_path(self, image_index: int) -> Path:
         """Absolute-or-relative path of one image: ``image_root / file_name``."""
@@ -199,6 +200,10 @@ class DetectionDataset:
         optionally ``id`` (default: position) and the flags in ``FLAG_NAMES``.
         """
         m = len(boxes)
+
+        def flag(name: str) -> np.ndarray:
+            return np.array([bool(b.get(name, False)) for b in boxes], dtype=bool)
+
         return cls(
             image_ids=[im["id"] for im in images],
             file_names=[str(im["file_name"]) for im in images],
@@ -208,7 +213,10 @@ class DetectionDataset:
             boxes=np.array([b["bbox"] for b in boxes], dtype=np.float32).reshape(m, 4),
             labels=np.array([b["label"] for b in boxes], dtype=np.int64),
             box_ids=np.array([b.get("id", i) for i, b in enumerate(boxes)], dtype=np.int64),
-            **{f: np.array([bool(b.get(f, False)) for b in boxes], dtype=bool) for f in FLAG_NAMES},
+            iscrowd=flag("iscrowd"),
+            difficult=flag("difficult"),
+            group_of=flag("group_of"),
+            truncated=flag("truncated"),
             categories=list(categories),
             image_root=None if image_root is None else Path(image_root),
         )
@@ -232,4 +240,4 @@ class DetectionDataset:
 def _take(column: Any, mask: np.ndarray) -> Any:
     if isinstance(column, np.ndarray):
         return column[mask]
-    return [v for v, k in zip(column, mask) if k]
+    return [v for v, k in zip(column, mask, strict=True) if k]

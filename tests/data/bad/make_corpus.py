@@ -46,6 +46,7 @@ def _set(path: tuple, value):
         for key in path[:-1]:
             node = node[key]
         node[path[-1]] = value
+
     return edit
 
 
@@ -55,6 +56,7 @@ def _delete(path: tuple):
         for key in path[:-1]:
             node = node[key]
         del node[path[-1]]
+
     return edit
 
 
@@ -81,29 +83,38 @@ COCO_FILES: dict[str, str | bytes] = {
     "coco_image_id_beyond_int64.json": coco_with(_set(("images", 1, "id"), 2**64)),
     "coco_image_width_2_pow_70.json": coco_with(_set(("images", 1, "width"), 2**70)),
     "coco_category_id_1e309.json": coco_with(_set(("annotations", 1, "category_id"), 1e309)).replace(
-        "Infinity", "1e309"),
+        "Infinity", "1e309"
+    ),
     # "\ud800" in the file: a JSON escape of a lone surrogate, which is not Unicode text
     "coco_name_lone_surrogate.json": coco_with(_set(("categories", 1, "name"), "d\ud800g")),
     # a category name written in latin-1 (0xE9 for e-acute) instead of UTF-8
     # an extra field nested 5000 levels deep (the JSON parser's recursion limit is about 1000)
-    "coco_deep_nesting.json": coco_with(_set(("annotations", 1, "note"), "DEEP")).replace('"DEEP"', "[" * 5000 + "]" * 5000),
-    "coco_latin1.json": coco_with(_set(("categories", 1, "name"), "CAFE_NAME")).replace(
-        "CAFE_NAME", "caf\u00e9").encode("latin-1"),
+    "coco_deep_nesting.json": coco_with(_set(("annotations", 1, "note"), "DEEP")).replace(
+        '"DEEP"', "[" * 5000 + "]" * 5000
+    ),
+    "coco_latin1.json": coco_with(_set(("categories", 1, "name"), "CAFE_NAME"))
+    .replace("CAFE_NAME", "caf\u00e9")
+    .encode("latin-1"),
 }
 
 # ---------------------------------------------------------------- Pascal VOC XML
 
 
-def voc_xml(objects: str = None, size: str = "<size><width>64</width><height>48</height><depth>3</depth></size>",
-            filename: str = "000002.png") -> str:
+def voc_xml(
+    objects: str = None,
+    size: str = "<size><width>64</width><height>48</height><depth>3</depth></size>",
+    filename: str = "000002.png",
+) -> str:
     if objects is None:
         objects = voc_object()
-    return (f"<annotation>\n\t<folder>VOC2007</folder>\n\t<filename>{filename}</filename>\n\t{size}\n"
-            f"{objects}</annotation>\n")
+    return (
+        f"<annotation>\n\t<folder>VOC2007</folder>\n\t<filename>{filename}</filename>\n\t{size}\n"
+        f"{objects}</annotation>\n"
+    )
 
 
 def voc_object(name: str = "dog", box: tuple = ("21", "11", "28", "18"), extra: str = "") -> str:
-    coords = "".join(f"<{t}>{v}</{t}>" for t, v in zip(("xmin", "ymin", "xmax", "ymax"), box))
+    coords = "".join(f"<{t}>{v}</{t}>" for t, v in zip(("xmin", "ymin", "xmax", "ymax"), box, strict=True))
     return f"\t<object>\n\t\t<name>{name}</name>{extra}\n\t\t<bndbox>{coords}</bndbox>\n\t</object>\n"
 
 
@@ -146,8 +157,9 @@ VOC_FILES: dict[str, str | bytes] = {
     "voc_difficult_not_a_flag.xml": voc_xml(objects=voc_object(extra="<difficult>yes</difficult>")),
     "voc_missing_name.xml": voc_xml(objects=voc_object(name="")),
     # latin-1 byte 0xE9 in a file that declares itself UTF-8
-    "voc_latin1.xml": ('<?xml version="1.0" encoding="utf-8"?>\n' + voc_xml(objects=voc_object(name="caf\u00e9"))
-                       ).encode("latin-1"),
+    "voc_latin1.xml": (
+        '<?xml version="1.0" encoding="utf-8"?>\n' + voc_xml(objects=voc_object(name="caf\u00e9"))
+    ).encode("latin-1"),
     "voc_billion_laughs.xml": BILLION_LAUGHS,
     "voc_external_entity.xml": EXTERNAL_ENTITY,
     "voc_deep_nesting.xml": voc_xml(objects=voc_object() + "<x>" * 5000 + "</x>" * 5000 + "\n"),
@@ -158,7 +170,9 @@ VOC_FILES: dict[str, str | bytes] = {
 }
 
 # ---------------------------------------------------------------- Open Images CSV
-OI_HEADER = "ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax,IsOccluded,IsTruncated,IsGroupOf,IsDepiction,IsInside"
+OI_HEADER = (
+    "ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax,IsOccluded,IsTruncated,IsGroupOf,IsDepiction,IsInside"
+)
 OI_ROW1 = "img1,xclick,/m/cat,1,0.1,0.4,0.2,0.6,0,0,0,0,0"
 
 
@@ -206,8 +220,10 @@ TXT_FILES: dict[str, str | bytes] = {
 }
 
 # ---------------------------------------------------------------- detection files (against COCO_GOOD)
-DET_GOOD = [{"image_id": 1, "category_id": 1, "bbox": [4, 4, 10, 10], "score": 0.9},
-            {"image_id": 2, "category_id": 2, "bbox": [20, 10, 8, 8], "score": 0.8}]
+DET_GOOD = [
+    {"image_id": 1, "category_id": 1, "bbox": [4, 4, 10, 10], "score": 0.9},
+    {"image_id": 2, "category_id": 2, "bbox": [20, 10, 8, 8], "score": 0.8},
+]
 
 
 def det_with(i: int, key: str, value) -> str:
@@ -240,7 +256,7 @@ DET_FILES: dict[str, str | bytes] = {
     "det_utf16.csv": f"{CSV_HEADER}\na.png,cat,0.9,4,4,14,14\n".encode("utf-16"),
     # an unterminated quote: the csv module read the rest of the file as one value (one detection, not three)
     "det_unterminated_quote.csv": f'{CSV_HEADER}\na.png,cat,0.9,4,4,14,14\n"b.png,dog,0.8,20,10,28,18\n'
-                                  f"a.png,cat,0.7,5,5,14,14\n",
+    f"a.png,cat,0.7,5,5,14,14\n",
     "det_fullwidth_digit.csv": f"{CSV_HEADER}\na.png,cat,0.9,4,4,14,14\nb.png,dog,0.8,20,10,\uff12\uff18,18\n",
     # COCO results that were coerced: 1.7 -> 1, "2088" -> [2, 0, 8, 8], true -> 1.0
     "det_category_id_fraction.json": det_with(1, "category_id", 1.7),
@@ -286,12 +302,17 @@ CFG_FILES: dict[str, str | bytes] = {
 # ---------------------------------------------------------------- images
 def png(width: int, height: int, pixels: bytes | None = None) -> bytes:
     """A grayscale 8-bit PNG; with ``pixels=None`` its IDAT holds only one row (a decompression bomb header)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     raw = pixels if pixels is not None else b"\x00" * (width + 1)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
 
 
 GOOD_PNG = png(64, 48, b"".join(b"\x00" + bytes([(x * 4) % 256 for x in range(64)]) for _ in range(48)))
