@@ -300,10 +300,11 @@ def _predict_runs(args: argparse.Namespace) -> tuple[Any, Any, list[Any], list[A
     d = cfg.data
     check_outputs_apart([args.out], [d.train, d.val, d.manifest])
     fmt = args.gt_format or d.format
-    gt_path = args.gt if args.gt is not None else Path(d.train)
-    images = args.images if args.gt is not None else (Path(d.images) if d.images else None)
+    given = args.gt is not None
+    gt_path = args.gt if given else Path(d.train)
+    images = args.images if given else (Path(d.images) if d.images else None)
     args.gt = gt_path
-    gt = _load(gt_path, fmt, images, args, "--gt" if args.gt is not None else "the run's data.train", check_images=True)
+    gt = _load(gt_path, fmt, images, args, "--gt" if given else "the run's data.train", check_images=True)
     _check_classes(gt, first_labels, gt_path)
     val_gt = None
     if args.calibration in ("auto", "validation"):
