@@ -732,6 +732,10 @@ def tempfile_dir() -> str:
         ("bad_config", ("model.pt", "saved config is invalid", "config seed")),
         ("other_weights", ("model.pt", "model state in the checkpoint does not fit")),
         ("pickle", ("model.pt", "refusing to load")),
+        # corrupt pickle streams found by bench/fuzz_inputs.py (torch raised IndexError / KeyError)
+        ("stream_short", ("model.pt", "checkpoint is corrupt", "IndexError")),
+        ("stream_empty_stack", ("model.pt", "checkpoint is corrupt", "IndexError")),
+        ("stream_memo", ("model.pt", "checkpoint is corrupt", "KeyError")),
     ],
 )
 def test_broken_model_checkpoint_is_one_clear_line(edit, expected, tmp_path, capsys):
@@ -755,6 +759,8 @@ def test_broken_model_checkpoint_is_one_clear_line(edit, expected, tmp_path, cap
                 return (print, ("payload ran",))
 
         raw = pickle.dumps({"model": Payload()})
+    elif edit.startswith("stream_"):
+        raw = {"stream_short": b"K", "stream_empty_stack": b"\x80\x02Q.", "stream_memo": b"h\x0b\xc9\x9b-d\xadP"}[edit]
     run = _run_with(tmp_path, state, raw)
     code, out, err = run_cli(
         ["predict", "--run", run, "--images", BAD / "img_good.png", "--out", tmp_path / "out"], capsys

@@ -10,6 +10,7 @@ a pickle that would run code is refused.
 from __future__ import annotations
 
 import pickle
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,14 @@ def load_checkpoint(
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         raise SoftSamplingError(
             f"checkpoint is unreadable ({_first_line(exc)})",
+            file=path,
+            fix="delete it and resume from an earlier checkpoint, or retrain",
+        ) from None
+    except (IndexError, KeyError, TypeError, struct.error) as exc:
+        # torch's weights-only unpickler reports a corrupt opcode stream this way (an empty stack, an unknown memo
+        # key, a short read: found by bench/fuzz_inputs.py); the call does nothing but parse the file
+        raise SoftSamplingError(
+            f"checkpoint is corrupt (its pickle stream is broken: {type(exc).__name__} {_first_line(exc)})",
             file=path,
             fix="delete it and resume from an earlier checkpoint, or retrain",
         ) from None
