@@ -206,8 +206,8 @@ def _split_fast(
     when its separators are ``n_fields - 1`` commas and then its newline.
     All columns (``columns=None``) come from one scatter of the chunk
     (:func:`_scatter_columns`); a few asked-for columns are each gathered into
-    a zero-padded ``[n, column width]`` byte matrix (field start + 0..width-1)
-    and viewed as an ``S`` array; the others are checked but never copied.
+    an ``[n, column width]`` byte matrix (one window of the chunk from each
+    field's start, the bytes past its end zeroed) viewed as an ``S`` array; the others are checked but never copied.
     No per-row Python work.
     """
     buf = np.frombuffer(data, dtype=np.uint8)
@@ -215,30 +215,27 @@ def _split_fast(
     seps: np.ndarray = np.flatnonzero((buf == _COMMA) | (buf == _NEWLINE))  # [S], then [n, n_fields]
     sep_char = buf[seps]
     n = int(np.count_nonzero(sep_char == _NEWLINE))
-    pattern_ok = len(seps) == n * n_fields
-    if pattern_ok:
-        seps = seps.reshape(n, n_fields)
-        sep_char = sep_char.reshape(n, n_fields)
-        pattern_ok = bool((sep_char[:, -1] == _NEWLINE).all() and (sep_char[:, :-1] == _COMMA).all())
+    # n newlines, all of them last in their line: then every other separator is a comma
+    pattern_ok = len(seps) == n * n_fields and bool((sep_char[n_fields - 1 :: n_fields] == _NEWLINE).all())
     if not pattern_ok:
         _raise_bad_line(buf, header, file=file, first_row=first_row)
-    starts = np.empty_like(seps)
-    starts[0, 0] = 0
-    starts[1:, 0] = seps[:-1, -1] + 1
-    starts[:, 1:] = seps[:, :-1] + 1
-    lengths = seps - starts
+    seps = seps.reshape(n, n_fields)
+    lengths = (np.diff(seps.reshape(-1), prepend=-1) - 1).reshape(n, n_fields)  # bytes between separators
     has_cr = (lengths[:, -1] > 0) & (buf[np.maximum(seps[:, -1] - 1, 0)] == _CR)
     lengths[:, -1] -= has_cr
     _check_field_lengths(lengths, header, file=file, first_row=first_row)
     if columns is None:  # every column: one scatter of the whole chunk
         return n, _scatter_columns(buf, header, seps, lengths, has_cr)
     out: dict[str, np.ndarray] = {}
+    padded = np.zeros(len(buf) + MAX_FIELD_BYTES + 1, dtype=np.uint8)  # a window may run past the last byte
+    padded[: len(buf)] = buf
     for name in columns:  # a few columns: gather just their bytes
         k = header.index(name)
         width = max(int(lengths[:, k].max()), 1)
-        pos = np.arange(width)
-        idx = np.minimum(starts[:, k : k + 1] + pos, len(buf) - 1)
-        out[name] = np.where(pos < lengths[:, k : k + 1], buf[idx], np.uint8(0)).view(f"S{width}").reshape(-1)
+        start = seps[:, k] - lengths[:, k] - (has_cr if k == n_fields - 1 else 0)
+        mat = np.lib.stride_tricks.sliding_window_view(padded, width)[start]  # [n, width], a copy
+        mat[np.arange(width) >= lengths[:, k : k + 1]] = 0
+        out[name] = mat.view(f"S{width}").reshape(-1)
     return n, out
 
 
