@@ -37,8 +37,10 @@ selection apply (``num_classes=None`` with ``min_train=min_test=0`` keeps
 every class with boxes in both splits).
 
 Scale: both passes stream the CSVs in byte chunks with the Open Images
-reader's parser; per box only an image code, a class code and the group-of
-flag stay in memory (9 bytes). 15M boxes: see docs/benchmarks.md.
+reader's parser; the first splits out only ImageID, LabelName and IsGroupOf,
+the second copies kept lines as read (re-joining only blocks with quotes or
+CRs). Per box only an image code, a class code and the group-of flag stay in
+memory (9 bytes). 15M boxes: see docs/benchmarks.md.
 
 Example:
     >>> import json, tempfile
