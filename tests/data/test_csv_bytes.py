@@ -12,12 +12,14 @@ from softsampling.data.csv_bytes import (
     csv_field,
     format_fixed,
     intern_codes,
+    iter_blocks,
     iter_rows,
     join_columns,
     key_rows,
     parse_decimal,
     parse_flag,
     read_header,
+    select_lines,
 )
 from softsampling.errors import SoftSamplingError
 
@@ -52,6 +54,25 @@ def test_header_order_is_the_files_and_crlf_and_quotes_are_read() -> None:
     assert header == ["XMin", "ImageID", "LabelName"]
     ((first, cols),) = iter_rows(f, header, file="t.csv", chunk_bytes=1 << 16)
     assert cols["LabelName"].tolist() == [b"x, y", b'say "hi"'] and cols["XMin"].tolist() == [b"0.5", b"0.25"]
+
+
+def test_asked_for_columns_equal_the_full_split_and_kept_lines_are_copied() -> None:
+    text = b"ImageID,LabelName,XMin\n" + b"".join(f"img{i},/m/{'x' * (i % 4)},0.{i}\n".encode() for i in range(30))
+    text += b"img30,/m/y,0.5\r\n"  # a CR: the last block is not plain
+    for chunk_bytes in (40, 1 << 20):
+        f = io.BytesIO(text)
+        header = read_header(f, Path("t.csv"), HEADER, what="test")
+        full = [c for _, c in iter_rows(f, header, file="t.csv", chunk_bytes=chunk_bytes)]
+        f.seek(0)
+        f.readline()
+        blocks = list(iter_blocks(f, header, file="t.csv", chunk_bytes=chunk_bytes, columns=("LabelName",)))
+        assert [list(b.columns) for b in blocks] == [["LabelName"]] * len(blocks)
+        assert [b.columns["LabelName"].tolist() for b in blocks] == [c["LabelName"].tolist() for c in full]
+        assert [b.n_rows for b in blocks] == [len(c["ImageID"]) for c in full]
+        assert [b.plain for b in blocks][-1] is False and all(b.plain for b in blocks[:-1])
+        assert b"".join(b.data for b in blocks) == text.split(b"\n", 1)[1]
+    keep = np.array([True, False, True])
+    assert select_lines(b"a,1\nb,2\nc,3\n", keep) == b"a,1\nc,3\n"
 
 
 @pytest.mark.parametrize(

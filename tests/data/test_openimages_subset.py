@@ -239,3 +239,67 @@ def test_random_mode_refuses_test_boxes_and_bad_fraction(tmp_path, capsys):
     assert "--test-boxes" in capsys.readouterr().err
     assert _cli(*base, "--random-images", "100000", "--test-fraction", "0.1") == 2
     assert "--random-images 120 or less" in capsys.readouterr().err
+
+
+def _csv_line(fields: list[str]) -> str:
+    """A row as the builder writes it: fields quoted only when they hold a comma or quote, ``\\n`` ending."""
+    return ",".join('"' + v.replace('"', '""') + '"' if ("," in v or '"' in v) else v for v in fields) + "\n"
+
+
+@pytest.mark.parametrize("chunk_bytes", [64, 1 << 20])
+def test_written_bytes_equal_the_rows_rejoined_whatever_the_blocks(tmp_path, chunk_bytes):
+    """Kept lines are copied as read where a block is plain, re-joined where it holds quotes or CRs, and the
+    two give the same bytes: those of an independent csv-module rewrite (the builder's output before the copy)."""
+    rng = np.random.default_rng(3)
+
+    quoted = '"x,click"'
+
+    def boxes(n: int) -> str:  # same ImageIDs in both splits; some CRLF lines, quoted fields, no final newline
+        lines = [
+            f"a{i:03d},{quoted if rng.random() < 0.1 else 'xclick'},/m/c{c},1,0.1,0.2,0.1,0.2,0,0,0,0,0"
+            + ("\r\n" if rng.random() < 0.1 else "\n")
+            for i in range(n)
+            for c in rng.choice(5, size=3, replace=False)
+        ]
+        rng.shuffle(lines)
+        return HEADER + "\n" + "".join(lines)[:-1]
+
+    (tmp_path / "train.csv").write_text(boxes(40), newline="")
+    (tmp_path / "test.csv").write_text(boxes(15), newline="")
+    plain = ["ImageID,Source,LabelName,Confidence"] + [
+        f"a{i:03d},verification,/m/c{c},1" for i in range(50) for c in range(5)
+    ]
+    (tmp_path / "l1.csv").write_text("\n".join(plain) + "\n")
+    other = ["LabelName,ImageID,Confidence,Source,Extra"] + [
+        f'/m/c{c},a{i:03d},0,"hu,man",z' for i in range(0, 50, 3) for c in range(5)
+    ]
+    (tmp_path / "l2.csv").write_text("\r\n".join(other) + "\r\n", newline="")
+    (tmp_path / "classes.csv").write_text("".join(f"/m/c{c},C{c}\n" for c in range(5)))
+    labels = [tmp_path / "l1.csv", tmp_path / "l2.csv"]
+    out = tmp_path / "out"
+    stats = build_subset(
+        tmp_path / "train.csv",
+        tmp_path / "test.csv",
+        labels,
+        tmp_path / "classes.csv",
+        out,
+        num_classes=3,
+        min_train=1,
+        min_test=1,
+        chunk_bytes=chunk_bytes,
+    )
+    chosen = {c["LabelName"] for c in stats["classes"]}
+    for split in ("train", "test"):
+        with open(tmp_path / f"{split}.csv", newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+        want = HEADER + "\n" + "".join(_csv_line(r) for r in rows[1:] if r[2] in chosen)
+        assert (out / f"{split}.csv").read_bytes() == want.encode()
+        images = set((out / f"{split}-images.txt").read_text().split())
+        want_labels = "ImageID,Source,LabelName,Confidence\n"
+        for path in labels:
+            with open(path, newline="", encoding="utf-8") as f:
+                for r in csv.DictReader(f):
+                    if r["LabelName"] in chosen and r["ImageID"] in images:
+                        want_labels += _csv_line([r[c] for c in ("ImageID", "Source", "LabelName", "Confidence")])
+        assert (out / f"{split}-image-labels.csv").read_bytes() == want_labels.encode()
+    assert stats["totals"]["test_label_rows"] > 0 and b"\r" not in (out / "train.csv").read_bytes()

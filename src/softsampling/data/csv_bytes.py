@@ -32,6 +32,7 @@ from __future__ import annotations
 import csv
 import difflib
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -83,16 +84,31 @@ def read_header(f: BinaryIO, path: Path, required: Sequence[str], *, what: str) 
     return names
 
 
-def iter_rows(
-    f: BinaryIO, header: list[str], *, file: str, chunk_bytes: int
-) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
-    """Yield ``(first data row, {column: bytes array})`` for chunks of whole lines of ``f``.
+@dataclass(frozen=True)
+class RowBlock:
+    """Whole lines of a CSV as read: ``data`` (each line ends in ``\\n``), their split ``columns``.
+
+    ``plain``: the block holds no quote and no CR, so every line is exactly its
+    fields joined by commas (:func:`select_lines` can copy kept lines as they are).
+    """
+
+    first_row: int
+    n_rows: int
+    data: bytes
+    columns: dict[str, np.ndarray]
+    plain: bool
+
+
+def iter_blocks(
+    f: BinaryIO, header: list[str], *, file: str, chunk_bytes: int, columns: Sequence[str] | None = None
+) -> Iterator[RowBlock]:
+    """Yield :class:`RowBlock` s of whole lines of ``f``, every line checked, ``columns`` (default all) split.
 
     Data row ``r`` (0-based) is on line ``r + 2``. The fast path splits a chunk
     with numpy (no quotes allowed); a chunk with a ``"`` goes through the csv
-    module instead. A last line without a newline is accepted.
+    module instead. A last line without a newline is accepted. Every line is
+    checked (field count, lengths, control bytes) whatever ``columns`` asks for.
     """
-    n_fields = len(header)
     carry = b""
     first_row = 0
     while True:
@@ -110,13 +126,36 @@ def iter_rows(
             return
         _check_control_bytes(data, file=file, first_row=first_row)
         for piece in _bounded_pieces(data):
-            if b'"' in piece:
-                columns = _split_with_csv(piece, header, file=file, first_row=first_row)
-            else:
-                columns = _split_fast(piece, header, file=file, first_row=first_row)
-            n = len(columns[header[0]]) if n_fields else 0
-            yield first_row, columns
+            n, split = split_lines(piece, header, file=file, first_row=first_row, columns=columns)
+            yield RowBlock(first_row, n, piece, split, b'"' not in piece and b"\r" not in piece)
             first_row += n
+
+
+def iter_rows(
+    f: BinaryIO, header: list[str], *, file: str, chunk_bytes: int, columns: Sequence[str] | None = None
+) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+    """Yield ``(first data row, {column: bytes array})`` for chunks of whole lines of ``f`` (:func:`iter_blocks`)."""
+    for b in iter_blocks(f, header, file=file, chunk_bytes=chunk_bytes, columns=columns):
+        yield b.first_row, b.columns
+
+
+def split_lines(
+    data: bytes, header: list[str], *, file: str, first_row: int, columns: Sequence[str] | None = None
+) -> tuple[int, dict[str, np.ndarray]]:
+    """``(lines, {column: bytes array})`` of whole lines ``data`` (numpy, or the csv module when quoted)."""
+    if b'"' in data:
+        n, split = _split_with_csv(data, header, file=file, first_row=first_row)
+        return n, split if columns is None else {c: split[c] for c in columns}
+    return _split_fast(data, header, file=file, first_row=first_row, columns=columns)
+
+
+def select_lines(data: bytes, keep: np.ndarray) -> bytes:
+    """The lines of ``data`` (each ending in ``\\n``) where ``keep`` is true, their bytes unchanged."""
+    buf = np.frombuffer(data, dtype=np.uint8)
+    ends = np.flatnonzero(buf == _NEWLINE) + 1
+    if len(ends) != len(keep):
+        raise ValueError(f"{len(keep)} flags for {len(ends)} lines")
+    return buf[np.repeat(keep, np.diff(ends, prepend=0))].tobytes()
 
 
 def _check_control_bytes(data: bytes, *, file: str, first_row: int) -> None:
@@ -158,36 +197,55 @@ def _bounded_pieces(data: bytes) -> Iterator[bytes]:
             todo += [(mid, hi), (lo, mid)]  # popped in file order
 
 
-def _split_fast(data: bytes, header: list[str], *, file: str, first_row: int) -> dict[str, np.ndarray]:
+def _split_fast(
+    data: bytes, header: list[str], *, file: str, first_row: int, columns: Sequence[str] | None = None
+) -> tuple[int, dict[str, np.ndarray]]:
     """Split whole lines of unquoted CSV into one numpy bytes array per column.
 
     One pass finds every separator (``,`` or ``\\n``); a line is well formed
     when its separators are ``n_fields - 1`` commas and then its newline.
-    Every byte of the chunk is then scattered, in file order, into a
-    zero-padded ``[n, sum(column width + 1)]`` matrix through one boolean mask
-    (each field gets its width, each separator a slot of its own); the column
-    arrays are slices of that matrix. No per-row Python work.
+    All columns (``columns=None``) come from one scatter of the chunk
+    (:func:`_scatter_columns`); a few asked-for columns are each gathered into
+    an ``[n, column width]`` byte matrix (one window of the chunk from each
+    field's start, the bytes past its end zeroed) viewed as an ``S`` array; the others are checked but never copied.
+    No per-row Python work.
     """
     buf = np.frombuffer(data, dtype=np.uint8)
     n_fields = len(header)
     seps: np.ndarray = np.flatnonzero((buf == _COMMA) | (buf == _NEWLINE))  # [S], then [n, n_fields]
     sep_char = buf[seps]
     n = int(np.count_nonzero(sep_char == _NEWLINE))
-    pattern_ok = len(seps) == n * n_fields
-    if pattern_ok:
-        seps = seps.reshape(n, n_fields)
-        sep_char = sep_char.reshape(n, n_fields)
-        pattern_ok = bool((sep_char[:, -1] == _NEWLINE).all() and (sep_char[:, :-1] == _COMMA).all())
+    # n newlines, all of them last in their line: then every other separator is a comma
+    pattern_ok = len(seps) == n * n_fields and bool((sep_char[n_fields - 1 :: n_fields] == _NEWLINE).all())
     if not pattern_ok:
         _raise_bad_line(buf, header, file=file, first_row=first_row)
-    starts = np.empty_like(seps)
-    starts[0, 0] = 0
-    starts[1:, 0] = seps[:-1, -1] + 1
-    starts[:, 1:] = seps[:, :-1] + 1
-    lengths = seps - starts
+    seps = seps.reshape(n, n_fields)
+    lengths = (np.diff(seps.reshape(-1), prepend=-1) - 1).reshape(n, n_fields)  # bytes between separators
     has_cr = (lengths[:, -1] > 0) & (buf[np.maximum(seps[:, -1] - 1, 0)] == _CR)
     lengths[:, -1] -= has_cr
     _check_field_lengths(lengths, header, file=file, first_row=first_row)
+    if columns is None:  # every column: one scatter of the whole chunk
+        return n, _scatter_columns(buf, header, seps, lengths, has_cr)
+    out: dict[str, np.ndarray] = {}
+    padded = np.zeros(len(buf) + MAX_FIELD_BYTES + 1, dtype=np.uint8)  # a window may run past the last byte
+    padded[: len(buf)] = buf
+    for name in columns:  # a few columns: gather just their bytes
+        k = header.index(name)
+        width = max(int(lengths[:, k].max()), 1)
+        start = seps[:, k] - lengths[:, k] - (has_cr if k == n_fields - 1 else 0)
+        mat = np.lib.stride_tricks.sliding_window_view(padded, width)[start]  # [n, width], a copy
+        mat[np.arange(width) >= lengths[:, k : k + 1]] = 0
+        out[name] = mat.view(f"S{width}").reshape(-1)
+    return n, out
+
+
+def _scatter_columns(
+    buf: np.ndarray, header: list[str], seps: np.ndarray, lengths: np.ndarray, has_cr: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Every column of a checked chunk: each byte is scattered, in file order, into a zero-padded
+    ``[n, sum(column width + 1)]`` matrix through one boolean mask (each field gets its width, each
+    separator a slot of its own); the column arrays are slices of that matrix."""
+    n, n_fields = seps.shape
     widths = np.maximum(lengths.max(axis=0), 1)
     any_cr = bool(has_cr.any())
     # slots: field 0, sep, field 1, sep, ..., field F-1, [CR], newline
@@ -219,7 +277,7 @@ def _raise_bad_line(buf: np.ndarray, header: list[str], *, file: str, first_row:
     _raise_field_count(file, first_row + i + 2, "an empty line" if empty else f"{counts[i] + 1} field(s)", header)
 
 
-def _split_with_csv(data: bytes, header: list[str], *, file: str, first_row: int) -> dict[str, np.ndarray]:
+def _split_with_csv(data: bytes, header: list[str], *, file: str, first_row: int) -> tuple[int, dict[str, np.ndarray]]:
     """Slow path for chunks with quoted fields: the csv module, line by line."""
     lines = data.split(b"\n")[:-1]
     rows: list[list[bytes]] = []
@@ -240,7 +298,9 @@ def _split_with_csv(data: bytes, header: list[str], *, file: str, first_row: int
         encoded = [v.encode("utf-8") for v in fields]
         _check_field_lengths(np.array([[len(v) for v in encoded]]), header, file=file, first_row=line_no - 2)
         rows.append(encoded)
-    return {name: np.array([r[k] for r in rows] or [b""], dtype="S")[: len(rows)] for k, name in enumerate(header)}
+    return len(rows), {
+        name: np.array([r[k] for r in rows] or [b""], dtype="S")[: len(rows)] for k, name in enumerate(header)
+    }
 
 
 def _check_field_lengths(lengths: np.ndarray, header: list[str], *, file: str, first_row: int) -> None:

@@ -37,8 +37,10 @@ selection apply (``num_classes=None`` with ``min_train=min_test=0`` keeps
 every class with boxes in both splits).
 
 Scale: both passes stream the CSVs in byte chunks with the Open Images
-reader's parser; per box only an image code, a class code and the group-of
-flag stay in memory (9 bytes). 15M boxes: see docs/benchmarks.md.
+reader's parser; the first splits out only ImageID, LabelName and IsGroupOf,
+the second copies kept lines as read (re-joining only blocks with quotes or
+CRs). Per box only an image code, a class code and the group-of flag stay in
+memory (9 bytes). 15M boxes: see docs/benchmarks.md.
 
 Example:
     >>> import json, tempfile
@@ -94,12 +96,15 @@ import numpy as np
 from softsampling.data.csv_bytes import (
     csv_field,
     intern_codes,
+    iter_blocks,
     iter_rows,
     join_columns,
     key_rows,
     open_csv,
     parse_flag,
     read_header,
+    select_lines,
+    split_lines,
 )
 from softsampling.data.openimages import BOX_COLUMNS, DEFAULT_CHUNK_BYTES, LABEL_COLUMNS, _read_classes
 from softsampling.errors import SoftSamplingError
@@ -173,6 +178,9 @@ def select_classes(
 
 
 # ---------------------------------------------------------------------------- pass 1: codes per box
+_SCAN_COLUMNS = ("ImageID", "LabelName", "IsGroupOf")  # all the first pass needs (every line is still checked)
+
+
 @dataclass
 class _BoxScan:
     """One boxes file reduced to codes: per box its image (first-appearance order) and class, and group-of."""
@@ -191,7 +199,7 @@ def _scan_boxes(path: Path, class_vocab: dict[bytes, int], *, chunk_bytes: int) 
     parts: dict[str, list[np.ndarray]] = {"image": [], "class": [], "group_of": []}
     with open_csv(path) as f:
         header = read_header(f, path, BOX_COLUMNS, what="Open Images boxes")
-        for first_row, cols in iter_rows(f, header, file=name, chunk_bytes=chunk_bytes):
+        for first_row, cols in iter_rows(f, header, file=name, chunk_bytes=chunk_bytes, columns=_SCAN_COLUMNS):
             parts["image"].append(key_rows(cols["ImageID"], image_index).astype(np.int32))
             parts["class"].append(intern_codes(cols["LabelName"], class_vocab).astype(np.int32))
             parts["group_of"].append(parse_flag(cols["IsGroupOf"], "IsGroupOf", name, first_row) == 1)
@@ -407,19 +415,28 @@ def build_subset(
 
 
 def _write_rows(scan: _BoxScan, keep: np.ndarray, path: Path, *, chunk_bytes: int) -> None:
-    """Second pass over ``scan.path``: write the kept rows with their texts and the file's header."""
+    """Second pass over ``scan.path``: write the kept rows with their texts and the file's header.
+
+    A block without quotes or CRs is copied line by line as read; one with them
+    is split and its kept rows re-joined (quotes only where a field needs them,
+    ``\\n`` line ends), so either way a kept row is its fields joined by commas.
+    """
     name = str(scan.path)
     with open_csv(scan.path) as f, atomic_write(path, "wb") as w:
         header = read_header(f, scan.path, BOX_COLUMNS, what="Open Images boxes")
         if header != scan.header:
             raise SoftSamplingError("file changed while it was read", file=name, fix="run the command again")
         w.write((",".join(header) + "\n").encode("utf-8"))
-        for first_row, cols in iter_rows(f, header, file=name, chunk_bytes=chunk_bytes):
-            n = len(cols[header[0]])
-            sel = keep[first_row : first_row + n]
-            if len(sel) != n:
+        for block in iter_blocks(f, header, file=name, chunk_bytes=chunk_bytes, columns=()):
+            sel = keep[block.first_row : block.first_row + block.n_rows]
+            if len(sel) != block.n_rows:
                 raise SoftSamplingError("file changed while it was read", file=name, fix="run the command again")
-            if sel.any():
+            if not sel.any():
+                continue
+            if block.plain:
+                w.write(select_lines(block.data, sel))
+            else:
+                _, cols = split_lines(block.data, header, file=name, first_row=block.first_row)
                 w.write(join_columns([_quoted(cols[c][sel]) for c in header]))
 
 
@@ -433,8 +450,18 @@ def _quoted(values: np.ndarray) -> np.ndarray:
 def _write_labels(
     paths: Sequence[str | Path], kept_images: list[np.ndarray], chosen: np.ndarray, out: Path, *, chunk_bytes: int
 ) -> list[int]:
-    """Route the label rows of the chosen classes to the split(s) whose kept images hold their ImageID."""
-    sorted_ids = [np.sort(ids) for ids in kept_images]
+    """Route the label rows of the chosen classes to the split(s) whose kept images hold their ImageID.
+
+    Per row: its image's splits (bit 0 train, bit 1 test: one dict lookup per
+    run of equal ImageIDs) and whether its class is chosen (an integer code).
+    Rows of a file whose header is exactly ``LABEL_COLUMNS`` are copied as read
+    (blocks without quotes or CRs); other rows are re-joined in that column order.
+    """
+    split_bits: dict[bytes, int] = {}
+    for s, ids in enumerate(kept_images):
+        for image_id in ids.tolist():
+            split_bits[image_id] = split_bits.get(image_id, 0) | (1 << s)
+    chosen_set = set(chosen.tolist())
     written = [0, 0]
     with (
         atomic_write(out / "train-image-labels.csv", "wb") as w_train,
@@ -445,19 +472,37 @@ def _write_labels(
             w.write((",".join(LABEL_COLUMNS) + "\n").encode())
         for p in paths:
             path = Path(p)
+            vocab: dict[bytes, int] = {}
             with open_csv(path) as f:
                 header = read_header(f, path, LABEL_COLUMNS, what="Open Images image-level labels")
-                for _, cols in iter_rows(f, header, file=str(path), chunk_bytes=chunk_bytes):
-                    of_class = np.isin(cols["LabelName"], chosen)
-                    for s, ids in enumerate(sorted_ids):
-                        if len(ids) == 0:
+                as_read = header == list(LABEL_COLUMNS)
+                for block in iter_blocks(
+                    f, header, file=str(path), chunk_bytes=chunk_bytes, columns=("ImageID", "LabelName")
+                ):
+                    codes = intern_codes(block.columns["LabelName"], vocab)
+                    of_class = np.array([v in chosen_set for v in vocab], dtype=bool)[codes]
+                    bits = _image_bits(block.columns["ImageID"], split_bits) * of_class
+                    for s in range(2):
+                        sel = (bits >> s) & 1 == 1
+                        if not sel.any():
                             continue
-                        pos = np.minimum(np.searchsorted(ids, cols["ImageID"]), len(ids) - 1)
-                        sel = of_class & (ids[pos] == cols["ImageID"])
-                        if sel.any():
+                        if as_read and block.plain:
+                            writers[s].write(select_lines(block.data, sel))
+                        else:
+                            _, cols = split_lines(block.data, header, file=str(path), first_row=block.first_row)
                             writers[s].write(join_columns([_quoted(cols[c][sel]) for c in LABEL_COLUMNS]))
-                            written[s] += int(sel.sum())
+                        written[s] += int(sel.sum())
     return written
+
+
+def _image_bits(values: np.ndarray, bits: dict[bytes, int]) -> np.ndarray:
+    """``bits[value]`` (0 when absent) of every value; runs of equal values cost one lookup."""
+    n = len(values)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    starts = np.flatnonzero(np.concatenate([[True], values[1:] != values[:-1]]))
+    found = np.array([bits.get(v, 0) for v in values[starts].tolist()], dtype=np.int64)
+    return np.repeat(found, np.diff(np.append(starts, n)))
 
 
 def _stats_json(
