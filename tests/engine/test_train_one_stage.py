@@ -9,6 +9,7 @@ import pytest
 
 from softsampling.cli import main
 from tests.conftest import REPO
+from tests.engine.digit_data import curated_digits
 
 TINY = [
     "--set",
@@ -27,29 +28,7 @@ TINY = [
 
 @pytest.fixture(scope="module")
 def tiny_digits(tmp_path_factory) -> Path:
-    from softsampling.data.digits import make_digit_scenes
-
-    root = tmp_path_factory.mktemp("digits") / "digits"
-    make_digit_scenes(root, train=4, val=2, test=2, seed=0)
-    assert (
-        main(
-            [
-                "curate",
-                "--input",
-                str(root / "annotations" / "train.json"),
-                "--format",
-                "coco",
-                "--drop-rate",
-                "0.5",
-                "--seed",
-                "0",
-                "--out",
-                str(root / "annotations" / "train_drop50.json"),
-            ]
-        )
-        == 0
-    )
-    return root
+    return curated_digits(tmp_path_factory.mktemp("digits") / "digits", train=4, val=2, test=2)
 
 
 def _train(data: Path, out: Path, *extra: str) -> int:
