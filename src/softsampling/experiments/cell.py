@@ -17,7 +17,14 @@ run config, the run folder and the evaluation settings. The cell
    below each threshold, the paper's Fig. 2);
 3. optionally does the same on (the first N images of) the fully annotated
    training set;
-4. writes ``results.json`` in the run folder atomically.
+4. writes ``results.json`` in the run folder atomically. Besides the test
+   (and train) scores it records what training already measured
+   (:func:`run_extras`): ``"val"``, the validation mAP training computed after
+   its last step (``None`` without a validation split), and
+   ``"pseudo_boxes"``, the pseudo-box numbers of a pseudo-label run (``None``
+   for other strategies). Readers must accept ``results.json`` files written
+   before these two keys existed (:func:`run_extras` recomputes them from the
+   run folder).
 
 Under ``torchrun`` every process trains; only rank 0 evaluates and writes.
 """
@@ -114,6 +121,57 @@ def evaluate_run(run_dir: Path, evaluation: dict[str, Any], device: str = "cpu")
     return out
 
 
+def final_val_map(run_dir: Path) -> dict[str, Any] | None:
+    """The validation mAP@0.5 training computed after its last step, from the run's ``metrics.jsonl``.
+
+    Returns ``{"mAP": fraction, "iteration": N}`` of the last line with ``val_mAP50``, or ``None`` when
+    the run had no validation split (or no log). A line torn by a kill is skipped.
+    """
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return None
+    found = None
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and record.get("val_mAP50") is not None:
+            found = {"mAP": float(record["val_mAP50"]), "iteration": int(record["iteration"])}
+    return found
+
+
+def pseudo_box_numbers(run_dir: Path) -> dict[str, Any] | None:
+    """The pseudo boxes of a pseudo-label run, from its ``pseudo_boxes_summary.json`` (``None`` without one).
+
+    Returns ``{"count", "images", "dropped_boxes", "matched_dropped", "precision_vs_dropped",
+    "recall_vs_dropped"}``; the last four are ``None`` when training found no curation manifest (full
+    annotations), precision also when there are no pseudo boxes (see
+    :func:`softsampling.engine.prior.prepare_pseudo_boxes`).
+    """
+    path = Path(run_dir) / "pseudo_boxes_summary.json"
+    if not path.exists():
+        return None
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return None  # cut by a kill: as if absent
+    against = summary.get("against_dropped") or {}
+    return {
+        "count": int(summary["pseudo_boxes"]),
+        "images": int(summary.get("images_with_pseudo_boxes", 0)),
+        "dropped_boxes": against.get("dropped_boxes"),
+        "matched_dropped": against.get("matched_dropped"),
+        "precision_vs_dropped": against.get("precision_vs_dropped"),
+        "recall_vs_dropped": against.get("recall_vs_dropped"),
+    }
+
+
+def run_extras(run_dir: Path) -> dict[str, Any]:
+    """``{"val": final_val_map(...), "pseudo_boxes": pseudo_box_numbers(...)}`` of a trained run folder."""
+    return {"val": final_val_map(run_dir), "pseudo_boxes": pseudo_box_numbers(run_dir)}
+
+
 def run_cell(spec_path: Path) -> int:
     """Train and evaluate the cell described by ``spec_path``; 0 on success."""
     import torch
@@ -159,6 +217,7 @@ def run_cell(spec_path: Path) -> int:
         "evaluation": spec["evaluation"],
         "test": scores["test"],
         "train": scores["train"],
+        **run_extras(run_dir),
         "train_seconds": timing.get("train_seconds"),
         "eval_seconds": round(time.perf_counter() - tic, 2),
     }

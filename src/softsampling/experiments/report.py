@@ -2,8 +2,10 @@
 
 Files in ``OUT``:
 
-- ``table1.md`` (Table 1, gap closed, mAP with detections below 0.8 discarded, targets)
-  and ``table1.csv`` (Table 1 only, same layout), ``gap_closed.csv``, ``targets.csv``;
+- ``table1.md`` (Table 1, gap closed, mAP with detections below 0.8 discarded,
+  validation mAP, pseudo boxes vs. dropped boxes, the best new strategy chosen
+  on validation mAP, targets) and ``table1.csv`` (Table 1 only, same layout),
+  ``gap_closed.csv``, ``targets.csv``;
 - ``results.csv``: one line per finished run with its raw numbers;
 - ``fig2_score_threshold.png``, ``fig3_overlap.png`` (+ ``fig3_overlap.json``), ``fig5_examples.png``;
 - ``report.md``: all of the above with configs, seeds, versions and wall times.
@@ -20,16 +22,21 @@ from typing import Any
 
 import numpy as np
 
+from softsampling.experiments.cell import run_extras
 from softsampling.experiments.grid import CellOutcome, DataLayout, rate_tag
 from softsampling.experiments.presets import Preset
 from softsampling.experiments.table import (
     ROW_LABEL,
+    PseudoBoxes,
     Scores,
+    best_new_strategy,
     column_label,
+    evaluate_new_targets,
     evaluate_targets,
     format_cell,
     gap_table,
     markdown,
+    pseudo_table,
     table1,
     targets_table,
     to_csv,
@@ -46,6 +53,16 @@ def _write(path: Path, text: str) -> None:
 
 def finished_results(outcomes: list[CellOutcome]) -> list[dict[str, Any]]:
     return [o.results for o in outcomes if o.status in ("done", "reused") and o.results]
+
+
+def add_run_extras(out: Path, outcomes: list[CellOutcome]) -> None:
+    """Give results read from ``results.json`` files older than the ``val`` and ``pseudo_boxes`` keys
+    those numbers, from their run folders (:func:`softsampling.experiments.cell.run_extras`)."""
+    for o in outcomes:
+        r = o.results
+        if r and ("val" not in r or "pseudo_boxes" not in r):
+            for key, value in run_extras(out / str(r.get("run_dir", o.cell.run_dir))).items():
+                r.setdefault(key, value)
 
 
 def metric_label(preset: Preset) -> str:
@@ -74,6 +91,7 @@ def write_tables(out: Path, outcomes: list[CellOutcome], preset: Preset, seeds: 
     A preset without drop rates (open50) gets one table (:func:`plain_table`)
     in table1.md/.csv, and no gap or targets files.
     """
+    add_run_extras(out, outcomes)
     results = finished_results(outcomes)
     scores = Scores.from_results(results)
     rates = list(preset.rates)
@@ -91,22 +109,41 @@ def write_tables(out: Path, outcomes: list[CellOutcome], preset: Preset, seeds: 
     h1, r1 = table1(scores, rates, seeds=len(seeds))
     hg, rg = gap_table(scores, rates)
     ht, rt = table1(scores, rates, seeds=len(seeds), threshold=SCORE_THRESHOLD)
-    targets = evaluate_targets(scores, rates, score_threshold=SCORE_THRESHOLD)
+    val_scores = Scores.from_results(results, split="val")
+    pseudo = PseudoBoxes.from_results(results)
+    choice = best_new_strategy(val_scores, rates)
+    targets = evaluate_targets(scores, rates, score_threshold=SCORE_THRESHOLD) + evaluate_new_targets(
+        scores, choice, pseudo, rates, score_threshold=SCORE_THRESHOLD
+    )
     hx, rx = targets_table(targets)
     md = {
         "table1": markdown(h1, r1),
         "gap": markdown(hg, rg),
         "score": markdown(ht, rt),
         "targets": markdown(hx, rx, numeric=False),
+        "choice": f"Best new strategy: {choice.describe()}.",
     }
+    if val_scores.values:
+        hv, rv = table1(val_scores, rates, seeds=len(seeds))
+        md["val"] = markdown(hv, rv)
+    hp, rp = pseudo_table(pseudo, rates, seeds=len(seeds))
+    if rp:
+        md["pseudo"] = markdown(hp, rp)
     seeds_text = ", ".join(str(s) for s in seeds)
-    _write(
-        out / "table1.md",
-        f"# Table 1: test mAP@0.5 (%), VOC area metric, mean ± std over seeds {seeds_text}\n\n{md['table1']}\n"
-        f"## Gap closed towards the upper bound: (method - baseline) / (upper bound - baseline)\n\n{md['gap']}\n"
-        f"## mAP@0.5 (%) with detections below score {SCORE_THRESHOLD:g} discarded\n\n{md['score']}\n"
+    sections = [
+        f"# Table 1: test mAP@0.5 (%), VOC area metric, mean ± std over seeds {seeds_text}\n\n{md['table1']}",
+        f"## Gap closed towards the upper bound: (method - baseline) / (upper bound - baseline)\n\n{md['gap']}",
+        f"## mAP@0.5 (%) with detections below score {SCORE_THRESHOLD:g} discarded\n\n{md['score']}",
+    ]
+    if "val" in md:
+        sections.append(f"## Validation mAP@0.5 (%), measured by training after its last step\n\n{md['val']}")
+    if "pseudo" in md:
+        sections.append(f"## Pseudo boxes vs. dropped boxes (precision, recall: fractions)\n\n{md['pseudo']}")
+    sections += [
+        f"## Best new strategy (chosen on validation mAP)\n\n{md['choice']}\n",
         f"## Targets (means over seeds)\n\n{md['targets']}",
-    )
+    ]
+    _write(out / "table1.md", "\n".join(sections))
     _write(out / "table1.csv", to_csv(h1, r1))
     _write(out / "gap_closed.csv", to_csv(hg, rg))
     _write(out / "targets.csv", to_csv(hx, rx))
@@ -124,6 +161,10 @@ def _write_results_csv(out: Path, outcomes: list[CellOutcome]) -> None:
         "test_mAP",
         f"test_mAP_score{SCORE_THRESHOLD:g}",
         "train_mAP",
+        "val_mAP",
+        "pseudo_boxes",
+        "pseudo_precision_vs_dropped",
+        "pseudo_recall_vs_dropped",
         "train_seconds",
         "eval_seconds",
         "run_dir",
@@ -131,7 +172,8 @@ def _write_results_csv(out: Path, outcomes: list[CellOutcome]) -> None:
     lines = []
     for o in outcomes:
         r = o.results or {}
-        test, train = r.get("test") or {}, r.get("train") or {}
+        test, train, val = r.get("test") or {}, r.get("train") or {}, r.get("val") or {}
+        pseudo = r.get("pseudo_boxes") or {}
         lines.append(
             [
                 o.cell.seed,
@@ -141,6 +183,10 @@ def _write_results_csv(out: Path, outcomes: list[CellOutcome]) -> None:
                 _pct(test.get("mAP")),
                 _pct(_at(test, SCORE_THRESHOLD)),
                 _pct(train.get("mAP")),
+                _pct(val.get("mAP")),
+                _blank(pseudo.get("count")),
+                _blank(pseudo.get("precision_vs_dropped")),
+                _blank(pseudo.get("recall_vs_dropped")),
                 r.get("train_seconds", ""),
                 r.get("eval_seconds", ""),
                 o.cell.run_dir,
@@ -151,6 +197,10 @@ def _write_results_csv(out: Path, outcomes: list[CellOutcome]) -> None:
 
 def _pct(v: Any) -> str:
     return "" if v is None else f"{100 * float(v):.2f}"
+
+
+def _blank(v: Any) -> Any:
+    return "" if v is None else v
 
 
 def _at(part: dict[str, Any], threshold: float) -> float | None:
@@ -367,6 +417,30 @@ def write_report(
             f"### mAP@0.5 (%) with detections below score {SCORE_THRESHOLD:g} discarded",
             "",
             md["score"],
+        ]
+        if "val" in md:
+            lines += [
+                "### Validation mAP@0.5 (%)",
+                "",
+                "Measured by each training run on the validation split after its last step; the best new "
+                "strategy is chosen on these numbers, never on test.",
+                "",
+                md["val"],
+            ]
+        if "pseudo" in md:
+            lines += [
+                "### Pseudo boxes vs. dropped boxes",
+                "",
+                "The teacher's pseudo boxes on the curated training set, matched to the boxes curation dropped "
+                "(same class, IoU >= 0.5); precision and recall as fractions, mean ± std over seeds.",
+                "",
+                md["pseudo"],
+            ]
+        lines += [
+            "## Best new strategy",
+            "",
+            md["choice"] + " Targets (e)-(g) measure this strategy on test.",
+            "",
             "## Targets",
             "",
             md["targets"],
@@ -398,16 +472,17 @@ def write_report(
     lines += [
         "## Runs",
         "",
-        "| seed | method | drop | status | test mAP | train s | eval s | config |",
-        "|---:|:---|---:|:---|---:|---:|---:|:---|",
+        "| seed | method | drop | status | test mAP | val mAP | train s | eval s | config |",
+        "|---:|:---|---:|:---|---:|---:|---:|---:|:---|",
     ]
     for o in outcomes:
         r = o.results or {}
-        test = r.get("test") or {}
+        test, val = r.get("test") or {}, r.get("val") or {}
         config = f"[config.yaml]({o.cell.run_dir}/config.yaml)"
         lines.append(
             f"| {o.cell.seed} | {ROW_LABEL.get(o.cell.method, o.cell.method)} | {column_label(o.cell.rate)} | "
-            f"{o.status} | {_pct(test.get('mAP'))} | {r.get('train_seconds', '')} | {r.get('eval_seconds', '')} "
+            f"{o.status} | {_pct(test.get('mAP'))} | {_pct(val.get('mAP'))} | "
+            f"{r.get('train_seconds', '')} | {r.get('eval_seconds', '')} "
             f"| {config} |"
         )
     if failed:
