@@ -199,3 +199,32 @@ def test_ranking_quality_against_dropped_boxes():
     assert (q.true_positives, q.missing, q.k) == (2, 3, 3)
     assert q.recall_at_k == pytest.approx(1 / 3)
     assert q.average_precision == pytest.approx((1.0 + 2 / 5) / 3)
+
+
+@pytest.mark.parametrize("num_images,folds", [(10, 2), (11, 3), (7, 7)])
+def test_fold_assignment_is_a_deterministic_balanced_partition(num_images, folds):
+    fold = audit.fold_assignment(num_images, folds, seed=3)
+    assert fold.shape == (num_images,) and set(fold.tolist()) == set(range(folds))  # every image in one fold
+    sizes = np.bincount(fold, minlength=folds)
+    assert sizes.sum() == num_images and sizes.max() - sizes.min() <= 1
+    assert np.array_equal(fold, audit.fold_assignment(num_images, folds, seed=3))
+    others = [audit.fold_assignment(num_images, folds, seed=s) for s in range(4, 10)]
+    assert any(not np.array_equal(fold, o) for o in others)  # the seed matters
+    with pytest.raises(ValueError, match="folds must lie in"):
+        audit.fold_assignment(num_images, num_images + 1, seed=0)
+
+
+def test_fold_calibration_applies_each_folds_own_table():
+    gt = DetectionDataset.from_lists(
+        images=[{"id": i, "file_name": f"{i}.png", "width": 50, "height": 50} for i in range(3)],
+        boxes=[],
+        categories=[Category(1, "a")],
+    )
+    doubled = audit.identity_calibration([1])
+    doubled.table = np.minimum(doubled.table * 2, 1.0)
+    doubled.method = "validation"
+    cal = audit.FoldCalibration(np.array([0, 1, 0]), [audit.identity_calibration([1]), doubled])
+    dets = Detections([0, 1, 2], [[0, 0, 9, 9]] * 3, [1, 1, 1], [0.3, 0.3, 0.2])
+    assert np.allclose(cal.probabilities(dets), [0.3, 0.6, 0.2], atol=0.01)
+    scored = audit.score_candidates(gt, [dets], [cal])
+    assert np.allclose(scored.score, [0.3, 0.6, 0.2], atol=0.01)

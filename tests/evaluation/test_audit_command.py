@@ -340,3 +340,68 @@ def test_audit_run_with_flip_tta_then_merge_and_retrain(tmp_path, capsys):
         )
         == 0
     )
+
+
+def test_audit_folds_cross_fits_and_a_rerun_reuses_the_fold_models(tmp_path, capsys):
+    """--folds 2 on 8 digit images: two 1-iteration models, each predicting the 4 images it did not see."""
+    from tests.conftest import REPO
+    from tests.engine.digit_data import curated_digits
+
+    data = curated_digits(tmp_path / "digits", train=8, val=2, test=1)
+    out = tmp_path / "audit"
+    tiny = [f"--set={kv}" for kv in ("train.iterations=1", "train.batch_size=2", "train.warmup_iterations=1")]
+    args = [
+        "audit",
+        "--config",
+        str(REPO / "configs" / "digits.yaml"),
+        "--folds",
+        "2",
+        "--gt",
+        str(data / "annotations" / "train_drop50.json"),
+        "--val-gt",
+        str(data / "annotations" / "val.json"),
+        "--images",
+        str(data / "images" / "train"),
+        "--val-images",
+        str(data / "images" / "val"),
+        "--out",
+        str(out),
+        "--no-progress",
+        "--iou",
+        "0.3",
+        *tiny,
+    ]
+    assert main(args) == 0
+    split = json.loads((out / "folds" / "split.json").read_text())
+    assert split["folds"] == 2 and sorted(k for _, k in split["images"]) == [0, 0, 0, 0, 1, 1, 1, 1]
+    gt = load_dataset(data / "annotations" / "train_drop50.json", "coco")
+    fold_of = {image_id: k for image_id, k in split["images"]}
+    for k in (0, 1):
+        here = out / "folds" / f"fold{k + 1}"
+        trained_on = {im["id"] for im in json.loads((here / "train.json").read_text())["images"]}
+        assert trained_on == {i for i in gt.image_ids if fold_of[i] != k}  # the other fold only
+        predicted = {d["image_id"] for d in json.loads((here / "heldout.json").read_text())}
+        assert predicted <= {i for i in gt.image_ids if fold_of[i] == k}  # its held-out fold only
+        assert (here / "run" / "DONE").exists() and (here / "val.json").exists()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["folds"] == 2 and summary["calibration"][0]["method"] == "validation (cross-fitted)"
+    assert len(summary["calibration"][0]["folds"]) == 2
+    first = (out / "candidates.json").read_bytes()
+    assert "fold 2/2: training" in capsys.readouterr().out
+
+    # a rerun (with --force, the outputs exist) trains nothing and gives the same candidates
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "folds").rglob("*") if p.is_file()}
+    assert main([*args, "--force"]) == 0
+    assert "training" not in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in (out / "folds").rglob("*") if p.is_file()} == stamps
+    assert (out / "candidates.json").read_bytes() == first
+
+    # an --out holding only its folds (an interrupted audit) continues without --force; another split is refused
+    for name in ("candidates.json", "summary.json", "review.html"):
+        (out / name).unlink()
+    (out / "folds" / "fold2" / "heldout.json").unlink()
+    assert main(args) == 0 and (out / "candidates.json").read_bytes() == first
+    for name in ("candidates.json", "summary.json", "review.html"):
+        (out / name).unlink()
+    assert main([*args, "--folds", "3"]) == 2
+    assert "another split" in capsys.readouterr().err

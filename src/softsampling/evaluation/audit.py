@@ -246,6 +246,10 @@ class Calibration:
             out[known] = self.table[row[known], self.bin_of(scores[known])]
         return out
 
+    def probabilities(self, dets: Detections) -> np.ndarray:
+        """float64 [D]: the calibrated probability of each detection of ``dets``."""
+        return self(dets.labels, dets.scores)
+
     def to_json(self) -> dict[str, Any]:
         """A JSON summary (method and, per class, recall / label frequency), not the table."""
         doc: dict[str, Any] = {
@@ -258,6 +262,59 @@ class Calibration:
         if self.label_frequency is not None:
             doc["label_frequency"] = {str(k): round(v, 6) for k, v in self.label_frequency.items()}
         return doc
+
+
+@dataclass
+class FoldCalibration:
+    """Cross-fitting: each detection is calibrated by the calibration of its image's fold.
+
+    ``fold_of_image`` int64 [I] (see :func:`fold_assignment`); ``folds[k]``
+    calibrates the predictions of the model that held fold ``k`` out.
+    """
+
+    fold_of_image: np.ndarray
+    folds: list[Calibration]
+
+    @property
+    def method(self) -> str:
+        return self.folds[0].method
+
+    @property
+    def detector_recall(self) -> dict[int, float] | None:
+        """Per class, the mean over the folds' models (None without a validation split)."""
+        recalls = [c.detector_recall for c in self.folds]
+        if any(r is None for r in recalls):
+            return None
+        return {k: float(np.mean([r[k] for r in recalls if r is not None])) for k in recalls[0] or {}}
+
+    def probabilities(self, dets: Detections) -> np.ndarray:
+        """float64 [D]: each detection calibrated by its image's fold's calibration."""
+        fold = self.fold_of_image[dets.image_index]
+        out = np.zeros(len(dets))
+        for k, cal in enumerate(self.folds):
+            sel = np.flatnonzero(fold == k)
+            out[sel] = cal(dets.labels[sel], dets.scores[sel])
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {"method": f"{self.method} (cross-fitted)", "folds": [c.to_json() for c in self.folds]}
+
+
+def fold_assignment(num_images: int, folds: int, seed: int) -> np.ndarray:
+    """int64 [I]: the fold (0 .. folds-1) of each image row, a seeded shuffle dealt round-robin.
+
+    Every image is in exactly one fold; fold sizes differ by at most one; the
+    same (``num_images``, ``folds``, ``seed``) always gives the same split.
+
+    >>> fold_assignment(5, 2, seed=0).tolist()
+    [1, 0, 0, 0, 1]
+    """
+    if folds < 2 or folds > num_images:
+        raise ValueError(f"folds must lie in [2, {num_images}] (one image at least per fold), got {folds}")
+    order = np.random.default_rng(seed).permutation(num_images)
+    fold = np.empty(num_images, dtype=np.int64)
+    fold[order] = np.arange(num_images) % folds
+    return fold
 
 
 def identity_calibration(category_ids: list[int] | np.ndarray) -> Calibration:
@@ -429,7 +486,7 @@ def _same_group_pairs(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def score_candidates(
     gt: DetectionDataset,
     detection_sets: list[Detections],
-    calibrations: list[Calibration],
+    calibrations: list[Calibration | FoldCalibration],
     *,
     iou: float = 0.5,
     same_class: bool = False,
@@ -448,7 +505,7 @@ def score_candidates(
     for r, (dets, cal) in enumerate(zip(detection_sets, calibrations, strict=True)):
         mask = masks[r] if masks is not None else unannotated(gt, dets, iou=iou, same_class=same_class)
         cand = dets.select(mask)
-        parts.append((cand, cal(cand.labels, cand.scores), np.full(len(cand), r, dtype=np.int64)))
+        parts.append((cand, cal.probabilities(cand), np.full(len(cand), r, dtype=np.int64)))
     if len(parts) == 1:
         cand, prob, source = parts[0]
         return Candidates(
@@ -515,7 +572,7 @@ def rank(candidates: Candidates, limit: int | None = None) -> Candidates:
 def rank_candidates(
     gt: DetectionDataset,
     detection_sets: list[Detections],
-    calibrations: list[Calibration],
+    calibrations: list[Calibration | FoldCalibration],
     *,
     iou: float = 0.5,
     same_class: bool = False,
