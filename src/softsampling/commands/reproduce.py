@@ -2,17 +2,22 @@
 
 Builds (or reuses) the dataset, curates it at each drop rate (nested, one
 curation seed per replicate seed), trains every cell of the grid -- for each
-seed: baseline and overlap soft sampling on the full annotations, and at each
-drop rate baseline, hard negative (0.1, 0.2), overlap soft sampling, score
-soft sampling (prior: that rate's baseline) and the upper bound -- evaluates
-each on test (VOC mAP@0.5 and the score-threshold sweep) and writes to --out:
-table1.md, table1.csv, gap_closed.csv, targets.csv, results.csv,
-fig2_score_threshold.png, fig3_overlap.png (+ .json), fig5_examples.png and
-report.md. The open50 preset has no drop rates: it trains baseline, hard
-negative (0.1) and overlap soft sampling on Open Images as annotated, scores
-them with the official Open Images metric at IoU 0.5 and writes table1.md/.csv
-(ours beside the paper's numbers), results.csv, fig2 (test sweep), fig5 and
-report.md.
+seed, on the full annotations: baseline, overlap soft sampling, pseudo labels,
+objectness mining and overlap soft sampling + pseudo labels; at each drop
+rate: baseline, hard negative (0.1, 0.2), overlap soft sampling, score soft
+sampling, the upper bound, pseudo labels, objectness mining and overlap soft
+sampling + pseudo labels (the two-round rows use that rate's baseline as
+prior or teacher) -- evaluates each on validation and test (VOC mAP@0.5 and
+the score-threshold sweep) and writes to --out: table1.md, table1.csv,
+gap_closed.csv, targets.csv (the paper's targets (a)-(d) and the later
+methods' (e)-(h); "the best new strategy" is chosen on validation mAP, never
+test), results.csv, fig2_score_threshold.png, fig3_overlap.png (+ .json),
+fig5_examples.png and report.md (also the validation mAP table and the pseudo
+boxes' precision and recall against the dropped boxes). The open50 preset has
+no drop rates: it trains baseline, hard negative (0.1) and overlap soft
+sampling on Open Images as annotated, scores them with the official Open
+Images metric at IoU 0.5 and writes table1.md/.csv (ours beside the paper's
+numbers), results.csv, fig2 (test sweep), fig5 and report.md.
 
 Progress: runs done of total, time elapsed and time left, as a bar on a
 terminal and as lines (one per run started or finished, one a minute) in a log.
