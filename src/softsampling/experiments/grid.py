@@ -22,9 +22,11 @@ Cells per seed: the preset's ``methods`` on the data as given (default
 ``baseline``, ``overlap_soft``, ``pseudo_label``, ``objectness_mining`` and
 ``overlap_soft+pseudo_label`` on the full data; open50: ``baseline``,
 ``hard_negative_0.1``, ``overlap_soft`` on Open Images as annotated), and for
-every drop rate ``baseline``, ``hard_negative_0.1``, ``hard_negative_0.2``,
-``overlap_soft``, ``score_soft``, ``upper_bound``, ``pseudo_label``,
-``objectness_mining`` and ``overlap_soft+pseudo_label``. A cell whose strategy
+every drop rate the preset's ``rate_methods`` (default ``baseline``,
+``hard_negative_0.1``, ``hard_negative_0.2``, ``overlap_soft``, ``score_soft``,
+``upper_bound``, ``pseudo_label``, ``objectness_mining`` and
+``overlap_soft+pseudo_label``; digits-one-stage: ``baseline``,
+``overlap_soft``, ``brl`` and ``upper_bound``). A cell whose strategy
 has a rule needing a round-one run (``softsampling.sampling.PRIOR_RULES``:
 score soft sampling's prior, pseudo labels' teacher) uses the baseline of the
 same rate; ``upper_bound`` gets the curation manifest. Pseudo labels choose
@@ -66,6 +68,7 @@ METHODS: dict[str, tuple[str | list[str], dict[str, Any]]] = {
     "pseudo_label": ("pseudo_label", {}),
     "objectness_mining": ("objectness_mining", {}),
     "overlap_soft+pseudo_label": (["overlap_soft", "pseudo_label"], {"a": 0.25, "b": 50.0, "c": 20.0}),
+    "brl": ("brl", {}),  # Background Recalibration Loss: one-stage detectors only (digits-one-stage)
 }
 for _strategy, _params in METHODS.values():
     resolve_strategy(_strategy, _params)  # a typo here fails at import, not hours into a study
@@ -313,6 +316,19 @@ def build_cells(preset: Preset, seeds: list[int], layout: DataLayout, base: RunC
             "batch_size": preset.eval_batch_size,
         }
 
+    unknown = [m for m in (*preset.methods, *preset.rate_methods) if m not in METHODS]
+    if unknown:
+        raise SoftSamplingError(
+            f"preset {preset.name!r} names unknown rows {', '.join(unknown)}",
+            fix=f"use keys of softsampling.experiments.grid.METHODS: {', '.join(METHODS)}",
+        )
+    for rows in (preset.methods, preset.rate_methods):
+        for i, method in enumerate(rows):
+            if any(r in PRIOR_RULES for r in _rules(METHODS[method][0])) and "baseline" not in rows[:i]:
+                raise SoftSamplingError(
+                    f"preset {preset.name!r}: row {method!r} needs a round-one run, the baseline of its data",
+                    fix="list 'baseline' before it in the preset's methods / rate_methods",
+                )
     fig2_rate = min(preset.rates) if preset.rates else None
     cells: list[Cell] = []
 
@@ -350,7 +366,7 @@ def build_cells(preset: Preset, seeds: list[int], layout: DataLayout, base: RunC
             curated = layout.curated[(seed, rate)]
             data_cfg = _with_data(base, curated, layout.val)
             baseline_cell: Cell | None = None
-            for method in METHODS:
+            for method in preset.rate_methods:
                 cell = add(seed, method, rate, data_cfg, baseline_cell, curated)
                 if method == "baseline":
                     baseline_cell = cell

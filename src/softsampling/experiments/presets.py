@@ -1,7 +1,7 @@
 """Presets of ``softsampling reproduce``: which data, drop rates, config and budget.
 
 A preset is a plain frozen dataclass; the command line may override its
-seeds, and (for ``voc`` and ``open50``) must give the dataset location. Five are shipped:
+seeds, and (for ``voc`` and ``open50``) must give the dataset location. Six are shipped:
 
 - ``digits`` (default): the built-in digit-scene benchmark with the digit
   module's default sizes, drop rates 30/40/50%, iterations from
@@ -9,6 +9,11 @@ seeds, and (for ``voc`` and ``open50``) must give the dataset location. Five are
 - ``digits-hard``: the same study on the ``hard`` digit scenes (160 px, 3-30
   digits at a 4x range of sizes, long-tailed classes, occlusion, textured
   cluttered backgrounds), config ``configs/digits-hard.yaml``.
+- ``digits-one-stage``: the one-stage study (issue 14) on the default digit
+  scenes with a small RetinaNet (``configs/digits-retinanet.yaml``,
+  ``model.name: digits_retinanet``): baseline on the full data, and baseline,
+  overlap soft sampling, BRL and the upper bound at 30/40/50% dropped; its own
+  table and targets (:mod:`softsampling.experiments.one_stage_targets`).
 - ``smoke``: a tiny digit set (40 train / 10 val / 20 test images), one drop
   rate (50%), a handful of iterations; every method and every output, in
   well under 3 minutes on 2 cores. Used by CI.
@@ -36,6 +41,20 @@ from softsampling.errors import SoftSamplingError
 
 CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs"
 SWEEP_THRESHOLDS: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(10))  # 0.0 .. 0.9 (Fig. 2)
+#: The rows of Table 1 run at every drop rate (keys of ``softsampling.experiments.grid.METHODS``).
+RATE_METHODS: tuple[str, ...] = (
+    "baseline",
+    "hard_negative_0.1",
+    "hard_negative_0.2",
+    "overlap_soft",
+    "score_soft",
+    "upper_bound",
+    "pseudo_label",
+    "objectness_mining",
+    "overlap_soft+pseudo_label",
+)
+#: What the report's tables and targets follow: Table 1 and targets (a)-(d), or the one-stage table and targets.
+KINDS = ("two_stage", "one_stage")
 
 
 @dataclass(frozen=True)
@@ -81,6 +100,8 @@ class Preset:
     - ``example_images``: test images shown in Fig. 5;
     - ``eval_batch_size``: images per forward pass at evaluation;
     - ``methods``: the rows run on the training data as given (no curation);
+    - ``rate_methods``: the rows run on the curated training set of every drop rate;
+    - ``kind``: ``two_stage`` (Table 1, targets (a)-(d)) or ``one_stage`` (the one-stage table and targets);
     - ``metric``: ``voc`` (VOC area mAP) or ``openimages`` (the official Open Images metric);
     - ``paper``: the paper's numbers for the rate-less table, ``(method, mAP %)``.
     """
@@ -108,6 +129,8 @@ class Preset:
         "objectness_mining",
         "overlap_soft+pseudo_label",
     )
+    rate_methods: tuple[str, ...] = RATE_METHODS
+    kind: str = "two_stage"
     metric: str = "voc"
     paper: tuple[tuple[str, float], ...] = ()
 
@@ -154,6 +177,26 @@ def digits_hard_preset() -> Preset:
         train_eval_images=500,
         overlap_images=200,
         budget="target: at most 45 minutes per seed on 2 CPU cores (two runs at a time); not yet measured",
+    )
+
+
+def digits_one_stage_preset() -> Preset:
+    return Preset(
+        name="digits-one-stage",
+        description="built-in digit scenes with a one-stage detector (digits_retinanet, focal loss over every "
+        "anchor), 30/40/50% drop",
+        config="digits-retinanet.yaml",
+        rates=(0.3, 0.4, 0.5),
+        dataset="digits",
+        digits=digit_defaults(),
+        overrides=("train.threads=1",),
+        train_eval_images=500,
+        overlap_images=0,  # Fig. 3 analyses an RPN's proposals; a one-stage detector has none
+        budget="about 30 minutes per seed on 2 CPU cores (two runs at a time; estimated from measured step "
+        "times, not yet run end to end)",
+        methods=("baseline",),
+        rate_methods=("baseline", "overlap_soft", "brl", "upper_bound"),
+        kind="one_stage",
     )
 
 
@@ -234,7 +277,7 @@ def open50_preset(oi_root: str | None = None, backbone_weights: str | None = Non
     )
 
 
-PRESET_NAMES = ("digits", "digits-hard", "smoke", "voc", "open50")
+PRESET_NAMES = ("digits", "digits-hard", "digits-one-stage", "smoke", "voc", "open50")
 
 
 def _check_backbone_weights(backbone_weights: str | None) -> None:
@@ -255,6 +298,8 @@ def get_preset(
         return digits_preset()
     if name == "digits-hard":
         return digits_hard_preset()
+    if name == "digits-one-stage":
+        return digits_one_stage_preset()
     if name == "smoke":
         return smoke_preset()
     if name == "voc":

@@ -24,6 +24,7 @@ import numpy as np
 
 from softsampling.experiments.cell import run_extras
 from softsampling.experiments.grid import CellOutcome, DataLayout, rate_tag
+from softsampling.experiments.one_stage_targets import one_stage_tables
 from softsampling.experiments.presets import Preset
 from softsampling.experiments.table import (
     ROW_LABEL,
@@ -115,6 +116,10 @@ def write_tables(out: Path, outcomes: list[CellOutcome], preset: Preset, seeds: 
     targets = evaluate_targets(scores, rates, score_threshold=SCORE_THRESHOLD) + evaluate_new_targets(
         scores, choice, pseudo, rates, score_threshold=SCORE_THRESHOLD
     )
+    if preset.kind == "one_stage":  # its own rows and targets: softsampling.experiments.one_stage_targets
+        (h1, r1), (hg, rg), (ht, rt), targets = one_stage_tables(
+            scores, preset, seeds=len(seeds), score_threshold=SCORE_THRESHOLD
+        )
     hx, rx = targets_table(targets)
     md = {
         "table1": markdown(h1, r1),
@@ -518,7 +523,8 @@ def build_outputs(
     make_fig2(out, outcomes, preset)
     figures["fig2"] = "fig2_score_threshold.png"
     try:
-        data = make_fig3(out, outcomes, preset, layout, seeds[0]) if preset.rates else None
+        fig3 = bool(preset.rates) and preset.kind == "two_stage"  # Fig. 3 analyses an RPN's proposals
+        data = make_fig3(out, outcomes, preset, layout, seeds[0]) if fig3 else None
         if data is not None:
             figures["fig3"] = "fig3_overlap.png"
             fit = data.get("fitted")
@@ -529,7 +535,7 @@ def build_outputs(
                 if fit
                 else "Too few overlap bins with proposals to fit a, b, c; see `fig3_overlap.json`."
             )
-        elif preset.rates:
+        elif fig3:
             log("fig3: skipped, the baseline at the largest drop rate did not finish")
     except Exception as exc:  # a figure must not cost the tables
         log(f"fig3: failed ({exc!r})")

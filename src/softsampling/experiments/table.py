@@ -57,7 +57,7 @@ ROWS: tuple[tuple[str, str], ...] = (
     ("objectness_mining", "Objectness mining"),
     ("overlap_soft+pseudo_label", "Soft sampling (overlap) + pseudo labels"),
 )
-ROW_LABEL = dict(ROWS)
+ROW_LABEL = {**dict(ROWS), "brl": "Background recalibration loss (BRL)"}  # brl: one-stage study only
 # the rows also run on the full annotations
 NO_DROP_METHODS = ("baseline", "overlap_soft", "pseudo_label", "objectness_mining", "overlap_soft+pseudo_label")
 GAP_ROWS = (
