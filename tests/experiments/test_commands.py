@@ -36,13 +36,13 @@ def test_reproduce_dry_run_lists_the_runs(tmp_path, capsys):
     out = tmp_path / "smoke"
     assert main(["reproduce", "--preset", "smoke", "--out", str(out), "--dry-run", "--seeds", "0,1"]) == 0
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("seed")]
-    # per seed: baseline, overlap_soft, objectness_mining on full data; 7 rows at 50% (no val split: no pseudo labels)
-    assert len(lines) == 2 * 10 and all("(to run)" in ln for ln in lines)
+    # per seed: baseline, overlap_soft on full data; 7 rows at 50% (no val split: no pseudo labels)
+    assert len(lines) == 2 * 9 and all("(to run)" in ln for ln in lines)
     for seed in (0, 1):
         curated = out / "data" / "curated" / f"seed{seed}" / "train_drop50.json"
         assert curated.exists() and curated.with_name("train_drop50.manifest.json").exists()
     saved = json.loads((out / "reproduce.json").read_text())
-    assert saved["seeds"] == [0, 1] and len(saved["cells"]) == 20
+    assert saved["seeds"] == [0, 1] and len(saved["cells"]) == 18
 
 
 def test_reproduce_rejects_bad_options(tmp_path, capsys):

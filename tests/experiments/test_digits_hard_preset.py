@@ -42,7 +42,7 @@ def test_reproduce_digits_hard_dry_run_builds_hard_scenes(tmp_path, monkeypatch,
     saved = json.loads((out / "reproduce.json").read_text())
     assert saved["preset"]["name"] == "digits-hard" and saved["preset"]["digits"]["preset"] == "hard"
     # 3 full-data rows and 7 at 50% (no val split here, so no pseudo-label rows)
-    assert len(saved["cells"]) == 10 and sum("(to run)" in ln for ln in printed.splitlines()) == 10
+    assert len(saved["cells"]) == 9 and sum("(to run)" in ln for ln in printed.splitlines()) == 9
 
 
 def test_a_digits_hard_cell_trains_and_predicts(tmp_path, monkeypatch):

@@ -350,5 +350,5 @@ def test_pseudo_table_rows_per_rate_with_mean_and_std():
 def test_validation_scores_feed_table1():
     _, rows = table1(Scores.from_results(later_results(), split="val"), RATES, seeds=2)
     by = {r[0]: r[1:] for r in rows}
-    assert by["Pseudo labels (teacher: baseline)"] == ["n/a", "n/a", "n/a", "89.00 ± 0.71"]
+    assert by["Pseudo labels (teacher: baseline)"] == ["-", "n/a", "n/a", "89.00 ± 0.71"]
     assert by["Upper bound"] == ["-", "n/a", "n/a", "n/a"]

@@ -49,9 +49,9 @@ def test_voc_preset_prepares_curated_voc_folders(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["reproduce", "--preset", "voc", "--voc-root", str(voc), "--out", str(out), "--dry-run"]) == 0
     listed = [ln.split()[0] for ln in capsys.readouterr().out.splitlines() if ln.startswith("seed0/")]
-    # full data: baseline, overlap_soft, objectness_mining; per rate the 6 paper rows + objectness_mining
+    # full data: baseline, overlap_soft; per rate the 6 paper rows + objectness_mining
     # (no val split: no pseudo-label rows)
-    assert len(listed) == 3 + 3 * 7
+    assert len(listed) == 2 + 3 * 7
     for tag in ("drop30", "drop40", "drop50"):
         curated = out / "data" / "curated" / "seed0" / f"train_{tag}"
         assert (curated / "manifest.json").exists() and (curated / "ImageSets/Main/trainval.txt").exists()

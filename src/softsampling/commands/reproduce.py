@@ -2,8 +2,8 @@
 
 Builds (or reuses) the dataset, curates it at each drop rate (nested, one
 curation seed per replicate seed), trains every cell of the grid -- for each
-seed, on the full annotations: baseline, overlap soft sampling, pseudo labels,
-objectness mining and overlap soft sampling + pseudo labels; at each drop
+seed, on the full annotations: baseline, overlap soft sampling and overlap
+soft sampling + pseudo labels; at each drop
 rate: baseline, hard negative (0.1, 0.2), overlap soft sampling, score soft
 sampling, the upper bound, pseudo labels, objectness mining and overlap soft
 sampling + pseudo labels (the two-round rows use that rate's baseline as

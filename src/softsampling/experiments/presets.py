@@ -122,13 +122,10 @@ class Preset:
     budget: str = ""
     voc_root: str | None = None
     oi_root: str | None = None
-    methods: tuple[str, ...] = (
-        "baseline",
-        "overlap_soft",
-        "pseudo_label",
-        "objectness_mining",
-        "overlap_soft+pseudo_label",
-    )
+    # full data: the paper's two rows and our combination (pseudo_label and objectness_mining alone were
+    # dropped from the default after seed 0 of the committed study, where the combination had the highest
+    # validation mAP at every drop rate: two runs less per seed for the 35-minute budget)
+    methods: tuple[str, ...] = ("baseline", "overlap_soft", "overlap_soft+pseudo_label")
     rate_methods: tuple[str, ...] = RATE_METHODS
     kind: str = "two_stage"
     metric: str = "voc"
