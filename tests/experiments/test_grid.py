@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from softsampling.engine.config import RunConfig, apply_overrides
+from softsampling.errors import SoftSamplingError
 from softsampling.experiments.grid import (
     DataLayout,
     GridProgress,
@@ -20,6 +21,7 @@ from softsampling.experiments.grid import (
     is_finished,
     rate_tag,
     run_cells,
+    select_rows,
 )
 from softsampling.experiments.presets import smoke_preset
 from softsampling.io import write_json
@@ -288,3 +290,17 @@ def test_progress_bar_on_a_terminal(tmp_path, capsys):
     assert "reproduce: 2/2 runs |" in err and "elapsed" in err and "left" in err
     # the bar replaces the start lines; the result lines still go through log
     assert [line.split(":")[0] for line in lines] == ["[1/2] seed0/baseline-full", "[2/2] seed0/overlap_soft-full"]
+
+
+def test_select_rows_keeps_the_named_rows_and_refuses_a_missing_prior():
+    with_val = dataclasses.replace(layout((0,)), val=SplitSpec("data/digits/annotations/val.json", "coco", {}))
+    cells = build_cells(preset(), [0], with_val, apply_overrides(base(), ["data.val=val.json"]))
+    kept = select_rows(cells, ["baseline", "overlap_soft+pseudo_label"])
+    assert [c.key for c in kept] == [
+        f"seed0/{m}-{t}" for t in ("full", "drop30", "drop50") for m in ("baseline", "overlap_soft+pseudo_label")
+    ]
+    assert [c.run_dir for c in kept] == [c.run_dir for c in cells if c in kept]  # same configs, same hashes
+    with pytest.raises(SoftSamplingError, match="which --rows leaves out"):
+        select_rows(cells, ["pseudo_label"])
+    with pytest.raises(SoftSamplingError, match="unknown row 'pseudo'"):
+        select_rows(cells, ["baseline", "pseudo"])

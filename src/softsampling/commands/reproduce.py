@@ -43,6 +43,7 @@ Examples:
   softsampling reproduce --out results/digits                       # one seed, ~30 min
   softsampling reproduce --seeds 0,1,2 --out results/digits         # the committed 3-seed study
   softsampling reproduce --preset smoke --out /tmp/smoke
+  softsampling reproduce --seeds 1,2 --rows baseline,overlap_soft --out results/digits   # some rows only
   softsampling reproduce --preset digits-hard --seeds 0,1,2 --out results/digits-hard
   softsampling reproduce --preset digits-one-stage --seeds 0,1,2 --out results/digits-one-stage
   softsampling reproduce --preset voc --voc-root VOCdevkit/VOC2007 \\
@@ -111,6 +112,14 @@ def register(parser: argparse.ArgumentParser) -> None:
         default=1,
         metavar="N",
         help="train each run with torchrun on N processes (GPUs); use with --jobs 1",
+    )
+    parser.add_argument(
+        "--rows",
+        default=None,
+        metavar="ROW,ROW,...",
+        help="train only these rows of the grid (row keys as in the run names, e.g. "
+        "baseline,overlap_soft,overlap_soft+pseudo_label; a two-round row needs baseline too); "
+        "the report still covers every finished run of the grid",
     )
     parser.add_argument("--dry-run", action="store_true", help="prepare the data, list the runs and stop")
     parser.add_argument(
@@ -205,6 +214,7 @@ def _reproduce(
         load_results,
         prepare_data,
         run_cells,
+        select_rows,
         subprocess_launcher,
     )
     from softsampling.experiments.report import build_outputs
@@ -253,8 +263,19 @@ def _reproduce(
                 "--standalone",
                 f"--nproc-per-node={args.nproc_per_node}",
             ]
-        print(f"{len(cells)} runs, {args.jobs} at a time")
-        outcomes = run_cells(cells, out, jobs=args.jobs, launcher=subprocess_launcher(prefix, threads=args.threads))
+        chosen = select_rows(cells, args.rows.split(",")) if args.rows else cells
+        print(f"{len(chosen)} runs, {args.jobs} at a time")
+        ran = run_cells(chosen, out, jobs=args.jobs, launcher=subprocess_launcher(prefix, threads=args.threads))
+        by_key = {o.cell.key: o for o in ran}
+        outcomes = [
+            by_key.get(c.key)
+            or (
+                CellOutcome(c, "reused", load_results(out / c.run_dir))
+                if is_finished(c, out)
+                else CellOutcome(c, "skipped", error="not in --rows")
+            )
+            for c in cells
+        ]
     report = build_outputs(
         out, preset, seeds, layout, outcomes, wall_seconds=time.perf_counter() - started, command=command
     )

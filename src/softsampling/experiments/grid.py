@@ -373,6 +373,22 @@ def build_cells(preset: Preset, seeds: list[int], layout: DataLayout, base: RunC
     return cells
 
 
+def select_rows(cells: list[Cell], rows: list[str]) -> list[Cell]:
+    """The cells of the given row keys (``--rows``); refuses an unknown row and a two-round row without its prior."""
+    unknown = [r for r in rows if r not in METHODS]
+    if unknown:
+        raise SoftSamplingError(f"unknown row {unknown[0]!r} in --rows", fix=f"use row keys from: {', '.join(METHODS)}")
+    keep = [c for c in cells if c.method in rows]
+    kept = {c.key for c in keep}
+    for c in keep:
+        if c.prior is not None and c.prior not in kept:
+            raise SoftSamplingError(
+                f"row {c.method!r} trains from its prior {c.prior}, which --rows leaves out",
+                fix="add baseline to --rows",
+            )
+    return keep
+
+
 # --------------------------------------------------------------------------- running
 @dataclass
 class CellOutcome:
