@@ -41,7 +41,10 @@ def test_smoke_preset_end_to_end(tmp_path, capsys):
     assert rows[0] == ["method", "no drop", "50%"]
     assert [r[0] for r in rows[1:]] == [label for _, label in ROWS]
     # smoke has no val split, so no pseudo-label runs: "n/a" where the grid has the row, "-" where it never does
-    not_run = {"Pseudo labels (teacher: baseline)": ("-", "n/a"), "Soft sampling (overlap) + pseudo labels": ("n/a", "n/a")}
+    not_run = {
+        "Pseudo labels (teacher: baseline)": ("-", "n/a"),
+        "Soft sampling (overlap) + pseudo labels": ("n/a", "n/a"),
+    }
     for label, no_drop, drop50 in rows[1:]:
         if label in not_run:
             assert (no_drop, drop50) == not_run[label]
