@@ -17,19 +17,7 @@ import torch
 
 from softsampling.cli import main
 from tests.conftest import REPO
-from tests.engine.digit_data import curated_digits
-
-TINY = [
-    "--set",
-    "train.batch_size=2",
-    "--set",
-    "train.log_every=1",
-    "--set",
-    "train.warmup_iterations=2",
-    "--set",
-    "train.threads=1",
-    "--no-progress",
-]
+from tests.engine.digit_data import TINY, curated_digits, train_on_curated
 
 
 @pytest.fixture(scope="module")
@@ -37,32 +25,12 @@ def tiny_digits(tmp_path_factory) -> Path:
     return curated_digits(tmp_path_factory.mktemp("digits") / "digits", train=8, val=4, test=2)
 
 
-def _train(data: Path, out: Path, *extra: str, iterations: int = 2) -> int:
-    return main(
-        [
-            "train",
-            "--config",
-            str(REPO / "configs" / "digits.yaml"),
-            "--out",
-            str(out),
-            "--set",
-            f"data.train={data / 'annotations' / 'train_drop50.json'}",
-            "--set",
-            f"data.val={data / 'annotations' / 'val.json'}",
-            "--set",
-            f"train.iterations={iterations}",
-            *TINY,
-            *extra,
-        ]
-    )
-
-
 def _metrics(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
 def test_every_strategy_trains_from_the_cli(tiny_digits, tmp_path):
-    assert _train(tiny_digits, tmp_path / "baseline") == 0
+    assert train_on_curated(tiny_digits, tmp_path / "baseline") == 0
     runs = {
         "hard_negative": [
             "--set",
@@ -81,7 +49,7 @@ def test_every_strategy_trains_from_the_cli(tiny_digits, tmp_path):
         "rpn_full": ["--set", "rpn_full_annotations=true"],
     }
     for name, extra in runs.items():
-        assert _train(tiny_digits, tmp_path / name, *extra) == 0, name
+        assert train_on_curated(tiny_digits, tmp_path / name, *extra) == 0, name
         run = tmp_path / name
         assert (run / "model.pt").exists() and (run / "DONE").exists()
         records = _metrics(run)
@@ -94,16 +62,16 @@ def test_every_strategy_trains_from_the_cli(tiny_digits, tmp_path):
 
 
 def test_existing_run_needs_resume_and_bad_keys_are_one_line_errors(tiny_digits, tmp_path, capsys):
-    assert _train(tiny_digits, tmp_path / "r", iterations=1) == 0
-    assert _train(tiny_digits, tmp_path / "r", iterations=1) == 2
+    assert train_on_curated(tiny_digits, tmp_path / "r", iterations=1) == 0
+    assert train_on_curated(tiny_digits, tmp_path / "r", iterations=1) == 2
     assert "pass --resume" in capsys.readouterr().err
-    assert _train(tiny_digits, tmp_path / "s", "--set", "train.lr=-1") == 2
+    assert train_on_curated(tiny_digits, tmp_path / "s", "--set", "train.lr=-1") == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "train.lr: must be a positive number" in err
 
 
 def test_non_finite_loss_stops_with_advice_and_keeps_last_checkpoint(tiny_digits, tmp_path, capsys):
-    code = _train(
+    code = train_on_curated(
         tiny_digits, tmp_path / "nan", "--set", "train.lr=1e12", "--set", "train.checkpoint_every=1", iterations=30
     )
     err = capsys.readouterr().err
@@ -205,7 +173,7 @@ def test_torchrun_two_processes_follow_the_single_process_loss(tiny_digits, tmp_
 def test_evaluate_and_predict_a_trained_run(tiny_digits, tmp_path, capsys):
     run = tmp_path / "run"
     assert (
-        _train(
+        train_on_curated(
             tiny_digits,
             run,
             "--set",
@@ -254,7 +222,7 @@ def test_evaluate_and_predict_a_trained_run(tiny_digits, tmp_path, capsys):
 
 
 def test_new_rules_and_a_composition_train_from_the_cli(tiny_digits, tmp_path):
-    assert _train(tiny_digits, tmp_path / "baseline") == 0
+    assert train_on_curated(tiny_digits, tmp_path / "baseline") == 0
     runs = {
         "pseudo": ["--set", "strategy=pseudo_label", "--set", f"prior_run={tmp_path / 'baseline'}"],
         "mining": ["--set", "strategy=objectness_mining", "--set", "strategy_params.mining_warmup=0.5"],
@@ -268,7 +236,7 @@ def test_new_rules_and_a_composition_train_from_the_cli(tiny_digits, tmp_path):
         ],
     }
     for name, extra in runs.items():
-        assert _train(tiny_digits, tmp_path / name, *extra) == 0, name
+        assert train_on_curated(tiny_digits, tmp_path / name, *extra) == 0, name
         records = _metrics(tmp_path / name)
         assert [r["iteration"] for r in records if "loss" in r] == [1, 2]
         assert 0.0 <= records[-1]["val_mAP50"] <= 1.0
@@ -319,7 +287,7 @@ def test_pseudo_boxes_of_a_perfect_teacher_are_the_dropped_boxes(tiny_digits, tm
         return out
 
     monkeypatch.setattr(prior, "flip_tta_predict", perfect_teacher)
-    assert _train(tiny_digits, tmp_path / "baseline", iterations=1) == 0
+    assert train_on_curated(tiny_digits, tmp_path / "baseline", iterations=1) == 0
     cfg = apply_overrides(
         load_config(REPO / "configs" / "digits.yaml"),
         [

@@ -8,45 +8,12 @@ from pathlib import Path
 import pytest
 
 from softsampling.cli import main
-from tests.conftest import REPO
-from tests.engine.digit_data import curated_digits
-
-TINY = [
-    "--set",
-    "train.batch_size=2",
-    "--set",
-    "train.log_every=1",
-    "--set",
-    "train.warmup_iterations=2",
-    "--set",
-    "train.threads=1",
-    "--set",
-    "train.iterations=2",
-    "--no-progress",
-]
+from tests.engine.digit_data import curated_digits, train_on_curated
 
 
 @pytest.fixture(scope="module")
 def tiny_digits(tmp_path_factory) -> Path:
     return curated_digits(tmp_path_factory.mktemp("digits") / "digits", train=4, val=2, test=2)
-
-
-def _train(data: Path, out: Path, *extra: str) -> int:
-    return main(
-        [
-            "train",
-            "--config",
-            str(REPO / "configs" / "digits.yaml"),
-            "--out",
-            str(out),
-            "--set",
-            f"data.train={data / 'annotations' / 'train_drop50.json'}",
-            "--set",
-            f"data.val={data / 'annotations' / 'val.json'}",
-            *TINY,
-            *extra,
-        ]
-    )
 
 
 def test_retinanet_and_fcos_train_with_one_stage_strategies_and_predict(tiny_digits, tmp_path, capsys):
@@ -55,7 +22,7 @@ def test_retinanet_and_fcos_train_with_one_stage_strategies_and_predict(tiny_dig
         "fcos_upper": ["--set", "model.name=digits_fcos", "--set", "strategy=upper_bound"],  # reads the manifest
     }
     for name, extra in runs.items():
-        assert _train(tiny_digits, tmp_path / name, *extra) == 0, name
+        assert train_on_curated(tiny_digits, tmp_path / name, *extra) == 0, name
         records = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
         assert [r["iteration"] for r in records if "loss" in r] == [1, 2]
         assert all(r["loss"] > 0 and r["classification"] > 0 for r in records if "loss" in r)
@@ -81,11 +48,13 @@ def test_retinanet_and_fcos_train_with_one_stage_strategies_and_predict(tiny_dig
     assert dets and all(len(d["bbox"]) == 4 and 0.0 <= d["score"] <= 1.0 for d in dets)
     capsys.readouterr()
     # BRL on Faster R-CNN, a two-stage rule on RetinaNet: one-line config errors, exit status 2
-    assert _train(tiny_digits, tmp_path / "bad1", "--set", "strategy=brl") == 2
+    assert train_on_curated(tiny_digits, tmp_path / "bad1", "--set", "strategy=brl") == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "rule 'brl' of strategy 'brl' needs a one-stage detector" in err
     assert (
-        _train(tiny_digits, tmp_path / "bad2", "--set", "model.name=digits_fcos", "--set", "strategy=objectness_mining")
+        train_on_curated(
+            tiny_digits, tmp_path / "bad2", "--set", "model.name=digits_fcos", "--set", "strategy=objectness_mining"
+        )
         == 2
     )
     assert "needs a two-stage detector" in capsys.readouterr().err
