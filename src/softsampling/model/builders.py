@@ -17,9 +17,10 @@ from torchvision.models.detection import FCOS, FasterRCNN, RetinaNet, fcos_resne
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
-from torchvision.ops import DeformConv2d, FrozenBatchNorm2d, MultiScaleRoIAlign
+from torchvision.ops import DeformConv2d, FrozenBatchNorm2d
 
 from softsampling.errors import SoftSamplingError
+from softsampling.model.roi_align import FastBackwardRoIAlign
 from softsampling.model.roi_heads import use_strategy
 from softsampling.model.soft_nms import SoftNMS
 from softsampling.model.weights import BACKBONE_ENUMS, load_detector_weights, read_detector_weights, read_state_dict
@@ -82,7 +83,8 @@ def build_digits_model(
         anchor_sizes, aspect_ratios: one anchor per (size, ratio) per location.
         pooled_size: RoIAlign output side.
         sampling_ratio: RoIAlign bilinear samples per bin side (1: the RoIs span only a few
-            stride-8 cells, and RoIAlign's CPU backward, the costliest op of a step, scales with it).
+            stride-8 cells; the RoIAlign backward, vectorised on the CPU by
+            :class:`~softsampling.model.roi_align.FastBackwardRoIAlign`, scales with it).
         representation_size: box-head MLP width.
         **faster_rcnn_kwargs: any other ``FasterRCNN`` argument, overriding the
             defaults here (e.g. ``rpn_post_nms_top_n_train=6000`` for hard negatives).
@@ -96,7 +98,7 @@ def build_digits_model(
     """
     backbone = DigitsBackbone(widths)
     anchors = AnchorGenerator(sizes=(tuple(anchor_sizes),), aspect_ratios=(tuple(aspect_ratios),))
-    roi_pool = MultiScaleRoIAlign(featmap_names=["0"], output_size=pooled_size, sampling_ratio=sampling_ratio)
+    roi_pool = FastBackwardRoIAlign(featmap_names=["0"], output_size=pooled_size, sampling_ratio=sampling_ratio)
     box_head = TwoMLPHead(backbone.out_channels * pooled_size**2, representation_size)
     settings: dict[str, Any] = {
         "min_size": image_size,
