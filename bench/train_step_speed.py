@@ -17,6 +17,8 @@ so that the RPN proposes realistic boxes):
     hard_negative  use_strategy(model, "hard_negative")           min_overlap=0.1
     upper_bound    use_strategy(model, "upper_bound")             targets carry dropped_boxes
     score_soft     use_strategy(model, "score_soft", prior=...)   + the prior's forward
+    tv_roi_align   baseline with torchvision's own MultiScaleRoIAlign (its element-wise CPU backward)
+                   instead of the digit model's FastBackwardRoIAlign: what the vectorised backward saves
 
 Steps are interleaved: each round runs one step of every variant on the same
 batch, in an order rotated from round to round, so machine noise (other jobs,
@@ -48,6 +50,7 @@ import torch
 import torchvision
 from _machine import cpu_model  # noqa: E402 (bench/ helper, beside this script)
 from torch import nn
+from torchvision.ops import MultiScaleRoIAlign
 
 from softsampling.data.curate import curate
 from softsampling.data.digits import make_digit_scenes
@@ -57,7 +60,7 @@ from softsampling.model import PriorScorer, build_digits_model, use_strategy
 from softsampling.sampling import median_thresholds
 
 Batch = tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]
-VARIANTS = ("stock", "baseline", "overlap_soft", "hard_negative", "upper_bound", "score_soft")
+VARIANTS = ("stock", "baseline", "overlap_soft", "hard_negative", "upper_bound", "score_soft", "tv_roi_align")
 
 
 # ----------------------------------------------------------------------------- data
@@ -122,6 +125,12 @@ def build_variants(base: nn.Module, thresholds: torch.Tensor, names: tuple[str, 
         model = copy.deepcopy(base)
         if name == "score_soft":
             model = use_strategy(model, "score_soft", prior=copy.deepcopy(base), thresholds=thresholds)
+        elif name == "tv_roi_align":
+            pool = model.roi_heads.box_roi_pool
+            model.roi_heads.box_roi_pool = MultiScaleRoIAlign(
+                featmap_names=pool.featmap_names, output_size=pool.output_size, sampling_ratio=pool.sampling_ratio
+            )
+            model = use_strategy(model, "baseline")
         elif name != "stock":
             model = use_strategy(model, name)
         model.train()
@@ -168,6 +177,11 @@ def report(times: dict[str, list[float]], threads: int) -> list[str]:
         lines.append(
             f"  baseline vs stock: {med['baseline'] / med['stock'] - 1:+.1%} "
             f"(paired {paired_ratio(times, 'baseline', 'stock') - 1:+.1%}; target within 3%)"
+        )
+    if "tv_roi_align" in med and "baseline" in med:
+        lines.append(
+            f"  baseline with torchvision's RoIAlign: {med['tv_roi_align'] / med['baseline'] - 1:+.1%} "
+            f"(paired {paired_ratio(times, 'tv_roi_align', 'baseline') - 1:+.1%}) over FastBackwardRoIAlign"
         )
     if "overlap_soft" in med and "baseline" in med:
         lines.append(

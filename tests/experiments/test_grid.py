@@ -94,7 +94,7 @@ def test_cells_of_the_study():
     assert all(c.evaluation["sweep_thresholds"] == [round(0.1 * i, 1) for i in range(10)] for c in cells)
 
 
-def test_pseudo_label_rows_use_the_baseline_of_their_rate_as_teacher():
+def test_pseudo_label_rows_learn_from_the_baseline_and_the_combination_from_overlap_soft():
     with_val = dataclasses.replace(layout((0,)), val=SplitSpec("data/digits/annotations/val.json", "coco", {}))
     cells = build_cells(preset(), [0], with_val, apply_overrides(base(), ["data.val=val.json"]))
     by = {c.key: c for c in cells}
@@ -103,7 +103,8 @@ def test_pseudo_label_rows_use_the_baseline_of_their_rate_as_teacher():
     rows += [(m, rate) for rate in ("drop30", "drop50") for m in ("pseudo_label", "overlap_soft+pseudo_label")]
     for method, rate in rows:
         cell = by[f"seed0/{method}-{rate}"]
-        assert cell.prior == f"seed0/baseline-{rate}" and cell.config.prior_run == by[cell.prior].run_dir
+        teacher = "baseline" if method == "pseudo_label" else "overlap_soft"  # grid.PRIOR_ROWS
+        assert cell.prior == f"seed0/{teacher}-{rate}" and cell.config.prior_run == by[cell.prior].run_dir
         assert cell.config.data.val == "data/digits/annotations/val.json"
     assert by["seed0/overlap_soft+pseudo_label-drop50"].config.strategy == ["overlap_soft", "pseudo_label"]
     assert by["seed0/objectness_mining-drop30"].prior is None
@@ -295,12 +296,32 @@ def test_progress_bar_on_a_terminal(tmp_path, capsys):
 def test_select_rows_keeps_the_named_rows_and_refuses_a_missing_prior():
     with_val = dataclasses.replace(layout((0,)), val=SplitSpec("data/digits/annotations/val.json", "coco", {}))
     cells = build_cells(preset(), [0], with_val, apply_overrides(base(), ["data.val=val.json"]))
-    kept = select_rows(cells, ["baseline", "overlap_soft+pseudo_label"])
+    kept = select_rows(cells, ["baseline", "overlap_soft", "overlap_soft+pseudo_label"])
     assert [c.key for c in kept] == [
-        f"seed0/{m}-{t}" for t in ("full", "drop30", "drop50") for m in ("baseline", "overlap_soft+pseudo_label")
+        f"seed0/{m}-{t}"
+        for t in ("full", "drop30", "drop50")
+        for m in ("baseline", "overlap_soft", "overlap_soft+pseudo_label")
     ]
     assert [c.run_dir for c in kept] == [c.run_dir for c in cells if c in kept]  # same configs, same hashes
     with pytest.raises(SoftSamplingError, match="which --rows leaves out"):
         select_rows(cells, ["pseudo_label"])
     with pytest.raises(SoftSamplingError, match="unknown row 'pseudo'"):
         select_rows(cells, ["baseline", "pseudo"])
+
+
+def test_a_row_can_take_another_row_as_its_teacher():
+    with_val = dataclasses.replace(layout((0,)), val=SplitSpec("data/digits/annotations/val.json", "coco", {}))
+    cells = build_cells(preset(), [0], with_val, apply_overrides(base(), ["data.val=val.json"]))
+    by = {c.key: c for c in cells}
+    for tag in ("full", "drop30", "drop50"):
+        combo = by[f"seed0/overlap_soft+pseudo_label-{tag}"]
+        assert combo.prior == f"seed0/overlap_soft-{tag}"
+        assert combo.config.prior_run == by[f"seed0/overlap_soft-{tag}"].run_dir
+    assert by["seed0/pseudo_label-drop30"].prior == "seed0/baseline-drop30"  # other rows keep the baseline
+    with pytest.raises(SoftSamplingError, match="which --rows leaves out") as info:
+        select_rows(cells, ["baseline", "overlap_soft+pseudo_label"])
+    assert "add overlap_soft to --rows" in str(info.value)
+    assert len(select_rows(cells, ["overlap_soft", "overlap_soft+pseudo_label"])) == 6
+    reordered = ("baseline", "overlap_soft+pseudo_label", "overlap_soft")
+    with pytest.raises(SoftSamplingError, match="needs a round-one run, the overlap_soft row"):
+        build_cells(dataclasses.replace(preset(), rate_methods=reordered), [0], with_val, base())

@@ -43,7 +43,7 @@ def test_smoke_preset_end_to_end(tmp_path, capsys):
     # smoke has no val split, so no pseudo-label runs: "n/a" where the grid has the row, "-" where it never does
     not_run = {
         "Pseudo labels (teacher: baseline)": ("-", "n/a"),
-        "Soft sampling (overlap) + pseudo labels": ("n/a", "n/a"),
+        "Soft sampling (overlap) + pseudo labels (teacher: overlap soft)": ("n/a", "n/a"),
     }
     for label, no_drop, drop50 in rows[1:]:
         if label in not_run:
