@@ -354,7 +354,10 @@ def test_target_h_without_pseudo_boxes_has_no_precision_and_fails_on_recall():
 def test_pseudo_table_rows_per_rate_with_mean_and_std():
     header, rows = pseudo_table(PseudoBoxes.from_results(later_results()), RATES, seeds=2)
     assert header == ["method", "drop", "precision vs dropped", "recall vs dropped", "pseudo boxes"]
-    label, combo = "Pseudo labels (teacher: baseline)", "Soft sampling (overlap) + pseudo labels (teacher: overlap soft)"
+    label, combo = (
+        "Pseudo labels (teacher: baseline)",
+        "Soft sampling (overlap) + pseudo labels (teacher: overlap soft)",
+    )
     assert [r[:2] for r in rows] == [[m, c] for m in (label, combo) for c in ("30%", "40%", "50%")]
     # 50%: precision mean 0.92, std |0.93 - 0.91| / sqrt(2) = 0.014; count 1600 ± 141
     assert rows[2] == [label, "50%", "0.920 ± 0.014", "0.730 ± 0.014", "1600 ± 141"]

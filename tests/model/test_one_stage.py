@@ -243,3 +243,38 @@ def test_dropped_and_pseudo_boxes_are_rescaled_with_the_image() -> None:
         ],
     )
     assert seen["dropped"].tolist() == [[32.0, 32.0, 64.0, 64.0]]
+
+
+def test_retinanet_rules_reuse_the_iou_its_matcher_computed() -> None:
+    from softsampling.sampling.boxes import max_iou
+
+    torch.manual_seed(0)
+    model = use_strategy(build_digits_retinanet(num_classes=5), "overlap_soft").train()
+    calls: list[int] = []
+
+    def counting(anchors: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        calls.append(boxes.shape[0])
+        return max_iou(anchors, boxes)
+
+    model.head.overlap = counting
+    seen: dict = {}
+    assign = model.head.assign_anchors
+
+    def spy(targets, anchors, matched):
+        seen.update(targets=targets, anchors=anchors, matched=matched, states=assign(targets, anchors, matched))
+        return seen["states"]
+
+    model.head.assign_anchors = spy
+    images, targets = random_batch(torch.Generator().manual_seed(2))  # 3, 1 and 0 boxes
+    model(images, targets)
+    assert calls == [0]  # only the image without boxes asked; the others reused the matcher's IoU
+    again = assign(seen["targets"], seen["anchors"], seen["matched"])  # called directly: nothing recorded
+    assert calls == [0, 3, 1, 0]
+    for reused, computed in zip(seen["states"], again, strict=True):
+        assert torch.equal(reused.overlaps, computed.overlaps) and torch.equal(reused.weights, computed.weights)
+        assert torch.equal(reused.labels, computed.labels)
+    assert any((s.weights < 1).any() for s in again)
+    # records left by an interrupted step are not read for a batch they do not fit
+    model.proposal_matcher.recorded.append((torch.zeros(7), torch.zeros(7, dtype=torch.int64)))
+    assign(seen["targets"], seen["anchors"], seen["matched"])
+    assert calls[4:] == [3, 1, 0] and model.proposal_matcher.recorded == []

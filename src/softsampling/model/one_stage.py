@@ -52,6 +52,29 @@ from softsampling.sampling.boxes import max_iou
 ONE_STAGE_DETECTORS = (RetinaNet, FCOS)
 
 
+class RecordingMatcher(det_utils.Matcher):
+    """torchvision's ``Matcher`` that also keeps each call's per-anchor max IoU for the head.
+
+    ``RetinaNet.compute_loss`` computes every image's anchor-box IoU for its matcher and passes
+    the head only the matches; the rules read the max IoU again. Keeping the matrix's column
+    maximum here saves that second IoU per image (the largest part of the weighting's cost).
+    :meth:`take` hands the records over and forgets them.
+    """
+
+    def __init__(self, high_threshold: float, low_threshold: float, allow_low_quality_matches: bool = False) -> None:
+        super().__init__(high_threshold, low_threshold, allow_low_quality_matches)
+        self.recorded: list[tuple[Tensor, Tensor]] = []
+
+    def __call__(self, match_quality_matrix: Tensor) -> Tensor:
+        if match_quality_matrix.numel():
+            self.recorded.append(match_quality_matrix.max(dim=0))
+        return super().__call__(match_quality_matrix)
+
+    def take(self) -> list[tuple[Tensor, Tensor]]:
+        out, self.recorded = self.recorded, []
+        return out
+
+
 class OneStageStrategy:
     """What both one-stage heads share: the resolved strategy, per-anchor assignment, regression targets.
 
@@ -64,6 +87,7 @@ class OneStageStrategy:
     iteration: int | None = None
     iterations: int | None = None
     _rescale_hook: Any = None
+    _matcher: RecordingMatcher | None = None  # RetinaNet: its matcher, whose max IoUs the rules reuse
 
     @property
     def strategy(self) -> str:
@@ -79,7 +103,9 @@ class OneStageStrategy:
         """Per image: torchvision's matches, then the strategy's rules (labels, weights, BRL marks)."""
         params = self.composition.params
         states = []
-        for anchors_per_image, target, matched in zip(anchors, targets, matched_idxs, strict=True):
+        reused = self._matcher_overlaps(targets, anchors)
+        for anchors_per_image, target, matched, record in zip(anchors, targets, matched_idxs, reused, strict=True):
+            overlap = self.overlap if record is None else _reuse_for(target["boxes"], record, self.overlap)
             ctx = image_context(
                 anchors_per_image,
                 target["boxes"],
@@ -91,11 +117,34 @@ class OneStageStrategy:
                 pseudo_scores=target.get("pseudo_scores"),
                 iteration=self.iteration,
                 iterations=self.iterations,
-                overlap=self.overlap,
+                overlap=overlap,
             )
             state = from_matches(ctx, matched, params["group_of_threshold"])
             states.append(self.composition.apply_rules(state, ctx))
         return states
+
+    def _matcher_overlaps(
+        self, targets: list[dict[str, Tensor]], anchors: list[Tensor]
+    ) -> list[tuple[Tensor, Tensor] | None]:
+        """Per image, the (max IoU, argmax) the detector's matcher just computed, or ``None`` to compute it.
+
+        RetinaNet calls its matcher once per image with annotated boxes, in order, right before the
+        head's loss. Anything else (no recording matcher, a head called directly, records left by an
+        interrupted step, shapes that do not fit) falls back to computing the overlap.
+        """
+        none: list[tuple[Tensor, Tensor] | None] = [None] * len(targets)
+        if self._matcher is None:
+            return none
+        records = self._matcher.take()
+        with_boxes = [i for i, t in enumerate(targets) if t["boxes"].numel()]
+        if len(records) < len(with_boxes) or not with_boxes:
+            return none
+        out = list(none)
+        for i, (best, index) in zip(with_boxes, records[len(records) - len(with_boxes) :], strict=True):
+            if best.shape != (anchors[i].shape[0],) or int(index.max()) >= targets[i]["boxes"].shape[0]:
+                return none
+            out[i] = (best.float(), index)
+        return out
 
     def regression_targets(
         self, targets: list[dict[str, Tensor]], states: list[Assignment]
@@ -130,6 +179,17 @@ class OneStageStrategy:
         return weighted_focal_loss(
             logits, labels, weights, recalibrate, beta=float(self.composition.params["brl_beta"])
         )
+
+
+def _reuse_for(
+    gt_boxes: Tensor, recorded: tuple[Tensor, Tensor], compute: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
+) -> Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]:
+    """An overlap function that returns ``recorded`` for ``gt_boxes`` (the same tensor) and computes otherwise."""
+
+    def overlap(anchors: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:
+        return recorded if boxes is gt_boxes else compute(anchors, boxes)
+
+    return overlap
 
 
 class SoftSamplingRetinaNetHead(OneStageStrategy, RetinaNetHead):
@@ -251,8 +311,9 @@ def use_one_stage_strategy(
         fg = float(params.pop("fg_iou", matcher.high_threshold))
         bg = float(params.pop("bg_iou", min(matcher.low_threshold, fg)))
         composition = resolve_strategy(strategy, {**params, "fg_iou": fg, "bg_iou": bg})
-        if (fg, bg) != (matcher.high_threshold, matcher.low_threshold):
-            detector.proposal_matcher = det_utils.Matcher(fg, bg, allow_low_quality_matches=True)
+        rebuilt = (fg, bg) != (matcher.high_threshold, matcher.low_threshold)  # new thresholds: low-quality on
+        low_quality = True if rebuilt else matcher.allow_low_quality_matches
+        detector.proposal_matcher = RecordingMatcher(fg, bg, allow_low_quality_matches=low_quality)
     else:
         composition = resolve_strategy(strategy, params)
     composition.check_detector("one_stage")
@@ -264,6 +325,7 @@ def use_one_stage_strategy(
         old_hook.remove()
     head.__class__ = ours
     head.composition = composition
+    head._matcher = detector.proposal_matcher if kind is RetinaNet else None
     head._rescale_hook = None
     if composition.needs & {"dropped_boxes", "pseudo_boxes"}:
         head._rescale_hook = detector.transform.register_forward_hook(rescale_extra_boxes)
