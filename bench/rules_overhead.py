@@ -17,6 +17,9 @@ learning rate 0 (weights and proposals stay the same from step to step). The par
 interleaves them: every round runs each (strategy, tree) once on the same batch, in an order
 rotated from round to round, so machine noise hits both trees alike. Reported: median step
 time per (strategy, tree) and the median over rounds of the per-round ratio new / ref.
+Both workers pool with torchvision's own ``MultiScaleRoIAlign`` (this checkout's digit model
+has a faster RoIAlign backward, ``softsampling.model.roi_align``, that would otherwise count
+as the rules' gain), so only the heads differ.
 
     python bench/rules_overhead.py                     # 40 rounds, baseline overlap_soft hard_negative upper_bound
     python bench/rules_overhead.py --rounds 10         # quick look
@@ -48,6 +51,7 @@ WORKER = r"""
 import sys, time, torch
 torch.set_num_threads(1)
 torch.use_deterministic_algorithms(True, warn_only=True)
+from torchvision.ops import MultiScaleRoIAlign
 from softsampling.model import build_digits_model, use_strategy
 state_path, strategies = sys.argv[1], sys.argv[2].split(",")
 saved = torch.load(state_path, weights_only=False)
@@ -56,6 +60,10 @@ models = {}
 for name in strategies:
     model = build_digits_model(num_classes=saved["num_classes"])
     model.load_state_dict(saved["state"])
+    pool = model.roi_heads.box_roi_pool  # both trees pool with torchvision's RoIAlign: only the head differs
+    model.roi_heads.box_roi_pool = MultiScaleRoIAlign(
+        featmap_names=pool.featmap_names, output_size=pool.output_size, sampling_ratio=pool.sampling_ratio
+    )
     model = use_strategy(model, name)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
