@@ -288,6 +288,8 @@ def reproduce_study(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows = []
     for seed in args.seeds:
         for rate in args.rates:
+            together: list[tuple[Detections, list[Detections]]] = []  # each method's in-sample detections
+            gt = missing = val_gt = None
             for method in args.methods:
                 cell = find_cell(args.reproduce_dir, seed, rate, method)
                 if cell is None:
@@ -302,6 +304,7 @@ def reproduce_study(args: argparse.Namespace) -> list[dict[str, Any]]:
                 dets = predict_cached(cell, gt, "train", args.cache)
                 val = [predict_cached(cell, val_gt, "val", args.cache)] if val_gt is not None else []
                 sources.append(("in-sample", [dets], val, None))
+                together.append((dets, val))
                 audit_dir = (
                     None if args.folds_dir is None else args.folds_dir / f"seed{seed}" / f"{method}-{rate_tag(rate)}"
                 )
@@ -322,6 +325,18 @@ def reproduce_study(args: argparse.Namespace) -> list[dict[str, Any]]:
                     result.update(seed=seed, rate=rate, method=method, predictions=kind, run=str(cell.run_dir))
                     rows.append(result)
                     print(f"seed {seed}, {rate_tag(rate)}, {method}, {kind}: {line(result)}", file=sys.stderr)
+            if args.ensemble and len(together) >= 2 and gt is not None and missing is not None:
+                # every method's run together: `softsampling audit --run A B C` (agreement between runs);
+                # the runs trained on the same curated set, so one gt / manifest serves all
+                sets = [d for d, _ in together]
+                vals = [v[0] for _, v in together if v] if all(v for _, v in together) else []
+                result = evaluate(
+                    gt, missing, sets, val_gt, vals, iou=args.iou, cleanlab_threshold=args.cleanlab_threshold
+                )
+                name = "+".join(args.methods)
+                result.update(seed=seed, rate=rate, method=f"all runs ({name})", predictions="in-sample")
+                rows.append(result)
+                print(f"seed {seed}, {rate_tag(rate)}, all runs, in-sample: {line(result)}", file=sys.stderr)
     return rows
 
 
@@ -364,6 +379,12 @@ def main(argv: list[str] | None = None) -> None:
         help="--reproduce-dir: the grid's method names",
     )
     parser.add_argument("--cache", type=Path, help="--reproduce-dir: keep the runs' predictions here")
+    parser.add_argument(
+        "--ensemble",
+        action="store_true",
+        help="--reproduce-dir: also rank with every --methods run of a (seed, rate) together, as "
+        "`softsampling audit --run A B C` does (agreement between runs)",
+    )
     parser.add_argument(
         "--folds-dir", type=Path, help="--reproduce-dir: ROOT/seedS/METHOD-dropRR = `audit --folds` outputs"
     )

@@ -144,3 +144,54 @@ def test_find_cell_resolves_paths_against_the_reproduce_folder(tmp_path):
     assert cell.manifest == curated.with_name("train_drop50.manifest.json") and cell.val is None
     assert module.find_cell(tmp_path / "rep", 0, 0.5, "overlap_soft") is None
     assert np.isclose(0.3, cell.rate)
+
+
+def test_ensemble_ranks_the_runs_of_every_method_together(tmp_path, capsys):
+    curated = reproduce_folder(tmp_path / "rep")
+    gt, manifest = load_dataset(curated, "coco"), read_manifest(curated)
+
+    def coco(image_id: int, label: int, box, score: float) -> dict:
+        return {
+            "image_id": int(image_id),
+            "category_id": int(label),
+            "score": score,
+            "bbox": [*box[:2], *(box[2:] - box[:2])],
+        }
+
+    dropped = list(zip(manifest.image_ids.tolist(), manifest.labels.tolist(), manifest.boxes.tolist(), strict=True))
+    found = {  # baseline finds the first half of the dropped boxes, overlap soft the second half
+        "baseline-drop50-bbbb33334444": dropped[: len(dropped) // 2],
+        "overlap_soft-drop50-dddd77778888": dropped[len(dropped) // 2 :],
+    }
+    spec = json.loads(
+        (tmp_path / "rep" / "runs" / "seed0" / "baseline-drop50-bbbb33334444" / "cell_spec.json").read_text()
+    )
+    for name, boxes in found.items():
+        run = tmp_path / "rep" / "runs" / "seed0" / name
+        run.mkdir(exist_ok=True)
+        (run / "model.pt").write_bytes(b"not used")
+        (run / "cell_spec.json").write_text(json.dumps(spec))
+        cached = tmp_path / "cache" / "seed0" / name / "train.json"
+        cached.parent.mkdir(parents=True)
+        cached.write_text(json.dumps([coco(i, c, np.array(b), 0.8) for i, c, b in boxes]))
+    os.utime(tmp_path / "rep" / "runs" / "seed0" / "baseline-drop50-aaaa11112222" / "model.pt", ns=(1, 1))
+    out = tmp_path / "quality.json"
+    common = ["--reproduce-dir", str(tmp_path / "rep"), "--seeds", "0", "--rates", "0.5"]
+    bench().main(
+        [
+            *common,
+            "--methods",
+            "baseline,overlap_soft",
+            "--cache",
+            str(tmp_path / "cache"),
+            "--ensemble",
+            "--out",
+            str(out),
+        ]
+    )
+    rows = {r["method"]: r for r in json.loads(out.read_text())}
+    assert set(rows) == {"baseline", "overlap_soft", "all runs (baseline+overlap_soft)"}
+    assert 0 < rows["baseline"]["ours"]["recall_at_k"] < 1 and 0 < rows["overlap_soft"]["ours"]["recall_at_k"] < 1
+    together = rows["all runs (baseline+overlap_soft)"]
+    assert together["ours"]["recall_at_k"] == 1.0 and together["candidates"] == len(dropped)
+    assert "all runs, in-sample" in capsys.readouterr().err
