@@ -5,7 +5,7 @@ seeds, and (for ``voc`` and ``open50``) must give the dataset location. Six are 
 
 - ``digits`` (default): the built-in digit-scene benchmark with the digit
   module's default sizes, drop rates 30/40/50%, iterations from
-  ``configs/digits.yaml``. About an hour per seed on 2 CPU cores (30 runs).
+  ``configs/digits.yaml``. About 25 minutes per seed on 2 idle CPU cores (30 runs).
 - ``digits-hard``: the same study on the ``hard`` digit scenes (160 px, 3-30
   digits at a 4x range of sizes, long-tailed classes, occlusion, textured
   cluttered backgrounds), config ``configs/digits-hard.yaml``.
@@ -157,7 +157,7 @@ def digits_preset() -> Preset:
         overrides=("train.threads=1",),
         train_eval_images=500,
         overlap_images=200,
-        budget="about an hour per seed on 2 CPU cores (30 runs, two at a time)",
+        budget="about 25 minutes per seed on 2 idle CPU cores (30 runs, two at a time)",
     )
 
 
