@@ -348,7 +348,7 @@ def line(result: dict[str, Any]) -> str:
         f"[{result['estimated_interval'][0]:.1f}, {result['estimated_interval'][1]:.1f}] vs true {result['dropped']}"
     )
     if theirs is None:
-        return text + "; cleanlab: not installed (pip install cleanlab; it is in the bench/test extra)"
+        return text + "; cleanlab: not installed (pip install -e '.[bench]')"
     return text + f"; cleanlab AP {100 * theirs['average_precision']:5.1f} recall@K {100 * theirs['recall_at_k']:5.1f}"
 
 
