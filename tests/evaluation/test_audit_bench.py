@@ -148,7 +148,7 @@ def test_find_cell_resolves_paths_against_the_reproduce_folder(tmp_path):
 
 def test_ensemble_ranks_the_runs_of_every_method_together(tmp_path, capsys):
     curated = reproduce_folder(tmp_path / "rep")
-    gt, manifest = load_dataset(curated, "coco"), read_manifest(curated)
+    manifest = read_manifest(curated)
 
     def coco(image_id: int, label: int, box, score: float) -> dict:
         return {
