@@ -29,18 +29,18 @@ Interrupted? Run the same command again: finished runs (keyed by a hash of
 their config) are reused and unfinished ones resume from their checkpoint.
 
 Presets:
-  digits  (default) built-in digit scenes, drops 30/40/50%; ~1 h per seed (30 runs) on 2 CPU cores
+  digits  (default) built-in digit scenes, drops 30/40/50%; ~25 min per seed (30 runs) on 2 idle CPU cores
   digits-hard  hard digit scenes (160 px, 3-30 digits, 4x sizes, Zipf classes, occlusion,
           textured clutter), drops 30/40/50%; target <= 45 min per seed on 2 CPU cores
   digits-one-stage  the digit scenes with a one-stage RetinaNet (digits_retinanet): baseline,
-          overlap soft, BRL, upper bound at drops 30/40/50%; ~30 min per seed (estimate)
+          overlap soft, BRL, upper bound at drops 30/40/50%; ~15 min per seed (measured)
   smoke   tiny digit set, one drop rate, a few iterations; < 3 min (used by CI)
   voc     PASCAL VOC 2007 trainval -> test, ResNet-50-FPN; needs --voc-root and a GPU
   open50  the paper's 50 Open Images classes, ResNet-50-FPN, Open Images metric; needs --oi-root
           (built by `softsampling data openimages-subset`, images in DIR/images/{train,test}) and a GPU
 
 Examples:
-  softsampling reproduce --out results/digits                       # one seed, ~1 h
+  softsampling reproduce --out results/digits                       # one seed, ~25 min
   softsampling reproduce --seeds 0,1,2 --out results/digits         # the committed 3-seed study
   softsampling reproduce --preset smoke --out /tmp/smoke
   softsampling reproduce --seeds 1,2 --rows baseline,overlap_soft --out results/digits   # some rows only

@@ -189,8 +189,7 @@ def digits_one_stage_preset() -> Preset:
         overrides=("train.threads=1",),
         train_eval_images=500,
         overlap_images=0,  # Fig. 3 analyses an RPN's proposals; a one-stage detector has none
-        budget="about 30 minutes per seed on 2 CPU cores (two runs at a time; estimated from measured step "
-        "times, not yet run end to end)",
+        budget="about 15 minutes per seed on 2 idle CPU cores (13 runs, two at a time; docs/results/digits-one-stage)",
         methods=("baseline",),
         rate_methods=("baseline", "overlap_soft", "brl", "upper_bound"),
         kind="one_stage",
