@@ -27,7 +27,7 @@ from softsampling.experiments.grid import (
     rate_tag,
 )
 from softsampling.experiments.presets import RATE_METHODS, digit_defaults, get_preset
-from softsampling.experiments.report import write_tables
+from softsampling.experiments.report import write_report, write_tables
 
 # The default digits preset's 30 cells of seed 0, computed before presets could choose their per-rate rows
 # (minus the full-data pseudo_label and objectness_mining rows, dropped from the default later; the combination's
@@ -180,4 +180,10 @@ def test_report_writes_the_one_stage_table_and_targets(tmp_path):
     targets = list(csv.DictReader((tmp_path / "targets.csv").open(encoding="utf-8")))
     assert [(t["target"], t["verdict"]) for t in targets] == [("(os-a)", "PASS"), ("(os-b)", "PASS")]
     assert targets[1]["measured"] == "recovers 60% (70.00 -> 76.00 of 80.00)"
-    assert "mAP@0.5 (%) with detections below score 0.8" in (tmp_path / "table1.md").read_text()
+    table_md = (tmp_path / "table1.md").read_text()
+    assert "mAP@0.5 (%) with detections below score 0.8" in table_md
+    assert "Best new strategy" not in table_md  # the two-stage study's choice has no rows here
+    md = write_tables(tmp_path, outcomes, preset, [0])
+    report = write_report(tmp_path, preset, [0], outcomes, md, wall_seconds=1.0, figures={}, command="reproduce")
+    text = report.read_text(encoding="utf-8")
+    assert "(os-a)" in text and "Best new strategy" not in text

@@ -12,6 +12,7 @@ from softsampling.model import (
     SoftNMS,
     SoftSamplingRoIHeads,
     build_digits_model,
+    build_digits_retinanet,
     build_paper_model,
     use_strategy,
 )
@@ -44,6 +45,22 @@ def test_digits_model_shapes() -> None:
     assert model.roi_heads.box_predictor.cls_score.out_features == 11
     model = build_digits_model(num_classes=3, rpn_post_nms_top_n_train=40)
     assert model.rpn._post_nms_top_n["training"] == 40
+
+
+def test_digits_retinanet_head_norm_keeps_the_head_signal() -> None:
+    """Without a norm the head's std-0.01 convs shrink the features about 6x each; GroupNorm keeps them at 1."""
+    torch.manual_seed(0)
+    features = torch.randn(2, 64, 16, 16)
+    spread = {}
+    for norm in ("none", "group"):
+        model = build_digits_retinanet(num_classes=11, head_norm=norm)
+        norms = [m for m in model.head.classification_head.conv.modules() if isinstance(m, torch.nn.GroupNorm)]
+        assert len(norms) == (4 if norm == "group" else 0)
+        with torch.no_grad():
+            spread[norm] = model.head.classification_head.conv(features).std().item()
+    assert spread["none"] < 1e-3 and 0.3 < spread["group"] < 1.0, spread  # after the last ReLU
+    with pytest.raises(ValueError, match="head_norm must be one of none, group"):
+        build_digits_retinanet(head_norm="batch")
 
 
 def test_digits_model_training_reduces_loss() -> None:

@@ -172,7 +172,7 @@ def random_batch(gen: torch.Generator, size: int = 128) -> tuple[list, list]:
 
 
 @pytest.mark.parametrize("builder", [build_digits_retinanet, build_digits_fcos])
-def test_baseline_equals_torchvision_stock_loss_exactly(builder) -> None:
+def test_baseline_equals_torchvision_stock_loss(builder) -> None:
     torch.manual_seed(0)
     stock = builder(num_classes=5).train()
     ours = use_strategy(copy.deepcopy(stock), "baseline")
@@ -182,7 +182,12 @@ def test_baseline_equals_torchvision_stock_loss_exactly(builder) -> None:
         theirs, mine = stock(images, targets), ours(images, targets)
         assert theirs.keys() == mine.keys()
         for key in theirs:
-            assert torch.equal(theirs[key], mine[key]), key
+            if builder is build_digits_retinanet and key == "classification":
+                # one focal-loss call over the batch instead of torchvision's per-image loop: same terms, summed
+                # in another order, so equal to float32 rounding
+                torch.testing.assert_close(mine[key], theirs[key], rtol=1e-6, atol=0.0)
+            else:
+                assert torch.equal(theirs[key], mine[key]), key
 
 
 @pytest.mark.slow  # ~6 s each on one CPU core: torchvision's ResNet-50-FPN models, built without weights

@@ -289,6 +289,7 @@ CASES: list[tuple[str, str, tuple[str, ...]]] = [
     ("cfg_model_option_unknown.yaml", "cfg", ("model.options", "rpn_post_nms_top_n_trian", "rpn_post_nms_top_n_train")),
     ("cfg_model_option_not_a_number.yaml", "cfg", ("model.options.box_score_thresh", "finite number")),
     ("cfg_deterministic_not_a_flag.yaml", "cfg", ("train.deterministic", "true or false", "3")),
+    ("cfg_head_norm_unknown.yaml", "cfg", ("model.options.head_norm", "none, group", "'batch'")),
 ]
 
 # images given to `predict --images` (the run is an untrained model saved by the fixture)

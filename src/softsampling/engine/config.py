@@ -516,7 +516,7 @@ def _check_model_options(cfg: RunConfig) -> None:
     from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
     from softsampling.model import build_digits_model, build_paper_model
-    from softsampling.model.builders import ONE_STAGE_BUILDERS
+    from softsampling.model.builders import HEAD_NORMS, ONE_STAGE_BUILDERS
 
     name = cfg.model.name
     builder = ONE_STAGE_BUILDERS.get(name, build_digits_model if name == "digits" else build_paper_model)
@@ -566,6 +566,11 @@ def _check_model_options(cfg: RunConfig) -> None:
             raise SoftSamplingError(
                 f"config model.options.{key}: must be a list, got {value!r}",
                 fix=f"e.g. --set model.options.{key}={json.dumps(list(default))}",
+            )
+        if key == "head_norm" and value not in HEAD_NORMS:
+            raise SoftSamplingError(
+                f"config model.options.head_norm: must be one of {', '.join(HEAD_NORMS)}, got {value!r}",
+                fix="e.g. --set model.options.head_norm=group",
             )
 
 

@@ -107,18 +107,21 @@ def write_tables(out: Path, outcomes: list[CellOutcome], preset: Preset, seeds: 
         _write(out / "table1.csv", to_csv(header, rows))
         _write_results_csv(out, outcomes)
         return md
-    h1, r1 = table1(scores, rates, seeds=len(seeds))
-    hg, rg = gap_table(scores, rates)
-    ht, rt = table1(scores, rates, seeds=len(seeds), threshold=SCORE_THRESHOLD)
     val_scores = Scores.from_results(results, split="val")
     pseudo = PseudoBoxes.from_results(results)
-    choice = best_new_strategy(val_scores, rates)
-    targets = evaluate_targets(scores, rates, score_threshold=SCORE_THRESHOLD) + evaluate_new_targets(
-        scores, choice, pseudo, rates, score_threshold=SCORE_THRESHOLD
-    )
+    choice_text = ""  # the two-stage study's best new strategy; the one-stage study has no new rows
     if preset.kind == "one_stage":  # its own rows and targets: softsampling.experiments.one_stage_targets
         (h1, r1), (hg, rg), (ht, rt), targets = one_stage_tables(
             scores, preset, seeds=len(seeds), score_threshold=SCORE_THRESHOLD
+        )
+    else:
+        h1, r1 = table1(scores, rates, seeds=len(seeds))
+        hg, rg = gap_table(scores, rates)
+        ht, rt = table1(scores, rates, seeds=len(seeds), threshold=SCORE_THRESHOLD)
+        choice = best_new_strategy(val_scores, rates)
+        choice_text = f"Best new strategy: {choice.describe()}."
+        targets = evaluate_targets(scores, rates, score_threshold=SCORE_THRESHOLD) + evaluate_new_targets(
+            scores, choice, pseudo, rates, score_threshold=SCORE_THRESHOLD
         )
     hx, rx = targets_table(targets)
     md = {
@@ -126,8 +129,9 @@ def write_tables(out: Path, outcomes: list[CellOutcome], preset: Preset, seeds: 
         "gap": markdown(hg, rg),
         "score": markdown(ht, rt),
         "targets": markdown(hx, rx, numeric=False),
-        "choice": f"Best new strategy: {choice.describe()}.",
     }
+    if choice_text:
+        md["choice"] = choice_text
     if val_scores.values:
         hv, rv = table1(val_scores, rates, seeds=len(seeds))
         md["val"] = markdown(hv, rv)
@@ -144,10 +148,9 @@ def write_tables(out: Path, outcomes: list[CellOutcome], preset: Preset, seeds: 
         sections.append(f"## Validation mAP@0.5 (%), measured by training after its last step\n\n{md['val']}")
     if "pseudo" in md:
         sections.append(f"## Pseudo boxes vs. dropped boxes (precision, recall: fractions)\n\n{md['pseudo']}")
-    sections += [
-        f"## Best new strategy (chosen on validation mAP)\n\n{md['choice']}\n",
-        f"## Targets (means over seeds)\n\n{md['targets']}",
-    ]
+    if "choice" in md:
+        sections.append(f"## Best new strategy (chosen on validation mAP)\n\n{md['choice']}\n")
+    sections.append(f"## Targets (means over seeds)\n\n{md['targets']}")
     _write(out / "table1.md", "\n".join(sections))
     _write(out / "table1.csv", to_csv(h1, r1))
     _write(out / "gap_closed.csv", to_csv(hg, rg))
@@ -441,11 +444,9 @@ def write_report(
                 "",
                 md["pseudo"],
             ]
+        if "choice" in md:
+            lines += ["## Best new strategy", "", md["choice"] + " Targets (e)-(g) measure this strategy on test.", ""]
         lines += [
-            "## Best new strategy",
-            "",
-            md["choice"] + " Targets (e)-(g) measure this strategy on test.",
-            "",
             "## Targets",
             "",
             md["targets"],

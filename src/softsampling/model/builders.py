@@ -8,6 +8,8 @@ or ``FCOS``. Install a strategy with :func:`softsampling.model.use_strategy`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ from torchvision.models.detection import FCOS, FasterRCNN, RetinaNet, fcos_resne
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.retinanet import RetinaNetHead
 from torchvision.ops import DeformConv2d, FrozenBatchNorm2d
 
 from softsampling.errors import SoftSamplingError
@@ -135,6 +138,13 @@ def _digits_transform(image_size: int) -> dict[str, Any]:
     }
 
 
+#: ``head_norm`` of :func:`build_digits_retinanet`: the norm layer after each of the head's 3x3 convs
+HEAD_NORMS: dict[str, Callable[[int], nn.Module] | None] = {
+    "none": None,  # torchvision's RetinaNetHead as in retinanet_resnet50_fpn
+    "group": partial(nn.GroupNorm, 16),  # as retinanet_resnet50_fpn_v2 (there 32 groups of 256 channels)
+}
+
+
 def build_digits_retinanet(
     num_classes: int = 11,
     *,
@@ -142,6 +152,7 @@ def build_digits_retinanet(
     widths: tuple[int, int, int] = (16, 32, 64),
     anchor_sizes: tuple[int, ...] = (16, 24, 32, 48),
     aspect_ratios: tuple[float, ...] = (1.0, 1.5),
+    head_norm: str = "none",
     **retinanet_kwargs: Any,
 ) -> RetinaNet:
     """A small RetinaNet for the digit scenes: :class:`DigitsBackbone` (one stride-8 map) and the digit anchors.
@@ -158,10 +169,18 @@ def build_digits_retinanet(
         >>> sorted(out[0])
         ['boxes', 'labels', 'scores']
     """
+    if head_norm not in HEAD_NORMS:
+        raise ValueError(f"head_norm must be one of {', '.join(HEAD_NORMS)}, got {head_norm!r}")
     backbone = DigitsBackbone(widths)
     anchors = AnchorGenerator(sizes=(tuple(anchor_sizes),), aspect_ratios=(tuple(aspect_ratios),))
+    head = RetinaNetHead(
+        backbone.out_channels,
+        anchors.num_anchors_per_location()[0],
+        num_classes,
+        norm_layer=HEAD_NORMS[head_norm],
+    )
     settings = {**_digits_transform(image_size), **retinanet_kwargs}
-    return RetinaNet(backbone, num_classes, anchor_generator=anchors, **settings)
+    return RetinaNet(backbone, num_classes, anchor_generator=anchors, head=head, **settings)
 
 
 def build_digits_fcos(

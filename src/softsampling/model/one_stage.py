@@ -198,7 +198,8 @@ class SoftSamplingRetinaNetHead(OneStageStrategy, RetinaNetHead):
     The overlap the rules read is the anchor's max IoU with the annotated boxes.
     Normalisation is torchvision's: per image the summed focal loss over the
     non-ignored anchors divided by ``max(1, number of foreground anchors)``,
-    then the mean over images. Regression: torchvision's
+    then the mean over images (computed in one focal-loss call over the batch, each
+    anchor's weight divided by its image's normaliser). Regression: torchvision's
     ``RetinaNetRegressionHead.compute_loss`` on the final foreground anchors.
     """
 
@@ -210,13 +211,21 @@ class SoftSamplingRetinaNetHead(OneStageStrategy, RetinaNetHead):
         matched_idxs: list[Tensor],
     ) -> dict[str, Tensor]:
         states = self.assign_anchors(targets, anchors, matched_idxs)
-        losses = [
-            self.focal(logits, s.labels, s.weights, s.recalibrate) / max(1, int((s.labels > 0).sum()))
-            for logits, s in zip(head_outputs["cls_logits"], states, strict=True)
-        ]
+        # One focal-loss call for the batch: image i's anchors carry weight w / (max(1, foreground_i) * images),
+        # which is torchvision's per-image normalisation and mean over images, without a loop of small calls.
+        labels = torch.stack([s.labels for s in states])
+        per_image = (labels > 0).sum(dim=1).clamp(min=1) * len(states)
+        weights = torch.stack([s.weights for s in states]) / per_image[:, None]
+        recalibrate = torch.stack([_recalibrated(s) for s in states]) if "brl" in self.composition.rules else None
+        classification = self.focal(
+            head_outputs["cls_logits"].flatten(0, 1),
+            labels.flatten(),
+            weights.flatten(),
+            None if recalibrate is None else recalibrate.flatten(),
+        )
         reg_targets, reg_matched = self.regression_targets(targets, states)
         return {
-            "classification": sum(losses) / len(targets),
+            "classification": classification,
             "bbox_regression": self.regression_head.compute_loss(reg_targets, head_outputs, anchors, reg_matched),
         }
 

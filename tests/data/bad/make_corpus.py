@@ -296,6 +296,7 @@ CFG_FILES: dict[str, str | bytes] = {
     "cfg_model_option_unknown.yaml": "model:\n  options:\n    rpn_post_nms_top_n_trian: 6000\n",
     "cfg_model_option_not_a_number.yaml": "model:\n  options:\n    box_score_thresh: abc\n",
     "cfg_deterministic_not_a_flag.yaml": "train:\n  deterministic: 3\n",
+    "cfg_head_norm_unknown.yaml": "model:\n  name: digits_retinanet\n  options:\n    head_norm: batch\n",
 }
 
 
