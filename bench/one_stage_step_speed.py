@@ -5,7 +5,8 @@ SGD step at learning rate 0 (so every variant keeps the same weights), as in
 ``bench/train_step_speed.py``, whose data, step and interleaving helpers this
 script calls. The model is the one-stage digit model
 (``softsampling.model.build_digits_retinanet``: the digit backbone, one
-stride-8 map, 2048 anchors at 128 px, torchvision's ``RetinaNetHead``), batch
+stride-8 map, 2048 anchors at 128 px, torchvision's ``RetinaNetHead`` with
+GroupNorm as in configs/digits-retinanet.yaml; ``--head-norm none``: without), batch
 8, on real digit scenes curated at 50% (so ``upper_bound`` has dropped boxes).
 
 Variants (copies of one freshly initialised model):
@@ -125,6 +126,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=8, help="images per step (default 8)")
     p.add_argument("--images", type=int, default=48, help="digit scenes generated (default 48 = 6 batches)")
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS, help="variants to time")
+    p.add_argument(
+        "--head-norm",
+        default="group",
+        choices=("none", "group"),
+        help="build_digits_retinanet's head_norm (default group, as configs/digits-retinanet.yaml)",
+    )
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
 
@@ -139,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         batches, num_classes = make_batches(Path(tmp), args.images, args.batch_size, args.seed)
     boxes = sum(len(t["boxes"]) for _, ts in batches for t in ts)
     print(f"data: {len(batches)} batches of {args.batch_size} digit scenes (128 px), {boxes} annotated boxes")
-    variants = build_variants(build_digits_retinanet(num_classes), tuple(args.variants))
+    print(f"model: build_digits_retinanet(head_norm={args.head_norm!r})")
+    variants = build_variants(build_digits_retinanet(num_classes, head_norm=args.head_norm), tuple(args.variants))
     for threads in args.threads:
         torch.set_num_threads(threads)
         times = interleaved_times(variants, batches, args.rounds, args.warmup)
