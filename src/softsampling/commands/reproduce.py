@@ -33,7 +33,7 @@ Presets:
   digits-hard  hard digit scenes (160 px, 3-30 digits, 4x sizes, Zipf classes, occlusion,
           textured clutter), drops 30/40/50%; target <= 45 min per seed on 2 CPU cores
   digits-one-stage  the digit scenes with a one-stage RetinaNet (digits_retinanet): baseline,
-          overlap soft, BRL, upper bound at drops 30/40/50%; ~15 min per seed (measured)
+          overlap soft, BRL, upper bound at drops 30/40/50%; ~17 min per seed (measured)
   smoke   tiny digit set, one drop rate, a few iterations; < 3 min (used by CI)
   voc     PASCAL VOC 2007 trainval -> test, ResNet-50-FPN; needs --voc-root and a GPU
   open50  the paper's 50 Open Images classes, ResNet-50-FPN, Open Images metric; needs --oi-root

@@ -189,7 +189,7 @@ def digits_one_stage_preset() -> Preset:
         overrides=("train.threads=1",),
         train_eval_images=500,
         overlap_images=0,  # Fig. 3 analyses an RPN's proposals; a one-stage detector has none
-        budget="about 15 minutes per seed on 2 idle CPU cores (13 runs, two at a time; docs/results/digits-one-stage)",
+        budget="about 17 minutes per seed on 2 idle CPU cores (13 runs, two at a time; docs/results/digits-one-stage)",
         methods=("baseline",),
         rate_methods=("baseline", "overlap_soft", "brl", "upper_bound"),
         kind="one_stage",
