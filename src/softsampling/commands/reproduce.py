@@ -31,7 +31,7 @@ their config) are reused and unfinished ones resume from their checkpoint.
 Presets:
   digits  (default) built-in digit scenes, drops 30/40/50%; ~25 min per seed (30 runs) on 2 idle CPU cores
   digits-hard  hard digit scenes (160 px, 3-30 digits, 4x sizes, Zipf classes, occlusion,
-          textured clutter), drops 30/40/50%; target <= 45 min per seed on 2 CPU cores
+          textured clutter), drops 30/40/50%; ~32 min per seed (30 runs) on 2 idle CPU cores
   digits-one-stage  the digit scenes with a one-stage RetinaNet (digits_retinanet): baseline,
           overlap soft, BRL, upper bound at drops 30/40/50%; ~17 min per seed (measured)
   smoke   tiny digit set, one drop rate, a few iterations; < 3 min (used by CI)

@@ -173,7 +173,7 @@ def digits_hard_preset() -> Preset:
         overrides=("train.threads=1",),
         train_eval_images=500,
         overlap_images=200,
-        budget="target: at most 45 minutes per seed on 2 CPU cores (two runs at a time); not yet measured",
+        budget="about 32 minutes per seed on 2 idle CPU cores (30 runs, two at a time; docs/results/digits-hard)",
     )
 
 
