@@ -161,6 +161,34 @@ def test_brl_inside_retinanet_recalibrates_confident_far_anchors() -> None:
     assert (brl - base).item() == pytest.approx(change.item() / num_fg, rel=1e-5)
 
 
+def test_retinanet_batch_loss_is_the_mean_of_each_images_own_loss() -> None:
+    """The head's one focal-loss call over the batch keeps torchvision's per-image normalisation (BRL too)."""
+    torch.manual_seed(0)
+    model = build_digits_retinanet(num_classes=5)
+    gen = torch.Generator().manual_seed(3)
+    _, targets = random_batch(gen)  # 3, 1 and 0 boxes: different foreground counts
+    anchors = [ANCHORS.repeat(4, 1) * 2 + 4 * k for k in range(3)]
+    logits = torch.randn(3, anchors[0].shape[0], 5, generator=gen) * 3  # some background p >= 0.5
+    for strategy in ("overlap_soft", "brl"):
+        use_strategy(model, strategy)
+        matched = [
+            retinanet_matches(model, a, t) if t["boxes"].numel() else torch.full((a.shape[0],), -1)
+            for a, t in zip(anchors, targets, strict=True)
+        ]
+        batch = head_losses_batch(model, logits, targets, anchors, matched)["classification"]
+        alone = [
+            head_losses(model, logits[i : i + 1], targets[i], anchors[i], matched[i])["classification"]
+            for i in range(3)
+        ]
+        assert batch.item() == pytest.approx(sum(x.item() for x in alone) / 3, rel=1e-6), strategy
+        assert len({round(x.item(), 4) for x in alone}) == 3  # the images differ, so a wrong weighting would show
+
+
+def head_losses_batch(model, logits, targets, anchors, matched) -> dict:
+    outputs = {"cls_logits": logits, "bbox_regression": torch.zeros(*logits.shape[:2], 4)}
+    return model.head.compute_loss(targets, outputs, anchors, matched)
+
+
 def random_batch(gen: torch.Generator, size: int = 128) -> tuple[list, list]:
     images = [torch.rand(3, size, size, generator=gen) for _ in range(3)]
     targets = []

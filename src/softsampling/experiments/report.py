@@ -109,7 +109,7 @@ def write_tables(out: Path, outcomes: list[CellOutcome], preset: Preset, seeds: 
         return md
     val_scores = Scores.from_results(results, split="val")
     pseudo = PseudoBoxes.from_results(results)
-    choice_text = ""  # the two-stage study's best new strategy; the one-stage study has no new rows
+    choice = None  # the two-stage study's best new strategy; the one-stage study has no new rows
     if preset.kind == "one_stage":  # its own rows and targets: softsampling.experiments.one_stage_targets
         (h1, r1), (hg, rg), (ht, rt), targets = one_stage_tables(
             scores, preset, seeds=len(seeds), score_threshold=SCORE_THRESHOLD
@@ -119,7 +119,6 @@ def write_tables(out: Path, outcomes: list[CellOutcome], preset: Preset, seeds: 
         hg, rg = gap_table(scores, rates)
         ht, rt = table1(scores, rates, seeds=len(seeds), threshold=SCORE_THRESHOLD)
         choice = best_new_strategy(val_scores, rates)
-        choice_text = f"Best new strategy: {choice.describe()}."
         targets = evaluate_targets(scores, rates, score_threshold=SCORE_THRESHOLD) + evaluate_new_targets(
             scores, choice, pseudo, rates, score_threshold=SCORE_THRESHOLD
         )
@@ -130,8 +129,8 @@ def write_tables(out: Path, outcomes: list[CellOutcome], preset: Preset, seeds: 
         "score": markdown(ht, rt),
         "targets": markdown(hx, rx, numeric=False),
     }
-    if choice_text:
-        md["choice"] = choice_text
+    if choice is not None:
+        md["choice"] = f"Best new strategy: {choice.describe()}."
     if val_scores.values:
         hv, rv = table1(val_scores, rates, seeds=len(seeds))
         md["val"] = markdown(hv, rv)
